@@ -1,0 +1,64 @@
+"""``python -m gradcheck``: run refnet's verification matrix and print a row per check.
+
+Exit status 0 when every check passes, 1 otherwise.
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m gradcheck", description=__doc__)
+    p.add_argument("--json", action="store_true", help="one JSON object per check, one per line")
+    p.add_argument("--backend", choices=("numpy", "cupy"),
+                   help="sets REFNET_BACKEND for this run (default: the environment's, else numpy)")
+    p.add_argument("--dtype", choices=("float64", "float32"),
+                   help="sets REFNET_DTYPE for this run (default: the environment's, else float64)")
+    p.add_argument("--cell", action="append", help="only this cell (repeatable)")
+    p.add_argument("--algorithm", action="append", help="only algorithms starting with this (repeatable)")
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.backend:
+        os.environ["REFNET_BACKEND"] = args.backend
+    if args.dtype:
+        os.environ["REFNET_DTYPE"] = args.dtype
+    from refnet.backend import backend_name, get_dtype, get_xp
+    from .matrix import checks, run_check
+
+    get_xp()  # fail here, with the variable named, if the backend is unusable
+    selected = [c for c in checks()
+                if (not args.cell or c.cell in args.cell)
+                and (not args.algorithm or any(c.algorithm.startswith(a) for a in args.algorithm))]
+    if not selected:
+        print("no check matches the --cell/--algorithm filters", file=sys.stderr)
+        return 2
+    if not args.json:
+        print(f"refnet gradcheck matrix: backend {backend_name()}, dtype {get_dtype()}")
+        print(f"{'cell':<11} {'algorithm':<22} {'relation':<40} {'max rel err':>11} "
+              f"{'tolerance':>9} {'result':>6} {'seconds':>7}")
+    failures = 0
+    for check in selected:
+        row = run_check(check)
+        failures += not row.passed
+        if args.json:
+            print(json.dumps({"cell": row.cell, "algorithm": row.algorithm, "relation": row.relation,
+                              "max_rel_error": row.max_rel_error, "tolerance": row.tolerance,
+                              "passed": row.passed, "seconds": round(row.seconds, 4),
+                              "detail": row.detail, "backend": backend_name(),
+                              "dtype": str(get_dtype())}), flush=True)
+        else:
+            err = "-" if row.max_rel_error is None else f"{row.max_rel_error:.2e}"
+            print(f"{row.cell:<11} {row.algorithm:<22} {row.relation:<40} {err:>11} "
+                  f"{row.tolerance:>9.1e} {'pass' if row.passed else 'FAIL':>6} {row.seconds:7.3f}"
+                  + ("" if row.passed else f"   {row.detail}"), flush=True)
+    if not args.json:
+        print(f"{len(selected) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Default steps and tolerances, keyed by dtype.
+
+``eps`` is the central-difference step; its truncation error is O(eps²) and
+its rounding error O(u / eps) with u the unit roundoff, balanced near
+eps ≈ u^(1/3): 1e-6 in float64 (u ≈ 1.1e-16), 4e-3 in float32 (u ≈ 6e-8).
+``rtol`` bounds the normwise relative error (see ``gradcheck.check``) of
+gradients of that dtype; ``atol`` is the absolute floor used where a gradient
+is itself tiny.  In float64 it sits a little above the rounding noise of a
+central difference of an O(1) objective, ≈ 10 u / eps = 1e-9.  The float32
+row's rtol/atol assume the reference is computed in float64 (as the matrix
+does): they bound float32 rounding in the analytic gradient, 1e-4 / 1e-6.
+A float32 difference quotient is itself noisy to ≈ u / eps ≈ 1e-5 · |f|.  ``exact`` is
+the tolerance for relations that hold to rounding (RTRL = BPTT,
+TBPTT with k2 >= T = BPTT, JVP/VJP dot products).
+"""
+import numpy as np
+
+__all__ = ["TOLERANCES", "tolerances_for"]
+
+TOLERANCES = {
+    np.dtype("float64"): {"eps": 1e-6, "rtol": 1e-6, "atol": 1e-9, "exact": 1e-12},
+    np.dtype("float32"): {"eps": 4e-3, "rtol": 1e-4, "atol": 1e-6, "exact": 1e-5},
+}
+
+
+def tolerances_for(dtype):
+    """The tolerance row for ``dtype``; ValueError for a dtype with no row."""
+    dtype = np.dtype(dtype)
+    if dtype not in TOLERANCES:
+        raise ValueError(f"dtype must be one of {[str(d) for d in TOLERANCES]}, got {dtype}")
+    return TOLERANCES[dtype]

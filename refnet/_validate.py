@@ -1,0 +1,82 @@
+"""Argument checks shared by the public entry points.
+
+Every message names the argument, what was expected and what came.  Cells'
+``step`` functions do not validate (they sit on the per-step hot path); the
+algorithms validate their whole input once, at entry.
+"""
+import numbers
+
+from .backend import xp_of
+
+__all__ = ["check_array", "check_params", "check_int", "check_same_dtype", "check_finite"]
+
+
+def _shape_str(shape):
+    return "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+
+
+def check_array(name, a, *, shape=None, ndim=None, finite=True, floating=True):
+    """Check an array's type, rank, shape (None = any size) and finiteness."""
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if shape is not None:
+        ndim = len(shape)
+    if ndim is not None and a.ndim != ndim:
+        want = _shape_str(shape) if shape is not None else f"{ndim} dimensions"
+        raise ValueError(f"{name} must have shape {want}, got shape {tuple(a.shape)} "
+                         f"({a.ndim} dimensions)")
+    if shape is not None:
+        for want, got in zip(shape, a.shape):
+            if want is not None and want != got:
+                raise ValueError(f"{name} must have shape {_shape_str(shape)}, "
+                                 f"got {tuple(a.shape)}")
+    if floating and a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating array, got dtype {a.dtype}")
+    if finite:
+        check_finite(name, a)
+    return a
+
+
+def check_finite(name, a):
+    """Raise ValueError if ``a`` holds NaN or Inf, naming the first bad index."""
+    xp = xp_of(a)
+    bad = ~xp.isfinite(a)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in xp.argwhere(bad)[0])
+        raise ValueError(f"{name} must be finite, got {a[index]} at index {index}")
+
+
+def check_params(name, params, shapes):
+    """Check a params dict against ``shapes`` {name: shape}: names, shapes, finiteness."""
+    if not isinstance(params, dict):
+        raise TypeError(f"{name} must be a dict of arrays, got {type(params).__name__}")
+    missing = [k for k in shapes if k not in params]
+    extra = [k for k in params if k not in shapes]
+    if missing or extra:
+        raise ValueError(
+            f"{name} must have exactly the keys {sorted(shapes)}; "
+            f"missing {missing}, unexpected {extra}")
+    for key, shape in shapes.items():
+        check_array(f"{name}[{key!r}]", params[key], shape=shape)
+    check_same_dtype({f"{name}[{k!r}]": params[k] for k in shapes})
+    return params
+
+
+def check_int(name, value, minimum):
+    """Check that ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_same_dtype(arrays):
+    """Check that all named arrays share one dtype; TypeError naming two that differ."""
+    items = [(k, a) for k, a in arrays.items() if a is not None]
+    xp_of(*(a for _, a in items))
+    first_name, first = items[0]
+    for k, a in items[1:]:
+        if a.dtype != first.dtype:
+            raise TypeError(f"mixed dtypes: {first_name} is {first.dtype} but {k} is {a.dtype}; "
+                            "cast them to one dtype")

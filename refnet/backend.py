@@ -1,0 +1,156 @@
+"""Array backend and floating dtype.
+
+``REFNET_BACKEND=numpy|cupy`` decides where *new* arrays are made (parameter
+initialisation, zero states, random numbers).  Compute functions never consult
+it: they take the array module from their inputs with :func:`xp_of`, so one
+process can hold NumPy and CuPy models side by side.
+
+``REFNET_DTYPE=float64|float32`` is the dtype of new arrays; float64 by
+default, because an oracle must be exact first.
+
+Both variables are read at every use, and a bad value fails there, naming the
+variable, the value and the valid choices.  CuPy is imported lazily; if it was
+asked for and cannot be imported or sees no GPU, the error says so and keeps
+the original exception as its cause.  There is never a silent fallback.
+"""
+import os
+
+import numpy
+
+__all__ = [
+    "BACKENDS", "DTYPES", "backend_name", "get_xp", "get_dtype", "xp_of",
+    "to_numpy", "asarray", "Rng", "rng",
+]
+
+BACKENDS = ("numpy", "cupy")
+DTYPES = ("float64", "float32")
+
+_cupy = None
+
+
+def _env_choice(variable, choices, default):
+    value = os.environ.get(variable, default)
+    if value not in choices:
+        raise ValueError(
+            f"{variable}={value!r} is not a valid choice; expected one of "
+            f"{', '.join(repr(c) for c in choices)}")
+    return value
+
+
+def _import_cupy():
+    """Import CuPy and check that it sees a GPU; raise RuntimeError if not."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    try:
+        import cupy
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # ImportError, CUDARuntimeError, missing driver...
+        raise RuntimeError(
+            "REFNET_BACKEND='cupy' was requested but CuPy is unusable here "
+            f"({type(exc).__name__}: {exc}); valid choices are "
+            f"{', '.join(repr(c) for c in BACKENDS)}, and 'numpy' needs no GPU"
+        ) from exc
+    if n_devices < 1:
+        raise RuntimeError(
+            "REFNET_BACKEND='cupy' was requested but CuPy sees no GPU "
+            "(getDeviceCount() == 0); use REFNET_BACKEND='numpy'")
+    _cupy = cupy
+    return cupy
+
+
+def backend_name():
+    """The active backend's name, from ``REFNET_BACKEND`` (default 'numpy')."""
+    return _env_choice("REFNET_BACKEND", BACKENDS, "numpy")
+
+
+def get_xp():
+    """The array module in which new arrays are made (numpy or cupy)."""
+    if backend_name() == "cupy":
+        return _import_cupy()
+    return numpy
+
+
+def get_dtype():
+    """The floating dtype of new arrays, from ``REFNET_DTYPE`` (default float64)."""
+    return numpy.dtype(_env_choice("REFNET_DTYPE", DTYPES, "float64"))
+
+
+def _is_cupy_array(a):
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def xp_of(*arrays):
+    """The array module of ``arrays`` (None and Python scalars are ignored).
+
+    Raises TypeError if NumPy and CuPy arrays are mixed.  With no arrays at
+    all, returns NumPy.
+    """
+    first_numpy = first_cupy = None
+    for a in arrays:
+        if a is None or isinstance(a, (bool, int, float, complex)):
+            continue
+        if _is_cupy_array(a):
+            first_cupy = a if first_cupy is None else first_cupy
+        else:
+            first_numpy = a if first_numpy is None else first_numpy
+    if first_cupy is not None and first_numpy is not None:
+        raise TypeError(
+            "arrays from two backends were mixed in one call: a "
+            f"{type(first_numpy).__module__}.{type(first_numpy).__name__} of shape "
+            f"{getattr(first_numpy, 'shape', '?')} and a cupy.ndarray of shape "
+            f"{first_cupy.shape}; move them to one backend first (refnet.to_numpy "
+            "or refnet.asarray)")
+    if first_cupy is not None:
+        return _import_cupy()
+    return numpy
+
+
+def to_numpy(a):
+    """A NumPy copy (or view) of ``a``, wherever it lives."""
+    if _is_cupy_array(a):
+        return a.get()
+    return numpy.asarray(a)
+
+
+def asarray(a, dtype=None):
+    """``a`` on the active backend, as ``dtype`` (default: the active float dtype)."""
+    xp = get_xp()
+    if _is_cupy_array(a) and xp is numpy:
+        a = a.get()
+    return xp.asarray(a, dtype=get_dtype() if dtype is None else dtype)
+
+
+class Rng:
+    """A seeded random source whose arrays land on the active backend.
+
+    Numbers are drawn by NumPy's PCG64 and then moved, so a seed gives the same
+    values on NumPy and on CuPy: a model initialised on the GPU equals the one
+    initialised on the CPU.
+    """
+
+    def __init__(self, seed):
+        if not isinstance(seed, (int, numpy.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+        self.generator = numpy.random.default_rng(int(seed))
+
+    def normal(self, shape, scale=1.0):
+        """Samples of N(0, scale²)."""
+        return asarray(self.generator.normal(0.0, scale, size=shape))
+
+    def uniform(self, shape, low=0.0, high=1.0):
+        """Samples of U(low, high)."""
+        return asarray(self.generator.uniform(low, high, size=shape))
+
+    def integers(self, low, high, shape):
+        """Integers in [low, high), as int64."""
+        return asarray(self.generator.integers(low, high, size=shape), dtype=numpy.int64)
+
+    def signs(self, shape):
+        """Independent ±1 with probability ½ each (Rademacher)."""
+        return asarray(self.generator.integers(0, 2, size=shape) * 2.0 - 1.0)
+
+
+def rng(seed):
+    """A :class:`Rng` seeded with ``seed``."""
+    return Rng(seed)

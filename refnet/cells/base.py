@@ -1,0 +1,128 @@
+"""The cell contract (DESIGN.md §3) and the affine pieces all PyTorch cells share.
+
+A cell is an immutable description (sizes, nonlinearity); parameters, states
+and caches are passed in and out explicitly, so nothing depends on call order.
+
+State ``s`` is one array (B, n_state).  One transition is
+``s_t = f(θ, s_{t-1}, x_t)``:
+
+- ``step(params, s_prev, x, t=None) -> (s, cache)``
+- ``step_vjp(params, cache, ds) -> (ds_prev, dparams, dx)``      (uᵀ J)
+- ``step_jvp(params, cache, ds_prev, dparams, dx) -> ds``         (J v)
+- ``jacobians(params, cache) -> (J_s (B, n, n), J_theta (B, n, P))``
+- ``output(s)`` the part a head reads, and ``output_vjp(dy) -> ds``.
+
+``dparams`` from ``step_vjp`` is summed over the batch (the gradient of a
+batch loss); a parameter tangent in ``step_jvp`` is shared by the batch.
+In ``step_jvp`` any tangent may be None, meaning zero.
+"""
+from ..backend import get_dtype, get_xp, xp_of
+from .._validate import check_params
+from ..params import flatten
+
+__all__ = ["Cell", "affine_jvp", "affine_vjp"]
+
+
+class Cell:
+    """Base of every cell: shared defaults of the contract.
+
+    Subclasses set ``input_size`` and ``hidden_size`` and define
+    ``param_shapes``, ``init``, ``step``, ``step_vjp`` and ``step_jvp``.
+    """
+
+    def __post_init__(self):
+        for name in ("input_size", "hidden_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+    def pytorch_init(self, rng):
+        """PyTorch's init: every entry U(−1/√H, 1/√H)."""
+        bound = self.hidden_size ** -0.5
+        return {k: rng.uniform(shape, -bound, bound) for k, shape in self.param_shapes().items()}
+
+    @property
+    def n_state(self):
+        """Width of the state vector s."""
+        return self.hidden_size
+
+    @property
+    def n_out(self):
+        """Width of ``output(s)``."""
+        return self.hidden_size
+
+    def init_state(self, batch):
+        """A zero state (batch, n_state) on the active backend."""
+        return get_xp().zeros((batch, self.n_state), dtype=get_dtype())
+
+    def output(self, s):
+        """The part of the state a head reads (the whole state by default)."""
+        return s
+
+    def output_vjp(self, dy):
+        """ds for a cotangent dy on ``output(s)``."""
+        return dy
+
+    def check_params(self, params, name="params"):
+        """Raise unless ``params`` has exactly this cell's names and shapes, all finite."""
+        return check_params(name, params, self.param_shapes())
+
+    def jacobians(self, params, cache):
+        """Immediate Jacobians J_s = ∂s_t/∂s_{t−1} (B, n, n) and J_θ = ∂s_t/∂θ (B, n, P).
+
+        Generic form: column j of each is ``step_jvp`` along the j-th unit
+        vector, so it costs n + P JVPs.  Columns of J_θ follow
+        ``refnet.params.flatten`` order.  Cells with structure override this.
+        """
+        xp = xp_of(cache.x)
+        B, n = cache.x.shape[0], self.n_state
+        J_s = xp.zeros((B, n, n), dtype=cache.x.dtype)
+        for j in range(n):
+            e = xp.zeros((B, n), dtype=cache.x.dtype)
+            e[:, j] = 1.0
+            J_s[:, :, j] = self.step_jvp(params, cache, e, None, None)
+        shapes = self.param_shapes()
+        P = sum(int(params[k].size) for k in shapes)
+        J_theta = xp.zeros((B, n, P), dtype=cache.x.dtype)
+        zero = {k: xp.zeros_like(params[k]) for k in shapes}
+        column = 0
+        for k in shapes:
+            for flat in range(params[k].size):
+                tangent = dict(zero)
+                tangent[k] = xp.zeros_like(params[k])
+                tangent[k].reshape(-1)[flat] = 1.0
+                J_theta[:, :, column] = self.step_jvp(params, cache, None, tangent, None)
+                column += 1
+        return J_s, J_theta
+
+    def flat_params(self, params):
+        """θ as one vector in the column order of J_θ."""
+        return flatten({k: params[k] for k in self.param_shapes()})
+
+
+def affine_jvp(params, x, h_prev, dparams, dx, dh_prev):
+    """Tangents of the two affine maps of a PyTorch cell.
+
+    Forward: ``a_i = x W_ihᵀ + b_ih`` and ``a_h = h W_hhᵀ + b_hh``.
+    Returns ``(da_i, da_h)``; a None tangent counts as zero (then so may the result).
+    """
+    da_i = da_h = 0.0
+    if dx is not None:
+        da_i = da_i + dx @ params["weight_ih"].T
+    if dh_prev is not None:
+        da_h = da_h + dh_prev @ params["weight_hh"].T
+    if dparams is not None:
+        da_i = da_i + x @ dparams["weight_ih"].T + dparams["bias_ih"]
+        da_h = da_h + h_prev @ dparams["weight_hh"].T + dparams["bias_hh"]
+    return da_i, da_h
+
+
+def affine_vjp(params, x, h_prev, da_i, da_h):
+    """Adjoints of the two affine maps: returns ``(dparams, dx, dh_prev)``, dparams summed over B."""
+    dparams = {
+        "weight_ih": da_i.T @ x,
+        "weight_hh": da_h.T @ h_prev,
+        "bias_ih": da_i.sum(axis=0),
+        "bias_hh": da_h.sum(axis=0),
+    }
+    return dparams, da_i @ params["weight_ih"], da_h @ params["weight_hh"]
