@@ -88,7 +88,7 @@ class Problem:
         elif weights == "last":
             self.weights = heads.last_step(T, B)
         else:
-            self.weights = heads.masked(to_numpy(r.uniform((T, B))) > 0.4)
+            self.weights = heads.masked(r.uniform((T, B)) > 0.4)
 
         self.x64, self.y64, self.w64 = _f64(self.x), _f64(self.y), _f64(self.weights)
 

@@ -131,22 +131,37 @@ class Head:
         return (w * ell).sum()
 
 
-def every_step(T, B):
-    """Weights (T, B) for the mean loss over every step and sequence."""
-    return get_xp().full((T, B), 1.0 / (T * B), dtype=get_dtype())
+def _new(like):
+    """(array module, dtype) for new arrays: those of ``like``, else the active backend's."""
+    if like is None:
+        return get_xp(), get_dtype()
+    return xp_of(like), like.dtype
 
 
-def last_step(T, B):
+def every_step(T, B, *, like=None):
+    """Weights (T, B) for the mean loss over every step and sequence.
+
+    Made on the backend and dtype of ``like`` if given, else on the active ones.
+    """
+    xp, dtype = _new(like)
+    return xp.full((T, B), 1.0 / (T * B), dtype=dtype)
+
+
+def last_step(T, B, *, like=None):
     """Weights (T, B) for the mean loss over sequences at the last step only."""
-    w = get_xp().zeros((T, B), dtype=get_dtype())
+    xp, dtype = _new(like)
+    w = xp.zeros((T, B), dtype=dtype)
     w[-1] = 1.0 / B
     return w
 
 
-def masked(mask):
-    """Weights (T, B) for the mean loss over the entries where ``mask`` is true."""
+def masked(mask, *, dtype=None):
+    """Weights (T, B) for the mean loss over the entries where ``mask`` is true.
+
+    On the backend of ``mask``; ``dtype`` defaults to the active float dtype.
+    """
     xp = xp_of(mask)
-    m = xp.asarray(mask, dtype=get_dtype())
+    m = xp.asarray(mask, dtype=get_dtype() if dtype is None else dtype)
     count = float(m.sum())
     if count == 0:
         raise ValueError("mask must select at least one (t, b) entry, got an all-false mask")

@@ -76,7 +76,7 @@ def _check_objective(head, beta, x, y, weights):
     head.check_params(beta, "beta")
     head.check_targets(y, (T, B), "y")
     if weights is None:
-        weights = every_step(T, B).astype(x.dtype)
+        weights = every_step(T, B, like=x)
     check_array("weights", weights, shape=(T, B))
     check_same_dtype({"x": x, "weights": weights, "beta['weight']": beta["weight"]})
     return weights
@@ -174,11 +174,16 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None):
 
 
 def tbptt_windows(T, k1, k2):
-    """The windows of TBPTT(k1, k2): tuples (first loss step, last step, first state held fixed).
+    """The windows of TBPTT(k1, k2): tuples (first loss step, last loss step, state held fixed).
 
-    Every k1 steps (t = k1, 2k1, …, and T if T is not a multiple of k1) the
-    losses of the last k1 steps are back-propagated through at most k2
-    steps; the state s_{max(t − k2, 0)} is held constant.
+    At t = k1, 2·k1, … (and at T if k1 does not divide T) the losses of the
+    steps since the previous window are back-propagated through at most k2
+    steps, to the state s_{max(t − k2, 0)}, which is held constant.  So
+    k2 >= T gives BPTT.  With k1 = k2 = k and k dividing T this is the
+    chunked "run k steps, backward, detach" form; when k does not divide T
+    the last, shorter window still reaches back k steps from T (one
+    backward at the end, as an online learner would make), not to the chunk
+    boundary.
     """
     T = check_int("T", T, 1)
     k1 = check_int("k1", k1, 1)
@@ -186,13 +191,10 @@ def tbptt_windows(T, k1, k2):
     if k2 < k1:
         raise ValueError(f"k2 must be >= k1 so that every loss reaches back through its own step "
                          f"(Williams & Peng 1990), got k1 = {k1}, k2 = {k2}")
-    ends = list(range(k1, T + 1, k1))
-    if not ends or ends[-1] != T:
-        ends.append(T)
-    windows, first = [], 1
-    for end in ends:
+    windows = []
+    for first in range(1, T + 1, k1):
+        end = min(first + k1 - 1, T)
         windows.append((first, end, max(end - k2, 0)))
-        first = end + 1
     return windows
 
 
@@ -200,7 +202,7 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
     """TBPTT(k1, k2) (Williams & Peng 1990), gradient summed over the sequence, θ fixed.
 
     Every k1 steps the losses of those k1 steps are back-propagated through
-    at most k2 steps (:func:`tbptt_windows`).  This is the exact gradient of
+    at most k2 steps (:func:`tbptt_windows` gives the exact windows).  This is the exact gradient of
     :func:`truncated_loss` — the states at the truncation points held at their
     values on this trajectory.  k1 = k2 = k is the chunked form; k1 = 1 the
     online form; k2 >= T gives BPTT.  Arguments as :func:`bptt`.

@@ -1,0 +1,30 @@
+"""Shared fixtures: every cell, small shapes, and an environment reset per test."""
+import pytest
+
+import refnet
+
+CELL_FACTORIES = {
+    "elman_tanh": lambda I, H: refnet.ElmanRNN(I, H, "tanh"),
+    "elman_relu": lambda I, H: refnet.ElmanRNN(I, H, "relu"),
+    "irnn": lambda I, H: refnet.IRNN(I, H, input_std=0.5),
+    "lstm": lambda I, H: refnet.LSTM(I, H),
+    "gru": lambda I, H: refnet.GRU(I, H),
+}
+
+SMOOTH_CELLS = ["elman_tanh", "lstm", "gru"]   # no ReLU kinks: safe for FD at random points
+
+
+@pytest.fixture(autouse=True)
+def _default_backend(monkeypatch):
+    """Tests run on NumPy/float64 unless they set the variables themselves."""
+    monkeypatch.delenv("REFNET_BACKEND", raising=False)
+    monkeypatch.delenv("REFNET_DTYPE", raising=False)
+
+
+@pytest.fixture(params=list(CELL_FACTORIES))
+def cell_name(request):
+    return request.param
+
+
+def make_cell(name, I=3, H=4):
+    return CELL_FACTORIES[name](I, H)
