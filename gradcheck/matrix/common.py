@@ -1,0 +1,127 @@
+"""Shared pieces of the matrix: rows, checks, the random problem, float64 helpers."""
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+import refnet
+from refnet import heads
+from refnet.backend import asarray, get_dtype, rng, to_numpy
+
+from ..check import check_grads
+from ..tolerances import tolerances_for
+
+__all__ = ["CELLS", "Check", "Row", "Problem", "run_check", "check_fd", "exact_tol", "f64", "worst",
+           "T", "B", "I", "H", "O"]
+
+T, B, I, H, O = 5, 3, 3, 4, 3
+
+CELLS = {
+    "elman_tanh": lambda: refnet.ElmanRNN(I, H, "tanh"),
+    "elman_relu": lambda: refnet.ElmanRNN(I, H, "relu"),
+    "irnn": lambda: refnet.IRNN(I, H, input_std=0.5),
+    "lstm": lambda: refnet.LSTM(I, H),
+    "gru": lambda: refnet.GRU(I, H),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    cell: str
+    algorithm: str
+    relation: str
+    max_rel_error: Optional[float]   # None where the measure is not an error (Taylor order)
+    tolerance: float
+    passed: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    cell: str
+    algorithm: str
+    relation: str
+    run: Callable   # () -> (max_rel_error or None, tolerance, passed, detail)
+
+
+class Problem:
+    """A seeded random problem for one cell: θ, β, x, s_0, targets and weights."""
+
+    def __init__(self, cell_name, loss=heads.softmax_cross_entropy, weights="every", seed=0):
+        r = rng(seed)
+        self.cell = CELLS[cell_name]()
+        self.theta = self.cell.init(r)
+        self.head = refnet.Head(self.cell.n_out, O, loss)
+        self.beta = self.head.init(r)
+        self.x = r.normal((T, B, I))
+        self.s0 = r.normal((B, self.cell.n_state), 0.5)
+        if loss.label_target:
+            self.y = r.integers(0, O, (T, B))
+        else:
+            self.y = r.uniform((T, B, O))
+        if weights == "every":
+            self.weights = heads.every_step(T, B)
+        elif weights == "last":
+            self.weights = heads.last_step(T, B)
+        else:
+            self.weights = heads.masked(r.uniform((T, B)) > 0.4)
+
+        self.x64, self.y64, self.w64 = f64(self.x), f64(self.y), f64(self.weights)
+
+    def pack(self, theta, beta, s0):
+        """One float64 NumPy dict for gradcheck: theta/…, beta/…, s0."""
+        out = {f"theta/{k}": to_numpy(v) for k, v in theta.items()}
+        out.update({f"beta/{k}": to_numpy(v) for k, v in beta.items()})
+        out["s0"] = to_numpy(s0)
+        return out
+
+    def unpack(self, flat):
+        """float64 θ, β, s_0 on the active backend, from a gradcheck dict."""
+        theta = {k: f64(flat[f"theta/{k}"]) for k in self.theta}
+        beta = {k: f64(flat[f"beta/{k}"]) for k in self.beta}
+        return theta, beta, f64(flat["s0"])
+
+    def loss(self, flat):
+        """L in float64 at the point ``flat``."""
+        theta, beta, s0 = self.unpack(flat)
+        return refnet.loss(self.cell, theta, self.x64, s0, self.head, beta, self.y64, self.w64)
+
+
+def f64(a):
+    """``a`` on the active backend in float64 (integer labels stay integers)."""
+    a_np = to_numpy(a)
+    return asarray(a_np, dtype=a_np.dtype if a_np.dtype.kind in "iu" else np.float64)
+
+
+def check_fd(f, point, grads):
+    """check_grads with a float64 step and the tolerances of the analytic dtype."""
+    row = tolerances_for(get_dtype())
+    return check_grads(f, point, grads, eps=tolerances_for(np.float64)["eps"], rtol=row["rtol"],
+                       atol=row["atol"], raise_on_failure=False)
+
+
+def exact_tol():
+    return tolerances_for(get_dtype())["exact"]
+
+
+def worst(report):
+    if not report.params:
+        return ""
+    p = report.params[0]
+    return f"worst {p.name}{list(p.index)}"
+
+
+def run_check(check):
+    """Run one check and time it; an exception becomes a failed row carrying its message."""
+    start = time.perf_counter()
+    try:
+        err, tol, passed, detail = check.run()
+    except Exception as exc:  # a crash is a failed check, reported, not a dead CLI
+        err, tol, passed, detail = None, float("nan"), False, f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - start
+    if err is not None:
+        err = float(err)
+        passed = bool(passed) and bool(np.isfinite(err))
+    return Row(check.cell, check.algorithm, check.relation, err, float(tol), bool(passed), seconds, detail)
