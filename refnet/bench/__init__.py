@@ -6,7 +6,7 @@ Timing helpers shared by the cases live in :mod:`refnet.bench.timing`.
 """
 from . import bptt, report, timing
 from .report import BenchmarkError, Report
-from .timing import GemmThroughput, Timing, gemm_throughput, time_call, time_interleaved
+from .timing import GemmThroughput, Timing, gemm_throughput, time_call, time_each
 
 __all__ = ["bptt", "report", "timing", "BenchmarkError", "Report", "GemmThroughput", "Timing",
-           "gemm_throughput", "time_call", "time_interleaved"]
+           "gemm_throughput", "time_call", "time_each"]

@@ -11,6 +11,8 @@ import sys
 from . import bptt
 from .report import BenchmarkError
 
+__all__ = ["CASES", "main"]
+
 CASES = {
     "bptt": bptt.run,
 }
@@ -30,7 +32,7 @@ def _positive_int(text):
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m refnet.bench",
                                      description="Benchmarks of refnet against peer implementations.")
-    parser.add_argument("case", help=f"the benchmark to run, one of: {', '.join(CASES)}")
+    parser.add_argument("case", nargs="?", help=f"the benchmark to run, one of: {', '.join(CASES)}")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     parser.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
                         help="timed repeats per measurement (default: the case's own; fewer if "
@@ -44,7 +46,8 @@ def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.case not in CASES:
-        parser.error(f"argument case: unknown case {args.case!r}; valid cases are: {', '.join(CASES)}")
+        given = "missing" if args.case is None else f"unknown case {args.case!r}"
+        parser.error(f"argument case: {given}; valid cases are: {', '.join(CASES)}")
     try:
         report = CASES[args.case](repeats=args.repeats, quick=args.quick)
     except BenchmarkError as exc:

@@ -31,7 +31,7 @@ from ..cells import LSTM
 from ..algorithms import sequence_vjp
 from .._validate import check_int
 from .report import BenchmarkError, Report, format_table
-from .timing import gemm_throughput, numpy_blas, time_interleaved
+from .timing import gemm_throughput, numpy_blas, time_each
 
 __all__ = ["Problem", "GRAD_RTOL", "lstm_bptt_flops", "make_problem", "max_rel_error",
            "lstm_gemms", "run"]
@@ -41,9 +41,12 @@ STEPS = {"full": 256, "quick": 16}
 SQUARE = {"full": 1024, "quick": 256}
 DEFAULT_REPEATS = {"full": 15, "quick": 3}
 DTYPES = ("float32", "float64")
-# Wall-clock budgets in seconds per dtype (time_interleaved's max_seconds), so that
-# the whole case stays near a minute even when the 2-core machine is loaded.
-BUDGET_S = {"timings": 18.0, "gemm": 3.0}
+# Wall-clock budgets in seconds of each measurement (time_call's max_seconds), so
+# that the whole case stays near a minute even when the 2-core machine is loaded.
+BUDGET_S = {"bptt": 9.0, "gemm": 3.0}
+
+# A measurement whose max exceeds NOISY_SPREAD × its min is flagged in the table.
+NOISY_SPREAD = 2.0
 
 # Normwise relative error allowed between refnet's and PyTorch's gradients.  Both
 # sum the same terms in different orders; over T = 256 steps of sums of
@@ -200,6 +203,14 @@ def lstm_gemms(B, I, H, T, dtype, *, square, repeats, max_seconds=None):
     }
 
 
+def _load_1min():
+    """The 1-minute load average, or None where the OS does not report one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _threads(torch):
     """Match PyTorch's threads to NumPy's BLAS; returns the environment dict for every row."""
     blas, blas_threads = numpy_blas()
@@ -213,18 +224,19 @@ def _threads(torch):
         "numpy_blas_threads": blas_threads,
         "torch_threads": None if torch is None else torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "load_1min_start": _load_1min(),
     }
 
 
 def _measure_dtype(torch, cell, dtype, steps, square, repeats):
-    """Agreement check, interleaved timings and GEMM rates for one dtype."""
+    """Agreement check, timings of each implementation and GEMM rates for one dtype."""
     problem = make_problem(cell, BATCH, steps, dtype)
     runs = {"refnet": _refnet_run(cell, problem)}
     agreement = (None, None)
     if torch is not None:
         runs["torch"], leaves = _torch_run(torch, cell, problem)
         agreement = _check_agreement(cell, problem, runs["torch"], leaves)
-    timings = time_interleaved(runs, repeats=repeats, max_seconds=BUDGET_S["timings"])
+    timings = time_each(runs, repeats=repeats, max_seconds=BUDGET_S["bptt"])
     gemms = lstm_gemms(BATCH, INPUT, HIDDEN, steps, dtype, square=square, repeats=repeats,
                        max_seconds=BUDGET_S["gemm"])
     return timings, gemms, agreement
@@ -260,39 +272,70 @@ def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
-def _table(rows, torch_missing):
-    """The human-readable report of ``rows``."""
-    timing = [r for r in rows if r["row"] == "timing"]
-    gemm = [r for r in rows if r["row"] == "gemm"]
-    ratio = [r for r in rows if r["row"] == "ratio"]
-    env, first = rows[0], timing[0]
-    blas = f"{env['numpy_blas']}, {env['numpy_blas_threads']} threads" if env["numpy_blas"] \
-        else "BLAS threads unknown: threadpoolctl not importable, defaults kept"
-    peer = f"torch {env['torch_version']} ({env['torch_threads']} threads)" if env["torch_version"] \
-        else f"torch not importable ({torch_missing}): peer skipped, ratios null"
-    head = [
+def _header(rows, torch_missing):
+    """Lines saying what was run, where, and with which libraries."""
+    env = first = rows[0]
+    blas = (f"{env['numpy_blas']}, {env['numpy_blas_threads']} threads" if env["numpy_blas"]
+            else "BLAS threads unknown: threadpoolctl not importable, defaults kept")
+    peer = (f"torch {env['torch_version']} ({env['torch_threads']} threads)" if env["torch_version"]
+            else f"torch not importable ({torch_missing}): peer skipped, ratios null")
+    return "\n".join([
         "bptt: LSTM forward + backward over a sequence, refnet.sequence_vjp vs torch nn.LSTM + "
         "autograd.backward",
-        f"B={first['B']} I={first['I']} H={first['H']} T={first['T']}; {first['flops'] / 1e9:.3g} "
-        f"GFLOP of matmuls per run (24·T·B·(I+H)·H); median [min, max] over n repeats, "
-        "refnet and torch interleaved",
+        f"B={first['B']} I={first['I']} H={first['H']} T={first['T']}; "
+        f"{lstm_bptt_flops(first['B'], first['I'], first['H'], first['T']) / 1e9:.3g} GFLOP of "
+        "matmuls per run (24·T·B·(I+H)·H)",
+        "times: median [min, max] over n repeats, after a warm-up",
         f"numpy {env['numpy_version']} ({blas}); {peer}; {env['cpu_count']} CPUs",
-    ]
-    timing_table = format_table(
+    ])
+
+
+def _times_ms(row, digits):
+    return [f"{1e3 * row[k]:.{digits}f}" for k in ("median_s", "min_s", "max_s")]
+
+
+def _timing_table(rows):
+    return format_table(
         ("dtype", "impl", "n", "median ms", "min ms", "max ms", "GFLOP/s", "of GEMM lstm",
          "of GEMM square"),
-        [(r["dtype"], r["impl"], str(r["repeats"]), f"{1e3 * r['median_s']:.1f}", f"{1e3 * r['min_s']:.1f}",
-          f"{1e3 * r['max_s']:.1f}", f"{r['gflop_per_s']:.2f}", f"{r['fraction_of_gemm_lstm']:.0%}",
-          f"{r['fraction_of_gemm_square']:.0%}") for r in timing], text_columns=2)
-    gemm_table = format_table(
+        [(r["dtype"], r["impl"], str(r["repeats"]), *_times_ms(r, 1), f"{r['gflop_per_s']:.2f}",
+          f"{r['fraction_of_gemm_lstm']:.0%}", f"{r['fraction_of_gemm_square']:.0%}")
+         for r in rows if r["row"] == "timing"],
+        text_columns=2)
+
+
+def _gemm_table(rows):
+    return format_table(
         ("dtype", "numpy.matmul", "n", "median ms", "min ms", "max ms", "GFLOP/s"),
-        [(r["dtype"], r["shapes"], str(r["repeats"]), f"{1e3 * r['median_s']:.2f}", f"{1e3 * r['min_s']:.2f}",
-          f"{1e3 * r['max_s']:.2f}", f"{r['gflop_per_s']:.2f}") for r in gemm], text_columns=2)
-    ratio_table = format_table(
+        [(r["dtype"], r["shapes"], str(r["repeats"]), *_times_ms(r, 2), f"{r['gflop_per_s']:.2f}")
+         for r in rows if r["row"] == "gemm"],
+        text_columns=2)
+
+
+def _ratio_table(rows):
+    return format_table(
         ("dtype", "refnet_over_torch (>1: refnet slower)", "grad max rel err", "worst", "tolerance"),
         [(r["dtype"], _fmt(r["refnet_over_torch"], ".2f"), _fmt(r["grad_max_rel_err"], ".1e"),
-          r["grad_worst"] or "-", f"{r['grad_rtol']:.0e}") for r in ratio])
-    return "\n\n".join(["\n".join(head), timing_table, gemm_table, ratio_table])
+          r["grad_worst"] or "-", f"{r['grad_rtol']:.0e}")
+         for r in rows if r["row"] == "ratio"])
+
+
+def _noise_note(rows):
+    """A warning line if some measurement's max/min exceeds :data:`NOISY_SPREAD`, else ''."""
+    noisy = [r for r in rows if r["row"] in ("timing", "gemm") and r["max_s"] > NOISY_SPREAD * r["min_s"]]
+    if not noisy:
+        return ""
+    env = rows[0]
+    return (f"note: max/min > {NOISY_SPREAD:g} in {len(noisy)} of the timing and GEMM rows; 1-min load "
+            f"average {_fmt(env['load_1min_start'], '.2f')} at start, {_fmt(env['load_1min_end'], '.2f')} "
+            f"at end on {env['cpu_count']} CPUs: other work shared the machine; rerun when it is idle")
+
+
+def _table(rows, torch_missing):
+    """The human-readable report of ``rows``."""
+    parts = [_header(rows, torch_missing), _timing_table(rows), _gemm_table(rows), _ratio_table(rows),
+             _noise_note(rows)]
+    return "\n\n".join(part for part in parts if part)
 
 
 def run(*, repeats=None, quick=False):
@@ -326,11 +369,11 @@ def run(*, repeats=None, quick=False):
     try:
         env = _threads(torch)
         cell = LSTM(INPUT, HIDDEN)
-        rows = []
-        for dtype in DTYPES:
-            measured = _measure_dtype(torch, cell, dtype, STEPS[size], SQUARE[size], repeats)
-            rows += _rows_for_dtype(env, dtype, STEPS[size], *measured)
+        measured = {dtype: _measure_dtype(torch, cell, dtype, STEPS[size], SQUARE[size], repeats)
+                    for dtype in DTYPES}
     finally:
         if torch is not None:
             torch.set_num_threads(previous_threads)
+    env["load_1min_end"] = _load_1min()
+    rows = [row for dtype in DTYPES for row in _rows_for_dtype(env, dtype, STEPS[size], *measured[dtype])]
     return Report(tuple(rows), _table(rows, torch_missing))

@@ -1,15 +1,20 @@
 """Timing helpers shared by the benchmark cases.
 
 A timing is the median of ``repeats`` wall-clock runs (``time.perf_counter``)
-after ``warmup`` untimed runs, with the min and max beside it: on a small,
+after an untimed warm-up, with the min and max beside it: on a small,
 noisy machine the median is the figure to quote and the spread says how far
 to trust it.  The garbage collector is switched off while a call is timed, as
 :mod:`timeit` does, so a collection triggered by earlier garbage is not billed
 to whichever call happens to be running.
 
-Implementations compared with each other are timed *interleaved* (one run of
-each in turn, ``repeats`` rounds), so that a slow spell of the machine hits
-all of them rather than whichever was being timed at the moment.
+Implementations compared with each other are timed one after another, each
+in its own block (warm-up, then all its repeats), never interleaved call by
+call: a BLAS or OpenMP library keeps its worker threads spinning for a while
+after it returns (OpenBLAS's thread timeout, libgomp's spin-wait), and on a
+2-core machine those spinning threads take a core from the next library's
+threads.  Interleaving refnet (OpenBLAS) with PyTorch (OpenMP) call by call
+slowed PyTorch 3–12× that way on a 2-core machine; a block's warm-up, at
+least ``WARMUP_SECONDS`` long, absorbs it instead.
 """
 import gc
 import os
@@ -21,11 +26,14 @@ import numpy
 
 from .._validate import check_int
 
-__all__ = ["Timing", "GemmThroughput", "time_call", "time_interleaved", "gemm_flops",
-           "gemm_throughput", "numpy_blas", "MIN_ROUNDS"]
+__all__ = ["Timing", "GemmThroughput", "time_call", "time_each", "gemm_flops",
+           "gemm_throughput", "numpy_blas", "MIN_ROUNDS", "WARMUP_SECONDS"]
 
-# Timed rounds always run before a time budget may cut a measurement short.
+# Timed calls always made before a time budget may cut a measurement short.
 MIN_ROUNDS = 3
+# Least warm-up time: longer than OpenBLAS's default thread timeout (2^28 cycles,
+# about 0.1 s), after which its idle workers stop spinning.
+WARMUP_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -70,55 +78,62 @@ def _timed(fn):
             gc.enable()
 
 
-def time_interleaved(fns, *, repeats, warmup=1):
-    """Time several zero-argument callables in turn, round by round.
+def time_call(fn, *, repeats, warmup=1, warmup_seconds=WARMUP_SECONDS, max_seconds=None):
+    """Time a zero-argument callable: untimed warm-up calls, then ``repeats`` timed ones.
 
     Parameters
     ----------
-    fns : dict {name: callable}
-        The calls to time; each is called ``warmup + repeats`` times.
+    fn : callable
     repeats : int >= 1
-        Timed rounds; in each round every callable runs once, in dict order.
+        Timed calls.
     warmup : int >= 0
-        Untimed rounds first (caches, lazy imports, allocator pools).
+        Untimed calls first (caches, lazy imports, allocator pools).
+    warmup_seconds : float
+        ...and more untimed calls until this long has passed, so that another
+        library's spinning worker threads have gone to sleep (module docstring).
     max_seconds : float or None
-        Wall-clock budget of the timed rounds: once they have taken this long,
-        no further round starts, provided at least ``MIN_ROUNDS`` are done
-        (or all ``repeats``, if fewer).  A loaded machine then yields fewer
+        Wall-clock budget of the timed calls: once they have taken this long,
+        no further call starts, provided at least ``MIN_ROUNDS`` are done (or
+        all ``repeats``, if fewer).  A loaded machine then yields fewer
         repeats rather than an unbounded wait; ``Timing.repeats`` says how many.
 
     Returns
     -------
-    dict {name: Timing}
+    Timing
     """
     repeats = check_int("repeats", repeats, 1)
     warmup = check_int("warmup", warmup, 0)
-    if not fns:
-        raise ValueError("fns must name at least one callable, got an empty dict")
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    gc.collect()
-    seconds = {name: [] for name in fns}
     started = time.perf_counter()
-    for done in range(1, repeats + 1):
-        for name, fn in fns.items():
-            seconds[name].append(_timed(fn))
-        if _over_budget(started, max_seconds, done):
-            break
-    return {name: Timing.of(s) for name, s in seconds.items()}
+    done = 0
+    while done < warmup or time.perf_counter() - started < warmup_seconds:
+        fn()
+        done += 1
+    gc.collect()
+    seconds = []
+    started = time.perf_counter()
+    while len(seconds) < repeats and not _over_budget(started, max_seconds, len(seconds)):
+        seconds.append(_timed(fn))
+    return Timing.of(seconds)
 
 
-def _over_budget(started, max_seconds, rounds_done):
-    """Whether a budget of ``max_seconds`` since ``started`` is spent, after ``MIN_ROUNDS`` rounds."""
-    if max_seconds is None or rounds_done < MIN_ROUNDS:
+def _over_budget(started, max_seconds, done):
+    """Whether a budget of ``max_seconds`` since ``started`` is spent, with ``MIN_ROUNDS`` calls done."""
+    if max_seconds is None or done < MIN_ROUNDS:
         return False
     return time.perf_counter() - started > max_seconds
 
 
-def time_call(fn, *, repeats, warmup=1, max_seconds=None):
-    """:class:`Timing` of one zero-argument callable (see :func:`time_interleaved`)."""
-    return time_interleaved({"fn": fn}, repeats=repeats, warmup=warmup, max_seconds=max_seconds)["fn"]
+def time_each(fns, *, repeats, warmup=1, warmup_seconds=WARMUP_SECONDS, max_seconds=None):
+    """:func:`time_call` for each of ``fns`` {name: callable} in turn, in blocks (module docstring).
+
+    The keywords are :func:`time_call`'s, ``max_seconds`` the budget of each
+    block.  Returns {name: Timing}.
+    """
+    if not fns:
+        raise ValueError("fns must name at least one callable, got an empty dict")
+    return {name: time_call(fn, repeats=repeats, warmup=warmup, warmup_seconds=warmup_seconds,
+                            max_seconds=max_seconds)
+            for name, fn in fns.items()}
 
 
 def gemm_flops(m, k, n):
@@ -126,7 +141,8 @@ def gemm_flops(m, k, n):
     return 2 * m * k * n
 
 
-def gemm_throughput(label, shapes, dtype, *, calls=1, repeats, warmup=1, max_seconds=None, seed=0):
+def gemm_throughput(label, shapes, dtype, *, calls=1, repeats, warmup=1, warmup_seconds=WARMUP_SECONDS,
+                    max_seconds=None, seed=0):
     """Measure NumPy's matmul rate on a list of shapes, in ``dtype``.
 
     One timed call runs, ``calls`` times over, ``a @ b`` for every
@@ -143,8 +159,8 @@ def gemm_throughput(label, shapes, dtype, *, calls=1, repeats, warmup=1, max_sec
     dtype : numpy dtype
     calls : int >= 1
         How many times the list of products is issued per timed call.
-    repeats, warmup, max_seconds
-        As :func:`time_interleaved`.
+    repeats, warmup, warmup_seconds, max_seconds
+        As :func:`time_call`.
     seed : int
         Seed of the operands.
 
@@ -166,6 +182,7 @@ def gemm_throughput(label, shapes, dtype, *, calls=1, repeats, warmup=1, max_sec
 
     flops = calls * sum(gemm_flops(m, k, n) for m, k, n in shapes)
     return GemmThroughput(label, flops, time_call(products, repeats=repeats, warmup=warmup,
+                                                      warmup_seconds=warmup_seconds,
                                                       max_seconds=max_seconds))
 
 
