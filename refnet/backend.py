@@ -126,21 +126,28 @@ class Rng:
 
     Numbers are drawn by NumPy's PCG64 and then moved, so a seed gives the same
     values on NumPy and on CuPy: a model initialised on the GPU equals the one
-    initialised on the CPU.
+    initialised on the CPU.  Floats are made in ``dtype`` (default: the active
+    ``REFNET_DTYPE`` at each call).
     """
 
-    def __init__(self, seed):
+    def __init__(self, seed, dtype=None):
         if not isinstance(seed, (int, numpy.integer)) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+        if dtype is not None and numpy.dtype(dtype).name not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES} or None, got {dtype!r}")
         self.generator = numpy.random.default_rng(int(seed))
+        self.dtype = None if dtype is None else numpy.dtype(dtype)
+
+    def _float(self, a):
+        return asarray(a, dtype=self.dtype)
 
     def normal(self, shape, scale=1.0):
         """Samples of N(0, scale²)."""
-        return asarray(self.generator.normal(0.0, scale, size=shape))
+        return self._float(self.generator.normal(0.0, scale, size=shape))
 
     def uniform(self, shape, low=0.0, high=1.0):
         """Samples of U(low, high)."""
-        return asarray(self.generator.uniform(low, high, size=shape))
+        return self._float(self.generator.uniform(low, high, size=shape))
 
     def integers(self, low, high, shape):
         """Integers in [low, high), as int64."""
@@ -148,9 +155,9 @@ class Rng:
 
     def signs(self, shape):
         """Independent ±1 with probability ½ each (Rademacher)."""
-        return asarray(self.generator.integers(0, 2, size=shape) * 2.0 - 1.0)
+        return self._float(self.generator.integers(0, 2, size=shape) * 2.0 - 1.0)
 
 
-def rng(seed):
-    """A :class:`Rng` seeded with ``seed``."""
-    return Rng(seed)
+def rng(seed, dtype=None):
+    """A :class:`Rng` seeded with ``seed``, making floats in ``dtype`` (default: REFNET_DTYPE)."""
+    return Rng(seed, dtype)

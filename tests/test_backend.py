@@ -73,3 +73,14 @@ def test_signs_are_plus_minus_one():
 
 def test_to_numpy_returns_an_ndarray():
     assert isinstance(refnet.to_numpy([1.0, 2.0]), np.ndarray)
+
+
+def test_rng_dtype_overrides_the_environment():
+    r = refnet.rng(0, dtype="float32")
+    assert r.normal((2,)).dtype == np.float32 and r.integers(0, 3, (2,)).dtype == np.int64
+    assert refnet.IRNN(2, 3).init(refnet.rng(0, dtype=np.float32))["weight_hh"].dtype == np.float32
+
+
+def test_rng_rejects_an_unsupported_dtype():
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        refnet.rng(0, dtype="float16")

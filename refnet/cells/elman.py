@@ -7,7 +7,7 @@
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..backend import get_dtype, get_xp, xp_of
+from ..backend import xp_of
 from .activations import ACTIVATIONS
 from .base import Cell, affine_jvp, affine_vjp
 
@@ -97,10 +97,12 @@ class IRNN(ElmanRNN):
 
     def init(self, rng):
         """Le et al. (2015): identity recurrence, zero biases, small Gaussian input weights."""
-        xp, H, I = get_xp(), self.hidden_size, self.input_size
+        H, I = self.hidden_size, self.input_size
+        weight_ih = rng.normal((H, I), self.input_std)
+        xp, dtype = xp_of(weight_ih), weight_ih.dtype
         return {
-            "weight_ih": rng.normal((H, I), self.input_std),
-            "weight_hh": self.scale * xp.eye(H, dtype=get_dtype()),
-            "bias_ih": xp.zeros(H, dtype=get_dtype()),
-            "bias_hh": xp.zeros(H, dtype=get_dtype()),
+            "weight_ih": weight_ih,
+            "weight_hh": self.scale * xp.eye(H, dtype=dtype),
+            "bias_ih": xp.zeros(H, dtype=dtype),
+            "bias_hh": xp.zeros(H, dtype=dtype),
         }
