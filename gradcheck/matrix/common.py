@@ -49,9 +49,10 @@ class Check:
 class Problem:
     """A seeded random problem for one cell: θ, β, x, s_0, targets and weights."""
 
-    def __init__(self, cell_name, loss=heads.softmax_cross_entropy, weights="every", seed=0):
+    def __init__(self, cell, loss=heads.softmax_cross_entropy, weights="every", seed=0):
+        """``cell``: a name in :data:`CELLS`, or a zero-argument factory returning a cell."""
         r = rng(seed)
-        self.cell = CELLS[cell_name]()
+        self.cell = CELLS[cell]() if isinstance(cell, str) else cell()
         self.theta = self.cell.init(r)
         self.head = refnet.Head(self.cell.n_out, O, loss)
         self.beta = self.head.init(r)

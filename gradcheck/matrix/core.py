@@ -28,21 +28,21 @@ from refnet.backend import rng, to_numpy
 from ..check import compare_grads, dot_product_test, taylor_test
 from .common import CELLS, B, Check, H, I, O, Problem, T, check_fd, exact_tol, f64, worst
 
-__all__ = ["checks"]
+__all__ = ["checks", "cell_checks"]
 
 
-def _bptt_fd(cell_name, loss, weights):
+def _bptt_fd(cell, loss, weights):
     def run():
-        p = Problem(cell_name, loss, weights)
+        p = Problem(cell, loss, weights)
         res = refnet.bptt(p.cell, p.theta, p.x, p.s0, p.head, p.beta, p.y, p.weights)
         report = check_fd(p.loss, p.pack(p.theta, p.beta, p.s0), p.pack(res.dtheta, res.dbeta, res.ds0))
         return report.max_rel_error, report.rtol, report.passed, worst(report)
     return run
 
 
-def _tbptt_fd(cell_name, k1, k2):
+def _tbptt_fd(cell, k1, k2):
     def run():
-        p = Problem(cell_name)
+        p = Problem(cell)
         res = refnet.tbptt(p.cell, p.theta, p.x, p.s0, p.head, p.beta, p.y, p.weights, k1=k1, k2=k2)
         theta64, _, s0_64 = p.unpack(p.pack(p.theta, p.beta, p.s0))
         nominal = refnet.forward(p.cell, theta64, p.x64, s0_64).s
@@ -56,9 +56,9 @@ def _tbptt_fd(cell_name, k1, k2):
     return run
 
 
-def _tbptt_equals_bptt(cell_name):
+def _tbptt_equals_bptt(cell):
     def run():
-        p = Problem(cell_name)
+        p = Problem(cell)
         full = refnet.bptt(p.cell, p.theta, p.x, p.s0, p.head, p.beta, p.y, p.weights)
         trunc = refnet.tbptt(p.cell, p.theta, p.x, p.s0, p.head, p.beta, p.y, p.weights, k1=2, k2=T)
         report = compare_grads(p.pack(trunc.dtheta, trunc.dbeta, trunc.ds0),
@@ -68,9 +68,9 @@ def _tbptt_equals_bptt(cell_name):
     return run
 
 
-def _sequence_vjp_fd(cell_name):
+def _sequence_vjp_fd(cell):
     def run():
-        p = Problem(cell_name)
+        p = Problem(cell)
         r = rng(1)
         dout = r.normal((T, B, p.cell.n_out))
         ds_T = r.normal((B, p.cell.n_state))
@@ -91,9 +91,9 @@ def _sequence_vjp_fd(cell_name):
     return run
 
 
-def _step_problem(cell_name):
+def _step_problem(cell):
     """One transition at a random point, with random tangents/cotangents."""
-    p = Problem(cell_name)
+    p = Problem(cell)
     r = rng(2)
     _, cache = p.cell.step(p.theta, p.s0, p.x[0], 0)
     u = r.normal((B, p.cell.n_state))
@@ -103,9 +103,9 @@ def _step_problem(cell_name):
     return p, cache, u, v, dtheta, dx
 
 
-def _dot_product(cell_name):
+def _dot_product(cell):
     def run():
-        p, cache, u, v, dtheta, dx = _step_problem(cell_name)
+        p, cache, u, v, dtheta, dx = _step_problem(cell)
         Jv = p.cell.step_jvp(p.theta, cache, v, dtheta, dx)
         ds_prev, dparams, dx_bar = p.cell.step_vjp(p.theta, cache, u)
         lhs = float((u * Jv).sum())
@@ -115,9 +115,9 @@ def _dot_product(cell_name):
     return run
 
 
-def _jacobians(cell_name):
+def _jacobians(cell):
     def run():
-        p, cache, _, v, dtheta, _ = _step_problem(cell_name)
+        p, cache, _, v, dtheta, _ = _step_problem(cell)
         J_s, J_theta = p.cell.jacobians(p.theta, cache)
         dense = (J_s @ v[:, :, None])[:, :, 0] + J_theta @ p.cell.flat_params(dtheta)
         jvp = p.cell.step_jvp(p.theta, cache, v, dtheta, None)
@@ -127,9 +127,9 @@ def _jacobians(cell_name):
     return run
 
 
-def _taylor(cell_name):
+def _taylor(cell):
     def run():
-        p = Problem(cell_name)
+        p = Problem(cell)
         res = refnet.bptt(p.cell, p.theta, p.x, p.s0, p.head, p.beta, p.y, p.weights)
         report = taylor_test(p.loss, p.pack(p.theta, p.beta, p.s0), p.pack(res.dtheta, res.dbeta, res.ds0),
                              raise_on_failure=False)
@@ -161,24 +161,33 @@ def _head_fd(loss):
     return run
 
 
+def cell_checks(name, cell):
+    """The standard rows for one cell: every algorithm of this module and every relation.
+
+    ``name`` labels the rows; ``cell`` is a name in :data:`CELLS` or a
+    zero-argument factory returning any cell under the contract, so a new
+    cell's module registers itself with ``cell_checks("mycell", lambda: MyCell(3, 4))``.
+    """
+    return [
+        Check(name, "bptt", "= FD of L (every step, CE)", _bptt_fd(cell, heads.softmax_cross_entropy, "every")),
+        Check(name, "bptt", "= FD of L (last step, BCE)", _bptt_fd(cell, heads.sigmoid_bce, "last")),
+        Check(name, "bptt", "= FD of L (masked, MSE)", _bptt_fd(cell, heads.mse, "mask")),
+        Check(name, "tbptt(1,2)", "= FD of truncated objective", _tbptt_fd(cell, 1, 2)),
+        Check(name, "tbptt(2,3)", "= FD of truncated objective", _tbptt_fd(cell, 2, 3)),
+        Check(name, "tbptt(3,3)", "= FD of truncated objective", _tbptt_fd(cell, 3, 3)),
+        Check(name, f"tbptt(2,{T})", "= bptt (k2 >= T)", _tbptt_equals_bptt(cell)),
+        Check(name, "sequence_vjp", "= FD of <dout, outputs> + <ds_T, s_T>", _sequence_vjp_fd(cell)),
+        Check(name, "jvp/vjp", "<u, J v> = <J^T u, v>", _dot_product(cell)),
+        Check(name, "jacobians", "J_s v + J_theta p = jvp", _jacobians(cell)),
+        Check(name, "taylor", "BPTT remainder falls as eps^2", _taylor(cell)),
+    ]
+
+
 def checks():
-    """The registered matrix, in display order."""
+    """The core matrix: every core cell, then every head loss."""
     out = []
     for name in CELLS:
-        out += [
-            Check(name, "bptt", "= FD of L (every step, CE)",
-                  _bptt_fd(name, heads.softmax_cross_entropy, "every")),
-            Check(name, "bptt", "= FD of L (last step, BCE)", _bptt_fd(name, heads.sigmoid_bce, "last")),
-            Check(name, "bptt", "= FD of L (masked, MSE)", _bptt_fd(name, heads.mse, "mask")),
-            Check(name, "tbptt(1,2)", "= FD of truncated objective", _tbptt_fd(name, 1, 2)),
-            Check(name, "tbptt(2,3)", "= FD of truncated objective", _tbptt_fd(name, 2, 3)),
-            Check(name, "tbptt(3,3)", "= FD of truncated objective", _tbptt_fd(name, 3, 3)),
-            Check(name, f"tbptt(2,{T})", "= bptt (k2 >= T)", _tbptt_equals_bptt(name)),
-            Check(name, "sequence_vjp", "= FD of <dout, outputs> + <ds_T, s_T>", _sequence_vjp_fd(name)),
-            Check(name, "jvp/vjp", "<u, J v> = <J^T u, v>", _dot_product(name)),
-            Check(name, "jacobians", "J_s v + J_theta p = jvp", _jacobians(name)),
-            Check(name, "taylor", "BPTT remainder falls as eps^2", _taylor(name)),
-        ]
+        out += cell_checks(name, name)
     for loss in heads.LOSSES.values():
         out.append(Check("head", loss.name, "= FD of sum_b w_b l(W h_b + b, y_b)", _head_fd(loss)))
     return out
