@@ -166,7 +166,8 @@ def cell_checks(name, cell):
 
     ``name`` labels the rows; ``cell`` is a name in :data:`CELLS` or a
     zero-argument factory returning any cell under the contract, so a new
-    cell's module registers itself with ``cell_checks("mycell", lambda: MyCell(3, 4))``.
+    cell's module registers itself with ``cell_checks("mycell", lambda: MyCell(I, H))``
+    (the problems feed inputs of width ``common.I``).
     """
     return [
         Check(name, "bptt", "= FD of L (every step, CE)", _bptt_fd(cell, heads.softmax_cross_entropy, "every")),
