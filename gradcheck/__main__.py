@@ -1,6 +1,8 @@
 """``python -m gradcheck``: run refnet's verification matrix and print a row per check.
 
-Exit status 0 when every check passes, 1 otherwise.
+Exit status 0 when every check passes, 1 otherwise.  Two subcommands handle
+golden fixtures (gradcheck/cli_fixtures.py): ``python -m gradcheck export …``
+writes one, ``python -m gradcheck compare REF CAND`` compares two.
 """
 import argparse
 import json
@@ -21,11 +23,27 @@ def _parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["export"], ["compare"]):
+        from .cli_fixtures import main as fixtures_main   # export imports refnet; compare is NumPy only
+        return fixtures_main(argv)
     args = _parser().parse_args(argv)
-    if args.backend:
-        os.environ["REFNET_BACKEND"] = args.backend
-    if args.dtype:
-        os.environ["REFNET_DTYPE"] = args.dtype
+    saved = {k: os.environ.get(k) for k in ("REFNET_BACKEND", "REFNET_DTYPE")}
+    try:
+        if args.backend:
+            os.environ["REFNET_BACKEND"] = args.backend
+        if args.dtype:
+            os.environ["REFNET_DTYPE"] = args.dtype
+        return _run_matrix(args)
+    finally:  # an in-process caller gets its environment back
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_matrix(args):
     from refnet.backend import backend_name, get_dtype, get_xp
     from .matrix import checks, run_check
 

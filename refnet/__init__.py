@@ -2,9 +2,9 @@
 
 NumPy by default, CuPy with ``REFNET_BACKEND=cupy``; float64 by default.
 """
-from . import heads, params
-from .algorithms import (GradResult, SequenceVJP, bptt, forward, loss, sequence_vjp, tbptt,
-                         tbptt_windows, truncated_loss)
+from . import fixtures, heads, interop, params
+from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, loss, sequence_vjp,
+                         stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows, truncated_loss)
 from .backend import asarray, get_dtype, get_xp, rng, to_numpy, xp_of
 from .cells import GRU, IRNN, LSTM, Cell, ElmanRNN
 from .errors import ConvergenceError, NumericalError
@@ -13,9 +13,9 @@ from .heads import Head, every_step, last_step, masked, mse, sigmoid_bce, softma
 __version__ = "0.1.0"
 
 __all__ = [
-    "heads", "params",
-    "GradResult", "SequenceVJP", "bptt", "forward", "loss", "sequence_vjp", "tbptt",
-    "tbptt_windows", "truncated_loss",
+    "fixtures", "heads", "interop", "params",
+    "GradResult", "SequenceVJP", "StackedVJP", "bptt", "forward", "loss", "sequence_vjp",
+    "stacked_forward", "stacked_sequence_vjp", "tbptt", "tbptt_windows", "truncated_loss",
     "asarray", "get_dtype", "get_xp", "rng", "to_numpy", "xp_of",
     "Cell", "ElmanRNN", "IRNN", "LSTM", "GRU",
     "ConvergenceError", "NumericalError",

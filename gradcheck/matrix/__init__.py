@@ -2,9 +2,9 @@
 
 This subpackage is the one part of gradcheck that imports refnet.  Each
 module registers one family of checks (``core``: cells, heads, BPTT, TBPTT,
-the sequence VJP); :func:`checks` lists them all in display order.
+the sequence VJP; ``interop``: stacked layers and fixture traces); :func:`checks` lists them all in display order.
 """
-from . import core
+from . import core, interop
 from .common import CELLS, Check, Row, run_check
 
 __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
@@ -12,4 +12,4 @@ __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
 
 def checks():
     """Every registered check, in display order."""
-    return core.checks()
+    return core.checks() + interop.checks()

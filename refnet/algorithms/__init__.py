@@ -2,5 +2,7 @@
 from .bptt import (GradResult, SequenceVJP, Trajectory, bptt, forward, loss, sequence_vjp,
                    tbptt, tbptt_windows, truncated_loss)
 
-__all__ = ["GradResult", "SequenceVJP", "Trajectory", "bptt", "forward", "loss", "sequence_vjp",
+from .stacked import StackedVJP, stacked_forward, stacked_sequence_vjp
+
+__all__ = ["StackedVJP", "stacked_forward", "stacked_sequence_vjp", "GradResult", "SequenceVJP", "Trajectory", "bptt", "forward", "loss", "sequence_vjp",
            "tbptt", "tbptt_windows", "truncated_loss"]

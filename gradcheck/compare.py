@@ -1,0 +1,339 @@
+"""Compare a candidate with a reference fixture and say where it first goes wrong.  NumPy only.
+
+``compare(reference, candidate)`` takes a reference fixture (a path, or an
+object with ``meta`` and ``arrays``) and a candidate: another fixture, or a
+dict of arrays from any framework under the fixture's keys
+(``{'grads/weight_ih_l0': lstm.weight_ih_l0.grad, 'forward/h_l0': out, …}``;
+torch tensors, JAX, CuPy and NumPy arrays are all read as NumPy).  Only the
+keys both hold are compared (set-up arrays too: a differing ``inputs/x``
+means the problem was not reproduced); the report lists the results
+(``forward/``, ``backward/``, ``grads/``) the candidate lacks.
+
+Measures
+--------
+Per array: the max absolute error ``max|a − r|`` and the normwise relative
+error ``max|a − r| / max(‖r‖_∞, atol / rtol)`` of ``gradcheck.check``; an
+array passes when that is at most ``rtol``.  A trace (T, B, H) is measured
+step by step, each step against its own scale ``‖r_t‖_∞``, so an error in an
+adjoint that has decayed is not hidden by a large adjoint elsewhere: entry
+(t, b, j) *diverges* when ``|a − r| > max(rtol · ‖r_t‖_∞, atol)`` or ``a`` is
+NaN.  NaN in the reference means "not defined" and is skipped.
+
+Localisation
+------------
+The first forward divergence is searched in the order the forward computes:
+layer 0 up, step t = 1..T, and within a step in the fixture's order (gate
+pre-activations, then states).  The first backward divergence in the order
+back-propagation computes: top layer down, t = T..1, within a step the state
+adjoints (dh, dc), the gate adjoints (da_o … da_i), then each gate's share of
+∂L/∂h_{t−1} (dh_prev_from_a_o …).  The report names the step (1-based, as
+s_t), the quantity, its gate, and the batch element and unit with the largest
+error there.  A forward divergence explains every later difference, so read
+it first; with a clean forward, the first backward divergence points at the
+derivative rule that is wrong.
+
+Tolerances by dtype (:data:`COMPARE_TOLERANCES`), the row of the *less*
+precise of reference and candidate:
+
+=========  ===========  ==========================================================
+dtype      rtol / atol  why
+=========  ===========  ==========================================================
+float64    1e-10/1e-12  two exact float64 computations of one function differ only
+                        in summation order; 100 × the exact-relation tolerance of
+                        ``gradcheck.TOLERANCES`` leaves room for T steps of it
+float32    1e-4/1e-6    ``gradcheck.TOLERANCES``' float32 row: float32 rounding
+                        measured against a float64 reference
+=========  ===========  ==========================================================
+"""
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .fixture_io import as_fixture, load_fixture
+from .tolerances import TOLERANCES
+
+__all__ = ["COMPARE_TOLERANCES", "compare_tolerances", "ArrayDiff", "Divergence", "CompareReport",
+           "compare", "candidate_arrays"]
+
+COMPARE_TOLERANCES = {
+    np.dtype("float64"): {"rtol": 100 * TOLERANCES[np.dtype("float64")]["exact"],
+                          "atol": TOLERANCES[np.dtype("float64")]["exact"]},
+    np.dtype("float32"): {"rtol": TOLERANCES[np.dtype("float32")]["rtol"],
+                          "atol": TOLERANCES[np.dtype("float32")]["atol"]},
+}
+
+
+def compare_tolerances(dtype):
+    """The :data:`COMPARE_TOLERANCES` row for ``dtype``; ValueError for a dtype with no row."""
+    dtype = np.dtype(dtype)
+    if dtype not in COMPARE_TOLERANCES:
+        raise ValueError(f"dtype must be one of {[str(d) for d in COMPARE_TOLERANCES]}, got {dtype}")
+    return COMPARE_TOLERANCES[dtype]
+
+
+@dataclass(frozen=True)
+class ArrayDiff:
+    """One compared array: its errors and where the worst entry is."""
+
+    key: str
+    max_abs: float
+    max_rel: float
+    passed: bool
+    index: tuple              # multi-index of the worst entry (traces: (t − 1, b, unit))
+    candidate: float
+    reference: float
+    gate: Optional[str] = None
+    unit: Optional[int] = None
+    step: Optional[int] = None    # traces: t of the worst entry (1-based)
+    batch: Optional[int] = None   # traces: its batch element
+
+    def where(self):
+        """The worst entry in words: ``step 3 batch 1 unit 2``, ``[5, 1] gate f unit 1``."""
+        if self.step is not None:
+            return f"step {self.step} batch {self.batch} unit {self.unit}"
+        return (str(list(self.index)) + (f" gate {self.gate}" if self.gate else "")
+                + (f" unit {self.unit}" if self.unit is not None else ""))
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first place where a trace leaves the reference."""
+
+    direction: str            # 'forward' or 'backward'
+    key: str
+    quantity: str             # 'a_i', 'h', 'dc', 'da_f', 'dh_prev_from_a_o', …
+    gate: Optional[str]
+    layer: int
+    step: int                 # t, 1-based (the trace's row t − 1)
+    batch: int
+    unit: int
+    candidate: float
+    reference: float
+    abs_error: float
+    bound: float              # max(rtol ‖r_t‖_∞, atol)
+    count: int                # diverging entries of this quantity at this step
+    size: int                 # entries of this quantity at this step
+
+    def describe(self, T=None):
+        of = f" of {T}" if T else ""
+        gate = f" (gate {self.gate})" if self.gate else ""
+        return (f"step {self.step}{of}, layer {self.layer}, {self.quantity}{gate}, batch {self.batch}, "
+                f"unit {self.unit}: candidate {self.candidate:.6e}, reference {self.reference:.6e}, "
+                f"|diff| {self.abs_error:.2e} > {self.bound:.2e}; {self.count} of {self.size} entries diverge")
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    """The outcome of :func:`compare`; ``str(report)`` is a readable table."""
+
+    passed: bool
+    dtype: str
+    rtol: float
+    atol: float
+    arrays: list = field(default_factory=list)     # ArrayDiff, reference key order
+    first_forward: Optional[Divergence] = None
+    first_backward: Optional[Divergence] = None
+    missing: list = field(default_factory=list)    # result keys (forward/, backward/, grads/) the candidate lacks
+    ignored: list = field(default_factory=list)    # candidate keys the reference lacks
+    context: dict = field(default_factory=dict)    # cell, algorithm, sizes from the reference's meta
+
+    @property
+    def failed(self):
+        """Keys of the arrays that did not pass."""
+        return [a.key for a in self.arrays if not a.passed]
+
+    @property
+    def first_divergence(self):
+        """The forward divergence if there is one (it explains the rest), else the backward one."""
+        return self.first_forward or self.first_backward
+
+    def table(self):
+        c = self.context
+        T = c.get("T")
+        head = " ".join(f"{k} {c[k]}" for k in ("cell", "algorithm") if k in c)
+        sizes = ", ".join(f"{k} = {c[k]}" for k in ("T", "B", "hidden_size", "num_layers") if k in c)
+        forward = self.first_forward.describe(T) if self.first_forward else "none"
+        backward = self.first_backward.describe(T) if self.first_backward else "none"
+        lines = [f"compare {head} ({sizes}) in {self.dtype}: rtol {self.rtol:g}, atol {self.atol:g}",
+                 "first forward divergence:  " + forward,
+                 "first backward divergence: " + backward,
+                 f"{'array':<30} {'max abs':>9} {'max rel':>9}  {'worst at':<26} result"]
+        for a in self.arrays:
+            lines.append(f"{a.key:<30} {a.max_abs:9.2e} {a.max_rel:9.2e}  {a.where():<26} "
+                         f"{'pass' if a.passed else 'FAIL'}")
+        if self.missing:
+            lines.append(f"not compared (absent from the candidate): {', '.join(self.missing)}")
+        if self.ignored:
+            lines.append(f"ignored (not in the reference): {', '.join(self.ignored)}")
+        lines.append(f"{len(self.arrays) - len(self.failed)} of {len(self.arrays)} arrays agree: "
+                     + ("passed" if self.passed else "FAILED"))
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+    def to_dict(self):
+        """A JSON-able dict of the whole report."""
+        return {"passed": self.passed, "dtype": self.dtype, "rtol": self.rtol, "atol": self.atol,
+                "first_forward": None if self.first_forward is None else asdict(self.first_forward),
+                "first_backward": None if self.first_backward is None else asdict(self.first_backward),
+                "arrays": [dict(asdict(a), index=list(a.index)) for a in self.arrays],
+                "missing": self.missing, "ignored": self.ignored, "context": self.context}
+
+
+_RESULTS = ("forward", "backward", "grads")   # the groups a candidate computes; the rest is set-up
+
+
+def _to_numpy(value, key):
+    """A NumPy array from a NumPy, torch (detached, on the CPU), JAX or CuPy array, or a number."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    if type(value).__module__.split(".")[0] == "cupy":
+        value = value.get()
+    try:
+        return np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"candidate[{key!r}] must be an array, got {type(value).__name__}") from exc
+
+
+def _flatten(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "/"))
+        else:
+            out[name] = _to_numpy(value, name)
+    return out
+
+
+def candidate_arrays(candidate):
+    """The candidate's arrays {key: NumPy array}: from a fixture, a path, or a (nested) dict.
+
+    A path whose sidecar is missing is read as a plain ``.npz`` of arrays.
+    """
+    if isinstance(candidate, dict):
+        return _flatten(candidate)
+    if hasattr(candidate, "arrays"):
+        return {k: np.asarray(v) for k, v in candidate.arrays.items()}
+    try:
+        return dict(load_fixture(candidate).arrays)
+    except FileNotFoundError:
+        path = str(candidate) if str(candidate).endswith(".npz") else f"{candidate}.npz"
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+
+def _less_precise(dtypes):
+    floats = [np.dtype(d) for d in dtypes if np.dtype(d).kind == "f"]
+    if not floats:
+        return np.dtype("float64")
+    return max(floats, key=lambda d: np.finfo(d).eps)
+
+
+def _measure(a, r, rtol, atol, trace):
+    """|a − r| with NaN in a as ∞ and NaN in r as 0 (undefined), and each entry's bound."""
+    a, r = a.astype(np.float64), r.astype(np.float64)
+    defined = ~np.isnan(r)
+    diff = np.where(defined, np.abs(a - r), 0.0)
+    diff = np.where(defined & np.isnan(a), np.inf, diff)
+    r0 = np.where(defined, np.abs(r), 0.0)
+    if trace:
+        scale = r0.reshape(r0.shape[0], -1).max(axis=1) if r0.size else np.zeros(r0.shape[0])
+        scale = scale.reshape((-1,) + (1,) * (r0.ndim - 1))
+    else:
+        scale = np.asarray(r0.max() if r0.size else 0.0)
+    scale = np.maximum(scale, atol / rtol)
+    return diff, scale, np.broadcast_to(rtol * scale, diff.shape)
+
+
+def _array_diff(key, a, r, rtol, atol, trace, blocks):
+    diff, scale, bound = _measure(a, r, rtol, atol, trace)
+    if diff.size == 0:
+        return ArrayDiff(key, 0.0, 0.0, True, (), float("nan"), float("nan"))
+    rel = diff / scale
+    index = np.unravel_index(int(np.argmax(rel)), rel.shape)
+    gate = unit = step = batch = None
+    if blocks is not None:
+        row = int(index[blocks["axis"]])
+        unit = row % blocks["size"]
+        gate = blocks["gates"][row // blocks["size"]] if len(blocks["gates"]) > 1 else None
+    elif trace:
+        step, batch, unit = int(index[0]) + 1, int(index[1]), int(index[-1])
+    max_rel = float(rel[index])
+    return ArrayDiff(key, float(diff.max()), max_rel, bool(max_rel <= rtol), tuple(int(i) for i in index),
+                     float(a[index]), float(r[index]), gate, unit, step, batch)
+
+
+def _first_divergence(key, info, a, r, rtol, atol):
+    """The (sort key, Divergence) of the trace's first diverging step, or None."""
+    diff, _, bound = _measure(a, r, rtol, atol, True)
+    over = diff > bound
+    steps = np.flatnonzero(over.reshape(over.shape[0], -1).any(axis=1))
+    if steps.size == 0:
+        return None
+    forward = info["direction"] == "forward"
+    row = int(steps[0] if forward else steps[-1])
+    excess = np.where(over[row], diff[row] - bound[row], -np.inf)
+    where = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    batch, unit = int(where[0]), int(where[-1])     # a step of a trace is (B, H)
+    divergence = Divergence(info["direction"], key, info["quantity"], info.get("gate"), int(info["layer"]),
+                            row + 1, batch, unit, float(a[row][where]), float(r[row][where]),
+                            float(diff[row][where]), float(bound[row][where]), int(over[row].sum()),
+                            int(over[row].size))
+    layer, order = int(info["layer"]), int(info.get("order", 0))
+    sort_key = (layer, row, order) if forward else (-layer, -row, order)
+    return sort_key, divergence
+
+
+def compare(reference, candidate, *, rtol=None, atol=None):
+    """Compare ``candidate`` with the ``reference`` fixture (module docstring).
+
+    Parameters
+    ----------
+    reference : a fixture path, or an object with ``meta`` and ``arrays``
+    candidate : another fixture, or a (possibly nested) dict {key: array or tensor}
+        under the fixture's keys, e.g. ``{'grads': {'weight_ih_l0': …}}``
+    rtol, atol : override the :data:`COMPARE_TOLERANCES` row of the less
+        precise dtype of the two
+
+    Returns
+    -------
+    CompareReport; ``report.passed``, ``report.first_divergence``, ``print(report)``.
+    Raises ValueError when a shared key's shapes differ or no key is shared.
+    """
+    ref = as_fixture(reference)
+    cand = candidate_arrays(candidate)
+    shared = [k for k in ref.arrays if k in cand]
+    if not shared:
+        raise ValueError(f"candidate must hold some of the reference's arrays, e.g. "
+                         f"{sorted(ref.arrays)[:4]}; got keys {sorted(cand)[:8]}")
+    for k in shared:
+        if np.shape(cand[k]) != np.shape(ref.arrays[k]):
+            raise ValueError(f"candidate[{k!r}] must have shape {np.shape(ref.arrays[k])}, "
+                             f"got {np.shape(cand[k])}")
+    dtype = _less_precise([ref.meta.get("dtype", ref.arrays[shared[0]].dtype)] + [cand[k].dtype for k in shared])
+    row = compare_tolerances(dtype)
+    rtol = row["rtol"] if rtol is None else float(rtol)
+    atol = row["atol"] if atol is None else float(atol)
+
+    traces = ref.meta.get("traces", {})
+    blocks = ref.meta.get("gate_blocks", {})
+    diffs, firsts = [], {"forward": [], "backward": []}
+    for k in shared:
+        a, r = np.asarray(cand[k]), np.asarray(ref.arrays[k])
+        is_trace = k in traces and r.ndim >= 2
+        diffs.append(_array_diff(k, a, r, rtol, atol, is_trace, blocks.get(k)))
+        if is_trace:
+            found = _first_divergence(k, traces[k], a, r, rtol, atol)
+            if found is not None:
+                firsts[traces[k]["direction"]].append(found)
+    first = {d: min(found, key=lambda item: item[0])[1] if found else None for d, found in firsts.items()}
+    context = {k: ref.meta[k] for k in ("cell", "algorithm", "T", "B", "hidden_size", "num_layers")
+               if k in ref.meta}
+    return CompareReport(all(d.passed for d in diffs), str(dtype), rtol, atol, diffs,
+                         first["forward"], first["backward"],
+                         [k for k in ref.arrays if k not in cand and k.split("/")[0] in _RESULTS],
+                         [k for k in cand if k not in ref.arrays],
+                         context)
