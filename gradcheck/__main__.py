@@ -54,9 +54,12 @@ def _run_matrix(args):
     if not selected:
         print("no check matches the --cell/--algorithm filters", file=sys.stderr)
         return 2
+    wc = max(len(c.cell) for c in selected)
+    wa = max(len(c.algorithm) for c in selected)
+    wr = max(len(c.relation) for c in selected)
     if not args.json:
         print(f"refnet gradcheck matrix: backend {backend_name()}, dtype {get_dtype()}")
-        print(f"{'cell':<11} {'algorithm':<22} {'relation':<40} {'max rel err':>11} "
+        print(f"{'cell':<{wc}} {'algorithm':<{wa}} {'relation':<{wr}} {'max rel err':>11} "
               f"{'tolerance':>9} {'result':>6} {'seconds':>7}")
     failures = 0
     for check in selected:
@@ -70,7 +73,7 @@ def _run_matrix(args):
                               "dtype": str(get_dtype())}), flush=True)
         else:
             err = "-" if row.max_rel_error is None else f"{row.max_rel_error:.2e}"
-            print(f"{row.cell:<11} {row.algorithm:<22} {row.relation:<40} {err:>11} "
+            print(f"{row.cell:<{wc}} {row.algorithm:<{wa}} {row.relation:<{wr}} {err:>11} "
                   f"{row.tolerance:>9.1e} {'pass' if row.passed else 'FAIL':>6} {row.seconds:7.3f}"
                   + ("" if row.passed else f"   {row.detail}"), flush=True)
     if not args.json:

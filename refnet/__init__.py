@@ -6,8 +6,9 @@ from . import fixtures, heads, interop, params
 from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, loss, sequence_vjp,
                          stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows, truncated_loss)
 from .backend import asarray, get_dtype, get_xp, rng, to_numpy, xp_of
-from .cells import GRU, IRNN, LSTM, Cell, ElmanRNN
+from .cells import GRU, IRNN, LSTM, Cell, ElmanRNN, FastWeights, FastWeightsAttention
 from .errors import ConvergenceError, NumericalError
+from .heads_mlp import MLPHead
 from .heads import Head, every_step, last_step, masked, mse, sigmoid_bce, softmax_cross_entropy
 
 __version__ = "0.1.0"
@@ -17,7 +18,7 @@ __all__ = [
     "GradResult", "SequenceVJP", "StackedVJP", "bptt", "forward", "loss", "sequence_vjp",
     "stacked_forward", "stacked_sequence_vjp", "tbptt", "tbptt_windows", "truncated_loss",
     "asarray", "get_dtype", "get_xp", "rng", "to_numpy", "xp_of",
-    "Cell", "ElmanRNN", "IRNN", "LSTM", "GRU",
+    "Cell", "ElmanRNN", "IRNN", "LSTM", "GRU", "FastWeights", "FastWeightsAttention", "MLPHead",
     "ConvergenceError", "NumericalError",
     "Head", "every_step", "last_step", "masked", "mse", "sigmoid_bce", "softmax_cross_entropy",
 ]

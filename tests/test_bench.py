@@ -93,3 +93,14 @@ def test_time_each_stops_at_budget_after_min_calls():
 def test_format_table_aligns_text_left_and_numbers_right():
     table = format_table(("name", "ms"), [("a", "1.5"), ("long", "10.25")])
     assert table.splitlines() == ["name     ms", "a       1.5", "long  10.25"]
+
+
+def test_fastweights_quick_rows_cover_both_forms_and_agree_with_torch():
+    done = _bench("fastweights", "--quick", "--json", "--repeats", "1")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {(r["form"], r["impl"]) for r in rows if r["row"] == "timing"} == {
+        (f, i) for f in ("explicit", "attention") for i in ["refnet"] + ["torch"] * HAS_TORCH}
+    for r in rows:
+        if r["row"] == "ratio" and HAS_TORCH:
+            assert r["grad_max_rel_err"] <= 1e-10

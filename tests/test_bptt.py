@@ -211,3 +211,16 @@ def test_overflow_is_reported_as_a_numerical_error_naming_the_state():
         refnet.bptt(cell, theta, np.ones((200, 1, 1)), None, head, head.init(refnet.rng(0)),
                     np.zeros((200, 1), dtype=np.int64))
     assert info.value.where.startswith("s_")
+
+
+def test_zero_weight_steps_are_skipped_without_changing_the_gradient():
+    cell, theta, x, s0, head, beta, y = _problem("gru", 5, 2, 3)
+    last = heads.last_step(5, 2)
+    res = refnet.bptt(cell, theta, x, s0, head, beta, y, last)
+    # Only the last step carries loss: the same as BPTT on the one-step loss with earlier targets ignored.
+    y_other = y.copy()
+    y_other[:-1] = (y[:-1] + 1) % 3
+    other = refnet.bptt(cell, theta, x, s0, head, beta, y_other, last)
+    compare_grads(_pack(res.dtheta, res.dbeta, res.ds0), _pack(other.dtheta, other.dbeta, other.ds0), rtol=0.0)
+    trunc = refnet.tbptt(cell, theta, x, s0, head, beta, y, last, k1=2, k2=2)
+    assert trunc.loss == res.loss

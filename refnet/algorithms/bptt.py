@@ -12,7 +12,7 @@ future; the cell's ``step_vjp`` turns it into ∂L/∂s_{t−1}.
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..backend import xp_of
+from ..backend import to_numpy, xp_of
 from .._validate import check_array, check_int, check_same_dtype
 from ..errors import NumericalError
 from ..heads import every_step
@@ -66,7 +66,8 @@ def _check_run(cell, theta, x, s0):
     if s0 is None:
         s0 = xp_of(x).zeros((B, cell.n_state), dtype=x.dtype)
     check_array("s0", s0, shape=(B, cell.n_state))
-    check_same_dtype({"x": x, "s0": s0, "theta['weight_hh']": theta["weight_hh"]})
+    first = next(iter(cell.param_shapes()))   # check_params made every θ array one dtype
+    check_same_dtype({"x": x, "s0": s0, f"theta[{first!r}]": theta[first]})
     return s0
 
 
@@ -78,7 +79,8 @@ def _check_objective(head, beta, x, y, weights):
     if weights is None:
         weights = every_step(T, B, like=x)
     check_array("weights", weights, shape=(T, B))
-    check_same_dtype({"x": x, "weights": weights, "beta['weight']": beta["weight"]})
+    first = next(iter(head.param_shapes()))
+    check_same_dtype({"x": x, "weights": weights, f"beta[{first!r}]": beta[first]})
     return weights
 
 
@@ -101,9 +103,15 @@ def _forward(cell, theta, x, s0, t_first=1, t_last=None):
 
 
 def _step_losses(cell, head, beta, s, y, weights, steps):
-    """L over ``steps`` and the cotangents ∂L/∂s_t: returns (L, {t: ds_t}, dβ)."""
+    """L over ``steps`` and the cotangents ∂L/∂s_t: returns (L, {t: ds_t}, dβ).
+
+    Steps whose weights are all zero take no loss and are skipped (no entry in the dict).
+    """
     total, ds_out, dbeta = 0.0, {}, zeros_like(beta)
+    active = to_numpy(weights.any(axis=1))
     for t in steps:
+        if not active[t - 1]:
+            continue
         L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s[t]), y[t - 1], weights[t - 1])
         total = total + L_t
         ds_out[t] = cell.output_vjp(dh)
@@ -145,8 +153,9 @@ def loss(cell, theta, x, s0, head, beta, y, weights=None):
     s0 = _check_run(cell, theta, x, s0)
     weights = _check_objective(head, beta, x, y, weights)
     s = _forward(cell, theta, x, s0).s
+    active = to_numpy(weights.any(axis=1))
     return float(sum(head.loss_value(beta, cell.output(s[t]), y[t - 1], weights[t - 1])
-                     for t in range(1, x.shape[0] + 1)))
+                     for t in range(1, x.shape[0] + 1) if active[t - 1]))
 
 
 def bptt(cell, theta, x, s0, head, beta, y, weights=None):
@@ -215,7 +224,7 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1))
     dtheta, ds0, vjp_steps = zeros_like(theta), xp_of(s0).zeros_like(s0), 0
     for first, end, fixed in windows:
-        window_out = {t: ds_out[t] for t in range(first, end + 1)}
+        window_out = {t: ds_out[t] for t in range(first, end + 1) if t in ds_out}
         dtheta_w, _, ds_fixed = _backward(cell, theta, caches, window_out, xp_of(s0).zeros_like(s0), end, fixed)
         axpy(1.0, dtheta_w, dtheta)
         vjp_steps += end - fixed

@@ -8,13 +8,14 @@ import argparse
 import json
 import sys
 
-from . import bptt
+from . import bptt, fastweights
 from .report import BenchmarkError
 
 __all__ = ["CASES", "main"]
 
 CASES = {
     "bptt": bptt.run,
+    "fastweights": fastweights.run,
 }
 
 

@@ -1,0 +1,358 @@
+"""Fast weights (Ba, Hinton, Mnih, Leibo & Ionescu 2016, Eqs. 1–3 with the layer norm of §3.1).
+
+One transition, from h(t) and x(t) to h(t+1) (REFERENCE.md, "Fast weights"):
+
+    A(t) = λ A(t−1) + η h(t) h(t)ᵀ,        A(0) = 0                        (Eq. 1)
+    z = W h(t) + C x(t)
+    h_0(t+1) = f(LN[z])
+    h_{s+1}(t+1) = f(LN[z + A(t) h_s(t+1)]),   s = 0..S−1                  (Eq. 2)
+    h(t+1) = h_S(t+1)
+
+f = ReLU; LN is layer norm over the hidden units with a learnable gain and
+bias (:mod:`refnet.cells.layer_norm`), shared by the S + 1 applications.
+Mind the index: A(t) already holds h(t), the state being left, and the inner
+loop of step t + 1 reads A(t).  In refnet's loop, ``step(params, s_prev, x_t,
+t)`` is called with the 0-based index t of ``x[t]``, which is Ba et al.'s t.
+
+Parameters (no PyTorch module exists; the names follow nn.RNN and nn.LayerNorm
+so that the algorithms' checks and PyTorch ports find them): ``weight_hh`` = W
+(n, n), ``weight_ih`` = C (n, I), ``ln_weight`` = gain (n,), ``ln_bias`` =
+bias (n,).  Init: W = 0.05·I (REFERENCE.md), C ~ U(−1/√I, 1/√I) (nn.Linear's
+rule), gain 1, bias 0.
+
+Two memory forms, equal to rounding on any trajectory from a zero memory:
+
+- :class:`FastWeights` keeps A: state ``s = [h, vec(A)]`` (B, n + n²), A in C
+  order (``A[i, j] = s[n + i·n + j]``); reading A h costs O(n²).
+- :class:`FastWeightsAttention` never builds A (Eq. 3):
+
+      A(t) h = η Σ_{τ=1..t} λ^{t−τ} h(τ) ⟨h(τ), h⟩,
+
+  state ``s = [h(t), h(1), h(2), …, h(T_max)]`` (B, n·(1 + T_max)), a
+  time-indexed history: slot τ holds h(τ) once step τ − 1 has written it and
+  is zero before; step t reads slots 1..t and writes h(t+1) into slot t + 1.
+  The memory of one sequence is O(T_max n) instead of O(n²), a read costs
+  O(t n).  T_max = ``capacity``: steps t ≥ capacity are refused, and ``t`` must
+  be passed (the algorithms pass it).  The slots of s_0 are never read
+  (A(0) = 0), so their gradient is zero.
+
+Under BPTT every state s_0..s_T is kept, so a whole sequence holds
+T·(n + n²) numbers in the explicit form and T·n·(1 + T_max) in the attention
+form: the attention form is the smaller one while T_max < n.
+"""
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ..backend import get_dtype, get_xp, xp_of
+from .activations import relu
+from .base import Cell
+from .layer_norm import EPS, ln, ln_jvp, ln_vjp
+
+__all__ = ["FastWeights", "FastWeightsAttention", "FastWeightsCache", "W_INIT_SCALE"]
+
+W_INIT_SCALE = 0.05
+
+
+class FastWeightsCache(NamedTuple):
+    x: object       # (B, I) x(t)
+    h_prev: object  # (B, n) h(t)
+    memory: object  # what A(t) h is read from: A(t) (B, n, n), or the history h(1..t) (B, t, n)
+    hs: tuple       # h_0(t+1), …, h_S(t+1), each (B, n); f' is read from them
+    lns: tuple      # the S + 1 layer-norm caches
+    t: int          # Ba et al.'s t (refnet's 0-based step index)
+
+
+def _check_real(name, value, low=-math.inf, high=math.inf):
+    """Raise ValueError unless ``value`` is a finite real number in [low, high]."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not low <= value <= high):
+        raise ValueError(f"{name} must be a finite real number in [{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class _FastWeightsCell(Cell):
+    """The inner loop, its VJP and JVP, written once; the memory form supplies read and write."""
+
+    input_size: int
+    hidden_size: int
+    lam: float = 0.95      # λ, decay rate of A
+    eta: float = 0.5       # η, fast learning rate
+    S: int = 1             # inner-loop steps
+    ln_eps: float = EPS    # ε of the layer norm
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_real("lam", self.lam, 0.0, 1.0)
+        _check_real("eta", self.eta)
+        _check_real("ln_eps", self.ln_eps, math.ulp(0.0))
+        if isinstance(self.S, bool) or not isinstance(self.S, int) or self.S < 1:
+            raise ValueError(f"S must be an int >= 1 (inner-loop steps), got {self.S!r}")
+
+    def param_shapes(self):
+        n, I = self.hidden_size, self.input_size
+        return {"weight_ih": (n, I), "weight_hh": (n, n), "ln_weight": (n,), "ln_bias": (n,)}
+
+    def init(self, rng):
+        """W = 0.05·I (Ba et al.), C ~ U(−1/√I, 1/√I), LN gain 1 and bias 0."""
+        xp, dtype, n = get_xp(), get_dtype(), self.hidden_size
+        bound = self.input_size ** -0.5
+        return {
+            "weight_ih": rng.uniform((n, self.input_size), -bound, bound),
+            "weight_hh": W_INIT_SCALE * xp.eye(n, dtype=dtype),
+            "ln_weight": xp.ones(n, dtype=dtype),
+            "ln_bias": xp.zeros(n, dtype=dtype),
+        }
+
+    def output(self, s):
+        return s[:, :self.hidden_size]
+
+    def output_vjp(self, dy):
+        ds = xp_of(dy).zeros((dy.shape[0], self.n_state), dtype=dy.dtype)
+        ds[:, :self.hidden_size] = dy
+        return ds
+
+    def _ln_relu(self, params, a):
+        """h = f(LN[a]), and the layer norm's cache."""
+        y, cache = ln(a, params["ln_weight"], params["ln_bias"], self.ln_eps)
+        return relu.fn(y), cache
+
+    def step(self, params, s_prev, x, t=None):
+        """h(t+1) from h(t), x(t) and A(t) by the S-step inner loop; then the memory takes h(t+1)."""
+        h_prev, memory = self.read_memory(s_prev, t)
+        z = h_prev @ params["weight_hh"].T + x @ params["weight_ih"].T
+        h_s, ln_cache = self._ln_relu(params, z)
+        hs, lns = [h_s], [ln_cache]
+        for _ in range(self.S):
+            h_s, ln_cache = self._ln_relu(params, z + self.read(memory, h_s, t))
+            hs.append(h_s)
+            lns.append(ln_cache)
+        return self.write(s_prev, h_s, t), FastWeightsCache(x, h_prev, memory, tuple(hs), tuple(lns), t)
+
+    def step_vjp(self, params, cache, ds):
+        """Back through the memory write, the S inner steps (to A(t) too) and h_0's layer norm."""
+        gain = params["ln_weight"]
+        dh, ds_prev = self.write_vjp(cache, ds)
+        # ds_prev's memory block holds the write's share; the reads add theirs in place.
+        dmemory = self.memory_view(self.split_state(ds_prev)[1], cache.t)
+        dz = dgain = dbias = 0.0
+        for s in range(self.S, -1, -1):
+            da, dgain_s, dbias_s = ln_vjp(cache.lns[s], gain, dh * relu.grad(cache.hs[s]))
+            dz, dgain, dbias = dz + da, dgain + dgain_s, dbias + dbias_s
+            if s > 0:                                      # a_s = z + A(t) h_{s−1}
+                dh, dmemory_s = self.read_vjp(cache.memory, cache.hs[s - 1], da, cache.t)
+                dmemory += dmemory_s
+        dparams = {
+            "weight_ih": dz.T @ cache.x,
+            "weight_hh": dz.T @ cache.h_prev,
+            "ln_weight": dgain,
+            "ln_bias": dbias,
+        }
+        ds_prev[:, :self.hidden_size] = dz @ params["weight_hh"]
+        return ds_prev, dparams, dz @ params["weight_ih"]
+
+    def step_jvp(self, params, cache, ds_prev=None, dparams=None, dx=None):
+        """Forward-mode twin of ``step``: tangents of z, of each h_s(t+1) and of the new memory."""
+        xp = xp_of(cache.x)
+        gain = params["ln_weight"]
+        dh_prev, dM_prev = (None, None) if ds_prev is None else self.split_state(ds_prev)
+        dgain = dbias = dmemory = None
+        dz = xp.zeros_like(cache.hs[0])
+        if dh_prev is not None:
+            dz = dz + dh_prev @ params["weight_hh"].T
+        if dx is not None:
+            dz = dz + dx @ params["weight_ih"].T
+        if dparams is not None:
+            dz = dz + cache.h_prev @ dparams["weight_hh"].T + cache.x @ dparams["weight_ih"].T
+            dgain, dbias = dparams["ln_weight"], dparams["ln_bias"]
+        if dM_prev is not None:
+            dmemory = self.memory_view(dM_prev, cache.t)
+        dh = relu.grad(cache.hs[0]) * ln_jvp(cache.lns[0], gain, dz, dgain, dbias)
+        for s in range(1, self.S + 1):
+            da = dz + self.read_jvp(cache.memory, cache.hs[s - 1], dh, dmemory, cache.t)
+            dh = relu.grad(cache.hs[s]) * ln_jvp(cache.lns[s], gain, da, dgain, dbias)
+        return self.write_jvp(cache, dM_prev, dh)
+
+
+@dataclass(frozen=True)
+class FastWeights(_FastWeightsCell):
+    """Fast weights with the explicit n×n matrix A: state ``[h, vec(A)]`` (B, n + n²).
+
+    ``lam`` = λ, ``eta`` = η, ``S`` = inner-loop steps; ``t`` is not needed.
+    """
+
+    @property
+    def n_state(self):
+        return self.hidden_size + self.hidden_size ** 2
+
+    def split_state(self, s):
+        """(h (B, n), A (B, n, n)) views of s."""
+        n = self.hidden_size
+        return s[:, :n], s[:, n:].reshape(s.shape[0], n, n)
+
+    def join_state(self, h, A):
+        """s = [h, vec(A)] (B, n + n²)."""
+        xp = xp_of(h, A)
+        return xp.concatenate([h, A.reshape(A.shape[0], -1)], axis=1)
+
+    def fast_weight_matrix(self, s, t=None):
+        """A(t) (B, n, n) held by the state s (a view)."""
+        return self.split_state(s)[1]
+
+    def read_memory(self, s_prev, t):
+        """(h(t), A(t)) from s_prev."""
+        return self.split_state(s_prev)
+
+    def memory_view(self, M, t):
+        """The part of a memory cotangent that reads reach: all of A."""
+        return M
+
+    def read(self, A, h, t):
+        """A(t) h."""
+        return (A @ h[:, :, None])[:, :, 0]
+
+    def read_vjp(self, A, h, dr, t):
+        """(∂/∂h = Aᵀ dr, ∂/∂A = dr hᵀ) of r = A h."""
+        return (dr[:, None, :] @ A)[:, 0, :], dr[:, :, None] * h[:, None, :]
+
+    def read_jvp(self, A, h, dh, dA, t):
+        """dr = A dh + dA h (dA None: zero)."""
+        dr = self.read(A, dh, t)
+        return dr if dA is None else dr + self.read(dA, h, t)
+
+    def write(self, s_prev, h, t):
+        """s = [h(t+1), vec(λ A(t) + η h(t+1) h(t+1)ᵀ)] (Eq. 1 one step on), built in place."""
+        s = xp_of(s_prev, h).empty_like(s_prev)
+        h_new, A = self.split_state(s)
+        h_new[...] = h
+        xp_of(h).multiply(self.split_state(s_prev)[1], self.lam, out=A)
+        A += (self.eta * h)[:, :, None] * h[:, None, :]
+        return s
+
+    def write_vjp(self, cache, ds):
+        """From ds = [dh, vec(dA)]: ∂/∂h(t+1) = dh + η (dA + dAᵀ) h(t+1), and ds_prev whose
+        A block is λ dA (its h block is left for the caller to write)."""
+        xp = xp_of(ds)
+        dh, dA = self.split_state(ds)
+        h = cache.hs[-1]
+        ds_prev = xp.empty_like(ds)
+        xp.multiply(dA, self.lam, out=self.split_state(ds_prev)[1])
+        dA_h = self.read(dA, h, cache.t) + (h[:, None, :] @ dA)[:, 0, :]     # (dA + dAᵀ) h
+        return dh + self.eta * dA_h, ds_prev
+
+    def write_jvp(self, cache, dA_prev, dh):
+        """ds = [dh, vec(λ dA(t) + η (dh hᵀ + h dhᵀ))]."""
+        h = cache.hs[-1]
+        dA = self.eta * (dh[:, :, None] * h[:, None, :] + h[:, :, None] * dh[:, None, :])
+        if dA_prev is not None:
+            dA = dA + self.lam * dA_prev
+        return self.join_state(dh, dA)
+
+
+@dataclass(frozen=True)
+class FastWeightsAttention(_FastWeightsCell):
+    """Fast weights in the attention form (Eq. 3): state ``[h(t), h(1..capacity)]`` (B, n (1 + capacity)).
+
+    ``capacity`` = T_max, the longest sequence this cell can run (keyword-only);
+    ``step`` needs ``t`` and refuses t >= capacity.
+    """
+
+    capacity: int = field(kw_only=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int) or self.capacity < 1:
+            raise ValueError(f"capacity must be an int >= 1 (the longest sequence), got {self.capacity!r}")
+
+    @property
+    def n_state(self):
+        return self.hidden_size * (1 + self.capacity)
+
+    def split_state(self, s):
+        """(h (B, n), history (B, capacity, n)) views of s; history[:, τ−1] is h(τ)."""
+        n = self.hidden_size
+        return s[:, :n], s[:, n:].reshape(s.shape[0], self.capacity, n)
+
+    def join_state(self, h, history):
+        """s = [h, h(1), …, h(capacity)]."""
+        xp = xp_of(h, history)
+        return xp.concatenate([h, history.reshape(history.shape[0], -1)], axis=1)
+
+    def decay_weights(self, t, like):
+        """η λ^{t−τ} for τ = 1..t, shape (t,), in the dtype and backend of ``like``."""
+        xp = xp_of(like)
+        return self.eta * self.lam ** xp.arange(t - 1, -1, -1, dtype=like.dtype)
+
+    def fast_weight_matrix(self, s, t):
+        """A(t) = η Σ_{τ=1..t} λ^{t−τ} h(τ) h(τ)ᵀ (B, n, n), built from the history of s.
+
+        For tests and inspection only: O(B n² t), the cost this form avoids.
+        """
+        H = self.split_state(s)[1][:, :t]
+        return (H.transpose(0, 2, 1) * self.decay_weights(t, s)) @ H
+
+    def read_memory(self, s_prev, t):
+        """(h(t), history h(1..t) (B, t, n)) from s_prev; refuses a missing t or t >= capacity."""
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise TypeError(f"t must be the step's 0-based index (an int >= 0) for the attention "
+                            f"form, got {t!r}")
+        if t >= self.capacity:
+            raise ValueError(f"t must be < capacity = {self.capacity} (the history holds h(1..capacity)), "
+                             f"got t = {t}; make the cell with capacity >= the sequence length")
+        h, history = self.split_state(s_prev)
+        return h, history[:, :t]
+
+    def memory_view(self, M, t):
+        """The slots 1..t of a history cotangent (B, capacity, n): those the reads reach."""
+        return M[:, :t]
+
+    def read(self, H, h, t):
+        """A(t) h = η Σ_τ λ^{t−τ} h(τ) ⟨h(τ), h⟩ (Eq. 3), from the history H (B, t, n)."""
+        scores = self.decay_weights(t, h) * (H @ h[:, :, None])[:, :, 0]      # (B, t)
+        return (scores[:, None, :] @ H)[:, 0, :]
+
+    def read_vjp(self, H, h, dr, t):
+        """Adjoints of r = Hᵀ diag(w) H h, w = η λ^{t−τ}: ∂/∂h = Hᵀ diag(w) H dr (symmetric);
+        ∂/∂h(τ) = w_τ (⟨h(τ), h⟩ dr + ⟨h(τ), dr⟩ h)."""
+        w = self.decay_weights(t, h)
+        scores = w * (H @ h[:, :, None])[:, :, 0]
+        dscores = w * (H @ dr[:, :, None])[:, :, 0]
+        dH = scores[:, :, None] * dr[:, None, :] + dscores[:, :, None] * h[:, None, :]
+        return (dscores[:, None, :] @ H)[:, 0, :], dH
+
+    def read_jvp(self, H, h, dh, dH, t):
+        """dr = A(t) dh + Σ_τ w_τ (dh(τ) ⟨h(τ), h⟩ + h(τ) ⟨dh(τ), h⟩) (dH None: zero)."""
+        dr = self.read(H, dh, t)
+        if dH is None:
+            return dr
+        w = self.decay_weights(t, h)
+        scores = w * (H @ h[:, :, None])[:, :, 0]
+        dscores = w * (dH @ h[:, :, None])[:, :, 0]
+        return dr + (scores[:, None, :] @ dH)[:, 0, :] + (dscores[:, None, :] @ H)[:, 0, :]
+
+    def write(self, s_prev, h, t):
+        """s = [h(t+1), history with slot t + 1 set to h(t+1)]."""
+        history = self.split_state(s_prev)[1].copy()
+        history[:, t] = h
+        return self.join_state(h, history)
+
+    def write_vjp(self, cache, ds):
+        """From ds = [dh, dhistory]: ∂/∂h(t+1) = dh + dslot_{t+1}, and ds_prev whose history
+        block is dhistory with slot t + 1 zeroed, as it is overwritten (its h block is left
+        for the caller to write)."""
+        dh, dhistory = self.split_state(ds)
+        ds_prev = ds.copy()
+        dhistory_prev = self.split_state(ds_prev)[1]
+        dhistory_prev[:, cache.t] = 0.0
+        return dh + dhistory[:, cache.t], ds_prev
+
+    def write_jvp(self, cache, dhistory_prev, dh):
+        """ds = [dh, dhistory with slot t + 1 set to dh]."""
+        xp = xp_of(dh)
+        B, n = dh.shape
+        if dhistory_prev is None:
+            dhistory = xp.zeros((B, self.capacity, n), dtype=dh.dtype)
+        else:
+            dhistory = dhistory_prev.copy()
+        dhistory[:, cache.t] = dh
+        return self.join_state(dh, dhistory)

@@ -1,0 +1,64 @@
+"""A readout with one hidden ReLU layer: the associative-retrieval readout of Ba et al. (2016, §4.1).
+
+    u = relu(W_1 h + b_1),      logits = W u + b,      then the loss ℓ(logits, target)
+
+(Ba et al.: the last state → 100 ReLU units → a 10-way softmax.)  The
+interface is :class:`refnet.heads.Head`'s, so every algorithm takes it
+unchanged: ``loss_and_grad(beta, h, y, w) -> (L, ∂L/∂h, ∂L/∂β)``,
+``loss_value``, ``init``, ``check_params``, ``check_targets``,
+``param_shapes``, ``n_in``, ``n_out``.  Parameter names: ``hidden_weight``
+(n_hidden, n_in), ``hidden_bias`` (n_hidden,) for the hidden layer, and
+``weight`` (n_out, n_hidden), ``bias`` (n_out,) for the logits, so that the
+last layer carries :class:`~refnet.heads.Head`'s names.  Backward (Chainer
+style, next to the forward): with g = w ⊙ ∂ℓ/∂logits,
+
+    dW = gᵀ u,  db = Σ_b g,  du = g W,  da = du ⊙ [u > 0],
+    dW_1 = daᵀ h,  db_1 = Σ_b da,  dh = da W_1.
+"""
+from dataclasses import dataclass
+
+from .cells.activations import relu
+from .heads import Head
+
+__all__ = ["MLPHead"]
+
+
+@dataclass(frozen=True)
+class MLPHead(Head):
+    """``n_in`` features → ``n_hidden`` ReLU units → ``n_out`` logits, then ``loss`` (keyword ``n_hidden``)."""
+
+    n_hidden: int = 100
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.n_hidden, bool) or not isinstance(self.n_hidden, int) or self.n_hidden < 1:
+            raise ValueError(f"n_hidden must be a positive int, got {self.n_hidden!r}")
+
+    def param_shapes(self):
+        return {"hidden_weight": (self.n_hidden, self.n_in), "hidden_bias": (self.n_hidden,),
+                "weight": (self.n_out, self.n_hidden), "bias": (self.n_out,)}
+
+    def init(self, rng):
+        """PyTorch nn.Linear's init for each layer: U(−1/√fan_in, 1/√fan_in)."""
+        fan_in = {"hidden_weight": self.n_in, "hidden_bias": self.n_in,
+                  "weight": self.n_hidden, "bias": self.n_hidden}
+        return {k: rng.uniform(shape, -fan_in[k] ** -0.5, fan_in[k] ** -0.5)
+                for k, shape in self.param_shapes().items()}
+
+    def hidden(self, beta, h):
+        """u = relu(W_1 h + b_1), (B, n_hidden)."""
+        return relu.fn(h @ beta["hidden_weight"].T + beta["hidden_bias"])
+
+    def forward(self, beta, h):
+        """Logits W relu(W_1 h + b_1) + b, (B, n_out)."""
+        return self.hidden(beta, h) @ beta["weight"].T + beta["bias"]
+
+    def loss_and_grad(self, beta, h, y, w):
+        """L = Σ_b w_b ℓ(logits_b, y_b); returns (L as a 0-d array, ∂L/∂h (B, n_in), ∂L/∂β)."""
+        u = self.hidden(beta, h)
+        ell, dlogits = self.loss.value_and_grad(u @ beta["weight"].T + beta["bias"], y)
+        dlogits = dlogits * w[:, None]
+        da = (dlogits @ beta["weight"]) * relu.grad(u)              # back through the ReLU
+        dbeta = {"hidden_weight": da.T @ h, "hidden_bias": da.sum(axis=0),
+                 "weight": dlogits.T @ u, "bias": dlogits.sum(axis=0)}
+        return (w * ell).sum(), da @ beta["hidden_weight"], dbeta

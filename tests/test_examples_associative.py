@@ -1,0 +1,40 @@
+"""examples/associative_retrieval.py: the --quick --json run, in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick_rows(tmp_path_factory):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tqdm")
+    png = tmp_path_factory.mktemp("associative") / "curves.png"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "associative_retrieval.py"), "--quick",
+                           "--json", "--png", str(png)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()], png
+
+
+def test_quick_run_prints_one_json_row_per_model_beside_the_paper(quick_rows):
+    rows, _ = quick_rows
+    assert [(r["model"], r["R"], r["pairs"]) for r in rows] == [
+        ("irnn", 20, 2), ("lstm", 20, 2), ("fast_weights", 20, 2)]
+    for row in rows:
+        assert row["diverged"] is None and row["steps"] == 40
+        assert 0.0 <= row["test_error"] <= 1.0
+        assert row["paper_test_error_k4"] is not None
+
+
+def test_quick_run_records_learning_curves_and_saves_the_figure(quick_rows):
+    rows, png = quick_rows
+    for row in rows:
+        assert [step for step, _ in row["curve"]] == [0, 20, 40]
+    assert png.stat().st_size > 0
