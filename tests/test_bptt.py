@@ -221,6 +221,7 @@ def test_zero_weight_steps_are_skipped_without_changing_the_gradient():
     y_other = y.copy()
     y_other[:-1] = (y[:-1] + 1) % 3
     other = refnet.bptt(cell, theta, x, s0, head, beta, y_other, last)
-    compare_grads(_pack(res.dtheta, res.dbeta, res.ds0), _pack(other.dtheta, other.dbeta, other.ds0), rtol=0.0)
+    for k, g in _pack(res.dtheta, res.dbeta, res.ds0).items():
+        np.testing.assert_array_equal(g, _pack(other.dtheta, other.dbeta, other.ds0)[k])
     trunc = refnet.tbptt(cell, theta, x, s0, head, beta, y, last, k1=2, k2=2)
     assert trunc.loss == res.loss
