@@ -63,6 +63,11 @@ class GradReport:
         return "\n".join(lines)
 
 
+def _floor(rtol, atol):
+    """The scale below which a gradient counts as zero: atol / rtol (tiny when rtol = 0)."""
+    return atol / rtol if rtol > 0 else max(atol, 1e-300)
+
+
 def _tolerances(grads, eps, rtol, atol):
     dtype = next(iter(grads.values())).dtype
     row = tolerances_for(dtype)
@@ -85,7 +90,7 @@ def _compare(analytic, reference, rtol, atol, equal_nan, reference_name):
         both_nan = np.isnan(a) & np.isnan(n)
         diff = np.where(both_nan, 0.0 if equal_nan else np.inf, diff)
         diff = np.where(np.isnan(diff), np.inf, diff)
-        scale = max(float(np.nanmax(np.abs(n))) if not np.isnan(n).all() else 0.0, atol / rtol)
+        scale = max(float(np.nanmax(np.abs(n))) if not np.isnan(n).all() else 0.0, _floor(rtol, atol))
         index = np.unravel_index(int(np.argmax(diff)), a.shape)
         rows.append(ParamError(name, float(diff[index] / scale), tuple(int(i) for i in index),
                                float(a[index]), float(n[index])))
@@ -144,7 +149,7 @@ def check_directional(f, params, grads, *, n_directions=3, seed=0, eps=None, rto
         v = _random_direction(params, rng)
         analytic = sum(float((g[k] * v[k]).sum()) for k in params)
         numeric = directional_derivative(f, params, v, eps=eps)
-        rel = abs(analytic - numeric) / max(g_norm, atol / rtol)
+        rel = abs(analytic - numeric) / max(g_norm, _floor(rtol, atol))
         rows.append(ParamError(f"direction {j}", rel, (), analytic, numeric))
     rows.sort(key=lambda p: -p.rel_error)
     report = GradReport(rows[0].rel_error, rtol, atol, rows[0].rel_error <= rtol, rows, "numeric")

@@ -107,3 +107,12 @@ def test_cli_exits_1_when_a_check_fails(monkeypatch, capsys):
 def test_cli_unknown_backend_value_is_refused():
     out = subprocess.run([sys.executable, "-m", "gradcheck", "--backend", "tpu"], capture_output=True, text=True)
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_compare_with_zero_rtol_demands_exact_equality():
+    from gradcheck import compare_grads
+    g = true_grad(POINT)
+    assert compare_grads(g, {k: v.copy() for k, v in g.items()}, rtol=0.0).passed
+    nudged = {k: v.copy() for k, v in g.items()}
+    nudged["b"][0] = np.nextafter(nudged["b"][0], np.inf)
+    assert not compare_grads(nudged, g, rtol=0.0, raise_on_failure=False).passed
