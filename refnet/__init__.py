@@ -2,9 +2,10 @@
 
 NumPy by default, CuPy with ``REFNET_BACKEND=cupy``; float64 by default.
 """
-from . import fixtures, heads, interop, params
-from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, loss, sequence_vjp,
-                         stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows, truncated_loss)
+from . import fixtures, heads, interop, online, optim, params, tasks
+from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, kfrtrl, loss, rtrl,
+                         sequence_vjp, stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows,
+                         truncated_loss, uoro)
 from .backend import asarray, get_dtype, get_xp, rng, to_numpy, xp_of
 from .cells import GRU, IRNN, LSTM, Cell, ElmanRNN, FastWeights, FastWeightsAttention
 from .errors import ConvergenceError, NumericalError
@@ -14,8 +15,8 @@ from .heads import Head, every_step, last_step, masked, mse, sigmoid_bce, softma
 __version__ = "0.1.0"
 
 __all__ = [
-    "fixtures", "heads", "interop", "params",
-    "GradResult", "SequenceVJP", "StackedVJP", "bptt", "forward", "loss", "sequence_vjp",
+    "fixtures", "heads", "interop", "online", "optim", "params", "tasks",
+    "GradResult", "SequenceVJP", "StackedVJP", "bptt", "forward", "kfrtrl", "loss", "rtrl", "sequence_vjp", "uoro",
     "stacked_forward", "stacked_sequence_vjp", "tbptt", "tbptt_windows", "truncated_loss",
     "asarray", "get_dtype", "get_xp", "rng", "to_numpy", "xp_of",
     "Cell", "ElmanRNN", "IRNN", "LSTM", "GRU", "FastWeights", "FastWeightsAttention", "MLPHead",

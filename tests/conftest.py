@@ -19,6 +19,7 @@ def _default_backend(monkeypatch):
     """Tests run on NumPy/float64 unless they set the variables themselves."""
     monkeypatch.delenv("REFNET_BACKEND", raising=False)
     monkeypatch.delenv("REFNET_DTYPE", raising=False)
+    monkeypatch.delenv("REFNET_NUMBA", raising=False)
 
 
 @pytest.fixture(params=list(CELL_FACTORIES))

@@ -104,3 +104,12 @@ def test_fastweights_quick_rows_cover_both_forms_and_agree_with_torch():
     for r in rows:
         if r["row"] == "ratio" and HAS_TORCH:
             assert r["grad_max_rel_err"] <= 1e-10
+
+
+def test_online_quick_json_reports_timings_and_agreement():
+    done = _bench("online", "--quick", "--json", "--repeats", "1")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert ("tbptt6", 4, "refnet_numba") in {(r["name"], r["n"], r["impl"]) for r in rows if r["row"] == "timing"}
+    if HAS_TORCH:
+        assert all(r["weights_max_rel_err"] <= r["rtol"] for r in rows if r["row"] == "agreement")

@@ -1,10 +1,12 @@
 """refnet's verification matrix: every cell × every algorithm, with the relation it claims.
 
 This subpackage is the one part of gradcheck that imports refnet.  Each
-module registers one family of checks (``core``: cells, heads, BPTT, TBPTT,
-the sequence VJP; ``interop``: stacked layers and fixture traces); :func:`checks` lists them all in display order.
+module registers one family of checks: ``core`` (core cells, heads, BPTT,
+TBPTT, the sequence VJP), ``interop`` (stacked layers, fixture traces),
+``fast_weights``, ``rtrl`` (RTRL = BPTT; UORO and KF-RTRL → RTRL by z-test).
+:func:`checks` lists them all in display order.
 """
-from . import core, fast_weights, interop
+from . import core, fast_weights, interop, rtrl
 from .common import CELLS, Check, Row, run_check
 
 __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
@@ -12,4 +14,7 @@ __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
 
 def checks():
     """Every registered check, in display order."""
-    return core.checks() + interop.checks() + fast_weights.checks()
+    rtrl_for_other_families = [c for family in (fast_weights,) for name, factory in family.CELLS.items()
+                               for c in rtrl.rtrl_checks(name, factory, estimators=False)]
+    return (core.checks() + interop.checks() + fast_weights.checks() + rtrl.checks()
+            + rtrl_for_other_families)

@@ -1,8 +1,22 @@
-"""Gradient algorithms, one module per family."""
+"""Gradient algorithms, one module per family.
+
+Each function is re-exported here under its own name, so
+``refnet.algorithms.rtrl`` is the function; import a module's other names
+with ``from refnet.algorithms.rtrl import rtrl_update``.
+"""
 from .bptt import (GradResult, SequenceVJP, Trajectory, bptt, forward, loss, sequence_vjp,
                    tbptt, tbptt_windows, truncated_loss)
-
+from .kfrtrl import (KFRTRLState, kfrtrl, kfrtrl_gradient, kfrtrl_init, kfrtrl_sensitivity,
+                     kfrtrl_update)
+from .rtrl import rtrl, rtrl_update
 from .stacked import StackedVJP, stacked_forward, stacked_sequence_vjp
+from .uoro import UOROState, uoro, uoro_gradient, uoro_init, uoro_update
 
-__all__ = ["StackedVJP", "stacked_forward", "stacked_sequence_vjp", "GradResult", "SequenceVJP", "Trajectory", "bptt", "forward", "loss", "sequence_vjp",
-           "tbptt", "tbptt_windows", "truncated_loss"]
+__all__ = [
+    "GradResult", "SequenceVJP", "Trajectory", "bptt", "forward", "loss", "sequence_vjp",
+    "tbptt", "tbptt_windows", "truncated_loss",
+    "KFRTRLState", "kfrtrl", "kfrtrl_gradient", "kfrtrl_init", "kfrtrl_sensitivity", "kfrtrl_update",
+    "rtrl", "rtrl_update",
+    "StackedVJP", "stacked_forward", "stacked_sequence_vjp",
+    "UOROState", "uoro", "uoro_gradient", "uoro_init", "uoro_update",
+]

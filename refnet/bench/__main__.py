@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from . import bptt, fastweights
+from . import bptt, fastweights, online
 from .report import BenchmarkError
 
 __all__ = ["CASES", "main"]
@@ -16,6 +16,7 @@ __all__ = ["CASES", "main"]
 CASES = {
     "bptt": bptt.run,
     "fastweights": fastweights.run,
+    "online": online.run,
 }
 
 

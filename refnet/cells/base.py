@@ -11,6 +11,9 @@ State ``s`` is one array (B, n_state).  One transition is
 - ``step_jvp(params, cache, ds_prev, dparams, dx) -> ds``         (J v)
 - ``jacobians(params, cache) -> (J_s (B, n, n), J_theta (B, n, P))``
 - ``output(s)`` the part a head reads, and ``output_vjp(dy) -> ds``.
+- ``steps(params, s0, xs, t) -> (states, trace)`` and ``steps_vjp(params, trace, ds)
+  -> (ds0, dparams)``: k transitions and the VJP back through them (defaults
+  loop over ``step`` and ``step_vjp``; online TBPTT(1, k) calls them every step).
 
 ``dparams`` from ``step_vjp`` is summed over the batch (the gradient of a
 batch loss); a parameter tangent in ``step_jvp`` is shared by the batch.
@@ -98,6 +101,33 @@ class Cell:
     def flat_params(self, params):
         """θ as one vector in the column order of J_θ."""
         return flatten({k: params[k] for k in self.param_shapes()})
+
+    def steps(self, params, s0, xs, t=None):
+        """k transitions s_j = f(θ, s_{j−1}, x_j), j = 1..k, from s0 through the inputs ``xs``.
+
+        ``t`` is the time index of the first (None: every step gets None).
+        Returns ``(states, trace)``: states[j] = s_j for j = 0..k, and what
+        :meth:`steps_vjp` needs.  This default loops over ``step``; a cell may
+        fuse the loop (the Elman RNN does at batch 1).
+        """
+        states, caches = [s0], []
+        for j, x in enumerate(xs):
+            s, cache = self.step(params, states[-1], x, None if t is None else t + j)
+            states.append(s)
+            caches.append(cache)
+        return states, caches
+
+    def steps_vjp(self, params, trace, ds):
+        """Back through the k transitions of :meth:`steps` from a cotangent ds on s_k alone.
+
+        Returns ``(ds0, dparams)``: ∂/∂s_0 and ∂/∂θ summed over the k steps
+        (and the batch).  This default loops over ``step_vjp``.
+        """
+        dparams = None
+        for cache in reversed(trace):
+            ds, dparams_j, _ = self.step_vjp(params, cache, ds)
+            dparams = dparams_j if dparams is None else {k: dparams[k] + v for k, v in dparams_j.items()}
+        return ds, dparams
 
 
 def affine_jvp(params, x, h_prev, dparams, dx, dh_prev):

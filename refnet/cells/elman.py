@@ -3,21 +3,37 @@
     a_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh,     h_t = φ(a_t)
 
 φ = tanh or ReLU (REFERENCE.md, "Elman RNN").  The state is h.
+
+At batch 1 on NumPy, ``step``, ``step_vjp``, ``jacobians``, ``steps`` and
+``steps_vjp`` run numba kernels (:mod:`refnet.kernels.elman`,
+``REFNET_NUMBA=0`` turns them off); the array code below each dispatch (for
+``steps``, the contract's loop over ``step``) is their twin, and what every
+other case runs.
 """
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy
+
+from .. import kernels
 from ..backend import xp_of
 from .activations import ACTIVATIONS
 from .base import Cell, affine_jvp, affine_vjp
 
-__all__ = ["ElmanRNN", "IRNN", "ElmanCache"]
+__all__ = ["ElmanRNN", "IRNN", "ElmanCache", "ElmanSteps"]
 
 
 class ElmanCache(NamedTuple):
     x: object       # (B, I) input
     h_prev: object  # (B, H) previous state
     h: object       # (B, H) new state, φ(a); φ' is read from it
+
+
+class ElmanSteps(NamedTuple):
+    """The trace of ``ElmanRNN.steps`` on its kernel path: every input and state of the run."""
+
+    xs: object  # (k, B, I)
+    hs: object  # (k + 1, B, H), hs[0] = h_0
 
 
 @dataclass(frozen=True)
@@ -47,12 +63,16 @@ class ElmanRNN(Cell):
 
     def step(self, params, s_prev, x, t=None):
         """h_t = φ(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)."""
+        if s_prev.shape[0] == 1 and kernels.applicable(s_prev, x, params["weight_hh"]):
+            return self._step_kernel(params, s_prev, x)
         a = x @ params["weight_ih"].T + params["bias_ih"] + s_prev @ params["weight_hh"].T + params["bias_hh"]
         h = self.phi.fn(a)
         return h, ElmanCache(x, s_prev, h)
 
     def step_vjp(self, params, cache, ds):
         """Back through φ, then through the two affine maps."""
+        if ds.shape[0] == 1 and kernels.applicable(ds, cache.x, cache.h_prev, params["weight_hh"]):
+            return self._step_vjp_kernel(params, cache, ds)
         da = ds * self.phi.grad(cache.h)
         dparams, dx, dh_prev = affine_vjp(params, cache.x, cache.h_prev, da, da)
         return dh_prev, dparams, dx
@@ -67,6 +87,8 @@ class ElmanRNN(Cell):
         J_s[b] = diag(D[b]) W_hh and J_θ[b] = diag(D[b]) [I ⊗ x[b]ᵀ, I ⊗ h[b]ᵀ, I, I]
         (the Kronecker structure KF-RTRL exploits).
         """
+        if cache.x.shape[0] == 1 and kernels.applicable(cache.x, cache.h_prev, params["weight_hh"]):
+            return self._jacobians_kernel(params, cache)
         xp = xp_of(cache.x)
         D = self.phi.grad(cache.h)
         B, H = D.shape
@@ -79,6 +101,70 @@ class ElmanRNN(Cell):
             diag,
             diag,
         ], axis=2)
+        return J_s, J_theta
+
+    def kronecker_factors(self, params, cache):
+        """The factors of J_θ that KF-RTRL (Mujika, Meier & Steger 2018) keeps apart.
+
+        For every parameter k, ∂h_t/∂θ_k = diag(D) ⊗ ĥ_kᵀ (θ_k flattened in C
+        order, so column i·m + j is entry [i, j]) with D = φ'(a_t) and
+        ĥ = x_t for weight_ih, h_{t−1} for weight_hh and 1 for each bias.
+
+        Returns
+        -------
+        D : (B, H)
+        h_hat : dict {name: (B, m_name)}, in ``param_shapes`` order
+        """
+        xp = xp_of(cache.x)
+        one = xp.ones((cache.x.shape[0], 1), dtype=cache.x.dtype)
+        return self.phi.grad(cache.h), {"weight_ih": cache.x, "weight_hh": cache.h_prev,
+                                        "bias_ih": one, "bias_hh": one}
+
+    def steps(self, params, s0, xs, t=None):
+        """k transitions from h_0 = s0 (see ``Cell.steps``); one kernel call at batch 1."""
+        if s0.shape[0] == 1 and kernels.applicable(s0, xs[0], params["weight_hh"]):
+            xs = numpy.stack(xs)
+            hs = numpy.empty((xs.shape[0] + 1,) + s0.shape, dtype=s0.dtype)
+            hs[0] = s0
+            kernels.load("elman")._elman_steps(params["weight_ih"], params["weight_hh"], params["bias_ih"],
+                                               params["bias_hh"], xs, self.nonlinearity == "relu", hs)
+            return hs, ElmanSteps(xs, hs)
+        return super().steps(params, s0, xs, t)
+
+    def steps_vjp(self, params, trace, ds):
+        """Back through ``steps`` from ds on h_k (see ``Cell.steps_vjp``); one kernel call at batch 1."""
+        if not isinstance(trace, ElmanSteps):
+            return super().steps_vjp(params, trace, ds)
+        W_ih, W_hh = params["weight_ih"], params["weight_hh"]
+        dh0, da = numpy.empty_like(ds), numpy.empty_like(ds)
+        dW_ih, dW_hh, db = numpy.empty_like(W_ih), numpy.empty_like(W_hh), numpy.empty_like(params["bias_ih"])
+        kernels.load("elman")._elman_steps_vjp(W_ih, W_hh, trace.xs, trace.hs, ds, self.nonlinearity == "relu",
+                                               dh0, dW_ih, dW_hh, db, da)
+        return dh0, {"weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db, "bias_hh": db.copy()}
+
+    def _step_kernel(self, params, s_prev, x):
+        """``step`` by :func:`refnet.kernels.elman._elman_step`."""
+        h = numpy.empty_like(s_prev)
+        kernels.load("elman")._elman_step(params["weight_ih"], params["weight_hh"], params["bias_ih"],
+                                          params["bias_hh"], x, s_prev, self.nonlinearity == "relu", h)
+        return h, ElmanCache(x, s_prev, h)
+
+    def _step_vjp_kernel(self, params, cache, ds):
+        """``step_vjp`` by :func:`refnet.kernels.elman._elman_step_vjp`."""
+        W_ih, W_hh = params["weight_ih"], params["weight_hh"]
+        dh_prev, dx = numpy.empty_like(cache.h_prev), numpy.empty_like(cache.x)
+        dW_ih, dW_hh, db = numpy.empty_like(W_ih), numpy.empty_like(W_hh), numpy.empty_like(params["bias_ih"])
+        kernels.load("elman")._elman_step_vjp(W_ih, W_hh, cache.x, cache.h_prev, cache.h, ds,
+                                              self.nonlinearity == "relu", dh_prev, dW_ih, dW_hh, db, dx)
+        return dh_prev, {"weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db, "bias_hh": db.copy()}, dx
+
+    def _jacobians_kernel(self, params, cache):
+        """``jacobians`` by :func:`refnet.kernels.elman._elman_jacobians`."""
+        B, H, I = cache.x.shape[0], self.hidden_size, self.input_size
+        J_s = numpy.empty((B, H, H), dtype=cache.x.dtype)
+        J_theta = numpy.empty((B, H, H * I + H * H + 2 * H), dtype=cache.x.dtype)
+        kernels.load("elman")._elman_jacobians(params["weight_hh"], cache.x, cache.h_prev, cache.h,
+                                               self.nonlinearity == "relu", J_s, J_theta)
         return J_s, J_theta
 
 

@@ -1,0 +1,414 @@
+"""Case ``online``: seconds per online step at batch 1, refnet against PyTorch eager.
+
+One online step is what an online learner does per observation: observe
+x_t, advance the state, predict, take the loss on y_t, form the gradient
+and apply one Adagrad step (lr 0.1) to the cell and the head.  The task is
+6-CycleWorld (1 input, 1 output, sigmoid + binary cross-entropy), float64,
+an Elman tanh cell with n hidden units, all at batch 1:
+
+- ``tbptt6`` (n = 4): TBPTT(1, 6), the last 6 steps re-run under the current
+  weights and back-propagated (:class:`refnet.online.TBPTTLearner`);
+  PyTorch: ``nn.RNNCell`` + ``nn.Linear`` over the kept inputs, ``backward``,
+  ``torch.optim.Adagrad`` — the usual way to write it.
+- ``rtrl`` (n = 4 and 32): M_t = J_s M_{t−1} + J_θ and ∂ℓ_t/∂s_t M_t
+  (:class:`refnet.online.RTRLLearner`); PyTorch twice: ``torch.func.jacrev``
+  for J_s and J_θ every step, and the closed form J_s = diag(D) W_hh,
+  J_θ = diag(D) [I ⊗ xᵀ, I ⊗ hᵀ, I, I] written in torch ops; the head's
+  gradient by autograd in both.
+
+refnet runs with its numba kernels (``REFNET_NUMBA=1``) and without
+(``REFNET_NUMBA=0``).  Before anything is timed, each PyTorch learner and
+refnet's are run side by side from the same weights on the same stream and
+their weights compared (:data:`AGREEMENT_RTOL`); a disagreement raises
+:class:`~refnet.bench.report.BenchmarkError`.  Both libraries run on one
+thread (NumPy's BLAS through threadpoolctl where importable,
+``torch.set_num_threads(1)``): batch-1 products are too small to split, and
+on a busy 2-core machine spinning BLAS workers slow them many times over.
+
+The kernels' first call is reported apart: ``first_step_s`` is the first
+refnet step in this process (numba's import and its on-disk cache), and
+``cold_compile_s`` the same step in a fresh process with an empty numba
+cache directory (compilation itself).  Ratios are PyTorch's time over
+refnet's (numba on): > 1 means refnet is faster.
+"""
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy
+
+from .._validate import check_int
+from ..cells import ElmanRNN
+from ..heads import Head, sigmoid_bce
+from ..online import RTRLLearner, TBPTTLearner
+from ..optim import Adagrad
+from ..tasks.cycleworld import cycleworld
+from .report import BenchmarkError, Report, format_table
+from .timing import numpy_blas, time_each
+
+__all__ = ["CASES", "TARGETS", "AGREEMENT_RTOL", "run"]
+
+# (name, learner, hidden units); the stream is 6-CycleWorld.
+CASES = (("tbptt6", "tbptt", 4), ("rtrl", "rtrl", 4), ("rtrl", "rtrl", 32))
+K_TBPTT, LR, P_CYCLE = 6, 0.1, 6
+# Steps per timed call (the time per step is the call's time over this), and timed calls.
+STEPS_PER_CALL = {"full": 200, "quick": 20}
+DEFAULT_REPEATS = {"full": 15, "quick": 3}
+BUDGET_S = 6.0            # wall-clock cap of each implementation's timed calls
+AGREEMENT_STEPS = 30
+# The same float64 arithmetic in another order over 30 Adagrad steps: rounding, ~1e-13 measured.
+AGREEMENT_RTOL = 1e-9
+# The issue's targets: ratio name -> least PyTorch/refnet ratio.
+TARGETS = {("tbptt6", 4, "torch_eager"): 50.0, ("rtrl", 32, "torch_jacrev"): 10.0,
+           ("rtrl", 32, "torch_closed_form"): 1.0}
+
+
+def _problem(n, steps):
+    """Elman (1 → n) and a BCE head with PyTorch's init (seed 0), and a CycleWorld stream."""
+    r = numpy.random.default_rng(0)
+    cell, head = ElmanRNN(1, n), Head(n, 1, sigmoid_bce)
+    bound = n ** -0.5
+    theta = {k: r.uniform(-bound, bound, shape) for k, shape in cell.param_shapes().items()}
+    beta = {k: r.uniform(-bound, bound, shape) for k, shape in head.param_shapes().items()}
+    x, y = cycleworld(P_CYCLE, steps, dtype=numpy.float64)
+    return cell, head, theta, beta, numpy.asarray(x), numpy.asarray(y)
+
+
+def _refnet_learner(kind, cell, head, theta, beta):
+    if kind == "tbptt":
+        return TBPTTLearner(cell, head, theta, beta, Adagrad(LR), k=K_TBPTT)
+    return RTRLLearner(cell, head, theta, beta, Adagrad(LR))
+
+
+class _Torch:
+    """PyTorch's online learners on the same problem; ``step(t)`` takes stream step t."""
+
+    def __init__(self, torch, kind, cell, head, theta, beta, x, y):
+        self.torch, self.kind = torch, kind
+        f64 = torch.float64
+        self.rnn = torch.nn.RNNCell(cell.input_size, cell.hidden_size, dtype=f64)
+        self.lin = torch.nn.Linear(cell.hidden_size, 1, dtype=f64)
+        with torch.no_grad():
+            for name, value in theta.items():
+                getattr(self.rnn, name).copy_(torch.from_numpy(value))
+            self.lin.weight.copy_(torch.from_numpy(beta["weight"]))
+            self.lin.bias.copy_(torch.from_numpy(beta["bias"]))
+        self.params = [self.rnn.weight_ih, self.rnn.weight_hh, self.rnn.bias_ih, self.rnn.bias_hh]
+        self.opt = torch.optim.Adagrad([*self.params, *self.lin.parameters()], lr=LR)
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+        n = cell.hidden_size
+        self.h = torch.zeros(1, n, dtype=f64)
+        self.inputs, self.second = [], None
+        self.M = torch.zeros(n, sum(p.numel() for p in self.params), dtype=f64)
+        self.eye = torch.eye(n, dtype=f64)
+
+    def weights(self):
+        return {name: getattr(self.rnn, name).detach().numpy().copy()
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+
+    def _head_step(self, h, dtheta_of):
+        """Loss on the head, its gradient by autograd, the cell's from ``dtheta_of(∂ℓ/∂h)``, Adagrad."""
+        torch = self.torch
+        h = h.detach().requires_grad_()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(self.lin(h), self.y[self.t], reduction="sum")
+        self.opt.zero_grad()
+        loss.backward()
+        flat = dtheta_of(h.grad[0])
+        start = 0
+        for p in self.params:
+            p.grad = flat[start:start + p.numel()].reshape(p.shape)
+            start += p.numel()
+        self.opt.step()
+
+    def tbptt(self):
+        torch = self.torch
+        if len(self.inputs) == K_TBPTT:
+            self.h = self.second
+            self.inputs.pop(0)
+        self.inputs.append(self.x[self.t])
+        h = self.h
+        for j, x_j in enumerate(self.inputs):
+            h = self.rnn(x_j, h)
+            if j == 0:
+                self.second = h.detach()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(self.lin(h), self.y[self.t], reduction="sum")
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def _cell(self, params, h, x):
+        W_ih, W_hh, b_ih, b_hh = params
+        return self.torch.tanh(x @ W_ih.T + b_ih + h @ W_hh.T + b_hh)
+
+    def jacrev(self):
+        torch = self.torch
+        params = tuple(p.detach() for p in self.params)
+        h_prev, x = self.h, self.x[self.t]
+        J_theta, J_s = torch.func.jacrev(self._cell, argnums=(0, 1))(params, h_prev, x)
+        n = h_prev.shape[1]
+        J_theta = torch.cat([J.reshape(n, -1) for J in J_theta], dim=1)
+        self.M = J_s.reshape(n, n) @ self.M + J_theta
+        with torch.no_grad():
+            self.h = self._cell(params, h_prev, x)
+        self._head_step(self.h, lambda dh: dh @ self.M)
+
+    def closed_form(self):
+        torch = self.torch
+        with torch.no_grad():
+            W_ih, W_hh, b_ih, b_hh = self.params
+            h_prev, x = self.h, self.x[self.t]
+            h = torch.tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh)
+            D = (1.0 - h * h)[0]
+            diag = D[:, None] * self.eye
+            J_theta = torch.cat([(diag[:, :, None] * x[0]).reshape(len(D), -1),
+                                 (diag[:, :, None] * h_prev[0]).reshape(len(D), -1), diag, diag], dim=1)
+            self.M = D[:, None] * (W_hh @ self.M) + J_theta
+            self.h = h
+        self._head_step(h, lambda dh: dh @ self.M)
+
+    def stepper(self, method):
+        """A zero-argument step over the stream with ``method`` ('tbptt', 'jacrev', 'closed_form')."""
+        do = getattr(self, method)
+        self.t = -1
+
+        def step():
+            self.t = (self.t + 1) % len(self.x)
+            do()
+        return step
+
+
+def _refnet_stepper(learner, x, y):
+    t = [-1]
+
+    def step():
+        t[0] = (t[0] + 1) % len(x)
+        learner.step(x[t[0]], y[t[0]])
+    return step
+
+
+def _agreement(torch, kind, method, n):
+    """Weights of refnet's and PyTorch's learner after AGREEMENT_STEPS steps: (error, name)."""
+    cell, head, theta, beta, x, y = _problem(n, AGREEMENT_STEPS)
+    ours = _refnet_learner(kind, cell, head, theta, beta)
+    theirs = _Torch(torch, kind, cell, head, theta, beta, x, y)
+    step_ours, step_theirs = _refnet_stepper(ours, x, y), theirs.stepper(method)
+    for _ in range(AGREEMENT_STEPS):
+        step_ours()
+        step_theirs()
+    reference = theirs.weights()
+    worst = (0.0, None)
+    for name, b in reference.items():
+        error = float(numpy.abs(ours.theta[name] - b).max()) / max(float(numpy.abs(b).max()), 1e-300)
+        worst = max(worst, (error, name), key=lambda pair: pair[0])
+    if worst[0] > AGREEMENT_RTOL:
+        raise BenchmarkError(f"refnet and torch ({method}, n = {n}) disagree on {worst[1]} after "
+                             f"{AGREEMENT_STEPS} online steps: normwise relative error {worst[0]:.2e} > "
+                             f"{AGREEMENT_RTOL:.0e}; a benchmark of a wrong computation is worthless")
+    return worst
+
+
+@contextlib.contextmanager
+def _numba(flag):
+    """REFNET_NUMBA=flag while the block runs."""
+    previous = os.environ.get("REFNET_NUMBA")
+    os.environ["REFNET_NUMBA"] = flag
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["REFNET_NUMBA"]
+        else:
+            os.environ["REFNET_NUMBA"] = previous
+
+
+def _one_thread(torch):
+    """NumPy's BLAS (threadpoolctl, where importable) and PyTorch on one thread."""
+    stack = contextlib.ExitStack()
+    try:
+        from threadpoolctl import threadpool_limits
+        stack.enter_context(threadpool_limits(1, user_api="blas"))
+    except ImportError:
+        pass
+    if torch is not None:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        stack.callback(torch.set_num_threads, previous)
+    return stack
+
+
+_COLD = """
+import time
+start = time.perf_counter()
+import numpy
+from refnet.bench.online import _problem, _refnet_learner
+for kind in ("tbptt", "rtrl"):
+    cell, head, theta, beta, x, y = _problem(4, 2)
+    _refnet_learner(kind, cell, head, theta, beta).step(x[0], y[0])
+print(time.perf_counter() - start)
+"""
+
+
+def _cold_compile_seconds():
+    """The first TBPTT and RTRL steps in a fresh process whose numba cache starts empty."""
+    with tempfile.TemporaryDirectory() as cache:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, REFNET_NUMBA="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        done = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True, text=True,
+                              timeout=300)
+    if done.returncode != 0:
+        raise BenchmarkError(f"the cold-compile probe failed: {done.stderr.strip()[-500:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _measure(torch, name, kind, n, size, repeats):
+    """Timings (per step) of every implementation of one case, agreement, first-step time."""
+    per_call = STEPS_PER_CALL[size]
+    cell, head, theta, beta, x, y = _problem(n, 600)
+    runs, first_step = {}, None
+    for flag, impl in (("1", "refnet_numba"), ("0", "refnet_plain")):
+        with _numba(flag):
+            learner = _refnet_learner(kind, cell, head, theta, beta)
+            stepper = _refnet_stepper(learner, x, y)
+            if flag == "1":
+                start = time.perf_counter()
+                stepper()
+                first_step = time.perf_counter() - start
+            runs[impl] = _steps(stepper, per_call, flag)
+    agreement = {}
+    if torch is not None:
+        methods = ("tbptt",) if kind == "tbptt" else ("jacrev", "closed_form")
+        for method in methods:
+            agreement[method] = _agreement(torch, kind, method, n)
+            runs[f"torch_{'eager' if method == 'tbptt' else method}"] = _steps(
+                _Torch(torch, kind, cell, head, theta, beta, x, y).stepper(method), per_call, None)
+    timings = time_each(runs, repeats=repeats, max_seconds=BUDGET_S)
+    return {impl: (t, per_call) for impl, t in timings.items()}, agreement, first_step
+
+
+def _steps(stepper, count, numba_flag):
+    """A zero-argument call making ``count`` steps (under REFNET_NUMBA=numba_flag if given)."""
+    def call():
+        if numba_flag is None:
+            for _ in range(count):
+                stepper()
+        else:
+            with _numba(numba_flag):
+                for _ in range(count):
+                    stepper()
+    return call
+
+
+def _load_1min():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _fmt_load(value):
+    return "unknown" if value is None else f"{value:.2f}"
+
+
+def _rows(env, measured):
+    rows = []
+    for (name, kind, n), (timings, agreement, first_step) in measured.items():
+        base = timings["refnet_numba"][0].median / timings["refnet_numba"][1]
+        for impl, (timing, per_call) in timings.items():
+            rows.append({**env, "row": "timing", "name": name, "n": n, "impl": impl,
+                         "median_s": timing.median / per_call, "min_s": timing.min / per_call,
+                         "max_s": timing.max / per_call, "repeats": timing.repeats, "steps_per_call": per_call})
+        for impl, (timing, per_call) in timings.items():
+            if impl.startswith("torch"):
+                ratio = (timing.median / per_call) / base
+                target = TARGETS.get((name, n, impl))
+                rows.append({**env, "row": "ratio", "name": name, "n": n, "peer": impl,
+                             "peer_over_refnet_numba": ratio, "target": target,
+                             "met": None if target is None else bool(ratio >= target)})
+        rows.append({**env, "row": "first_step", "name": name, "n": n, "first_step_s": first_step})
+        for method, (error, worst) in agreement.items():
+            rows.append({**env, "row": "agreement", "name": name, "n": n, "peer": method,
+                         "weights_max_rel_err": error, "worst": worst, "rtol": AGREEMENT_RTOL,
+                         "steps": AGREEMENT_STEPS})
+    return rows
+
+
+def _table(rows, env, torch_missing):
+    peer = (f"torch {env['torch_version']} (1 thread)" if env["torch_version"]
+            else f"torch not importable ({torch_missing}): peers skipped")
+    head = "\n".join([
+        "online: seconds per online step at batch 1 (observe, predict, loss, gradient, Adagrad step), "
+        "Elman tanh on 6-CycleWorld, float64",
+        f"numpy {env['numpy_version']} (BLAS {env['numpy_blas']}, held to 1 thread); {peer}; "
+        f"{env['cpu_count']} CPUs; 1-min load {_fmt_load(env['load_1min_start'])} at start, "
+        f"{_fmt_load(env['load_1min_end'])} at end",
+        ("numba kernels: cold compile not measured (--quick)" if env["cold_compile_s"] is None else
+         f"numba kernels: cold compile {env['cold_compile_s']:.2f} s (fresh process, empty cache)")
+        + "; first step in this process below",
+    ])
+    timing = format_table(
+        ("case", "n", "impl", "median us/step", "min", "max", "calls"),
+        [(r["name"], str(r["n"]), r["impl"], f"{1e6 * r['median_s']:.1f}", f"{1e6 * r['min_s']:.1f}",
+          f"{1e6 * r['max_s']:.1f}", str(r["repeats"])) for r in rows if r["row"] == "timing"], text_columns=3)
+    ratio = format_table(
+        ("case", "n", "peer / refnet (numba)", "ratio", "target", "met"),
+        [(r["name"], str(r["n"]), r["peer"], f"{r['peer_over_refnet_numba']:.1f}x",
+          "-" if r["target"] is None else f">= {r['target']:g}x",
+          "-" if r["met"] is None else ("yes" if r["met"] else "NO")) for r in rows if r["row"] == "ratio"],
+        text_columns=3)
+    first = format_table(
+        ("case", "n", "first refnet step (s)"),
+        [(r["name"], str(r["n"]), f"{r['first_step_s']:.4f}") for r in rows if r["row"] == "first_step"],
+        text_columns=2)
+    agree = format_table(
+        ("case", "n", "peer", "weights max rel err", "worst", "tolerance"),
+        [(r["name"], str(r["n"]), r["peer"], f"{r['weights_max_rel_err']:.1e}", r["worst"], f"{r['rtol']:.0e}")
+         for r in rows if r["row"] == "agreement"], text_columns=3)
+    return "\n\n".join(part for part in (head, timing, ratio, first, agree if torch_missing is None else "")
+                       if part)
+
+
+def run(*, repeats=None, quick=False):
+    """Run the ``online`` case.
+
+    Parameters
+    ----------
+    repeats : int >= 1 or None
+        Timed calls per implementation (each of ``STEPS_PER_CALL`` steps); None
+        for the default (15, or 3 with ``quick``); fewer if :data:`BUDGET_S` runs out.
+    quick : bool
+        20 steps per timed call instead of 200 and no cold-compile probe, for tests.
+
+    Returns
+    -------
+    Report
+        Rows ``row`` = "timing" (seconds per step: median, min, max), "ratio"
+        (PyTorch over refnet with numba, with the issue's target where it has
+        one), "first_step" and "agreement"; each with the environment,
+        including ``cold_compile_s`` (None with ``quick``).
+
+    Raises
+    ------
+    BenchmarkError
+        If a PyTorch learner's weights and refnet's disagree beyond :data:`AGREEMENT_RTOL`.
+    """
+    size = "quick" if quick else "full"
+    repeats = DEFAULT_REPEATS[size] if repeats is None else check_int("repeats", repeats, 1)
+    try:
+        import torch
+        torch_missing = None
+    except Exception as exc:  # ImportError, or a broken install failing at import
+        torch, torch_missing = None, f"{type(exc).__name__}: {exc}"
+    blas, _ = numpy_blas()
+    env = {"case": "online", "numpy_version": numpy.__version__,
+           "torch_version": None if torch is None else torch.__version__, "numpy_blas": blas,
+           "cpu_count": os.cpu_count(), "load_1min_start": _load_1min()}
+    with _one_thread(torch):
+        measured = {case: _measure(torch, *case, size, repeats) for case in CASES}
+    env["cold_compile_s"] = None if quick else _cold_compile_seconds()
+    env["load_1min_end"] = _load_1min()
+    rows = _rows(env, measured)
+    return Report(tuple(rows), _table(rows, env, torch_missing))

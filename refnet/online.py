@@ -1,0 +1,261 @@
+"""Online learners: one observation at a time, a gradient algorithm plus an optimiser.
+
+Every learner has the same interface::
+
+    learner = RTRLLearner(cell, head, theta, beta, Adagrad(0.1))
+    for x_t, y_t in stream:              # x_t (B, I); y_t (B,) labels or (B, O) targets
+        prediction, loss = learner.step(x_t, y_t)
+
+``step`` is ``predict(x_t)`` — observe x_t, advance the state
+s_t = f(θ, s_{t−1}, x_t) and return the head's output, the prediction made
+before y_t is seen — then ``learn(y_t)``: take the loss
+ℓ_t = mean_b ℓ(head(output(s_t))_b, y_t[b]), form the algorithm's gradient of
+ℓ_t and let the optimiser update θ and β.  The learners differ only in how
+∂ℓ_t/∂θ is formed through the past:
+
+=================  ==========================================================
+TBPTTLearner(k)    exact gradient of ℓ_t with the last k steps re-run under the
+                   current θ from the state k steps back, held fixed (TBPTT(1, k))
+RTRLLearner        ∂ℓ_t/∂s_t M_t, with M_t = J_s M_{t−1} + J_θ carried (RTRL)
+UOROLearner        ∂ℓ_t/∂s_t s̃_t θ̃_tᵀ, a rank-one unbiased estimate of M_t (UORO)
+KFRTRLLearner      ∂ℓ_t/∂s_t (A_t ⊗ u_t), a Kronecker-factored estimate (KF-RTRL)
+=================  ==========================================================
+
+With the parameters changing online, RTRL, UORO and KF-RTRL carry their
+sensitivities across updates (the usual online approximation); with θ fixed
+(learning rate 0) each learner's gradients sum to its sequence algorithm's.
+
+A learner owns copies of θ and β: they live in one flat vector ``w``
+([θ in ``cell.param_shapes()`` order; β]), ``learner.theta`` and
+``learner.beta`` are dicts of views into it, and the optimiser updates
+``{"w": w}`` with the flat gradient, one array operation per optimiser
+formula rather than one per parameter — at batch 1 and a few hidden units
+the per-call overhead is the cost.
+"""
+import math
+from collections import deque
+from typing import NamedTuple
+
+from ._validate import check_int
+from .algorithms.kfrtrl import EPS as KF_EPS
+from .algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
+from .algorithms.rtrl import rtrl_update
+from .algorithms.uoro import EPS as UORO_EPS
+from .algorithms.uoro import uoro_gradient, uoro_init, uoro_update
+from .backend import Rng, xp_of
+from .errors import NumericalError
+from .params import flatten
+
+__all__ = ["Step", "OnlineLearner", "TBPTTLearner", "RTRLLearner", "UOROLearner", "KFRTRLLearner"]
+
+
+class _Signs:
+    """Random signs of one shape, one draw per step, taken from ``rng`` in blocks of steps.
+
+    A draw from a refnet Rng costs a few microseconds whatever its size, so
+    ``BLOCK`` steps are drawn at once; the sequence is ``rng.signs((BLOCK, *shape))``,
+    block after block.
+    """
+
+    BLOCK = 1024
+
+    def __init__(self, rng, shape, dtype):
+        if not isinstance(rng, Rng):
+            raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
+        self.rng, self.shape, self.dtype = rng, tuple(shape), dtype
+        self.block, self.used = None, self.BLOCK
+
+    def next(self):
+        if self.used == self.BLOCK:
+            self.block = self.rng.signs((self.BLOCK,) + self.shape).astype(self.dtype, copy=False)
+            self.used = 0
+        self.used += 1
+        return self.block[self.used - 1]
+
+
+class Step(NamedTuple):
+    prediction: object  # (B, O) the head's output for x_t, before y_t was seen
+    loss: float         # ℓ_t, the loss of that prediction
+
+
+class OnlineLearner:
+    """What every learner shares: parameters, state, the loss, the optimiser step.
+
+    Parameters
+    ----------
+    cell, head : a refnet cell and a refnet.heads.Head on its output
+    theta, beta : their params dicts (copied)
+    optimiser : refnet.optim.SGD, Adagrad or Adam (anything with init/update)
+    s0 : (B, n_state) initial state, or None for zeros of batch ``batch``
+    batch : int, the number of parallel streams when ``s0`` is None (default 1)
+    """
+
+    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1):
+        cell.check_params(theta, "theta")
+        head.check_params(beta, "beta")
+        if head.n_in != cell.n_out:
+            raise ValueError(f"head.n_in must equal cell.n_out = {cell.n_out}, got {head.n_in}")
+        ordered = {k: theta[k] for k in cell.param_shapes()}
+        xp = xp_of(*ordered.values(), *beta.values())
+        dtype = ordered[next(iter(ordered))].dtype
+        self.cell, self.head, self.optimiser = cell, head, optimiser
+        self.n_theta = sum(int(v.size) for v in ordered.values())
+        self.w = xp.concatenate([flatten(ordered).astype(dtype), flatten(beta).astype(dtype)])
+        self.grad = xp.zeros_like(self.w)
+        self.theta, self.dtheta = self._views(self.w, ordered, 0), self._views(self.grad, ordered, 0)
+        self.beta, self.dbeta = self._views(self.w, beta, self.n_theta), self._views(self.grad, beta, self.n_theta)
+        self.opt_state = optimiser.init({"w": self.w})
+        if s0 is None:
+            s0 = xp.zeros((check_int("batch", batch, 1), cell.n_state), dtype=dtype)
+        if s0.ndim != 2 or s0.shape[1] != cell.n_state:
+            raise ValueError(f"s0 must have shape (B, {cell.n_state}), got {tuple(s0.shape)}")
+        self.s = s0.astype(dtype, copy=True)
+        self.batch = self.s.shape[0]
+        self._mean = xp.full(self.batch, 1.0 / self.batch, dtype=dtype)   # ℓ_t is the batch mean
+        self._x_shape = (self.batch, cell.input_size)
+        self._y_shape = (self.batch,) if head.loss.label_target else (self.batch, head.n_out)
+        self.t = 0
+
+    @staticmethod
+    def _views(flat, like, start):
+        """Dict of views into ``flat`` shaped as ``like``, from offset ``start``."""
+        out = {}
+        for k, v in like.items():
+            out[k] = flat[start:start + v.size].reshape(v.shape)
+            start += v.size
+        return out
+
+    def predict(self, x):
+        """Observe x_t (B, I): advance the state and return the head's output (B, O)."""
+        if x.shape != self._x_shape:
+            raise ValueError(f"x must have shape {self._x_shape}, got {tuple(x.shape)}")
+        self.t += 1
+        self.s = self._advance(x)
+        return self.head.forward(self.beta, self.cell.output(self.s))
+
+    def learn(self, y):
+        """Take ℓ_t on target y_t, form the gradient, update θ and β; returns ℓ_t."""
+        if y.shape != self._y_shape:
+            raise ValueError(f"y must have shape {self._y_shape}, got {tuple(y.shape)}")
+        L, dh, dbeta = self.head.loss_and_grad(self.beta, self.cell.output(self.s), y, self._mean)
+        loss = float(L)
+        if not math.isfinite(loss):
+            raise NumericalError(f"{type(self).__name__}: the loss at step {self.t} is {loss}; "
+                                 "the state or the parameters have overflowed", where=f"step {self.t}")
+        for k, v in dbeta.items():
+            self.dbeta[k][...] = v
+        self._gradient(self.cell.output_vjp(dh))
+        self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+        return loss
+
+    def step(self, x, y):
+        """``predict(x)`` then ``learn(y)``: returns Step(prediction, loss)."""
+        prediction = self.predict(x)
+        return Step(prediction, self.learn(y))
+
+    def _advance(self, x):
+        """Make s_t from x_t and update the algorithm's carried quantities; returns s_t."""
+        raise NotImplementedError
+
+    def _gradient(self, ds):
+        """Write ∂ℓ_t/∂θ into ``self.dtheta`` from ds = ∂ℓ_t/∂s_t (B, n)."""
+        raise NotImplementedError
+
+
+class TBPTTLearner(OnlineLearner):
+    """Online TBPTT(1, k) (Williams & Peng 1990): back-propagate ℓ_t through the last k steps.
+
+    The learner keeps the last k inputs and the state s_{t−k} before them.
+    Each step re-runs those k transitions under the current θ from s_{t−k}
+    (held fixed), so the gradient is exactly that of the truncated objective
+    ℓ_t(θ) — the form a PyTorch user writes (buffer, re-run, backward,
+    detach).  k = 1 back-propagates through the last transition only.  The
+    run and its VJP are the cell's ``steps`` and ``steps_vjp`` (one kernel
+    call each for the Elman RNN at batch 1).
+    Extra argument: ``k``, the truncation.
+    """
+
+    def __init__(self, cell, head, theta, beta, optimiser, *, k, s0=None, batch=1):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+        self.k = check_int("k", k, 1)
+        self.inputs = deque(maxlen=self.k)
+        self.anchor = self.s        # s_{t−k}: the state before the first kept input
+        self._second = None         # the state after the first kept input, the next anchor
+        self.trace = None           # from cell.steps, for cell.steps_vjp
+
+    def _advance(self, x):
+        if len(self.inputs) == self.k:
+            self.anchor = self._second
+        self.inputs.append(x)
+        states, self.trace = self.cell.steps(self.theta, self.anchor, self.inputs, self.t - len(self.inputs))
+        self._second = states[1]
+        return states[-1]
+
+    def _gradient(self, ds):
+        dtheta = self.cell.steps_vjp(self.theta, self.trace, ds)[1]
+        for k, v in dtheta.items():
+            self.dtheta[k][...] = v
+
+
+class RTRLLearner(OnlineLearner):
+    """Online RTRL (Williams & Zipser 1989): M_t = J_s M_{t−1} + J_θ, gradient ∂ℓ_t/∂s_t M_t."""
+
+    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+        self.M = xp_of(self.w).zeros((self.batch, cell.n_state, self.n_theta), dtype=self.w.dtype)
+        self._M_next = xp_of(self.w).empty_like(self.M)   # M_t is written here, then the two swap
+
+    def _advance(self, x):
+        s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
+        J_s, J_theta = self.cell.jacobians(self.theta, cache)
+        self.M, self._M_next = rtrl_update(J_s, J_theta, self.M, out=self._M_next), self.M
+        return s
+
+    def _gradient(self, ds):
+        self.grad[:self.n_theta] = (ds[:, None, :] @ self.M).sum(axis=(0, 1))
+
+
+class UOROLearner(OnlineLearner):
+    """Online UORO (Tallec & Ollivier 2017): gradient (∂ℓ_t/∂s_t · s̃_t) θ̃_t.
+
+    Extra arguments: ``rng`` (a refnet.backend.Rng) for the signs ν, ``eps``.
+    """
+
+    def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=UORO_EPS, s0=None, batch=1):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+        self.eps = eps
+        self.signs = _Signs(rng, (self.batch, cell.n_state), self.w.dtype)
+        self.uoro = uoro_init(cell, self.batch, self.w)
+
+    def _advance(self, x):
+        s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
+        self.uoro = uoro_update(self.cell, self.theta, cache, self.uoro, self.signs.next(), eps=self.eps)
+        return s
+
+    def _gradient(self, ds):
+        self.grad[:self.n_theta] = uoro_gradient(self.uoro, ds)
+
+
+class KFRTRLLearner(OnlineLearner):
+    """Online KF-RTRL (Mujika, Meier & Steger 2018): gradient ∂ℓ_t/∂s_t (A_t ⊗ u_t).
+
+    For cells with ``kronecker_factors`` (Elman, iRNN).  Extra arguments:
+    ``rng`` (a refnet.backend.Rng) for the signs c1, c2, ``eps``.
+    """
+
+    def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=KF_EPS, s0=None, batch=1):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+        self.eps = eps
+        self.signs = _Signs(rng, (2, self.batch), self.w.dtype)
+        self.kf = kfrtrl_init(cell, self.batch, self.w)
+        self._shapes = cell.param_shapes()
+
+    def _advance(self, x):
+        s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
+        c1, c2 = self.signs.next()
+        self.kf = kfrtrl_update(self.cell, self.theta, cache, self.kf, c1, c2, eps=self.eps)
+        return s
+
+    def _gradient(self, ds):
+        for k, v in kfrtrl_gradient(self.kf, ds, self._shapes).items():
+            self.dtheta[k][...] = v
