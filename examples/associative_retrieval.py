@@ -5,9 +5,8 @@ Each model reads a sequence such as ``c9k8j3f1??c`` one symbol at a time
 the digit stored under the query key from its last state through 100 ReLU
 units and a 10-way softmax (:class:`refnet.heads_mlp.MLPHead`).  The
 gradient is BPTT (``refnet.bptt``, cross-entropy at the last step, mean over
-the batch) and the update is Adam (Kingma & Ba 2015, Alg. 1, learning rate
-1e-3, batches of 128), written here because ``refnet.optim`` does not exist
-yet.  The models:
+the batch) and the update is :class:`refnet.optim.Adam` (Kingma & Ba 2015,
+learning rate 1e-3, batches of 128).  The models:
 
 - fast weights: :class:`refnet.cells.fast_weights.FastWeightsAttention`
   (``--form attention``, the default: the faster form at these lengths) or
@@ -45,6 +44,7 @@ from tqdm import tqdm
 import refnet
 from refnet.cells.fast_weights import FastWeights, FastWeightsAttention
 from refnet.heads_mlp import MLPHead
+from refnet.optim import Adam
 from refnet.tasks.associative_retrieval import N_SYMBOLS, associative_retrieval, one_hot, overlap
 
 matplotlib.use("Agg")
@@ -60,25 +60,6 @@ FULL = {"pairs": 2, "steps": 8_000, "sizes": [20, 50], "n_train": 100_000, "n_va
         "n_test": 20_000, "n_eval": 2_000, "eval_every": 500}
 QUICK = {"pairs": 2, "steps": 40, "sizes": [20], "n_train": 2_000, "n_valid": 500, "n_test": 500,
          "n_eval": 200, "eval_every": 20}
-
-
-class Adam:
-    """Adam (Kingma & Ba 2015, Alg. 1) on a dict of arrays, updated in place."""
-
-    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr, self.beta1, self.beta2, self.eps, self.t = lr, beta1, beta2, eps, 0
-        self.m = refnet.params.zeros_like(params)
-        self.v = refnet.params.zeros_like(params)
-
-    def step(self, params, grads):
-        """θ ← θ − lr m̂ / (√v̂ + ε) with the bias-corrected moments m̂, v̂."""
-        self.t += 1
-        correction1, correction2 = 1.0 - self.beta1 ** self.t, 1.0 - self.beta2 ** self.t
-        for k, g in grads.items():
-            self.m[k] = self.beta1 * self.m[k] + (1.0 - self.beta1) * g
-            self.v[k] = self.beta2 * self.v[k] + (1.0 - self.beta2) * g * g
-            sqrt_v = refnet.xp_of(g).sqrt(self.v[k] / correction2)
-            params[k] -= self.lr * (self.m[k] / correction1) / (sqrt_v + self.eps)
 
 
 def make_cell(model, R, T, form):
@@ -118,7 +99,8 @@ def train(model, R, data, args, bar):
     r = refnet.rng(args.seed)
     theta, beta = cell.init(r), head.init(r)
     params = {**{f"theta/{k}": v for k, v in theta.items()}, **{f"beta/{k}": v for k, v in beta.items()}}
-    adam = Adam(params, lr=args.lr)
+    adam = Adam(lr=args.lr)
+    adam_state = adam.init(params)
     batches = np.random.default_rng(args.seed + 1)          # the same batches for every model
     order, at = batches.permutation(len(data.train)), 0
     curve = [(0, error_rate(cell, theta, head, beta, data.valid, args.n_eval))]
@@ -139,7 +121,7 @@ def train(model, R, data, args, bar):
             break
         grads = {**{f"theta/{k}": v for k, v in res.dtheta.items()},
                  **{f"beta/{k}": v for k, v in res.dbeta.items()}}
-        adam.step(params, grads)
+        adam_state = adam.update(params, grads, adam_state)
         losses.append(res.loss)
         if step % args.eval_every == 0 or step == args.steps:
             curve.append((step, error_rate(cell, theta, head, beta, data.valid, args.n_eval)))
