@@ -3,10 +3,12 @@
 This subpackage is the one part of gradcheck that imports refnet.  Each
 module registers one family of checks: ``core`` (core cells, heads, BPTT,
 TBPTT, the sequence VJP), ``interop`` (stacked layers, fixture traces),
-``fast_weights``, ``rtrl`` (RTRL = BPTT; UORO and KF-RTRL → RTRL by z-test).
+``fast_weights``, ``ernn`` (FastRNN, FastGRNN, ERNN, exact ERNN), ``rbp``
+(Hopfield, RBP, CG-RBP, GMRES-RBP, Neumann-RBP), ``rtrl`` (RTRL = BPTT; UORO
+and KF-RTRL → RTRL by z-test).
 :func:`checks` lists them all in display order.
 """
-from . import core, fast_weights, interop, rtrl
+from . import core, ernn, fast_weights, interop, rbp, rtrl
 from .common import CELLS, Check, Row, run_check
 
 __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
@@ -16,5 +18,5 @@ def checks():
     """Every registered check, in display order."""
     rtrl_for_other_families = [c for family in (fast_weights,) for name, factory in family.CELLS.items()
                                for c in rtrl.rtrl_checks(name, factory, estimators=False)]
-    return (core.checks() + interop.checks() + fast_weights.checks() + rtrl.checks()
-            + rtrl_for_other_families)
+    return (core.checks() + interop.checks() + fast_weights.checks() + ernn.checks() + rbp.checks()
+            + rtrl.checks() + rtrl_for_other_families)

@@ -2,12 +2,16 @@
 
 Each function is re-exported here under its own name, so
 ``refnet.algorithms.rtrl`` is the function; import a module's other names
-with ``from refnet.algorithms.rtrl import rtrl_update``.
+with ``from refnet.algorithms.rtrl import rtrl_update``.  The exception is
+original RBP: ``refnet.rbp`` is the function, ``refnet.algorithms.rbp`` the module.
 """
+from .equilibrium import (ConvergenceWarning, Equilibrium, anderson, fixed_point, newton_krylov,
+                          spectral_radius)
 from .bptt import (GradResult, SequenceVJP, Trajectory, bptt, forward, loss, sequence_vjp,
                    tbptt, tbptt_windows, truncated_loss)
 from .kfrtrl import (KFRTRLState, kfrtrl, kfrtrl_gradient, kfrtrl_init, kfrtrl_sensitivity,
                      kfrtrl_update)
+from .rbp import ImplicitGradient, cg_rbp, gmres_rbp, neumann_rbp
 from .rtrl import rtrl, rtrl_update
 from .stacked import StackedVJP, stacked_forward, stacked_sequence_vjp
 from .uoro import UOROState, uoro, uoro_gradient, uoro_init, uoro_update
@@ -16,6 +20,8 @@ __all__ = [
     "GradResult", "SequenceVJP", "Trajectory", "bptt", "forward", "loss", "sequence_vjp",
     "tbptt", "tbptt_windows", "truncated_loss",
     "KFRTRLState", "kfrtrl", "kfrtrl_gradient", "kfrtrl_init", "kfrtrl_sensitivity", "kfrtrl_update",
+    "ConvergenceWarning", "Equilibrium", "anderson", "fixed_point", "newton_krylov", "spectral_radius",
+    "ImplicitGradient", "cg_rbp", "gmres_rbp", "neumann_rbp",
     "rtrl", "rtrl_update",
     "StackedVJP", "stacked_forward", "stacked_sequence_vjp",
     "UOROState", "uoro", "uoro_gradient", "uoro_init", "uoro_update",

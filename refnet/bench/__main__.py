@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from . import bptt, fastweights, online
+from . import bptt, ernn, fastweights, online, rbp
 from .report import BenchmarkError
 
 __all__ = ["CASES", "main"]
@@ -17,6 +17,8 @@ CASES = {
     "bptt": bptt.run,
     "fastweights": fastweights.run,
     "online": online.run,
+    "ernn": ernn.run,
+    "rbp": rbp.run,
 }
 
 

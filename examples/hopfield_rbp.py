@@ -1,0 +1,255 @@
+"""Hopfield associative memory trained by TBPTT, RBP, CG-RBP and Neumann-RBP (Liao et al. 2018, success-rate table).
+
+Liao et al. store ten binary MNIST digits in a continuous Hopfield network
+(:class:`refnet.cells.hopfield.Hopfield`: 784 clamped input units, 1024
+hidden, 784 output; a = 1, b = 0.5), run 50 updates from h = 0, and learn W
+(symmetric, zero diagonal) with Adam at 1e-3 from the L1 loss between the
+output units' state and the pattern; each gradient method is truncated at K =
+10, 20 or 30 steps.  A run succeeds when its final loss is at most 50% of its
+initial one.  Their success rates: TBPTT 100/100/100, RBP 1/4/99, CG-RBP
+100/100/100, Neumann-RBP 100/100/100 (%).
+
+Here (:mod:`refnet.tasks.hopfield_patterns`): the first image of each class
+of scikit-learn's 8×8 digits, upsampled to ``side``×``side`` and thresholded;
+the input units are clamped to the *cue* — the pattern with 50% of its on
+pixels switched off — and the loss asks the output units for the whole
+pattern (retrieval from a partial cue); the 10 patterns form one batch.
+The network is smaller than Liao et al.'s and trains for fewer Adam steps
+(the full run's sizes are in FULL), so that 5 methods × 3 truncations × 10
+seeds fit in 45 minutes on a shared 2-core machine.  The gradient methods, at the state
+h_50 reached by the 50 updates:
+
+- TBPTT(K): back-propagation through the last K updates
+  (``refnet.sequence_vjp`` from h_{50−K} with the cotangent ∂L/∂h_50);
+- RBP: Alg. 1 (``refnet.algorithms.rbp.rbp``) with at most K updates of z,
+  started from U(0, 1) as Liao et al.'s code does;
+- RBP (z0 = 0): the same from z = 0 — after K updates this is exactly
+  Neumann-RBP(K − 1), so any gap to the row above is the (Jᵀ)^K z_0 left by
+  the random start;
+- CG-RBP: ``cg_rbp`` with at most K CG iterations (no damping);
+- Neumann-RBP: ``neumann_rbp`` with K.
+
+RBP and CG-RBP stop early if they reach their tolerance (rtol 1e-10) and
+otherwise return the K-th iterate (``on_failure="warn"``: the table's
+"capped" column says how often).  ρ(J) at the final equilibrium is reported
+(power method) to show how contractive the trained network is.
+
+    python examples/hopfield_rbp.py                 # the full run (FULL below)
+    python examples/hopfield_rbp.py --quick --json
+"""
+import argparse
+import json
+import sys
+import time
+import warnings
+
+import matplotlib
+import numpy as np
+from tqdm import tqdm
+
+import refnet
+from refnet.algorithms.equilibrium import ConvergenceWarning, spectral_radius
+from refnet.algorithms.rbp import cg_rbp, neumann_rbp, rbp
+from refnet.cells.hopfield import Hopfield
+from refnet.optim import Adam
+from refnet.tasks.hopfield_patterns import corrupt, digit_patterns
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+
+# Liao et al., slides' table: success rate (%) at truncation 10 / 20 / 30.
+PAPER = {"TBPTT": (100, 100, 100), "RBP": (1, 4, 99), "CG-RBP": (100, 100, 100),
+         "Neumann-RBP": (100, 100, 100)}
+FULL = {"side": 12, "hidden": 64, "updates": 50, "steps": 400, "seeds": 10, "truncations": (10, 20, 30)}
+QUICK = {"side": 8, "hidden": 8, "updates": 8, "steps": 6, "seeds": 2, "truncations": (2, 4)}
+CORRUPTION = 0.5
+
+
+def _tbptt(cell, theta, x, states, dh, K, draw):
+    """TBPTT(K): back through the last K updates, h_{U−K} held fixed."""
+    U = len(states) - 1
+    xs = np.broadcast_to(x, (K,) + x.shape)
+    dout = np.zeros((K,) + x.shape[:1] + (cell.n_out,))
+    return refnet.sequence_vjp(cell, theta, xs, states[U - K], dout, dh).dtheta
+
+
+def _rbp_uniform(cell, theta, x, states, dh, K, draw):
+    return rbp(cell, theta, x, states[-1], dh, z0=draw(dh.shape), maxiter=K, on_failure="warn").dtheta
+
+
+def _rbp_zero(cell, theta, x, states, dh, K, draw):
+    return rbp(cell, theta, x, states[-1], dh, maxiter=K, on_failure="warn").dtheta
+
+
+def _cg(cell, theta, x, states, dh, K, draw):
+    return cg_rbp(cell, theta, x, states[-1], dh, maxiter=K, on_failure="warn").dtheta
+
+
+def _neumann(cell, theta, x, states, dh, K, draw):
+    return neumann_rbp(cell, theta, x, states[-1], dh, K=K).dtheta
+
+
+METHODS = {"TBPTT": _tbptt, "RBP": _rbp_uniform, "RBP (z0 = 0)": _rbp_zero, "CG-RBP": _cg,
+           "Neumann-RBP": _neumann}
+
+
+def forward(cell, theta, x, updates):
+    """h_0 = 0, h_u = F(h_{u−1}) for u = 1..updates; returns [h_0, …, h_updates]."""
+    states = [np.zeros((x.shape[0], cell.n_state))]
+    for _ in range(updates):
+        states.append(cell.step(theta, states[-1], x)[0])
+    return states
+
+
+def l1_loss(cell, h, patterns):
+    """L = mean |output(h) − pattern| (nn.L1Loss, as Liao et al.) and ∂L/∂h."""
+    r = cell.output(h) - patterns
+    return float(np.abs(r).mean()), cell.output_vjp(np.sign(r) / r.size)
+
+
+def train(method, K, seed, patterns, args, bar):
+    """One run: Adam on U from the seed's init; returns the run's record."""
+    side2 = patterns.shape[1]
+    cell = Hopfield(side2, args.hidden, side2)
+    theta = cell.init(refnet.rng(seed))
+    x = corrupt(patterns, CORRUPTION, seed=seed)
+    generator = refnet.rng(10_000 + seed)
+    opt = Adam(lr=args.lr)
+    state = opt.init(theta)
+    losses, capped = [], 0
+    for _ in range(args.steps):
+        states = forward(cell, theta, x, args.updates)
+        loss, dh = l1_loss(cell, states[-1], patterns)
+        losses.append(loss)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            dtheta = METHODS[method](cell, theta, x, states, dh, K, generator.uniform)
+        capped += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        state = opt.update(theta, dtheta, state)
+        bar.update(1)
+    states = forward(cell, theta, x, args.updates)
+    final, _ = l1_loss(cell, states[-1], patterns)
+    rho = float(spectral_radius(cell, theta, x, states[-1], iterations=100).max())
+    return {"method": method, "K": K, "seed": seed, "initial_loss": losses[0], "final_loss": final,
+            "ratio": final / losses[0], "success": final <= 0.5 * losses[0],
+            "capped_fraction": capped / args.steps, "rho_final": rho,
+            "retrieved": (cell.output(states[-1]) >= 0.5).astype(float), "cue": x}
+
+
+def summarise(runs, args):
+    """One result per (method, K): success rate, ratios, beside the paper's."""
+    out = []
+    for method in METHODS:
+        for j, K in enumerate(args.truncations):
+            group = [r for r in runs if r["method"] == method and r["K"] == K]
+            paper = PAPER.get(method)
+            out.append({
+                "method": method, "K": K, "seeds": len(group),
+                "success_rate": float(np.mean([r["success"] for r in group])),
+                "median_ratio": float(np.median([r["ratio"] for r in group])),
+                "ratios": [round(r["ratio"], 4) for r in group],
+                "capped_fraction": float(np.mean([r["capped_fraction"] for r in group])),
+                "rho_final_median": float(np.median([r["rho_final"] for r in group])),
+                "paper_success_rate": None if paper is None or j >= len(paper) else paper[j] / 100,
+                "config": {k: getattr(args, k) for k in ("side", "hidden", "updates", "steps", "lr")},
+            })
+    return out
+
+
+def _rate(result):
+    return f"{100 * result['success_rate']:.0f}% ({result['median_ratio']:.2f})"
+
+
+def table(results, args, seconds):
+    """Success rate (median final/initial loss) per method and truncation, beside the paper's."""
+    Ks = args.truncations
+    N = 2 * args.side ** 2 + args.hidden
+    lines = [
+        f"Hopfield associative memory: 10 patterns {args.side}×{args.side}, cue = 50% of on pixels off; "
+        f"N = {N} units ({args.side ** 2} clamped, {args.hidden} hidden, {args.side ** 2} output); "
+        f"{args.updates} updates; Adam lr {args.lr:g}, {args.steps} steps; {args.seeds} seeds; {seconds:.0f} s",
+        "success rate = final loss <= 50% of initial (median final/initial loss in brackets)",
+        f"{'method':<14}" + "".join(f"{'K = ' + str(K):>16}" for K in Ks) + f"   {'paper K = 10/20/30':<20}"
+        + "".join(f"{'capped K=' + str(K):>12}" for K in Ks) + f"{'median ρ(J)':>13}",
+    ]
+    for method in METHODS:
+        rows = [r for r in results if r["method"] == method]
+        paper = PAPER.get(method)
+        cells = "".join(f"{_rate(r):>16}" for r in rows)
+        paper_text = "/".join(str(v) for v in paper) + " %" if paper else "-"
+        capped = "".join(f"{100 * r['capped_fraction']:>11.0f}%" for r in rows)
+        rho = np.median([r["rho_final_median"] for r in rows])
+        lines.append(f"{method:<14}{cells}   {paper_text:<20}{capped}{rho:>13.3f}")
+    lines.append("capped: share of training steps where RBP / CG-RBP stopped at K iterations short of "
+                 "rtol 1e-10; ρ(J): spectral radius at the final equilibrium, median over seeds and K")
+    return "\n".join(lines)
+
+
+def plot(runs, args, path):
+    """Cue and target, then each method's retrieval (output units >= 0.5), seed 0, the largest K."""
+    K = max(args.truncations)
+    chosen = {r["method"]: r for r in runs if r["seed"] == 0 and r["K"] == K}
+    patterns = digit_patterns(args.side)
+    columns = [("cue", chosen["TBPTT"]["cue"]), ("pattern", patterns)]
+    for m in METHODS:
+        verdict = "ok" if chosen[m]["success"] else "fail"
+        columns.append((f"{m}\n{verdict} {chosen[m]['ratio']:.2f}", chosen[m]["retrieved"]))
+    fig, axes = plt.subplots(10, len(columns), figsize=(1.3 * len(columns), 13))
+    for j, (title, images) in enumerate(columns):
+        for i in range(10):
+            axes[i, j].imshow(images[i].reshape(args.side, args.side), cmap="gray_r", vmin=0, vmax=1)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[0, j].set_title(title, fontsize=7)
+    fig.suptitle(f"Hopfield retrieval from 50%-corrupted cues, seed 0, K = {K}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="seconds: tiny network, few steps, 2 seeds")
+    parser.add_argument("--json", action="store_true", help="one JSON line per (method, truncation)")
+    parser.add_argument("--side", type=int, help=f"pattern side (default {FULL['side']})")
+    parser.add_argument("--hidden", type=int, help=f"hidden units (default {FULL['hidden']})")
+    parser.add_argument("--updates", type=int, help=f"network updates per forward (default {FULL['updates']})")
+    parser.add_argument("--steps", type=int, help=f"Adam steps per run (default {FULL['steps']})")
+    parser.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default {FULL['seeds']})")
+    parser.add_argument("--truncations", type=int, nargs="+", help="K values (default 10 20 30)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--png", default="hopfield_rbp.png", help="figure: cues and retrieved patterns")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.truncations = tuple(args.truncations)
+    if max(args.truncations) > args.updates:
+        raise SystemExit(f"--truncations must not exceed --updates ({args.updates}), got {args.truncations}")
+    patterns = digit_patterns(args.side)
+    started = time.perf_counter()
+    runs = []
+    total = len(METHODS) * len(args.truncations) * args.seeds * args.steps
+    with tqdm(total=total, file=sys.stderr, unit="step") as bar:
+        for seed in range(args.seeds):
+            for K in args.truncations:
+                for method in METHODS:
+                    bar.set_description(f"seed {seed} K={K} {method}")
+                    runs.append(train(method, K, seed, patterns, args, bar))
+    results = summarise(runs, args)
+    plot(runs, args, args.png)
+    if args.json:
+        for row in results:
+            print(json.dumps(row))
+    else:
+        print(table(results, args, time.perf_counter() - started))
+        print(f"figure: {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""FastGRNN (Kusupati et al. 2018, "FastGRNN", Eq. 3–4), in EdgeML's parametrisation.
+
+    a = W x_t + U h_{t−1}
+    z_t = σ_g(a + b_z),      h̃_t = σ_u(a + b_h)
+    h_t = (ζ (1 − z_t) + ν) ⊙ h̃_t + z_t ⊙ h_{t−1}
+    ζ = sigmoid(ζ̂),  ν = sigmoid(ν̂)
+
+σ_g = sigmoid and σ_u = tanh by default (REFERENCE.md, "FastGRNN"); the gate
+and the candidate share W and U.  This is FastGRNN-LSQ's model: no low rank,
+sparsity or quantisation.  Parameters, with EdgeML's ``FastGRNNCell`` names:
+
+=============  =========  =====================================================
+name           shape      meaning and init (EdgeML)
+=============  =========  =====================================================
+W              (H, I)     shared input weights, 0.1·N(0, 1)
+U              (H, H)     shared recurrent weights, 0.1·N(0, 1)
+bias_gate      (H,)       b_z, ones
+bias_update    (H,)       b_h, ones
+zeta           (1,)       ζ̂, the logit of ζ; 1
+nu             (1,)       ν̂, the logit of ν; −4
+=============  =========  =====================================================
+
+EdgeML's shapes (1, H) and (1, 1) become (H,) and (1,); W and U have
+EdgeML's FastGRNNCell layout (``x Wᵀ``, ``h Uᵀ``).  The state is h.
+"""
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..backend import get_dtype, get_xp, xp_of
+from .activations import ACTIVATIONS, sigmoid
+from .base import Cell
+
+__all__ = ["FastGRNN", "FastGRNNCache"]
+
+
+class FastGRNNCache(NamedTuple):
+    x: object        # (B, I) input
+    h_prev: object   # (B, H) previous state
+    z: object        # (B, H) gate σ_g(a + b_z)
+    h_tilde: object  # (B, H) candidate σ_u(a + b_h)
+    zeta: object     # (1,) ζ = sigmoid(ζ̂)
+    nu: object       # (1,) ν = sigmoid(ν̂)
+
+
+@dataclass(frozen=True)
+class FastGRNN(Cell):
+    """FastGRNN cell (module docstring): a gated residual update with learnable ζ, ν."""
+
+    input_size: int
+    hidden_size: int
+    gate_nonlinearity: str = "sigmoid"
+    update_nonlinearity: str = "tanh"
+    zeta_init: float = 1.0
+    nu_init: float = -4.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("gate_nonlinearity", "update_nonlinearity"):
+            value = getattr(self, name)
+            if value not in ACTIVATIONS:
+                raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}, got {value!r}")
+
+    def param_shapes(self):
+        H, I = self.hidden_size, self.input_size
+        return {"W": (H, I), "U": (H, H), "bias_gate": (H,), "bias_update": (H,),
+                "zeta": (1,), "nu": (1,)}
+
+    def init(self, rng):
+        """EdgeML's init: W, U ~ 0.1·N(0, 1), b_z = b_h = 1, ζ̂ = 1, ν̂ = −4."""
+        xp, dtype, H, I = get_xp(), get_dtype(), self.hidden_size, self.input_size
+        return {
+            "W": rng.normal((H, I), 0.1),
+            "U": rng.normal((H, H), 0.1),
+            "bias_gate": xp.ones(H, dtype=dtype),
+            "bias_update": xp.ones(H, dtype=dtype),
+            "zeta": xp.full(1, self.zeta_init, dtype=dtype),
+            "nu": xp.full(1, self.nu_init, dtype=dtype),
+        }
+
+    def step(self, params, s_prev, x, t=None):
+        """One FastGRNN transition (module docstring equations)."""
+        a = x @ params["W"].T + s_prev @ params["U"].T
+        z = ACTIVATIONS[self.gate_nonlinearity].fn(a + params["bias_gate"])
+        h_tilde = ACTIVATIONS[self.update_nonlinearity].fn(a + params["bias_update"])
+        zeta, nu = sigmoid.fn(params["zeta"]), sigmoid.fn(params["nu"])
+        h = (zeta * (1.0 - z) + nu) * h_tilde + z * s_prev
+        return h, FastGRNNCache(x, s_prev, z, h_tilde, zeta, nu)
+
+    def step_vjp(self, params, cache, ds):
+        """Back through the gated sum, the two nonlinearities and the shared affine map."""
+        xp = xp_of(ds)
+        c = cache
+        da_z = ds * (c.h_prev - c.zeta * c.h_tilde) * ACTIVATIONS[self.gate_nonlinearity].grad(c.z)
+        da_h = ds * (c.zeta * (1.0 - c.z) + c.nu) * ACTIVATIONS[self.update_nonlinearity].grad(c.h_tilde)
+        da = da_z + da_h                                                 # W, U are shared
+        dparams = {
+            "W": da.T @ c.x,
+            "U": da.T @ c.h_prev,
+            "bias_gate": da_z.sum(axis=0),
+            "bias_update": da_h.sum(axis=0),
+            # back through ζ = sigmoid(ζ̂) and ν = sigmoid(ν̂)
+            "zeta": xp.reshape((ds * (1.0 - c.z) * c.h_tilde).sum(), (1,)) * sigmoid.grad(c.zeta),
+            "nu": xp.reshape((ds * c.h_tilde).sum(), (1,)) * sigmoid.grad(c.nu),
+        }
+        return ds * c.z + da @ params["U"], dparams, da @ params["W"]
+
+    def step_jvp(self, params, cache, ds_prev=None, dparams=None, dx=None):
+        """Forward-mode twin of ``step``: tangents of a, z, h̃, ζ, ν, then of h."""
+        xp = xp_of(cache.x)
+        c = cache
+        da = xp.zeros_like(c.z)
+        dh = xp.zeros_like(c.z)
+        da_z = da_h = 0.0
+        if dx is not None:
+            da = da + dx @ params["W"].T
+        if ds_prev is not None:
+            da = da + ds_prev @ params["U"].T
+            dh = dh + c.z * ds_prev
+        if dparams is not None:
+            da = da + c.x @ dparams["W"].T + c.h_prev @ dparams["U"].T
+            da_z, da_h = dparams["bias_gate"], dparams["bias_update"]
+            dh = (dh + sigmoid.grad(c.zeta) * dparams["zeta"] * (1.0 - c.z) * c.h_tilde
+                  + sigmoid.grad(c.nu) * dparams["nu"] * c.h_tilde)
+        dz = ACTIVATIONS[self.gate_nonlinearity].grad(c.z) * (da + da_z)
+        dh_tilde = ACTIVATIONS[self.update_nonlinearity].grad(c.h_tilde) * (da + da_h)
+        return dh + dz * (c.h_prev - c.zeta * c.h_tilde) + (c.zeta * (1.0 - c.z) + c.nu) * dh_tilde

@@ -1,0 +1,117 @@
+"""2-D random walks of two step sizes (the ERNN paper's toy task, §1; REFERENCE.md "Tasks").
+
+    X_0 = 0,     X_t ~ N(X_{t−1}, Σ_i),  t = 1..T,     class i ∈ {0, 1}
+
+with σ_0 = 0.1 and σ_1 = 1, T = 100, 10^4 walks per class, half for training
+and half for testing; a network reads the positions X_1..X_T and classifies
+from its last state.  The paper writes Σ_i = σ_i I, which reads two ways:
+
+- ``reading="variance"``: Σ_i = σ_i I, step standard deviations √0.1 ≈ 0.32 and 1;
+- ``reading="std"``: Σ_i = σ_i² I, step standard deviations 0.1 and 1.
+
+Only the first reproduced the paper's RNN/ERNN gap in a quick trial
+(REFERENCE.md).  Either way the classes differ in one statistic, the
+variance of the steps X_t − X_{t−1}: :func:`step_variance_baseline`
+thresholds it, the trivial baseline to print beside any network.
+"""
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+
+from .._validate import check_array, check_int
+from ..backend import asarray, to_numpy, xp_of
+
+__all__ = ["READINGS", "RandomWalks", "step_std", "random_walks", "random_walk_task",
+           "step_variance", "step_variance_baseline"]
+
+READINGS = ("variance", "std")
+SIGMAS = (0.1, 1.0)
+
+
+@dataclass(frozen=True)
+class RandomWalks:
+    """A train/test split: x (T, N, 2) positions X_1..X_T, y (N,) int64 labels; classes balanced."""
+
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+    step_stds: tuple   # the per-class step standard deviations used
+
+
+def step_std(sigma, reading):
+    """The standard deviation of one coordinate of a step for the paper's σ under ``reading``."""
+    if reading not in READINGS:
+        raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    return float(numpy.sqrt(sigma)) if reading == "variance" else float(sigma)
+
+
+def random_walks(n_per_class, *, T=100, sigmas=SIGMAS, reading="variance", seed=0):
+    """Walks of both classes, shuffled together.
+
+    Parameters
+    ----------
+    n_per_class : int >= 1
+    T : int >= 1
+        Steps per walk.
+    sigmas : (σ_0, σ_1)
+        The paper's σ of each class, read as ``reading`` says (module docstring).
+    reading : 'variance' or 'std'
+    seed : int
+
+    Returns
+    -------
+    x : (T, 2 n_per_class, 2) positions X_1..X_T on the active backend and dtype
+    y : (2 n_per_class,) int64 labels
+    """
+    n_per_class = check_int("n_per_class", n_per_class, 1)
+    T = check_int("T", T, 1)
+    stds = [step_std(s, reading) for s in sigmas]
+    generator = numpy.random.default_rng(seed)
+    labels = numpy.repeat(numpy.arange(len(stds)), n_per_class)
+    steps = generator.standard_normal((T, labels.size, 2)) * numpy.asarray(stds)[labels][None, :, None]
+    order = generator.permutation(labels.size)
+    x = numpy.cumsum(steps, axis=0)[:, order]                  # X_t = X_{t−1} + step, X_0 = 0
+    return asarray(x), asarray(labels[order], dtype=numpy.int64)
+
+
+def random_walk_task(n_per_class=10_000, *, T=100, reading="variance", seed=0):
+    """The paper's split: ``n_per_class`` walks per class, half of each class to train, half to test."""
+    n_per_class = check_int("n_per_class", n_per_class, 2)
+    half = n_per_class // 2
+    x_train, y_train = random_walks(half, T=T, reading=reading, seed=seed)
+    # A second stream for the test set, so the train set does not change with n_per_class's parity.
+    x_test, y_test = random_walks(n_per_class - half, T=T, reading=reading, seed=seed + 1_000_003)
+    return RandomWalks(x_train, y_train, x_test, y_test, tuple(step_std(s, reading) for s in SIGMAS))
+
+
+def step_variance(x):
+    """Per walk, the mean squared step (1/2T) Σ_t ‖X_t − X_{t−1}‖², X_0 = 0: (T, N, 2) -> (N,)."""
+    check_array("x", x, shape=(None, None, 2))
+    xp = xp_of(x)
+    steps = xp.diff(x, axis=0, prepend=xp.zeros_like(x[:1]))
+    return (steps * steps).mean(axis=(0, 2))
+
+
+def step_variance_baseline(x_train, y_train, x_test, y_test):
+    """Test accuracy of the best threshold on the step variance, the threshold fitted on the train set.
+
+    The rule "class 1 if step variance > c" with c chosen among the midpoints
+    between sorted training values to maximise training accuracy.  Returns
+    ``(test accuracy, c)`` as floats.
+    """
+    v_train = to_numpy(step_variance(x_train))
+    order = numpy.argsort(v_train)
+    v, y_sorted = v_train[order], to_numpy(y_train)[order]
+    # Accuracy of the threshold between v[i-1] and v[i]: class 0 below, class 1 from i on.
+    ones_above = numpy.concatenate([numpy.cumsum(y_sorted[::-1])[::-1], [0]])
+    zeros_below = numpy.concatenate([[0], numpy.cumsum(1 - y_sorted)])
+    best = int(numpy.argmax(zeros_below + ones_above))
+    lower = v[best - 1] if best > 0 else v[0] - 1.0
+    upper = v[best] if best < v.size else v[-1] + 1.0
+    c = 0.5 * (lower + upper)
+    predicted = to_numpy(step_variance(x_test)) > c
+    return float((predicted == to_numpy(y_test).astype(bool)).mean()), float(c)
