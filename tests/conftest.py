@@ -1,7 +1,17 @@
 """Shared fixtures: every cell, small shapes, and an environment reset per test."""
+import os
+
 import pytest
+from hypothesis import settings
 
 import refnet
+
+# In CI, hypothesis draws the same examples every run: a property test over ReLU cells can land,
+# rarely, within a finite-difference step of a kink, and CI must not turn red on such a draw.
+# Locally the examples stay random, to keep exploring.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 CELL_FACTORIES = {
     "elman_tanh": lambda I, H: refnet.ElmanRNN(I, H, "tanh"),
