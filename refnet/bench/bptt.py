@@ -31,7 +31,7 @@ from ..cells import LSTM
 from ..algorithms import sequence_vjp
 from .._validate import check_int
 from .report import BenchmarkError, Report, format_table
-from .timing import gemm_throughput, numpy_blas, time_each
+from .timing import gemm_throughput, import_torch, numpy_blas, time_each
 
 __all__ = ["Problem", "GRAD_RTOL", "lstm_bptt_flops", "make_problem", "max_rel_error",
            "lstm_gemms", "run"]
@@ -127,15 +127,6 @@ def _refnet_results(cell, problem):
     result = _refnet_run(cell, problem)()
     return {"outputs": result.outputs, "dx": result.dx, "ds0": result.ds0,
             **{f"d{k}": v for k, v in result.dtheta.items()}}
-
-
-def _import_torch():
-    """PyTorch, or ``(None, reason)`` if it cannot be imported."""
-    try:
-        import torch
-    except Exception as exc:  # ImportError, or a broken install failing at import
-        return None, f"{type(exc).__name__}: {exc}"
-    return torch, None
 
 
 def _torch_run(torch, cell, problem):
@@ -364,7 +355,7 @@ def run(*, repeats=None, quick=False):
     """
     size = "quick" if quick else "full"
     repeats = DEFAULT_REPEATS[size] if repeats is None else check_int("repeats", repeats, 1)
-    torch, torch_missing = _import_torch()
+    torch, torch_missing = import_torch()
     previous_threads = None if torch is None else torch.get_num_threads()
     try:
         env = _threads(torch)

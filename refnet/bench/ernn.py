@@ -26,7 +26,6 @@ thread (NumPy's BLAS limited with threadpoolctl when importable; PyTorch with
 ``torch.set_num_threads(1)``): the products here are 128×10 and cannot be
 split usefully.
 """
-import contextlib
 import os
 import time
 
@@ -43,7 +42,7 @@ from ..optim import Adam
 from ..tasks.random_walks import random_walk_task
 from .bptt import max_rel_error
 from .report import BenchmarkError, Report, format_table
-from .timing import Timing, numpy_blas
+from .timing import import_torch, numpy_blas, one_thread, Timing
 
 __all__ = ["MODELS", "MAX_EPOCHS", "GRAD_RTOL", "TARGET", "make_model", "train_refnet", "run"]
 
@@ -112,34 +111,6 @@ def _init(cell, head, seed=0):
     """θ and β as every run of a model starts them (seed 0)."""
     r = rng(seed)
     return cell.init(r), head.init(r)
-
-
-def _import_torch():
-    """PyTorch, or ``(None, reason)`` if it cannot be imported."""
-    try:
-        import torch
-    except Exception as exc:  # ImportError, or a broken install failing at import
-        return None, f"{type(exc).__name__}: {exc}"
-    return torch, None
-
-
-@contextlib.contextmanager
-def _one_thread(torch):
-    """NumPy's BLAS (when threadpoolctl is importable) and PyTorch on one thread, restored after."""
-    try:
-        from threadpoolctl import threadpool_limits
-        limits = threadpool_limits(1, user_api="blas")
-    except ImportError:
-        limits = contextlib.nullcontext()
-    previous = None if torch is None else torch.get_num_threads()
-    with limits:
-        try:
-            if torch is not None:
-                torch.set_num_threads(1)
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(previous)
 
 
 def _torch_model(torch, name, cell, theta, head_params):
@@ -282,13 +253,13 @@ def run(*, repeats=None, quick=False):
     data = random_walk_task(SIZES[size]["n_per_class"], T=SIZES[size]["T"], reading="variance", seed=0)
     n, T = data.x_train.shape[1], data.x_train.shape[0]
     batches = _batches(n, 0, max(MAX_EPOCHS[size], repeats))
-    torch, _ = _import_torch()
+    torch, _ = import_torch()
     blas, _ = numpy_blas()
     env = {"case": "ernn", "numpy_version": numpy.__version__, "numpy_blas": blas,
            "torch_version": None if torch is None else torch.__version__, "cpu_count": os.cpu_count(),
            "n_train": n, "T": T, "batch": BATCH, "target": TARGET}
     rows, to_target = [], {}
-    with _one_thread(torch):
+    with one_thread(torch):
         for name in MODELS:
             seconds, reached, target_s, accuracy = train_refnet(name, data, batches, repeats)
             to_target[name] = target_s

@@ -35,7 +35,6 @@ split well, and on a small shared machine PyTorch's OpenMP workers waiting
 at each op's barrier slowed a 2-thread PyTorch step 50× in a trial here.
 Without threadpoolctl NumPy keeps its default and the report says so.
 """
-import contextlib
 import os
 import tracemalloc
 
@@ -48,7 +47,7 @@ from ..heads import last_step
 from ..heads_mlp import MLPHead
 from .bptt import max_rel_error
 from .report import BenchmarkError, Report, format_table
-from .timing import numpy_blas, time_each
+from .timing import import_torch, numpy_blas, one_thread, time_each
 
 __all__ = ["SIZES", "GRAD_RTOL", "FORMS", "Problem", "make_problem", "torch_hidden_states", "kept_bytes",
            "run"]
@@ -224,37 +223,8 @@ def _refnet_peak_bytes(problem):
         tracemalloc.stop()
 
 
-def _import_torch():
-    """PyTorch, or ``(None, reason)`` if it cannot be imported."""
-    try:
-        import torch
-    except Exception as exc:  # ImportError, or a broken install failing at import
-        return None, f"{type(exc).__name__}: {exc}"
-    return torch, None
-
-
-@contextlib.contextmanager
-def _one_thread(torch):
-    """NumPy's BLAS (when threadpoolctl is importable) and PyTorch on one thread, restored after."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1, user_api="blas")
-    previous = None if torch is None else torch.get_num_threads()
-    try:
-        with limits:
-            if torch is not None:
-                torch.set_num_threads(1)
-            yield
-    finally:
-        if torch is not None:
-            torch.set_num_threads(previous)
-
-
 def _environment(torch):
-    """The fields every row carries (read inside :func:`_one_thread`)."""
+    """The fields every row carries (read inside :func:`one_thread`)."""
     blas, blas_threads = numpy_blas()
     return {"case": "fastweights", "numpy_version": numpy.__version__,
             "torch_version": None if torch is None else torch.__version__,
@@ -355,8 +325,8 @@ def run(*, repeats=None, quick=False):
     size = "quick" if quick else "full"
     repeats = DEFAULT_REPEATS[size] if repeats is None else check_int("repeats", repeats, 1)
     batch = QUICK_BATCH if quick else BATCH
-    torch, torch_missing = _import_torch()
-    with _one_thread(torch):
+    torch, torch_missing = import_torch()
+    with one_thread(torch):
         env = _environment(torch)
         rows = [row for n, T in SIZES[size] for form in FORMS
                 for row in _measure(torch, env, form, n, T, batch, repeats)]

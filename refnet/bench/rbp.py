@@ -30,7 +30,6 @@ The peer is PyTorch's ``nn.RNN`` with the same weights, BPTT by autograd
 to split usefully, and on a shared 2-core machine a second BLAS thread was
 measured to slow a step 4× by contention.
 """
-import contextlib
 import os
 import tracemalloc
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from ..algorithms.rbp import cg_rbp, neumann_rbp
 from ..cells.elman import ElmanRNN
 from ..heads import Head, last_step
 from .report import BenchmarkError, Report, format_table
-from .timing import numpy_blas, time_each
+from .timing import import_torch, numpy_blas, one_thread, time_each
 
 __all__ = ["Problem", "K", "GRAD_RTOL", "make_problem", "run"]
 
@@ -129,15 +128,6 @@ def _rel_error(ours, reference):
     return errors[worst], worst
 
 
-def _import_torch():
-    """PyTorch, or ``(None, reason)`` if it cannot be imported."""
-    try:
-        import torch
-    except Exception as exc:  # ImportError, or a broken install failing at import
-        return None, f"{type(exc).__name__}: {exc}"
-    return torch, None
-
-
 def _torch_run(torch, p, T):
     """nn.RNN with refnet's weights: forward over T steps, readout loss at h_T, backward."""
     n = p.cell.hidden_size
@@ -204,25 +194,6 @@ def _rows(env, p, T, measured):
                                      if "torch_bptt" in timings else None)
     rows.append({**env, "row": "ratio", **sizes, **ratio})
     return rows
-
-
-@contextlib.contextmanager
-def _one_thread(torch):
-    """NumPy's BLAS (when threadpoolctl is importable) and PyTorch on one thread, restored after."""
-    try:
-        from threadpoolctl import threadpool_limits
-        limits = threadpool_limits(1, user_api="blas")
-    except ImportError:
-        limits = contextlib.nullcontext()
-    previous = None if torch is None else torch.get_num_threads()
-    with limits:
-        try:
-            if torch is not None:
-                torch.set_num_threads(1)
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(previous)
 
 
 def _environment(torch):
@@ -294,8 +265,8 @@ def run(*, repeats=None, quick=False):
     size = "quick" if quick else "full"
     repeats = DEFAULT_REPEATS[size] if repeats is None else check_int("repeats", repeats, 1)
     sizes = SIZES[size]
-    torch, torch_missing = _import_torch()
-    with _one_thread(torch):
+    torch, torch_missing = import_torch()
+    with one_thread(torch):
         env = _environment(torch)
         p = make_problem(sizes["n"], sizes["I"], sizes["B"])
         rows = [row for T in sizes["T"] for row in _rows(env, p, T, _measure(torch, p, T, repeats))]

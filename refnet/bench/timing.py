@@ -16,6 +16,7 @@ threads.  Interleaving refnet (OpenBLAS) with PyTorch (OpenMP) call by call
 slowed PyTorch 3–12× that way on a 2-core machine; a block's warm-up, at
 least ``WARMUP_SECONDS`` long, absorbs it instead.
 """
+import contextlib
 import gc
 import os
 import statistics
@@ -26,7 +27,7 @@ import numpy
 
 from .._validate import check_int
 
-__all__ = ["Timing", "GemmThroughput", "time_call", "time_each", "gemm_flops",
+__all__ = ["import_torch", "one_thread", "Timing", "GemmThroughput", "time_call", "time_each", "gemm_flops",
            "gemm_throughput", "numpy_blas", "MIN_ROUNDS", "WARMUP_SECONDS"]
 
 # Timed calls always made before a time budget may cut a measurement short.
@@ -205,3 +206,36 @@ def numpy_blas():
     if chosen is None:
         return None, None
     return chosen.get("internal_api"), int(chosen["num_threads"])
+
+
+def import_torch():
+    """PyTorch, or ``(None, reason)`` if it cannot be imported (the peer is then skipped)."""
+    try:
+        import torch
+    except Exception as exc:  # ImportError, or a broken install failing at import
+        return None, f"{type(exc).__name__}: {exc}"
+    return torch, None
+
+
+@contextlib.contextmanager
+def one_thread(torch):
+    """NumPy's BLAS (when threadpoolctl is importable) and PyTorch on one thread, restored after.
+
+    On a shared 2-core machine a second BLAS or torch thread fighting other work makes small
+    products erratic (single calls up to 100× slower); one thread each compares like with like.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1, user_api="blas")
+    previous = None if torch is None else torch.get_num_threads()
+    try:
+        with limits:
+            if torch is not None:
+                torch.set_num_threads(1)
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(previous)
