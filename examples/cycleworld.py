@@ -1,50 +1,70 @@
-"""p-CycleWorld (Tanner & Sutton 2005; the FPP paper's Fig. 1): online TBPTT(1, T), RTRL, UORO, KF-RTRL.
+"""p-CycleWorld (Tanner & Sutton 2005; the FPP paper's Fig. 1): FPP against online TBPTT(1, T), RTRL, UORO, KF-RTRL.
 
 An Elman RNN (4 tanh units) reads the CycleWorld bit stream one step at a
 time and predicts the next bit through a linear head; every step it learns
-with Adagrad (lr 0.1) from one of these gradients (:mod:`refnet.online`):
+with Adagrad (lr 0.1) by one of (:mod:`refnet.online`):
 
-- ``tbptt1`` … ``tbptt8``: TBPTT(1, T), the last T steps re-run and back-propagated;
+- ``fpp1`` … ``fpp10``: FPP (Algorithm 1) with n = 1..10 updates per step on
+  transitions replayed from a buffer of the last N (``--buffer``, default 100);
+- ``tbptt1`` … ``tbptt10``: TBPTT(1, T), the last T steps re-run and back-propagated;
 - ``rtrl``: exact RTRL; ``uoro`` and ``kfrtrl``: its unbiased approximations.
 
+FPP with n updates and TBPTT with truncation T make n and T one-step
+gradient computations per step, the paper's "equal computation" pairing
+(Fig. 1a/b); an FPP update back-propagates through two steps of f (the
+state loss reaches W through s'_{T+1} and s_T), so the measured time per
+step is in the table too.
+
 Four settings (``--settings``), 5 seeds each; a seed fixes the initial
-weights, the phase of the cycle and the approximations' random signs, and
-all methods of a seed start from the same weights on the same stream:
+weights, the phase of the cycle and the random draws, and all methods of a
+seed start from the same weights on the same stream:
 
 - ``p6``: 6-CycleWorld, sigmoid + binary cross-entropy, PyTorch's init — the FPP paper's setting;
 - ``p6-mse``: 6-CycleWorld, linear output + squared error, every weight U(−0.1, 0.1)
   (where a quick PyTorch trial saw truncation stall, REFERENCE.md);
-- ``p10``, ``p15``: longer cycles, BCE, PyTorch's init: T ≤ 8 no longer spans a cycle.
+- ``p10``, ``p15``: longer cycles, BCE, PyTorch's init: short T no longer spans a cycle.
 
 A prediction is right when the sigmoid's output (BCE) or the linear output
 (MSE) is on the target's side of ½.  The accuracy is a moving mean over
 ``--window`` steps; "steps to 95%" is the step from which it stays at or
 above 95% to the end of the run (none if it ends below; always predicting 0
 scores (p − 1)/p, 83% for p = 6, 93% for p = 15); the final accuracy is the
-mean over the last ``--window`` steps.  The FPP paper ran 300 000 steps; the default here is
-fewer per setting (``--steps``) so that the whole grid fits in about ten
-minutes on two cores — the table says how many were run.
+mean over the last ``--window`` steps.
 
-    python examples/cycleworld.py --jobs 2          # the grid: 4 settings × 11 methods × 5 seeds
+Three studies, each a grid run by :func:`refnet.sweep.run_sweep` (joblib:
+``--jobs`` local processes, or a Dask cluster with ``--scheduler ADDRESS``),
+every run one line of ``--out`` (JSON lines), which the table and the figure read:
+
+- the comparison: settings × methods × seeds (Fig. 1a/b);
+- the sensitivity heat map of FPP: buffer size N × n at ``--heat-setting`` (Fig. 1c);
+- ``--long STEPS``: one FPP run of STEPS steps (the paper ran 300 000), sampling the
+  process's resident memory (and with ``--trace-heap`` the Python heap, tracemalloc)
+  every 10% and checking for NaN.
+
+    python examples/cycleworld.py --jobs 2          # the grid and the heat map
+    python examples/cycleworld.py --long 300000     # the long run alone
     python examples/cycleworld.py --quick --json    # seconds, for CI
 
 NumPy's BLAS is held to one thread (threadpoolctl, where importable): the
-products are 4 × 4.  With ``--json`` one line per (setting, method).
+products are 4 × 4.  With ``--json`` one line per (setting, method), per heat-map cell and per long run.
 """
 import argparse
 import contextlib
 import json
-import multiprocessing
+import math
+import resource
 import sys
 import time
+import tracemalloc
 
 import matplotlib
 import numpy as np
 from tqdm import tqdm
 
 import refnet
-from refnet.online import KFRTRLLearner, RTRLLearner, TBPTTLearner, UOROLearner
+from refnet.online import FPPLearner, KFRTRLLearner, RTRLLearner, TBPTTLearner, UOROLearner
 from refnet.optim import Adagrad
+from refnet.sweep import grid, read_results, run_sweep
 from refnet.tasks.cycleworld import always_zero_accuracy, cycleworld
 
 matplotlib.use("Agg")
@@ -56,25 +76,41 @@ SETTINGS = {
     "p10": {"p": 10, "loss": "bce", "init": None},
     "p15": {"p": 15, "loss": "bce", "init": None},
 }
-TRUNCATIONS = tuple(range(1, 9))
-METHODS = tuple(f"tbptt{T}" for T in TRUNCATIONS) + ("rtrl", "uoro", "kfrtrl")
+BUDGETS = tuple(range(1, 11))   # n for FPP, T for TBPTT
+METHODS = (tuple(f"fpp{n}" for n in BUDGETS) + tuple(f"tbptt{T}" for T in BUDGETS)
+           + ("rtrl", "uoro", "kfrtrl"))
 HIDDEN, LR = 4, 0.1
-FULL = {"steps": {"p6": 20_000, "p6-mse": 20_000, "p10": 30_000, "p15": 30_000}, "seeds": 5, "window": 1000}
-QUICK = {"steps": {name: 150 for name in SETTINGS}, "seeds": 1, "window": 30}
+FULL = {"steps": 4_000, "seeds": 5, "window": 1000, "buffer": 100,
+        "methods": tuple(f"fpp{n}" for n in (1, 2, 3, 4, 5, 6, 8, 10)) + METHODS[len(BUDGETS):],
+        "heat_N": (10, 100, 1000), "heat_n": (1, 3, 10), "heat_steps": 4_000}
+QUICK = {"steps": 100, "seeds": 1, "window": 20, "buffer": 20, "methods": METHODS,
+         "heat_N": (5, 20), "heat_n": (1, 2), "heat_steps": 60}
 # What the FPP paper (Fig. 1) and a quick PyTorch trial (REFERENCE.md) report for 6-CycleWorld.
 PUBLISHED = [
     "FPP paper, Fig. 1 (6-CycleWorld, 4 tanh units, Adagrad 0.1, 300k steps, 5 runs): T-BPTT with "
-    "T < 6 suffers, near the 83% of always predicting 0; FPP and T >= 6 learn.",
+    "T < 6 suffers, near the 83% of always predicting 0; FPP learns even with n = 1; FPP as fast as 6-BPTT; "
+    "Fig. 1c: no clear best buffer size, FPP 'reasonably well' over a wide range of N and n.",
     "REFERENCE.md trial (PyTorch, BCE): T >= 6 reaches >= 99.9% in 2-3k steps in every seed; "
     "T = 2-5 reach 100% in 2-20k steps, T = 1 reaches 97-100% in 5-63k; stalls at 83.3% / 91.7% "
     "mainly with MSE and small init.",
 ]
 
 
-def _learner(method, cell, head, theta, beta, seed):
+def _budget(method):
+    """n or T of an fpp/tbptt method, else None."""
+    for prefix in ("fpp", "tbptt"):
+        if method.startswith(prefix):
+            return int(method[len(prefix):])
+    return None
+
+
+def _learner(method, cell, head, theta, beta, seed, buffer):
     opt = Adagrad(LR)
+    if method.startswith("fpp"):
+        return FPPLearner(cell, head, theta, beta, opt, rng=refnet.rng(1000 + seed), n=_budget(method),
+                          buffer_size=buffer)
     if method.startswith("tbptt"):
-        return TBPTTLearner(cell, head, theta, beta, opt, k=int(method[5:]))
+        return TBPTTLearner(cell, head, theta, beta, opt, k=_budget(method))
     if method == "rtrl":
         return RTRLLearner(cell, head, theta, beta, opt)
     if method == "uoro":
@@ -82,9 +118,7 @@ def _learner(method, cell, head, theta, beta, seed):
     return KFRTRLLearner(cell, head, theta, beta, opt, rng=refnet.rng(1000 + seed))
 
 
-def run(job):
-    """One (setting, method, seed): returns the per-step correctness and the time per step."""
-    setting, method, seed, steps = job
+def _problem(setting, seed, steps):
     spec = SETTINGS[setting]
     r = refnet.rng(seed)
     cell = refnet.ElmanRNN(1, HIDDEN, "tanh")
@@ -95,18 +129,7 @@ def run(job):
         beta = {k: r.uniform(v.shape, -spec["init"], spec["init"]) for k, v in beta.items()}
     x, y = cycleworld(spec["p"], steps, phase=seed % spec["p"])
     threshold = 0.0 if spec["loss"] == "bce" else 0.5          # σ(z) > ½ ⇔ z > 0
-    learner = _learner(method, cell, head, theta, beta, seed)
-    correct = np.zeros(steps, dtype=bool)
-    status = "ok"
-    start = time.perf_counter()
-    try:
-        for t in range(steps):
-            prediction = learner.step(x[t], y[t]).prediction
-            correct[t] = (prediction[0, 0] > threshold) == (y[t, 0, 0] > 0.5)
-    except refnet.NumericalError as exc:
-        status = f"numerical error at step {learner.t}: {exc}"
-    seconds = time.perf_counter() - start
-    return setting, method, seed, correct, seconds / max(learner.t, 1), status
+    return cell, head, theta, beta, x, y, threshold
 
 
 def moving_accuracy(correct, window):
@@ -123,23 +146,94 @@ def steps_to(curve, level, window):
     return None if below[-1] == len(curve) - 1 else int(below[-1]) + 1 + window
 
 
-def summarise(setting, method, runs, steps, window):
-    """One result dict (a JSON line) for a (setting, method) over its seeds."""
-    runs = sorted(runs, key=lambda r: r[2])
-    curves = [moving_accuracy(r[3], window) for r in runs]
-    return {
-        "setting": setting, "p": SETTINGS[setting]["p"], "loss": SETTINGS[setting]["loss"],
-        "init": SETTINGS[setting]["init"] or "pytorch", "method": method,
-        "T": int(method[5:]) if method.startswith("tbptt") else None, "steps": steps, "window": window,
-        "seeds": [r[2] for r in runs],
-        "final_accuracy": [float(c[-1]) for c in curves],
-        "steps_to_95": [steps_to(c, 0.95, window) for c in curves],
-        "seeds_at_99": int(sum(c[-1] >= 0.99 for c in curves)),
-        "us_per_step": float(np.median([r[4] for r in runs]) * 1e6),
-        "status": [r[5] for r in runs],
-        "always_zero": always_zero_accuracy(SETTINGS[setting]["p"]),
-        "curve_mean": [float(v) for v in np.mean(curves, axis=0)[::max(1, window // 4)]],
-    }
+def run(setting, method, seed, steps, window, buffer):
+    """One (setting, method, seed) run: final accuracy, steps to 95%, time per step, a coarse curve."""
+    with _one_blas_thread():
+        cell, head, theta, beta, x, y, threshold = _problem(setting, seed, steps)
+        learner = _learner(method, cell, head, theta, beta, seed, buffer)
+        correct = np.zeros(steps, dtype=bool)
+        status = "ok"
+        start = time.perf_counter()
+        try:
+            for t in range(steps):
+                prediction = learner.step(x[t], y[t]).prediction
+                correct[t] = (prediction[0, 0] > threshold) == (y[t, 0, 0] > 0.5)
+        except refnet.NumericalError as exc:
+            status = f"numerical error at step {learner.t}: {exc}"
+        seconds = time.perf_counter() - start
+    curve = moving_accuracy(correct, window)
+    return {"final_accuracy": float(curve[-1]), "steps_to_95": steps_to(curve, 0.95, window),
+            "us_per_step": seconds / max(learner.t, 1) * 1e6, "status": status,
+            "curve": [float(v) for v in curve[::max(1, window // 4)]]}
+
+
+def long_run(setting, n, buffer, steps, seed=0, samples=10, trace_heap=False):
+    """One FPP run of ``steps`` steps, sampling memory every steps/``samples``; raises on NaN.
+
+    The resident set size is read at every sample; with ``trace_heap`` the
+    Python heap is traced too (tracemalloc, which slows every allocation).
+    """
+    cell, head, theta, beta, x, y, threshold = _problem(setting, seed, steps)
+    learner = _learner(f"fpp{n}", cell, head, theta, beta, seed, buffer)
+    correct = np.zeros(steps, dtype=bool)
+    memory = []
+    if trace_heap:
+        tracemalloc.start()
+    start = time.perf_counter()
+    with _one_blas_thread(), tqdm(total=steps, file=sys.stderr, unit="step", unit_scale=True,
+                                  desc="long run") as bar:
+        for t in range(steps):
+            step = learner.step(x[t], y[t])
+            if not math.isfinite(step.loss):
+                raise refnet.NumericalError(f"loss {step.loss} at step {t + 1}", where=f"step {t + 1}")
+            correct[t] = (step.prediction[0, 0] > threshold) == (y[t, 0, 0] > 0.5)
+            if (t + 1) % (steps // samples) == 0:
+                heap = tracemalloc.get_traced_memory()[0] // 1024 if trace_heap else None
+                memory.append({"step": t + 1, "rss_kb": _rss_kb(), "heap_kb": heap})
+                bar.update(steps // samples)
+    seconds = time.perf_counter() - start
+    if trace_heap:
+        tracemalloc.stop()
+    finite = bool(np.isfinite(learner.w).all() and np.isfinite(learner.buffer.S).all())
+    window = min(10_000, steps // 2)
+    curve = moving_accuracy(correct, window)
+    return {"study": "long", "setting": setting, "method": f"fpp{n}", "buffer": buffer, "steps": steps,
+            "seed": seed, "final_accuracy": float(curve[-1]), "window": window,
+            "steps_to_95": steps_to(curve, 0.95, window), "us_per_step": seconds / steps * 1e6,
+            "params_finite": finite, "memory": memory}
+
+
+def _rss_kb():
+    """Resident set size now (Linux /proc), else the peak from getrusage."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() // 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def summarise(rows):
+    """One dict per (study, setting, method, buffer) over its seeds, from the sweep's rows."""
+    groups = {}
+    for r in sorted(rows, key=lambda r: r["seed"]):
+        groups.setdefault((r["study"], r["setting"], r["method"], r["buffer"]), []).append(r)
+    out = []
+    for (study, setting, method, buffer), runs in groups.items():
+        out.append({
+            "study": study, "setting": setting, "p": SETTINGS[setting]["p"], "loss": SETTINGS[setting]["loss"],
+            "init": SETTINGS[setting]["init"] or "pytorch", "method": method, "budget": _budget(method),
+            "buffer": buffer if method.startswith("fpp") else None, "steps": runs[0]["steps"],
+            "window": runs[0]["window"], "seeds": [r["seed"] for r in runs],
+            "final_accuracy": [r["final_accuracy"] for r in runs],
+            "steps_to_95": [r["steps_to_95"] for r in runs],
+            "seeds_at_99": int(sum(r["final_accuracy"] >= 0.99 for r in runs)),
+            "us_per_step": float(np.median([r["us_per_step"] for r in runs])),
+            "status": [r["status"] for r in runs], "always_zero": always_zero_accuracy(SETTINGS[setting]["p"]),
+            "curve_mean": [float(v) for v in np.mean([r["curve"] for r in runs], axis=0)],
+        })
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(out, key=lambda r: (r["study"], list(SETTINGS).index(r["setting"]), order[r["method"]],
+                                      r["buffer"] or 0))
 
 
 def _fmt_steps(values):
@@ -153,14 +247,16 @@ def _fmt_steps(values):
 
 
 def table(results):
-    """The results under the published statements, one block per setting."""
+    """The results under the published statements: one block per setting, then the heat map."""
     lines = [*PUBLISHED, ""]
-    for setting in dict.fromkeys(r["setting"] for r in results):
-        rows = [r for r in results if r["setting"] == setting]
+    compare = [r for r in results if r["study"] == "compare"]
+    for setting in dict.fromkeys(r["setting"] for r in compare):
+        rows = [r for r in compare if r["setting"] == setting]
         first = rows[0]
         lines.append(f"{setting}: p = {first['p']}, {first['loss'].upper()}, init {first['init']}, "
                      f"{first['steps']} steps, {len(first['seeds'])} seeds, accuracy over the last "
-                     f"{first['window']} steps (always 0: {100 * first['always_zero']:.1f}%)")
+                     f"{first['window']} steps (always 0: {100 * first['always_zero']:.1f}%); FPP buffer N = "
+                     f"{next((r['buffer'] for r in rows if r['buffer']), '-')}")
         lines.append(f"  {'method':<8} {'final acc % mean':>16} {'min':>6} {'seeds >= 99%':>12} "
                      f"{'steps to stay >= 95% (median)':>30} {'us/step':>8}")
         for r in rows:
@@ -171,48 +267,76 @@ def table(results):
                          f"{r['seeds_at_99']:>7}/{len(r['seeds'])}    {_fmt_steps(r['steps_to_95']):>30} "
                          f"{r['us_per_step']:8.0f}{note}")
         lines.append("")
+    heat = [r for r in results if r["study"] == "heat"]
+    if heat:
+        Ns, ns = sorted({r["buffer"] for r in heat}), sorted({r["budget"] for r in heat})
+        acc = {(r["buffer"], r["budget"]): 100 * np.mean(r["final_accuracy"]) for r in heat}
+        lines.append(f"FPP sensitivity ({heat[0]['setting']}, {heat[0]['steps']} steps, {len(heat[0]['seeds'])} "
+                     f"seeds): mean final accuracy % over the last {heat[0]['window']} steps")
+        lines.append("  " + "N \\ n".rjust(8) + "".join(f"{n:>8}" for n in ns))
+        for N in Ns:
+            lines.append("  " + f"{N:>8}" + "".join(f"{acc[(N, n)]:8.1f}" for n in ns))
+        lines.append("")
     return "\n".join(lines)
 
 
 def plot(results, path):
-    """Per setting: mean moving accuracy of each method; steps to 95% against T."""
-    settings = list(dict.fromkeys(r["setting"] for r in results))
-    fig, axes = plt.subplots(2, len(settings), figsize=(4.2 * len(settings), 7), squeeze=False)
-    colours = plt.cm.viridis(np.linspace(0, 0.9, len(TRUNCATIONS)))
-    style = {"rtrl": ("k", "-"), "uoro": ("tab:red", "--"), "kfrtrl": ("tab:orange", ":")}
+    """Top: mean accuracy curves of FPP n and TBPTT T per setting; bottom: steps to 95% against the budget;
+    last column: the heat map of FPP's final accuracy over N and n."""
+    compare = [r for r in results if r["study"] == "compare"]
+    heat = [r for r in results if r["study"] == "heat"]
+    settings = list(dict.fromkeys(r["setting"] for r in compare))
+    cols = len(settings) + bool(heat)
+    fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols, 7), squeeze=False)
+    fpp_colours = plt.cm.Blues(np.linspace(0.35, 1.0, len(BUDGETS)))
+    tbptt_colours = plt.cm.Oranges(np.linspace(0.35, 1.0, len(BUDGETS)))
+    style = {"rtrl": ("k", "-"), "uoro": ("tab:red", "--"), "kfrtrl": ("tab:purple", ":")}
     for j, setting in enumerate(settings):
-        rows = [r for r in results if r["setting"] == setting]
+        rows = [r for r in compare if r["setting"] == setting]
         top, bottom = axes[0, j], axes[1, j]
         for r in rows:
             stride = max(1, r["window"] // 4)
             t = r["window"] + stride * np.arange(len(r["curve_mean"]))
-            colour, line = (colours[r["T"] - 1], "-") if r["T"] else style[r["method"]]
+            if r["budget"]:
+                colour = (fpp_colours if r["method"].startswith("fpp") else tbptt_colours)[r["budget"] - 1]
+                line = "-"
+            else:
+                colour, line = style[r["method"]]
             top.plot(t, 100 * np.asarray(r["curve_mean"]), color=colour, ls=line, lw=1, label=r["method"])
         top.axhline(100 * rows[0]["always_zero"], color="grey", lw=0.8, ls="-.")
         top.set_title(f"{setting} (mean of {len(rows[0]['seeds'])} seeds)")
         top.set_xlabel("step")
         top.set_ylabel(f"accuracy over {rows[0]['window']} steps (%)")
         top.set_ylim(50, 101)
-        for T in TRUNCATIONS:
-            r = next((r for r in rows if r["T"] == T), None)
-            if r is None:
-                continue
-            reached = [v for v in r["steps_to_95"] if v is not None]
-            bottom.scatter([T] * len(reached), reached, color=colours[T - 1], s=12)
-            missed = len(r["steps_to_95"]) - len(reached)
-            if missed:
-                bottom.scatter([T], [r["steps"]], marker="x", color="red", s=12 + 8 * missed)
-        for r in rows:
-            if r["T"] is None:
+        for prefix, colour, dx in (("fpp", "tab:blue", -0.15), ("tbptt", "tab:orange", 0.15)):
+            for r in (r for r in rows if r["method"].startswith(prefix)):
                 reached = [v for v in r["steps_to_95"] if v is not None]
-                if reached:
-                    bottom.axhline(np.median(reached), color=style[r["method"]][0], ls=style[r["method"]][1],
-                                   lw=1, label=f"{r['method']} (median)")
+                bottom.scatter([r["budget"] + dx] * len(reached), reached, color=colour, s=10)
+                missed = len(r["steps_to_95"]) - len(reached)
+                if missed:
+                    bottom.scatter([r["budget"] + dx], [r["steps"]], marker="x", color=colour, s=10 + 8 * missed)
+            bottom.scatter([], [], color=colour, s=10, label=f"{prefix} (x: never; size = seeds)")
         bottom.set_yscale("log")
-        bottom.set_xlabel("truncation T of TBPTT(1, T)")
-        bottom.set_ylabel("steps to stay >= 95% (x: never, at the top)")
-        bottom.set_xticks(TRUNCATIONS)
-    axes[0, 0].legend(fontsize=6, ncol=2)
+        bottom.set_xlabel("gradient computations per step (FPP n, TBPTT T)")
+        bottom.set_ylabel("steps to stay >= 95%")
+        bottom.set_xticks(BUDGETS)
+    if heat:
+        Ns, ns = sorted({r["buffer"] for r in heat}), sorted({r["budget"] for r in heat})
+        acc = np.array([[100 * np.mean(next(r["final_accuracy"] for r in heat if r["buffer"] == N
+                                            and r["budget"] == n)) for n in ns] for N in Ns])
+        ax = axes[0, -1]
+        image = ax.imshow(acc, origin="lower", cmap="viridis", vmin=50, vmax=100, aspect="auto")
+        for i in range(len(Ns)):
+            for j in range(len(ns)):
+                ax.text(j, i, f"{acc[i, j]:.0f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_xticks(range(len(ns)), [str(n) for n in ns])
+        ax.set_yticks(range(len(Ns)), [str(N) for N in Ns])
+        ax.set_xlabel("FPP updates per step n")
+        ax.set_ylabel("buffer size N")
+        ax.set_title(f"FPP final accuracy %, {heat[0]['setting']}")
+        fig.colorbar(image, ax=ax)
+        axes[1, -1].axis("off")
+    axes[0, 0].legend(fontsize=5, ncol=3)
     axes[1, 0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -228,55 +352,85 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def _run_in_worker(job):
-    with _one_blas_thread():
-        return run(job)
-
-
 def _parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="seconds: 150 steps, 1 seed")
-    parser.add_argument("--json", action="store_true", help="one JSON line per (setting, method)")
+    parser.add_argument("--quick", action="store_true", help="seconds: 100 steps, 1 seed, a 2 x 2 heat map")
+    parser.add_argument("--json", action="store_true", help="one JSON line per (setting, method) and heat-map cell")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--steps", type=int, help="steps per run in every setting (default: per setting, "
-                                                  f"{FULL['steps']})")
+    parser.add_argument("--methods", nargs="+", choices=METHODS,
+                        help="default: all but fpp7 and fpp9 (all with --quick), to fit the time")
+    parser.add_argument("--steps", type=int, help=f"steps per comparison run (default {FULL['steps']})")
     parser.add_argument("--seeds", type=int, help=f"runs per method (default {FULL['seeds']})")
     parser.add_argument("--window", type=int, help=f"steps of the moving accuracy (default {FULL['window']})")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--buffer", type=int, help=f"FPP's buffer size N in the comparison (default {FULL['buffer']})")
+    parser.add_argument("--heat-setting", choices=list(SETTINGS), default="p6", help="setting of the heat map")
+    parser.add_argument("--heat-steps", type=int, help=f"steps per heat-map run (default {FULL['heat_steps']})")
+    parser.add_argument("--no-heat", action="store_true", help="skip the heat map")
+    parser.add_argument("--no-compare", action="store_true", help="skip the comparison")
+    parser.add_argument("--long", type=int, metavar="STEPS", help="the long FPP run alone, STEPS steps")
+    parser.add_argument("--long-n", type=int, default=1, help="n of the long run (default 1)")
+    parser.add_argument("--trace-heap", action="store_true", help="trace the Python heap in the long run (slower)")
+    parser.add_argument("--jobs", type=int, default=1, help="local worker processes through joblib (default 1)")
+    parser.add_argument("--scheduler", help="address of a Dask scheduler: run the grid on that cluster")
+    parser.add_argument("--out", default="cycleworld_runs.jsonl", help="the sweep's results, JSON lines")
+    parser.add_argument("--from-results", action="store_true", help="only read --out and redo the table and figure")
     parser.add_argument("--png", default="cycleworld.png", help="figure path")
     return parser
+
+
+def _points(args, defaults):
+    steps = args.steps or defaults["steps"]
+    seeds = range(args.seeds or defaults["seeds"])
+    window = args.window or defaults["window"]
+    heat_steps = args.heat_steps or defaults["heat_steps"]
+    if min(steps, heat_steps) <= window:
+        raise SystemExit(f"--steps and --heat-steps must exceed --window ({window}), got {min(steps, heat_steps)}")
+    points = []
+    if not args.no_compare:
+        points += grid(study=["compare"], setting=args.settings, method=args.methods or list(defaults["methods"]),
+                       seed=seeds, steps=[steps],
+                       window=[window], buffer=[args.buffer or defaults["buffer"]])
+    if not args.no_heat:
+        points += grid(study=["heat"], setting=[args.heat_setting],
+                       method=[f"fpp{n}" for n in defaults["heat_n"]], seed=seeds, steps=[heat_steps],
+                       window=[window], buffer=list(defaults["heat_N"]))
+    return points
+
+
+def _sweep_run(study, **point):
+    return run(**point)
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     defaults = QUICK if args.quick else FULL
-    steps = {s: args.steps or defaults["steps"][s] for s in args.settings}
-    seeds = args.seeds or defaults["seeds"]
-    window = args.window or defaults["window"]
-    if min(steps.values()) <= window:
-        raise SystemExit(f"--steps must exceed --window ({window}), got {min(steps.values())}")
-    jobs = [(s, m, seed, steps[s]) for s in args.settings for m in args.methods for seed in range(seeds)]
-    done = {}
-    with tqdm(total=sum(job[3] for job in jobs), file=sys.stderr, unit="step", unit_scale=True) as bar:
-        pool = multiprocessing.Pool(args.jobs) if args.jobs > 1 else None
-        results_iter = pool.imap_unordered(_run_in_worker, jobs) if pool else map(_run_in_worker, jobs)
-        try:
-            for result in results_iter:
-                done.setdefault(result[:2], []).append(result)
-                bar.update(steps[result[0]])
-        finally:
-            if pool:
-                pool.close()
-                pool.join()
-    results = [summarise(s, m, done[(s, m)], steps[s], window) for s in args.settings for m in args.methods]
+    if args.long:
+        result = long_run(args.heat_setting, args.long_n, args.buffer or defaults["buffer"], args.long,
+                          trace_heap=args.trace_heap)
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            rss, heap = [m["rss_kb"] for m in result["memory"]], [m["heap_kb"] for m in result["memory"]]
+            print(f"long run: {result['method']}, N = {result['buffer']}, {result['setting']}, {result['steps']} steps, "
+                  f"{result['us_per_step']:.0f} us/step; final accuracy (last {result['window']} steps) "
+                  f"{100 * result['final_accuracy']:.1f}%, steps to stay >= 95%: {result['steps_to_95']}; "
+                  f"parameters and buffer finite: {result['params_finite']}")
+            print(f"  RSS kB at each 10%: {rss}\n  traced Python heap kB: {heap}")
+        return 0
+    if not args.from_results:
+        points = _points(args, defaults)
+        with tqdm(total=sum(p["steps"] * max(1, _budget(p["method"]) or 1) for p in points), file=sys.stderr,
+                  unit="grad-step", unit_scale=True) as bar:
+            run_sweep(_sweep_run, points, args.out, n_jobs=args.jobs, scheduler=args.scheduler,
+                      progress=lambda row: bar.update(row["steps"] * max(1, _budget(row["method"]) or 1)))
+    results = summarise(read_results(args.out))
     plot(results, args.png)
     if args.json:
         for r in results:
             print(json.dumps({k: v for k, v in r.items() if k != "curve_mean"}), flush=True)
     else:
         print(table(results))
-        print(f"figure: {args.png}")
+        print(f"results: {args.out}\nfigure: {args.png}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 NumPy by default, CuPy with ``REFNET_BACKEND=cupy``; float64 by default.
 """
-from . import fixtures, heads, interop, online, optim, params, tasks
+from . import fixtures, heads, interop, online, optim, params, sweep, tasks
 from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, kfrtrl, loss, rtrl,
                          sequence_vjp, stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows,
                          truncated_loss, uoro)
@@ -20,7 +20,7 @@ from .heads import Head, every_step, last_step, masked, mse, sigmoid_bce, softma
 __version__ = "0.1.0"
 
 __all__ = [
-    "fixtures", "heads", "interop", "online", "optim", "params", "tasks",
+    "fixtures", "heads", "interop", "online", "optim", "params", "sweep", "tasks",
     "GradResult", "SequenceVJP", "StackedVJP", "bptt", "forward", "kfrtrl", "loss", "rtrl", "sequence_vjp", "uoro",
     "stacked_forward", "stacked_sequence_vjp", "tbptt", "tbptt_windows", "truncated_loss",
     "asarray", "get_dtype", "get_xp", "rng", "to_numpy", "xp_of",

@@ -19,6 +19,8 @@ TBPTTLearner(k)    exact gradient of ℓ_t with the last k steps re-run under th
 RTRLLearner        ∂ℓ_t/∂s_t M_t, with M_t = J_s M_{t−1} + J_θ carried (RTRL)
 UOROLearner        ∂ℓ_t/∂s_t s̃_t θ̃_tᵀ, a rank-one unbiased estimate of M_t (UORO)
 KFRTRLLearner      ∂ℓ_t/∂s_t (A_t ⊗ u_t), a Kronecker-factored estimate (KF-RTRL)
+FPPLearner         no gradient through the past: n one-step updates per step on
+                   transitions replayed from a buffer of stored states (FPP)
 =================  ==========================================================
 
 With the parameters changing online, RTRL, UORO and KF-RTRL carry their
@@ -37,6 +39,8 @@ from collections import deque
 from typing import NamedTuple
 
 from ._validate import check_int
+from .algorithms.fpp import fpp_grad, fpp_refresh
+from .algorithms.fpp_buffer import FPPBuffer
 from .algorithms.kfrtrl import EPS as KF_EPS
 from .algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
 from .algorithms.rtrl import rtrl_update
@@ -46,7 +50,8 @@ from .backend import Rng, xp_of
 from .errors import NumericalError
 from .params import flatten
 
-__all__ = ["Step", "OnlineLearner", "TBPTTLearner", "RTRLLearner", "UOROLearner", "KFRTRLLearner"]
+__all__ = ["Step", "OnlineLearner", "TBPTTLearner", "RTRLLearner", "UOROLearner", "KFRTRLLearner",
+           "FPPLearner"]
 
 
 class _Signs:
@@ -259,3 +264,124 @@ class KFRTRLLearner(OnlineLearner):
     def _gradient(self, ds):
         for k, v in kfrtrl_gradient(self.kf, ds, self._shapes).items():
             self.dtheta[k][...] = v
+
+
+class _Uniforms:
+    """Uniform numbers in [0, 1), one per call, drawn from ``rng`` in blocks (as :class:`_Signs`)."""
+
+    BLOCK = 1024
+
+    def __init__(self, rng):
+        if not isinstance(rng, Rng):
+            raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
+        self.rng, self.block, self.used = rng, None, self.BLOCK
+
+    def next(self):
+        if self.used == self.BLOCK:
+            self.block = [float(u) for u in self.rng.generator.uniform(0.0, 1.0, self.BLOCK)]
+            self.used = 0
+        self.used += 1
+        return self.block[self.used - 1]
+
+
+def _check_nonnegative(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class FPPLearner(OnlineLearner):
+    """Fixed Point Propagation (FPP paper, Algorithm 1) with a replay buffer of the last N transitions.
+
+    Every step t the learner runs the cell forward (s_t = f_W(s_{t−1}, o_t)
+    from the buffer's s_{t−1}), records o_t, s_t and y_t, and then makes
+    ``n`` updates: sample a held transition T, take the gradient of
+    L = L_s + L_t (:func:`refnet.algorithms.fpp.fpp_grad`), let the optimiser
+    update W and β, recompute s'_{T+1} = f_W(f_W(s_{T−1}, o_T), o_{T+1}) with
+    the new W and write it back as s_{T+1}.  No gradient crosses a
+    transition, so an update costs two steps and two VJPs whatever the
+    dependencies' length.  The loss ``learn`` returns is the online one,
+    ℓ_t of the prediction made at ``predict``; transition t − 1 is the newest
+    to be replayed at step t (it needs o_t and s_t).
+
+    Options, each defaulting to Algorithm 1:
+
+    ``n=1``            updates per environment step (Algorithm 1 is one)
+    ``buffer_size=100`` N, transitions kept (the paper leaves N open: Fig. 1c sweeps it)
+    ``state_weight=1`` λ, the weight of the state loss L_s
+    ``refresh=0``      extra state-only updates per step: write back s'_{T+1} for that many
+                       more random transitions with no change to W or β — the states on a
+                       faster time scale than the weights (the paper's next step)
+    ``prioritised=False``  sample transitions with probability ∝ their last L (new ones at the
+                       largest priority seen, Schaul et al. 2016, no importance weights);
+                       uniformly otherwise
+    ``state_lr=0``     > 0: the stored s_{T−1} is a variable too, s_{T−1} ← s_{T−1} − state_lr ∂L/∂s_{T−1}
+                       after each update (the ICLR 2020 formulation); 0 leaves it as stored
+
+    ``rng`` (a refnet.backend.Rng) draws the sampled transitions.
+    """
+
+    def __init__(self, cell, head, theta, beta, optimiser, *, rng, n=1, buffer_size=100, state_weight=1.0,
+                 refresh=0, prioritised=False, state_lr=0.0, s0=None, batch=1):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+        self.n = check_int("n", n, 1)
+        self.refresh = check_int("refresh", refresh, 0)
+        self.state_weight = _check_nonnegative("state_weight", state_weight)
+        self.state_lr = _check_nonnegative("state_lr", state_lr)
+        if not isinstance(prioritised, bool):
+            raise TypeError(f"prioritised must be a bool, got {type(prioritised).__name__} {prioritised!r}")
+        self.prioritised = prioritised
+        self.uniforms = _Uniforms(rng)
+        y_dtype = "int64" if head.loss.label_target else self.w.dtype
+        self.buffer = FPPBuffer(buffer_size, self.s, self._x_shape, self._y_shape, y_dtype)
+        self.updates = 0    # FPP updates made so far (n per step once transitions are held)
+
+    def _advance(self, x):
+        s, _ = self.cell.step(self.theta, self.buffer.state(self.t - 1), x, self.t - 1)
+        self.buffer.push(x, s)
+        return s
+
+    def _sample(self):
+        u = self.uniforms.next()
+        return self.buffer.prioritised_index(u) if self.prioritised else self.buffer.uniform_index(u)
+
+    def learn(self, y):
+        """Take ℓ_t on y_t (returned), record y_t, then make the n FPP updates and the refreshes."""
+        if y.shape != self._y_shape:
+            raise ValueError(f"y must have shape {self._y_shape}, got {tuple(y.shape)}")
+        loss = float(self.head.loss_value(self.beta, self.cell.output(self.s), y, self._mean))
+        if not math.isfinite(loss):
+            raise NumericalError(f"{type(self).__name__}: the loss at step {self.t} is {loss}; "
+                                 "the state or the parameters have overflowed", where=f"step {self.t}")
+        self.buffer.set_target(y)
+        if len(self.buffer) == 0:
+            return loss
+        for _ in range(self.n):
+            self._update(self._sample())
+        for _ in range(self.refresh):
+            self._write_back(self.buffer.transition(self._sample()))
+        return loss
+
+    def _update(self, T):
+        """One FPP update on transition T: gradient, optimiser step, write-back."""
+        tr = self.buffer.transition(T)
+        g = fpp_grad(self.cell, self.theta, self.head, self.beta, tr.s_prev, tr.x, tr.x_next, tr.s_next, tr.y,
+                     self._mean, state_weight=self.state_weight, t=T - 1)
+        if not math.isfinite(g.loss):
+            raise NumericalError(f"{type(self).__name__}: the FPP loss of transition {T} at step {self.t} "
+                                 f"is {g.loss}", where=f"step {self.t}")
+        for k, v in g.dtheta.items():
+            self.dtheta[k][...] = v
+        for k, v in g.dbeta.items():
+            self.dbeta[k][...] = v
+        self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+        self.updates += 1
+        if self.prioritised:
+            self.buffer.set_priority(T, g.loss)
+        if self.state_lr:
+            tr.s_prev[...] -= self.state_lr * g.ds_prev
+        self._write_back(tr)
+
+    def _write_back(self, tr):
+        """s_{T+1} ← f_W(f_W(s_{T−1}, o_T), o_{T+1}) under the current W."""
+        tr.s_next[...] = fpp_refresh(self.cell, self.theta, tr.s_prev, tr.x, tr.x_next, t=tr.T - 1)[1]

@@ -172,3 +172,74 @@ def test_a_non_finite_loss_is_a_numerical_error():
     learner = RTRLLearner(cell, head, theta, {"weight": np.full((1, 2), 1e200), "bias": np.zeros(1)}, SGD(0.1))
     with pytest.raises(refnet.NumericalError, match="the loss at step 1 is inf"):
         learner.step(np.ones((1, 1)), np.zeros((1, 1)))
+
+
+# FPP: n one-step updates per step on transitions replayed from a buffer (refnet.algorithms.fpp).
+def _fpp(name="elman_tanh", opt=None, **options):
+    from refnet.online import FPPLearner
+    cell, theta, x, head, beta, y = _problem(name)
+    learner = FPPLearner(cell, head, theta, beta, opt or SGD(0.1), rng=refnet.rng(3), **options)
+    return learner, cell, theta, x, head, beta, y
+
+
+def test_fpp_learner_makes_n_updates_per_step_once_a_transition_is_held():
+    learner, *_, x, head, beta, y = _fpp(n=3, buffer_size=4)
+    for t in range(T):
+        learner.step(x[t], y[t])
+    assert learner.updates == 3 * (T - 1) and len(learner.buffer) == 4
+
+
+def test_fpp_learner_first_update_is_fpp_grad_then_sgd_then_write_back():
+    from refnet.algorithms.fpp import fpp_grad, fpp_refresh
+    learner, cell, theta, x, head, beta, y = _fpp(opt=SGD(0.1), n=1)
+    learner.step(x[0], y[0])
+    s1 = cell.step(theta, np.zeros((1, 4)), x[0], 0)[0]
+    s2 = cell.step(theta, s1, x[1], 1)[0]
+    learner.step(x[1], y[1])          # the one held transition is T = 1: (s_0, o_1, o_2, s_2, y_1)
+    g = fpp_grad(cell, theta, head, beta, np.zeros((1, 4)), x[0], x[1], s2, y[0], np.ones(1), t=0)
+    for k in theta:   # the same operations in the same order: equal to rounding
+        np.testing.assert_allclose(learner.theta[k], theta[k] - 0.1 * g.dtheta[k], rtol=1e-13, atol=1e-15)
+    for k in beta:
+        np.testing.assert_allclose(learner.beta[k], beta[k] - 0.1 * g.dbeta[k], rtol=1e-13, atol=1e-15)
+    refreshed = fpp_refresh(cell, learner.theta, np.zeros((1, 4)), x[0], x[1], t=0)[1]
+    np.testing.assert_allclose(learner.buffer.state(2), refreshed, rtol=1e-13, atol=1e-15)
+
+
+def test_fpp_learner_with_lr_zero_leaves_weights_and_stored_states_unchanged():
+    learner, cell, theta, x, head, beta, y = _fpp(opt=SGD(0.0), n=2, refresh=2)
+    states = [cell.init_state(1)]
+    for t in range(T):
+        learner.step(x[t], y[t])
+        states.append(cell.step(theta, states[-1], x[t], t)[0])
+    for k in theta:
+        np.testing.assert_array_equal(learner.theta[k], theta[k])
+    # with W fixed a refreshed state is the state the stream produced: equal to rounding
+    for t in range(T - 4, T + 1):
+        np.testing.assert_allclose(learner.buffer.state(t), states[t], rtol=1e-13, atol=1e-15)
+
+
+def test_fpp_learner_states_as_variables_moves_the_stored_input_state():
+    learner, cell, theta, x, head, beta, y = _fpp(opt=SGD(0.0), n=1, state_lr=0.5)
+    learner.step(x[0], y[0])
+    learner.step(x[1], y[1])          # updates transition 1, whose input state is s_0 = 0
+    assert np.abs(learner.buffer.state(0)).max() > 0
+
+
+def test_fpp_learner_prioritised_and_weighted_options_run_and_stay_finite():
+    learner, *_, x, head, beta, y = _fpp(opt=Adagrad(0.1), n=2, prioritised=True, state_weight=0.5, refresh=1)
+    for t in range(T):
+        learner.step(x[t], y[t])
+    assert np.isfinite(learner.w).all() and float(learner.buffer.priority.max()) > 0
+
+
+def test_fpp_learner_rejects_bad_options_by_name():
+    with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
+        _fpp(n=0)
+    with pytest.raises(ValueError, match="state_weight must be a finite number >= 0, got -1"):
+        _fpp(state_weight=-1)
+    with pytest.raises(TypeError, match="prioritised must be a bool"):
+        _fpp(prioritised=1)
+    with pytest.raises(TypeError, match="rng must be a refnet.backend.Rng"):
+        from refnet.online import FPPLearner
+        cell, theta, x, head, beta, y = _problem("elman_tanh")
+        FPPLearner(cell, head, theta, beta, SGD(0.1), rng=0)

@@ -9,6 +9,8 @@ from .equilibrium import (ConvergenceWarning, Equilibrium, anderson, fixed_point
                           spectral_radius)
 from .bptt import (GradResult, SequenceVJP, Trajectory, bptt, forward, loss, sequence_vjp,
                    tbptt, tbptt_windows, truncated_loss)
+from .fpp import FPPGrad, fpp_grad, fpp_loss, fpp_refresh
+from .fpp_buffer import FPPBuffer
 from .kfrtrl import (KFRTRLState, kfrtrl, kfrtrl_gradient, kfrtrl_init, kfrtrl_sensitivity,
                      kfrtrl_update)
 from .rbp import ImplicitGradient, cg_rbp, gmres_rbp, neumann_rbp
@@ -19,6 +21,7 @@ from .uoro import UOROState, uoro, uoro_gradient, uoro_init, uoro_update
 __all__ = [
     "GradResult", "SequenceVJP", "Trajectory", "bptt", "forward", "loss", "sequence_vjp",
     "tbptt", "tbptt_windows", "truncated_loss",
+    "FPPGrad", "fpp_grad", "fpp_loss", "fpp_refresh", "FPPBuffer",
     "KFRTRLState", "kfrtrl", "kfrtrl_gradient", "kfrtrl_init", "kfrtrl_sensitivity", "kfrtrl_update",
     "ConvergenceWarning", "Equilibrium", "anderson", "fixed_point", "newton_krylov", "spectral_radius",
     "ImplicitGradient", "cg_rbp", "gmres_rbp", "neumann_rbp",

@@ -1,0 +1,126 @@
+"""Fixed Point Propagation (FPP): the per-transition objective and its hand-written gradient.
+
+FPP (papers/fpp-fixed-point-formulation.txt, Algorithm 1) trains a recurrent
+cell without gradients back in time.  A transition stored at time T is
+``(s_{T−1}, o_T, o_{T+1}, s_{T+1}, y_T)``; one training update re-runs
+
+    s_T       = f_W(s_{T−1}, o_T)
+    ŷ_T       = g_β(output(s_T))
+    s'_{T+1}  = f_W(s_T, o_{T+1})
+
+and takes
+
+    L_s = λ Σ_b v_b (1/n) ‖s'_{T+1,b} − s_{T+1,b}‖²      (state loss, MSE over the n state units)
+    L_t = Σ_b w_b ℓ(ŷ_{T,b}, y_{T,b})                    (target loss, the head's)
+    L   = L_s + L_t
+
+W gets ∂L/∂W; β gets ∂L_t/∂β, which equals ∂L/∂β because L_s does not
+depend on β.  λ (``state_weight``) is 1 in Algorithm 1; the example weights
+v default to w (a batch mean of both losses) and differ where a transition
+has a target but no next state (the end of a sequence) or the reverse.  The gradients with
+respect to the stored states s_{T−1} and s_{T+1} are returned too: the ICLR
+2020 formulation ("Training RNNs online by learning explicit state
+variables") updates stored states by their own gradient.  After the update
+of W, :func:`fpp_refresh` recomputes s'_{T+1} for writing back into the
+buffer (:mod:`refnet.algorithms.fpp_buffer`).
+"""
+from dataclasses import dataclass
+
+from .._validate import check_array
+
+__all__ = ["FPPGrad", "fpp_loss", "fpp_grad", "fpp_refresh"]
+
+
+@dataclass(frozen=True)
+class FPPGrad:
+    """What :func:`fpp_grad` returns: the two losses and the gradients of L = L_s + L_t."""
+
+    state_loss: float   # L_s (with its weight λ)
+    target_loss: float  # L_t
+    dtheta: dict        # ∂L/∂W, the cell's params
+    dbeta: dict         # ∂L_t/∂β (= ∂L/∂β), the head's params
+    ds_prev: object     # (B, n_state) ∂L/∂s_{T−1}
+    ds_next: object     # (B, n_state) ∂L/∂s_{T+1} (the stored target state)
+
+    @property
+    def loss(self):
+        """L = L_s + L_t."""
+        return self.state_loss + self.target_loss
+
+
+def _check(cell, s_prev, x, x_next, s_next, w, v):
+    B = s_prev.shape[0] if hasattr(s_prev, "shape") and s_prev.ndim == 2 else None
+    check_array("s_prev", s_prev, shape=(B, cell.n_state), finite=False)
+    check_array("x", x, shape=(B, cell.input_size), finite=False)
+    check_array("x_next", x_next, shape=(B, cell.input_size), finite=False)
+    check_array("s_next", s_next, shape=(B, cell.n_state), finite=False)
+    check_array("w", w, shape=(B,), finite=False)
+    if v is not None:
+        check_array("v", v, shape=(B,), finite=False)
+
+
+def _second_t(t):
+    return None if t is None else t + 1
+
+
+def fpp_loss(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None):
+    """The FPP objective of one transition (Algorithm 1): returns (L_s, L_t) as floats.
+
+    Parameters
+    ----------
+    cell, theta : the cell f_W and its params W
+    head, beta : the readout g_β and loss, and its params β
+    s_prev : (B, n_state) the stored s_{T−1}
+    x, x_next : (B, I) the observations o_T and o_{T+1}
+    s_next : (B, n_state) the stored s_{T+1}
+    y : (B,) labels or (B, O) targets, y_T
+    w : (B,) weights of the examples in the target loss (1/B each for a batch mean)
+    v : (B,) weights of the examples in the state loss, or None for ``w``
+    state_weight : λ >= 0, the weight of the state loss (1 in Algorithm 1)
+    t : time index handed to the cell for the first step (the second gets t + 1); None for most cells
+    """
+    _check(cell, s_prev, x, x_next, s_next, w, v)
+    v = w if v is None else v
+    s_T, _ = cell.step(theta, s_prev, x, t)
+    s_pred, _ = cell.step(theta, s_T, x_next, _second_t(t))
+    r = s_pred - s_next
+    L_s = state_weight * float((v * (r * r).sum(axis=1)).sum()) / cell.n_state
+    L_t = float(head.loss_value(beta, cell.output(s_T), y, w))
+    return L_s, L_t
+
+
+def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None):
+    """FPP's per-transition gradient (Algorithm 1, "Calculate ∂L/∂W & ∂L_t/∂β").
+
+    Back through the second step from the state loss, add the target loss's
+    cotangent on s_T, back through the first step; the two steps share W, so
+    their parameter gradients add.  Arguments as :func:`fpp_loss`.
+
+    Returns
+    -------
+    FPPGrad : L_s, L_t, ∂L/∂W, ∂L_t/∂β, ∂L/∂s_{T−1} (B, n), ∂L/∂s_{T+1} (B, n)
+    """
+    _check(cell, s_prev, x, x_next, s_next, w, v)
+    v = w if v is None else v
+    s_T, cache_T = cell.step(theta, s_prev, x, t)
+    s_pred, cache_next = cell.step(theta, s_T, x_next, _second_t(t))
+    r = s_pred - s_next
+    coef = (2.0 * state_weight / cell.n_state) * v[:, None]     # ∂L_s/∂s'_{T+1} = coef · r
+    ds_pred = coef * r
+    L_s = state_weight * float((v * (r * r).sum(axis=1)).sum()) / cell.n_state
+    L_t, dh, dbeta = head.loss_and_grad(beta, cell.output(s_T), y, w)
+    ds_T, dtheta_next, _ = cell.step_vjp(theta, cache_next, ds_pred)
+    ds_T = ds_T + cell.output_vjp(dh)
+    ds_prev, dtheta_T, _ = cell.step_vjp(theta, cache_T, ds_T)
+    dtheta = {k: dtheta_T[k] + dtheta_next[k] for k in dtheta_T}
+    return FPPGrad(L_s, float(L_t), dtheta, dbeta, ds_prev, -ds_pred)
+
+
+def fpp_refresh(cell, theta, s_prev, x, x_next, *, t=None):
+    """s_T = f_W(s_{T−1}, o_T) and s'_{T+1} = f_W(s_T, o_{T+1}) under the current W (Algorithm 1, last lines).
+
+    Returns ``(s_T, s'_{T+1})``, each (B, n_state); s'_{T+1} is what the buffer stores back as s_{T+1}.
+    """
+    s_T, _ = cell.step(theta, s_prev, x, t)
+    s_pred, _ = cell.step(theta, s_T, x_next, _second_t(t))
+    return s_T, s_pred

@@ -1,0 +1,85 @@
+"""Parameter sweeps: a grid of runs through joblib, results as one JSON-lines file.
+
+A sweep is a function ``run(**point) -> dict`` and a grid ``{name: values}``;
+every point of the product (seeds × N × n × T …) is one call.  The calls go
+through ``joblib.Parallel`` — the loky process backend on one machine, or a
+Dask cluster when a scheduler address is given (joblib's ``dask`` backend on a
+``dask.distributed.Client``; dask is imported only then) — so the same code
+runs on a laptop and on a cluster, and there is no process pool of our own.
+Each result is the point merged with what ``run`` returned, written as one
+JSON line as soon as it arrives (a tidy file: one row per run, one column
+per field), which the plotting reads back with :func:`read_results`.
+"""
+import contextlib
+import itertools
+import json
+
+__all__ = ["grid", "run_sweep", "read_results"]
+
+
+def grid(**axes):
+    """The points of the product of ``axes`` ({name: values}), as a list of dicts, in row-major order."""
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"axis {name!r} must be a list of values, got {type(values).__name__} {values!r}")
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(list(axes[k]) for k in names))]
+
+
+def _backend(scheduler):
+    """joblib's backend context: loky locally, dask on the cluster at ``scheduler``."""
+    from joblib import parallel_config
+    if scheduler is None:
+        return contextlib.nullcontext(None), parallel_config(backend="loky")
+    try:
+        from dask.distributed import Client
+    except ImportError as exc:
+        raise ImportError(f"scheduler={scheduler!r} needs dask.distributed (pip install 'dask[distributed]'); "
+                          f"importing it failed: {exc}") from exc
+    return Client(scheduler), parallel_config(backend="dask")
+
+
+def run_sweep(run, points, path, *, n_jobs=1, scheduler=None, progress=None):
+    """Run ``run(**point)`` for every point and write one JSON line per result to ``path``.
+
+    Parameters
+    ----------
+    run : a picklable module-level function returning a JSON-serialisable dict
+    points : list of dicts, e.g. from :func:`grid`
+    path : file written anew (JSON lines): each line is ``{**point, **run(**point)}``
+    n_jobs : worker processes on this machine (loky); ignored on a cluster, where
+        every worker takes tasks
+    scheduler : None, or the address of a Dask scheduler ("tcp://host:8786")
+    progress : None, or a callable ``progress(row)`` called as each result arrives (a tqdm update)
+
+    Returns
+    -------
+    list of dicts, the rows in the order they finished
+    """
+    from joblib import Parallel, delayed
+    if not callable(run):
+        raise TypeError(f"run must be callable, got {type(run).__name__}")
+    points = [dict(p) for p in points]
+    client, config = _backend(scheduler)
+    rows = []
+    with client, config, open(path, "w") as out:
+        jobs = n_jobs if scheduler is None else -1
+        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            delayed(_one)(run, point) for point in points)
+        for row in results:
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+    return rows
+
+
+def _one(run, point):
+    return {**point, **run(**point)}
+
+
+def read_results(path):
+    """The rows of a sweep file, a list of dicts."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,62 @@
+"""Sequential digits: scikit-learn's 8×8 handwritten digits read one pixel (or one row) per step.
+
+The FPP paper classifies MNIST pixel by pixel (784 steps, REFERENCE.md,
+"Sequential digits"); MNIST cannot be downloaded here, so this task uses the
+1 797 8×8 digits that ship with scikit-learn: 64 steps of one pixel, or 8
+steps of one 8-pixel row, the label to be read from the last state.  Pixels
+are scaled from 0..16 to [0, 1].  MNIST itself, from IDX files, is
+:mod:`refnet.tasks.mnist`.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from .._validate import check_int
+from ..backend import asarray, get_dtype
+
+__all__ = ["SequenceSplit", "digits", "to_sequences"]
+
+
+class SequenceSplit(NamedTuple):
+    x_train: object  # (T, N_train, I) inputs, time first (refnet's layout)
+    y_train: object  # (N_train,) int64 labels
+    x_test: object   # (T, N_test, I)
+    y_test: object   # (N_test,)
+
+
+def to_sequences(images, pixels_per_step):
+    """Images (N, H, W) in [0, 1] → sequences (T, N, pixels_per_step), read row-major."""
+    N = images.shape[0]
+    flat = images.reshape(N, -1)
+    if flat.shape[1] % pixels_per_step:
+        raise ValueError(f"pixels_per_step must divide the {flat.shape[1]} pixels of an image, got {pixels_per_step}")
+    return np.ascontiguousarray(flat.reshape(N, -1, pixels_per_step).transpose(1, 0, 2))
+
+
+def digits(*, rows=False, test_fraction=0.25, seed=0, dtype=None):
+    """The 8×8 digits as sequences, split at random into train and test.
+
+    Parameters
+    ----------
+    rows : False for 64 steps of one pixel; True for 8 steps of one row of 8 pixels
+    test_fraction : float in (0, 1), the share of the 1 797 images held out
+    seed : int, the shuffle
+    dtype : floating dtype of the inputs, default REFNET_DTYPE
+
+    Returns
+    -------
+    SequenceSplit on the active backend
+    """
+    from sklearn.datasets import load_digits
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, float) or not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be a float in (0, 1), got {test_fraction!r}")
+    seed = check_int("seed", seed, 0)
+    data = load_digits()
+    images, labels = data.images / 16.0, data.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    n_test = int(round(test_fraction * len(labels)))
+    test, train = order[:n_test], order[n_test:]
+    x = to_sequences(images, 8 if rows else 1)
+    dtype = get_dtype() if dtype is None else dtype
+    return SequenceSplit(asarray(x[:, train], dtype), asarray(labels[train], np.int64),
+                         asarray(x[:, test], dtype), asarray(labels[test], np.int64))
