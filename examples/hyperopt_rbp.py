@@ -42,7 +42,6 @@ import json
 import statistics
 import sys
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -52,6 +51,7 @@ from tqdm import tqdm
 
 import refnet
 from refnet.algorithms.rbp import neumann_rbp
+from refnet.bench.timing import peak_bytes
 from refnet.cells.base import Cell
 from refnet.optim import Adam
 
@@ -257,17 +257,6 @@ def neumann_hypergradient(task, theta, steps, K):
     return loss, result.dtheta["log_lr"]
 
 
-def _peak_bytes(fn):
-    tracemalloc.start()
-    try:
-        start = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        fn()
-        return tracemalloc.get_traced_memory()[1] - start
-    finally:
-        tracemalloc.stop()
-
-
 def _median_seconds(fn, repeats):
     fn()
     times = []
@@ -338,7 +327,7 @@ def main(argv=None):
     costs = {}
     for method, fn in (("BPTT", lambda: bptt_hypergradient(task, theta0, args.steps)),
                        ("Neumann-RBP", lambda: neumann_hypergradient(task, theta0, args.steps, args.K))):
-        costs[method] = {"seconds": _median_seconds(fn, args.repeats), "peak_bytes": _peak_bytes(fn)}
+        costs[method] = {"seconds": _median_seconds(fn, args.repeats), "peak_bytes": peak_bytes(fn)}
     curves = {}
     with tqdm(total=2 * args.meta_steps, file=sys.stderr, unit="meta step") as bar:
         for method in ("BPTT", "Neumann-RBP"):

@@ -36,7 +36,6 @@ at each op's barrier slowed a 2-thread PyTorch step 50× in a trial here.
 Without threadpoolctl NumPy keeps its default and the report says so.
 """
 import os
-import tracemalloc
 
 import numpy
 
@@ -47,7 +46,7 @@ from ..heads import last_step
 from ..heads_mlp import MLPHead
 from .bptt import max_rel_error
 from .report import BenchmarkError, Report, format_table
-from .timing import import_torch, numpy_blas, one_thread, time_each
+from .timing import import_torch, numpy_blas, one_thread, peak_bytes, time_each
 
 __all__ = ["SIZES", "GRAD_RTOL", "FORMS", "Problem", "make_problem", "torch_hidden_states", "kept_bytes",
            "run"]
@@ -211,18 +210,6 @@ def _torch_kept_bytes(torch, problem):
     return sum(storages.values())
 
 
-def _refnet_peak_bytes(problem):
-    """Peak traced allocation (bytes) above the start during one refnet training step."""
-    tracemalloc.start()
-    try:
-        start = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        problem.refnet_step()
-        return tracemalloc.get_traced_memory()[1] - start
-    finally:
-        tracemalloc.stop()
-
-
 def _environment(torch):
     """The fields every row carries (read inside :func:`one_thread`)."""
     blas, blas_threads = numpy_blas()
@@ -245,7 +232,7 @@ def _measure(torch, env, form, n, T, batch, repeats):
         agreement = _check_agreement(torch, problem)
         runs["torch"] = _torch_step(torch, problem)[0]
         kept["torch"] = _torch_kept_bytes(torch, problem)
-    peak = _refnet_peak_bytes(problem)
+    peak = peak_bytes(problem.refnet_step)
     timings = time_each(runs, repeats=repeats, max_seconds=BUDGET_S)
     rows = [{**env, "row": "timing", "impl": impl, **sizes, "median_s": tm.median, "min_s": tm.min,
              "max_s": tm.max, "repeats": tm.repeats, "kept_bytes": kept[impl],

@@ -31,7 +31,6 @@ to split usefully, and on a shared 2-core machine a second BLAS thread was
 measured to slow a step 4× by contention.
 """
 import os
-import tracemalloc
 from dataclasses import dataclass
 
 import numpy
@@ -42,7 +41,7 @@ from ..algorithms.rbp import cg_rbp, neumann_rbp
 from ..cells.elman import ElmanRNN
 from ..heads import Head, last_step
 from .report import BenchmarkError, Report, format_table
-from .timing import import_torch, numpy_blas, one_thread, time_each
+from .timing import import_torch, numpy_blas, one_thread, peak_bytes, time_each
 
 __all__ = ["Problem", "K", "GRAD_RTOL", "make_problem", "run"]
 
@@ -109,18 +108,6 @@ def _runs(p, T):
     }
 
 
-def _peak_bytes(fn):
-    """Peak traced allocation (bytes) above the start during one call of ``fn``."""
-    tracemalloc.start()
-    try:
-        start = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        fn()
-        return tracemalloc.get_traced_memory()[1] - start
-    finally:
-        tracemalloc.stop()
-
-
 def _rel_error(ours, reference):
     """Normwise relative error max|a − b| / max|b| over the parameters, and the worst name."""
     errors = {k: float(numpy.abs(ours[k] - v).max() / numpy.abs(v).max()) for k, v in reference.items()}
@@ -167,7 +154,7 @@ def _measure(torch, p, T, repeats):
         if checks["torch_bptt"][0] > 1e-10:
             raise BenchmarkError(f"torch and refnet BPTT disagree at T = {T}: normwise relative error "
                                  f"{checks['torch_bptt'][0]:.2e} > 1e-10")
-    peaks = {impl: _peak_bytes(runs[impl]) for impl in IMPLS}
+    peaks = {impl: peak_bytes(runs[impl]) for impl in IMPLS}
     timings = time_each(runs, repeats=repeats, max_seconds=BUDGET_S)
     return results, checks, peaks, timings
 

@@ -21,13 +21,14 @@ import gc
 import os
 import statistics
 import time
+import tracemalloc
 from dataclasses import dataclass
 
 import numpy
 
 from .._validate import check_int
 
-__all__ = ["import_torch", "one_thread", "Timing", "GemmThroughput", "time_call", "time_each", "gemm_flops",
+__all__ = ["import_torch", "one_thread", "peak_bytes", "Timing", "GemmThroughput", "time_call", "time_each", "gemm_flops",
            "gemm_throughput", "numpy_blas", "MIN_ROUNDS", "WARMUP_SECONDS"]
 
 # Timed calls always made before a time budget may cut a measurement short.
@@ -239,3 +240,19 @@ def one_thread(torch):
     finally:
         if torch is not None:
             torch.set_num_threads(previous)
+
+
+def peak_bytes(fn):
+    """Peak traced allocation (bytes) above the start during one call of ``fn``.
+
+    :mod:`tracemalloc` sees NumPy's buffers (NumPy reports them to it), not PyTorch's
+    CPU allocator, so this measures refnet's side only.
+    """
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        fn()
+        return tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
