@@ -14,9 +14,8 @@ from typing import Any, NamedTuple
 
 from ..backend import to_numpy, xp_of
 from .._validate import check_array, check_int, check_same_dtype
-from ..errors import NumericalError
-from ..heads import every_step
 from ..params import axpy, zeros_like
+from .checks import check_finite_result, check_objective, check_run
 
 __all__ = ["Trajectory", "GradResult", "SequenceVJP", "forward", "loss", "bptt",
            "tbptt", "tbptt_windows", "truncated_loss", "sequence_vjp"]
@@ -56,37 +55,9 @@ class SequenceVJP:
     ds0: Any        # (B, n_state)
 
 
-def _check_run(cell, theta, x, s0):
-    """Validate a (cell, θ, x, s0) run once at entry; returns s0 (zeros if None)."""
-    cell.check_params(theta, "theta")
-    check_array("x", x, shape=(None, None, cell.input_size))
-    if x.shape[0] < 1:
-        raise ValueError(f"x must hold at least one time step (T >= 1), got T = {x.shape[0]}")
-    B = x.shape[1]
-    if s0 is None:
-        s0 = xp_of(x).zeros((B, cell.n_state), dtype=x.dtype)
-    check_array("s0", s0, shape=(B, cell.n_state))
-    first = next(iter(cell.param_shapes()))   # check_params made every θ array one dtype
-    check_same_dtype({"x": x, "s0": s0, f"theta[{first!r}]": theta[first]})
-    return s0
-
-
-def _check_objective(head, beta, x, y, weights):
-    """Validate head parameters, targets and weights; returns weights (mean over all steps if None)."""
-    T, B = x.shape[:2]
-    head.check_params(beta, "beta")
-    head.check_targets(y, (T, B), "y")
-    if weights is None:
-        weights = every_step(T, B, like=x)
-    check_array("weights", weights, shape=(T, B))
-    first = next(iter(head.param_shapes()))
-    check_same_dtype({"x": x, "weights": weights, f"beta[{first!r}]": beta[first]})
-    return weights
-
-
 def forward(cell, theta, x, s0=None):
     """Run the cell over x: s_t = f(θ, s_{t−1}, x_t) for t = 1..T."""
-    s0 = _check_run(cell, theta, x, s0)
+    s0 = check_run(cell, theta, x, s0)
     return _forward(cell, theta, x, s0)
 
 
@@ -134,24 +105,10 @@ def _backward(cell, theta, caches, ds_out, ds_T, t_end, t_start):
     return dtheta, dx, ds_next
 
 
-def _check_finite_result(name, loss_value, grads, s):
-    """Raise NumericalError if the loss or a gradient is NaN/Inf, naming the first bad state."""
-    xp = xp_of(s[-1])
-    bad = [k for k, g in grads.items() if not bool(xp.isfinite(g).all())]
-    if xp.isfinite(xp.asarray(loss_value)) and not bad:
-        return
-    for t in range(1, len(s)):
-        if s[t] is not None and not bool(xp.isfinite(s[t]).all()):
-            raise NumericalError(f"{name}: the state s_{t} holds NaN or Inf (the forward pass "
-                                 "overflowed); the loss and gradients are not finite", where=f"s_{t}")
-    raise NumericalError(f"{name}: non-finite loss ({float(loss_value)}) or gradients {bad} "
-                         "with finite states", where="loss" if not bad else bad[0])
-
-
 def loss(cell, theta, x, s0, head, beta, y, weights=None):
     """The objective L (module docstring) alone, as a float."""
-    s0 = _check_run(cell, theta, x, s0)
-    weights = _check_objective(head, beta, x, y, weights)
+    s0 = check_run(cell, theta, x, s0)
+    weights = check_objective(head, beta, x, y, weights)
     s = _forward(cell, theta, x, s0).s
     active = to_numpy(weights.any(axis=1))
     return float(sum(head.loss_value(beta, cell.output(s[t]), y[t - 1], weights[t - 1])
@@ -172,13 +129,13 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None):
     -------
     GradResult with dtheta, dbeta and ds0 = ∂L/∂s_0.
     """
-    s0 = _check_run(cell, theta, x, s0)
-    weights = _check_objective(head, beta, x, y, weights)
+    s0 = check_run(cell, theta, x, s0)
+    weights = check_objective(head, beta, x, y, weights)
     T = x.shape[0]
     s, caches = _forward(cell, theta, x, s0)
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1))
     dtheta, _, ds0 = _backward(cell, theta, caches, ds_out, xp_of(s0).zeros_like(s0), T, 0)
-    _check_finite_result("bptt", L, {**dtheta, **dbeta}, s)
+    check_finite_result("bptt", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, ds0, s[T], T)
 
 
@@ -216,8 +173,8 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
     values on this trajectory.  k1 = k2 = k is the chunked form; k1 = 1 the
     online form; k2 >= T gives BPTT.  Arguments as :func:`bptt`.
     """
-    s0 = _check_run(cell, theta, x, s0)
-    weights = _check_objective(head, beta, x, y, weights)
+    s0 = check_run(cell, theta, x, s0)
+    weights = check_objective(head, beta, x, y, weights)
     T = x.shape[0]
     windows = tbptt_windows(T, k1, k2)
     s, caches = _forward(cell, theta, x, s0)
@@ -230,7 +187,7 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
         vjp_steps += end - fixed
         if fixed == 0:
             ds0 = ds0 + ds_fixed
-    _check_finite_result("tbptt", L, {**dtheta, **dbeta}, s)
+    check_finite_result("tbptt", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, ds0, s[T], vjp_steps)
 
 
@@ -242,8 +199,8 @@ def truncated_loss(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2, f
     (s_0 itself when fixed = 0).  ``fixed_states`` is the trajectory s[0..T]
     on which TBPTT ran; perturbing θ here leaves those anchors where they are.
     """
-    s0 = _check_run(cell, theta, x, s0)
-    weights = _check_objective(head, beta, x, y, weights)
+    s0 = check_run(cell, theta, x, s0)
+    weights = check_objective(head, beta, x, y, weights)
     T = x.shape[0]
     if len(fixed_states) != T + 1:
         raise ValueError(f"fixed_states must hold s[0..T] ({T + 1} states), got {len(fixed_states)}")
@@ -265,7 +222,7 @@ def sequence_vjp(cell, theta, x, s0, dout, ds_T=None):
     θ, every x_t and s_0 (PyTorch: ``torch.autograd.grad`` of nn.RNN's
     ``(output, h_n)`` with those grad_outputs).
     """
-    s0 = _check_run(cell, theta, x, s0)
+    s0 = check_run(cell, theta, x, s0)
     T, B = x.shape[:2]
     check_array("dout", dout, shape=(T, B, cell.n_out))
     if ds_T is None:

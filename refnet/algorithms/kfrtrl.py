@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 from ..backend import Rng, xp_of
 from ..params import axpy, zeros_like
-from .bptt import GradResult, _check_finite_result, _check_objective, _check_run
+from .bptt import GradResult
+from .checks import check_finite_result, check_objective, check_run
 
 __all__ = ["KFRTRLState", "kfrtrl_init", "kfrtrl_update", "kfrtrl_gradient", "kfrtrl_sensitivity",
            "kfrtrl", "EPS"]
@@ -123,8 +124,8 @@ def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     if not isinstance(rng, Rng):
         raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
     _check_kronecker(cell)
-    s0 = _check_run(cell, theta, x, s0)
-    weights = _check_objective(head, beta, x, y, weights)
+    s0 = check_run(cell, theta, x, s0)
+    weights = check_objective(head, beta, x, y, weights)
     T, B = x.shape[:2]
     shapes = cell.param_shapes()
     state = kfrtrl_init(cell, B, x)
@@ -140,5 +141,5 @@ def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
         axpy(1.0, kfrtrl_gradient(state, cell.output_vjp(dh), shapes), dtheta)
         axpy(1.0, dbeta_t, dbeta)
         L = L + L_t
-    _check_finite_result("kfrtrl", L, {**dtheta, **dbeta}, s)
+    check_finite_result("kfrtrl", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, None, s[T], 0)

@@ -15,7 +15,8 @@ S_0 = I.
 from .. import kernels
 from ..backend import xp_of
 from ..params import axpy, unflatten, zeros_like
-from .bptt import GradResult, _check_finite_result, _check_objective, _check_run
+from .bptt import GradResult
+from .checks import check_finite_result, check_objective, check_run
 
 __all__ = ["rtrl_update", "rtrl", "KERNEL_MAX_WORK"]
 
@@ -55,8 +56,8 @@ def rtrl(cell, theta, x, s0, head, beta, y, weights=None):
     Arguments and result as :func:`refnet.algorithms.bptt.bptt` (whose
     gradient this equals to rounding); ``vjp_steps`` is 0, RTRL uses no VJP.
     """
-    s0 = _check_run(cell, theta, x, s0)
-    weights = _check_objective(head, beta, x, y, weights)
+    s0 = check_run(cell, theta, x, s0)
+    weights = check_objective(head, beta, x, y, weights)
     xp = xp_of(x)
     T, B = x.shape[:2]
     n = cell.n_state
@@ -80,5 +81,5 @@ def rtrl(cell, theta, x, s0, head, beta, y, weights=None):
         axpy(1.0, dbeta_t, dbeta)
         L = L + L_t
     dtheta = unflatten(dtheta_flat, ordered)
-    _check_finite_result("rtrl", L, {**dtheta, **dbeta}, s)
+    check_finite_result("rtrl", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, ds0, s[T], 0)

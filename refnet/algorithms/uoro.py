@@ -24,7 +24,8 @@ from typing import NamedTuple
 
 from ..backend import Rng, xp_of
 from ..params import axpy, flatten, unflatten, zeros_like
-from .bptt import GradResult, _check_finite_result, _check_objective, _check_run
+from .bptt import GradResult
+from .checks import check_finite_result, check_objective, check_run
 
 __all__ = ["UOROState", "uoro_init", "uoro_update", "uoro_gradient", "uoro", "EPS"]
 
@@ -96,8 +97,8 @@ def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     """
     if not isinstance(rng, Rng):
         raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
-    s0 = _check_run(cell, theta, x, s0)
-    weights = _check_objective(head, beta, x, y, weights)
+    s0 = check_run(cell, theta, x, s0)
+    weights = check_objective(head, beta, x, y, weights)
     T, B = x.shape[:2]
     state = uoro_init(cell, B, x)
     nu = rng.signs((T, B, cell.n_state)).astype(x.dtype, copy=False)
@@ -113,5 +114,5 @@ def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
         axpy(1.0, dbeta_t, dbeta)
         L = L + L_t
     dtheta = unflatten(dtheta_flat, {k: theta[k] for k in cell.param_shapes()})
-    _check_finite_result("uoro", L, {**dtheta, **dbeta}, s)
+    check_finite_result("uoro", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, None, s[T], T if B == 1 else 0)
