@@ -5,6 +5,7 @@ import pytest
 from hypothesis import settings
 
 import refnet
+from refnet.cells.hopfield import Hopfield
 
 # In CI, hypothesis draws the same examples every run: a property test over ReLU cells can land,
 # rarely, within a finite-difference step of a kink, and CI must not turn red on such a draw.
@@ -19,6 +20,14 @@ CELL_FACTORIES = {
     "irnn": lambda I, H: refnet.IRNN(I, H, input_std=0.5),
     "lstm": lambda I, H: refnet.LSTM(I, H),
     "gru": lambda I, H: refnet.GRU(I, H),
+}
+
+# Cells that contract at their init on a static input: the convergent models of the RBP tests.
+CONVERGENT = {
+    "elman_tanh": lambda: refnet.ElmanRNN(3, 4, "tanh"),
+    "gru": lambda: refnet.GRU(3, 4),
+    "lstm": lambda: refnet.LSTM(3, 4),
+    "hopfield": lambda: Hopfield(3, 3, 2, init_std=0.5),
 }
 
 SMOOTH_CELLS = ["elman_tanh", "lstm", "gru"]   # no ReLU kinks: safe for FD at random points

@@ -11,13 +11,9 @@ from refnet.algorithms.equilibrium import (ConvergenceWarning, Equilibrium, ande
                                            newton_krylov, residual, spectral_radius)
 from refnet.cells.hopfield import Hopfield
 
+from conftest import CONVERGENT
+
 SOLVERS = [fixed_point, anderson, newton_krylov]
-CONVERGENT = {
-    "elman_tanh": lambda: refnet.ElmanRNN(3, 4, "tanh"),
-    "gru": lambda: refnet.GRU(3, 4),
-    "lstm": lambda: refnet.LSTM(3, 4),
-    "hopfield": lambda: Hopfield(3, 3, 2, init_std=0.5),
-}
 
 
 def _problem(name, seed=0, B=3):

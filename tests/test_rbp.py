@@ -13,15 +13,10 @@ from refnet import params as P
 from refnet.algorithms.equilibrium import ConvergenceWarning, fixed_point, newton_krylov
 from refnet.algorithms.rbp import ImplicitGradient, cg_rbp, gmres_rbp, neumann_rbp, rbp
 from refnet.bench import rbp as bench_rbp
-from refnet.cells.hopfield import Hopfield
+
+from conftest import CONVERGENT
 
 SOLVERS = [rbp, cg_rbp, gmres_rbp]
-CONVERGENT = {
-    "elman_tanh": lambda: refnet.ElmanRNN(3, 4, "tanh"),
-    "gru": lambda: refnet.GRU(3, 4),
-    "lstm": lambda: refnet.LSTM(3, 4),
-    "hopfield": lambda: Hopfield(3, 3, 2, init_std=0.5),
-}
 
 
 def _problem(name, seed=0, B=3):
