@@ -11,7 +11,7 @@ from .algorithms.equilibrium import (ConvergenceWarning, Equilibrium, anderson, 
 from .algorithms.rbp import ImplicitGradient, cg_rbp, gmres_rbp, neumann_rbp, rbp
 from .backend import asarray, get_dtype, get_xp, rng, to_numpy, xp_of
 from .cells import (ERNN, GRU, IRNN, LSTM, Cell, ElmanRNN, FastGRNN, FastRNN, FastWeights,
-                    FastWeightsAttention, Hopfield)
+                    FastWeightsAttention, Hopfield, LeakyRNN)
 from .cells.ernn_exact import ExactERNN, ToyERNN   # imports the equilibrium solver: after .algorithms
 from .errors import ConvergenceError, NumericalError
 from .heads_mlp import MLPHead
@@ -27,7 +27,7 @@ __all__ = [
     "ConvergenceWarning", "Equilibrium", "anderson", "fixed_point", "newton_krylov", "spectral_radius",
     "ImplicitGradient", "cg_rbp", "gmres_rbp", "neumann_rbp", "rbp",
     "Cell", "ElmanRNN", "IRNN", "LSTM", "GRU", "FastWeights", "FastWeightsAttention", "MLPHead",
-    "ERNN", "ExactERNN", "ToyERNN", "FastRNN", "FastGRNN", "Hopfield",
+    "ERNN", "ExactERNN", "ToyERNN", "FastRNN", "FastGRNN", "Hopfield", "LeakyRNN",
     "ConvergenceError", "NumericalError",
     "Head", "every_step", "last_step", "masked", "mse", "sigmoid_bce", "softmax_cross_entropy",
 ]

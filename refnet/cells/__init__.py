@@ -8,7 +8,8 @@ from .fastrnn import FastRNN
 from .fast_weights import FastWeights, FastWeightsAttention
 from .gru import GRU
 from .hopfield import Hopfield
+from .leaky import LeakyRNN
 from .lstm import LSTM
 
 __all__ = ["Cell", "ElmanRNN", "IRNN", "LSTM", "GRU", "FastWeights", "FastWeightsAttention",
-           "ERNN", "FastRNN", "FastGRNN", "Hopfield", "Activation", "ACTIVATIONS"]
+           "ERNN", "FastRNN", "FastGRNN", "Hopfield", "LeakyRNN", "Activation", "ACTIVATIONS"]

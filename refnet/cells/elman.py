@@ -16,9 +16,10 @@ from typing import NamedTuple
 import numpy
 
 from .. import kernels
-from ..backend import xp_of
+from ..backend import to_numpy, xp_of
 from .activations import ACTIVATIONS
 from .base import Cell, affine_jvp, affine_vjp
+from .patterns import row_pattern
 
 __all__ = ["ElmanRNN", "IRNN", "ElmanCache", "ElmanSteps"]
 
@@ -119,6 +120,16 @@ class ElmanRNN(Cell):
         one = xp.ones((cache.x.shape[0], 1), dtype=cache.x.dtype)
         return self.phi.grad(cache.h), {"weight_ih": cache.x, "weight_hh": cache.h_prev,
                                         "bias_ih": one, "bias_hh": one}
+
+    def state_jacobian(self, params, cache):
+        """J_s = diag(φ'(a)) W_hh alone, (B, H, H), without J_θ's O(H·P) (SnAp uses it)."""
+        return self.phi.grad(cache.h)[:, :, None] * params["weight_hh"][None]
+
+    def jacobian_pattern(self, params):
+        """Structural nonzero patterns (NumPy bool) of J_s, W_hh ≠ 0 (H, H), and of J_θ (H, P):
+        row i of every parameter acts on unit i only (see :mod:`refnet.cells.patterns`)."""
+        return (to_numpy(params["weight_hh"]) != 0,
+                row_pattern(self.param_shapes(), numpy.eye(self.hidden_size, dtype=bool)))
 
     def steps(self, params, s0, xs, t=None):
         """k transitions from h_0 = s0 (see ``Cell.steps``); one kernel call at batch 1."""

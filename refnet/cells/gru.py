@@ -10,9 +10,12 @@ original paper).  Gates stacked r, z, n.  The state is h.
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..backend import xp_of
+import numpy
+
+from ..backend import to_numpy, xp_of
 from .activations import sigmoid, tanh
 from .base import Cell, affine_jvp, affine_vjp
+from .patterns import row_pattern
 
 __all__ = ["GRU", "GRUCache"]
 
@@ -78,3 +81,14 @@ class GRU(Cell):
         if ds_prev is not None:
             dh = dh + cache.z * ds_prev
         return dh
+
+    def jacobian_pattern(self, params):
+        """Structural nonzero patterns (NumPy bool) of J_s (H, H) and J_θ (H, P), for SnAp.
+
+        h_i reads h_j through W_hr, W_hz or W_hn [i, j] and always reads h_i (z ⊙ h_{t−1});
+        row i of each gate block (r, z, n) of every parameter acts on h_i alone.
+        """
+        H = self.hidden_size
+        W = to_numpy(params["weight_hh"]) != 0
+        S = W[:H] | W[H:2 * H] | W[2 * H:] | numpy.eye(H, dtype=bool)
+        return S, row_pattern(self.param_shapes(), numpy.tile(numpy.eye(H, dtype=bool), (3, 1)))

@@ -10,9 +10,12 @@ The state is s = [h, c] (B, 2H); the output is h.
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..backend import xp_of
+import numpy
+
+from ..backend import to_numpy, xp_of
 from .activations import sigmoid, tanh
 from .base import Cell, affine_jvp, affine_vjp
+from .patterns import row_pattern
 
 __all__ = ["LSTM", "LSTMCache"]
 
@@ -102,3 +105,19 @@ class LSTM(Cell):
         dc = df * cache.c_prev + cache.f * dc_prev + di * cache.g + cache.i * dg
         dh = do * cache.tanh_c + cache.o * tanh.grad(cache.tanh_c) * dc
         return xp.concatenate([dh, dc], axis=1)
+
+    def jacobian_pattern(self, params):
+        """Structural nonzero patterns (NumPy bool) of J_s (2H, 2H) and J_θ (2H, P) on s = [h, c], for SnAp.
+
+        c_i reads c_i (f ⊙ c_{t−1}) and h_j through the i, f, g rows W_hh[·, j] of unit i; h_i =
+        o_i tanh(c_i) reads c_i and h_j through all four gate rows.  Row i of gate blocks i, f, g of
+        every parameter acts on c_i and h_i; row i of the o block on h_i alone.
+        """
+        H = self.hidden_size
+        W = to_numpy(params["weight_hh"]) != 0
+        eye = numpy.eye(H, dtype=bool)
+        into_c = W[:H] | W[H:2 * H] | W[2 * H:3 * H]
+        S = numpy.block([[into_c | W[3 * H:], eye], [into_c, eye]])
+        no = numpy.zeros((H, H), dtype=bool)
+        owner = numpy.block([[eye, eye], [eye, eye], [eye, eye], [eye, no]])   # gate rows i, f, g, o -> [h, c]
+        return S, row_pattern(self.param_shapes(), owner)
