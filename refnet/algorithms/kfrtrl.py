@@ -21,13 +21,26 @@ step, where A = u = 0).  The gradient estimate for θ_k is
 Σ_b (∂L_t/∂s_t A_t)[b] ⊗ u_k[b], shaped as θ_k.  Cost per step: J_s A and
 O(n(n + m)) more, against RTRL's O(n²P); J_s comes from ``cell.jacobians``,
 whose J_θ goes unused (for the Elman cell it is O(n²m) = O(nP) to build).
+
+Which cells: every cell whose J_θ has this structure, named by
+:func:`refnet.algorithms.structure.kronecker_layout` — ElmanRNN and IRNN
+(D = φ'(a)), LeakyRNN (D = α φ'(a)) and FastRNN's W, U and bias blocks
+(D = sigmoid(α̂) σ'(a)).  Parameters outside the factored blocks (FastRNN's
+scalars α̂, β̂, whose columns α' h̃ and β' h_{t−1} are no diagonal times a
+row) are carried exactly, by RTRL's own recursion on their few columns,
+M^r_t = J_s M^r_{t−1} + J_θ^r (the columns by one JVP each), so the estimate
+stays unbiased.  Gated cells (GRU, LSTM) are refused with a TypeError naming
+the cell: their J_θ is a sum of Kronecker products with one diagonal per gate,
+which one A ⊗ u cannot carry (Mujika et al. 2018 restrict KF-RTRL to that class).
 """
+import math
 from typing import NamedTuple
 
 from ..backend import Rng, xp_of
 from ..params import axpy, zeros_like
 from .bptt import GradResult
 from .checks import check_finite_result, check_objective, check_run
+from .structure import kronecker_layout, state_jacobian
 
 __all__ = ["KFRTRLState", "kfrtrl_init", "kfrtrl_update", "kfrtrl_gradient", "kfrtrl_sensitivity",
            "kfrtrl", "EPS"]
@@ -38,31 +51,45 @@ EPS = 1e-7   # keeps p1, p2 finite and positive where a factor is zero (at t = 1
 class KFRTRLState(NamedTuple):
     A: object       # (B, n, n)
     u: object       # (B, m), the u_k side by side in param_shapes order
-    blocks: dict    # {name: (first column, last column + 1)} of u_k in u
+    blocks: dict    # {name: (first column, last column + 1)} of u_k in u, the factored parameters
+    M_rest: object = None   # (B, n, P_rest): the exact sensitivity of the other parameters, or None
+    rest: dict = {}         # {name: (first column, last column + 1)} of those in M_rest
 
 
 def _check_kronecker(cell):
-    if not callable(getattr(cell, "kronecker_factors", None)):
-        raise TypeError(f"KF-RTRL needs a cell whose J_theta is Kronecker-factored, with a "
-                        f"kronecker_factors(params, cache) method (e.g. refnet.ElmanRNN); "
-                        f"got {type(cell).__name__}, which has none")
+    kronecker_layout(cell)
 
 
 def kfrtrl_init(cell, batch, like):
-    """A = 0, u = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``."""
-    _check_kronecker(cell)
+    """A = 0, u = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``.
+
+    Raises TypeError for a cell without ``kronecker_factors`` (module docstring).
+    """
+    layout = kronecker_layout(cell)
     xp = xp_of(like)
     n = cell.n_state
-    blocks, m = {}, 0
-    for k, shape in cell.param_shapes().items():
-        if shape[0] != n:
-            raise ValueError(f"KF-RTRL needs every parameter to have n_state = {n} rows; "
-                             f"theta[{k!r}] has shape {shape}")
-        width = 1 if len(shape) == 1 else int(shape[1])
-        blocks[k] = (m, m + width)
-        m += width
-    return KFRTRLState(xp.zeros((batch, n, n), dtype=like.dtype), xp.zeros((batch, m), dtype=like.dtype),
-                       blocks)
+    rest, width = {}, 0
+    for k in layout.rest:
+        size = math.prod(cell.param_shapes()[k])
+        rest[k] = (width, width + size)
+        width += size
+    M_rest = xp.zeros((batch, n, width), dtype=like.dtype) if rest else None
+    return KFRTRLState(xp.zeros((batch, n, n), dtype=like.dtype), xp.zeros((batch, layout.width), dtype=like.dtype),
+                       layout.blocks, M_rest, rest)
+
+
+def _rest_columns(cell, theta, cache, rest, like):
+    """J_θ's columns (B, n, P_rest) for the parameters in ``rest``, one JVP per column."""
+    xp = xp_of(like)
+    zero = {k: xp.zeros_like(v) for k, v in theta.items()}
+    columns = []
+    for k in rest:
+        for flat in range(theta[k].size):
+            tangent = dict(zero)
+            tangent[k] = xp.zeros_like(theta[k])
+            tangent[k].reshape(-1)[flat] = 1.0
+            columns.append(cell.step_jvp(theta, cache, None, tangent, None))
+    return xp.stack(columns, axis=2)
 
 
 def _norms(xp, v):
@@ -85,32 +112,47 @@ def kfrtrl_update(cell, theta, cache, state, c1, c2, *, eps=EPS):
     KFRTRLState at t.
     """
     xp = xp_of(c1)
-    A, u, blocks = state
+    A, u, blocks, M_rest, rest = state
     D, h_hat = cell.kronecker_factors(theta, cache)
     h_hat = xp.concatenate([h_hat[k] for k in blocks], axis=1)
-    JA = cell.jacobians(theta, cache)[0] @ A
+    J_s = state_jacobian(cell, theta, cache)
+    JA = J_s @ A
     p1 = xp.sqrt((_norms(xp, JA) + eps) / (_norms(xp, u) + eps))
     p2 = xp.sqrt((_norms(xp, D) + eps) / (_norms(xp, h_hat) + eps))
     u_new = (c1 * p1)[:, None] * u + (c2 * p2)[:, None] * h_hat
     A_new = (c1 / p1)[:, None, None] * JA
     diagonal = xp.arange(A.shape[1])
     A_new[:, diagonal, diagonal] += (c2 / p2)[:, None] * D                 # + (c2/p2) diag(D)
-    return KFRTRLState(A_new, u_new, blocks)
+    if rest:                                  # the unfactored parameters: RTRL's recursion, exactly
+        M_rest = J_s @ M_rest + _rest_columns(cell, theta, cache, rest, D)
+    return KFRTRLState(A_new, u_new, blocks, M_rest, rest)
 
 
 def kfrtrl_gradient(state, ds, shapes):
-    """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b] as a params dict: θ_k ← Σ_b (ds A)[b] ⊗ u_k[b]."""
+    """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b] as a params dict: θ_k ← Σ_b (ds A)[b] ⊗ u_k[b]
+    for the factored parameters, Σ_b ds[b] M_rest[b] for the others; in ``shapes`` order."""
     v = (ds[:, None, :] @ state.A)[:, 0, :]                         # (B, n)
     G = v.T @ state.u                                               # (n, m), every θ_k side by side
-    return {k: G[:, first:last].reshape(shapes[k]) for k, (first, last) in state.blocks.items()}
+    out = {k: G[:, first:last].reshape(shapes[k]) for k, (first, last) in state.blocks.items()}
+    if state.rest:
+        g = (ds[:, None, :] @ state.M_rest)[:, 0, :].sum(axis=0)
+        out.update({k: g[first:last].reshape(shapes[k]) for k, (first, last) in state.rest.items()})
+    return {k: out[k] for k in shapes}
 
 
-def kfrtrl_sensitivity(state):
-    """The dense estimate M̃ = A ⊗ u (B, n, P), columns in flatten order (for tests and checks)."""
+def kfrtrl_sensitivity(state, shapes=None):
+    """The dense estimate M̃ (B, n, P), columns in flatten order (for tests and checks).
+
+    A ⊗ u_k for the factored parameters, M_rest's columns for the others; ``shapes``
+    (the cell's ``param_shapes()``) orders them, and may be None when every parameter is factored.
+    """
     xp = xp_of(state.A)
     B, n, _ = state.A.shape
-    return xp.concatenate([(state.A[:, :, :, None] * state.u[:, None, None, first:last]).reshape(B, n, -1)
-                           for first, last in state.blocks.values()], axis=2)
+    parts = {k: (state.A[:, :, :, None] * state.u[:, None, None, first:last]).reshape(B, n, -1)
+             for k, (first, last) in state.blocks.items()}
+    parts.update({k: state.M_rest[:, :, first:last] for k, (first, last) in state.rest.items()})
+    order = list(parts) if shapes is None else list(shapes)
+    return xp.concatenate([parts[k] for k in order], axis=2)
 
 
 def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):

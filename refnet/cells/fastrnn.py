@@ -133,3 +133,25 @@ class FastRNN(Cell):
             (sigmoid.grad(cache.beta) * cache.h_prev)[:, :, None],
         ], axis=2)
         return J_s, J_theta
+
+    # KF-RTRL (refnet.algorithms.kfrtrl) factors these blocks of J_θ; α̂, β̂ are carried exactly.
+    kronecker_params = ("W", "U", "bias_update")
+
+    def kronecker_factors(self, params, cache):
+        """∂h_t/∂θ_k = diag(D) ⊗ ĥ_kᵀ for θ_k = W, U, b with D = α σ'(a) (Mujika et al. 2018).
+
+        Returns
+        -------
+        D : (B, H)
+        h_hat : dict {name: (B, m_name)}: x_t for W, h_{t−1} for U, 1 for bias_update
+        (α̂ and β̂ are not factored: see ``kronecker_params``)
+        """
+        xp = xp_of(cache.x)
+        one = xp.ones((cache.x.shape[0], 1), dtype=cache.x.dtype)
+        return cache.alpha * self.phi.grad(cache.h_tilde), {"W": cache.x, "U": cache.h_prev, "bias_update": one}
+
+    def state_jacobian(self, params, cache):
+        """J_s = β I + diag(α σ'(a)) U alone, (B, H, H)."""
+        xp = xp_of(cache.x)
+        D = cache.alpha * self.phi.grad(cache.h_tilde)
+        return cache.beta * xp.eye(self.hidden_size, dtype=D.dtype)[None] + D[:, :, None] * params["U"][None]
