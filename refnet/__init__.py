@@ -3,8 +3,8 @@
 NumPy by default, CuPy with ``REFNET_BACKEND=cupy``; float64 by default.
 """
 from . import fixtures, heads, interop, online, optim, params, sweep, tasks
-from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, kfrtrl, loss, rtrl,
-                         sequence_vjp, stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows,
+from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, kfrtrl, loss, rflo, rtrl,
+                         sequence_vjp, snap, stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows,
                          truncated_loss, uoro)
 from .algorithms.equilibrium import (ConvergenceWarning, Equilibrium, anderson, fixed_point,
                                      newton_krylov, spectral_radius)
@@ -21,7 +21,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "fixtures", "heads", "interop", "online", "optim", "params", "sweep", "tasks",
-    "GradResult", "SequenceVJP", "StackedVJP", "bptt", "forward", "kfrtrl", "loss", "rtrl", "sequence_vjp", "uoro",
+    "GradResult", "SequenceVJP", "StackedVJP", "bptt", "forward", "kfrtrl", "loss", "rflo", "rtrl", "sequence_vjp",
+    "snap", "uoro",
     "stacked_forward", "stacked_sequence_vjp", "tbptt", "tbptt_windows", "truncated_loss",
     "asarray", "get_dtype", "get_xp", "rng", "to_numpy", "xp_of",
     "ConvergenceWarning", "Equilibrium", "anderson", "fixed_point", "newton_krylov", "spectral_radius",

@@ -21,6 +21,8 @@ UOROLearner        ∂ℓ_t/∂s_t s̃_t θ̃_tᵀ, a rank-one unbiased estimate
 KFRTRLLearner      ∂ℓ_t/∂s_t (A_t ⊗ u_t), a Kronecker-factored estimate (KF-RTRL)
 FPPLearner         no gradient through the past: n one-step updates per step on
                    transitions replayed from a buffer of stored states (FPP)
+SnApLearner(n)     ∂ℓ_t/∂s_t M̃_t, M̃_t RTRL's kept to the entries reachable in n steps (SnAp-n)
+RFLOLearner        δ_t ⊙ E_t, a per-parameter trace without W_hh's non-local term (RFLO)
 =================  ==========================================================
 
 With the parameters changing online, RTRL, UORO and KF-RTRL carry their
@@ -43,7 +45,9 @@ from .algorithms.fpp import fpp_grad, fpp_refresh
 from .algorithms.fpp_buffer import FPPBuffer
 from .algorithms.kfrtrl import EPS as KF_EPS
 from .algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
+from .algorithms.rflo import check_feedback, rflo_delta, rflo_gradient, rflo_init, rflo_update
 from .algorithms.rtrl import rtrl_update
+from .algorithms.snap import snap_gradient, snap_init, snap_pattern, snap_update
 from .algorithms.uoro import EPS as UORO_EPS
 from .algorithms.uoro import uoro_gradient, uoro_init, uoro_update
 from .backend import Rng, xp_of
@@ -51,7 +55,7 @@ from .errors import NumericalError
 from .params import flatten
 
 __all__ = ["Step", "OnlineLearner", "TBPTTLearner", "RTRLLearner", "UOROLearner", "KFRTRLLearner",
-           "FPPLearner"]
+           "FPPLearner", "SnApLearner", "RFLOLearner"]
 
 
 class _Signs:
@@ -385,3 +389,61 @@ class FPPLearner(OnlineLearner):
     def _write_back(self, tr):
         """s_{T+1} ← f_W(f_W(s_{T−1}, o_T), o_{T+1}) under the current W."""
         tr.s_next[...] = fpp_refresh(self.cell, self.theta, tr.s_prev, tr.x, tr.x_next, t=tr.T - 1)[1]
+
+
+class SnApLearner(OnlineLearner):
+    """Online SnAp-n (Menick et al. 2021): gradient ∂ℓ_t/∂s_t M̃_t, M̃_t = (J_s M̃_{t−1} + J_θ) ⊙ 𝟙_n.
+
+    For cells with ``jacobian_pattern`` (Elman, iRNN, leaky, GRU, LSTM).  The
+    mask 𝟙_n is built once, from θ at construction (W_hh's zeros then), and
+    kept while θ changes, as the paper keeps a sparse network's pattern; see
+    :mod:`refnet.algorithms.snap` for the memory and cost per step.  Extra
+    argument: ``n`` (int >= 1), the SnAp order.
+    """
+
+    def __init__(self, cell, head, theta, beta, optimiser, *, n, s0=None, batch=1):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+        self.pattern = snap_pattern(cell, self.theta, n)
+        self.snap = snap_init(self.pattern, self.batch, self.w)
+
+    def _advance(self, x):
+        s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
+        self.snap = snap_update(self.cell, self.theta, cache, self.snap, self.pattern)
+        return s
+
+    def _gradient(self, ds):
+        self.grad[:self.n_theta] = snap_gradient(self.snap, ds, self.pattern)
+
+
+class RFLOLearner(OnlineLearner):
+    """Online RFLO (Murray 2019): trace E_t = (1 − α) E_{t−1} + D_t ⊗ ĥ_t, gradient δ_t ⊙ E_t.
+
+    For the leaky RNN (:class:`refnet.cells.LeakyRNN`).  δ_t is ∂ℓ_t/∂s_t
+    (the readout's transpose, ``feedback=None``) or B e_t with a fixed
+    feedback matrix B (n_out, O) and the output error e_t
+    (:mod:`refnet.algorithms.rflo`).  The head learns by its exact gradient.
+    Extra argument: ``feedback``.
+    """
+
+    def __init__(self, cell, head, theta, beta, optimiser, *, feedback=None, s0=None, batch=1):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+        self.feedback = check_feedback(feedback, cell, head, self.w)
+        self.rflo = rflo_init(cell, self.batch, self.w)
+        self._shapes = cell.param_shapes()
+        self._y = None
+
+    def _advance(self, x):
+        s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
+        self.rflo = rflo_update(self.cell, self.theta, cache, self.rflo, out=self.rflo.E)   # in place
+        return s
+
+    def learn(self, y):
+        self._y = y         # the random-feedback signal needs the output error, hence y
+        return super().learn(y)
+
+    def _gradient(self, ds):
+        if self.feedback is not None:
+            h_out = self.cell.output(self.s)
+            ds = rflo_delta(self.cell, self.head, self.beta, h_out, self._y, self._mean, None, self.feedback)
+        for k, v in rflo_gradient(self.rflo, ds, self._shapes).items():
+            self.dtheta[k][...] = v

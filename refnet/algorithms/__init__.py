@@ -14,7 +14,9 @@ from .fpp_buffer import FPPBuffer
 from .kfrtrl import (KFRTRLState, kfrtrl, kfrtrl_gradient, kfrtrl_init, kfrtrl_sensitivity,
                      kfrtrl_update)
 from .rbp import ImplicitGradient, cg_rbp, gmres_rbp, neumann_rbp
+from .rflo import RFLOState, rflo, rflo_gradient, rflo_init, rflo_update
 from .rtrl import rtrl, rtrl_update
+from .snap import SnApPattern, SnApState, snap, snap_gradient, snap_init, snap_pattern, snap_update
 from .stacked import StackedVJP, stacked_forward, stacked_sequence_vjp
 from .uoro import UOROState, uoro, uoro_gradient, uoro_init, uoro_update
 
@@ -25,7 +27,9 @@ __all__ = [
     "KFRTRLState", "kfrtrl", "kfrtrl_gradient", "kfrtrl_init", "kfrtrl_sensitivity", "kfrtrl_update",
     "ConvergenceWarning", "Equilibrium", "anderson", "fixed_point", "newton_krylov", "spectral_radius",
     "ImplicitGradient", "cg_rbp", "gmres_rbp", "neumann_rbp",
+    "RFLOState", "rflo", "rflo_gradient", "rflo_init", "rflo_update",
     "rtrl", "rtrl_update",
+    "SnApPattern", "SnApState", "snap", "snap_gradient", "snap_init", "snap_pattern", "snap_update",
     "StackedVJP", "stacked_forward", "stacked_sequence_vjp",
     "UOROState", "uoro", "uoro_gradient", "uoro_init", "uoro_update",
 ]
