@@ -7,7 +7,9 @@ with Adagrad (lr 0.1) by one of (:mod:`refnet.online`):
 - ``fpp1`` … ``fpp10``: FPP (Algorithm 1) with n = 1..10 updates per step on
   transitions replayed from a buffer of the last N (``--buffer``, default 100);
 - ``tbptt1`` … ``tbptt10``: TBPTT(1, T), the last T steps re-run and back-propagated;
-- ``rtrl``: exact RTRL; ``uoro`` and ``kfrtrl``: its unbiased approximations.
+- ``rtrl``: exact RTRL; ``uoro`` and ``kfrtrl``: its unbiased approximations;
+  ``snap1`` (SnAp-1) and ``rflo`` (RFLO, readout transpose, on the same
+  network written as a leaky RNN with α = 1): its biased, O(P) ones.
 
 FPP with n updates and TBPTT with truncation T make n and T one-step
 gradient computations per step, the paper's "equal computation" pairing
@@ -62,7 +64,8 @@ import numpy as np
 from tqdm import tqdm
 
 import refnet
-from refnet.online import FPPLearner, KFRTRLLearner, RTRLLearner, TBPTTLearner, UOROLearner
+from refnet.online import (FPPLearner, KFRTRLLearner, RFLOLearner, RTRLLearner, SnApLearner, TBPTTLearner,
+                           UOROLearner)
 from refnet.optim import Adagrad
 from refnet.sweep import grid, read_results, run_sweep
 from refnet.tasks.cycleworld import always_zero_accuracy, cycleworld
@@ -78,7 +81,7 @@ SETTINGS = {
 }
 BUDGETS = tuple(range(1, 11))   # n for FPP, T for TBPTT
 METHODS = (tuple(f"fpp{n}" for n in BUDGETS) + tuple(f"tbptt{T}" for T in BUDGETS)
-           + ("rtrl", "uoro", "kfrtrl"))
+           + ("rtrl", "uoro", "kfrtrl", "snap1", "rflo"))
 HIDDEN, LR = 4, 0.1
 FULL = {"steps": 4_000, "seeds": 5, "window": 1000, "buffer": 100,
         "methods": tuple(f"fpp{n}" for n in (1, 2, 3, 4, 5, 6, 8, 10)) + METHODS[len(BUDGETS):],
@@ -115,6 +118,11 @@ def _learner(method, cell, head, theta, beta, seed, buffer):
         return RTRLLearner(cell, head, theta, beta, opt)
     if method == "uoro":
         return UOROLearner(cell, head, theta, beta, opt, rng=refnet.rng(1000 + seed))
+    if method == "snap1":
+        return SnApLearner(cell, head, theta, beta, opt, n=1)
+    if method == "rflo":   # RFLO needs the leaky form; α = 1 is the same Elman network, same θ
+        leaky = refnet.LeakyRNN(cell.input_size, cell.hidden_size, alpha=1.0, nonlinearity=cell.nonlinearity)
+        return RFLOLearner(leaky, head, theta, beta, opt)
     return KFRTRLLearner(cell, head, theta, beta, opt, rng=refnet.rng(1000 + seed))
 
 
@@ -290,7 +298,8 @@ def plot(results, path):
     fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols, 7), squeeze=False)
     fpp_colours = plt.cm.Blues(np.linspace(0.35, 1.0, len(BUDGETS)))
     tbptt_colours = plt.cm.Oranges(np.linspace(0.35, 1.0, len(BUDGETS)))
-    style = {"rtrl": ("k", "-"), "uoro": ("tab:red", "--"), "kfrtrl": ("tab:purple", ":")}
+    style = {"rtrl": ("k", "-"), "uoro": ("tab:red", "--"), "kfrtrl": ("tab:purple", ":"),
+             "snap1": ("tab:green", "-."), "rflo": ("tab:brown", "--")}
     for j, setting in enumerate(settings):
         rows = [r for r in compare if r["setting"] == setting]
         top, bottom = axes[0, j], axes[1, j]

@@ -16,6 +16,18 @@ an Elman tanh cell with n hidden units, all at batch 1:
   J_θ = diag(D) [I ⊗ xᵀ, I ⊗ hᵀ, I, I] written in torch ops; the head's
   gradient by autograd in both.
 
+RTRL's approximations (issue 17) on a leaky tanh cell (α = ``APPROX_ALPHA``)
+with n = 32 and 128 hidden units, same task and optimiser, refnet only:
+exact RTRL, UORO, SnAp-1, SnAp-2 (:class:`refnet.online.SnApLearner`) and
+RFLO (:class:`refnet.online.RFLOLearner`): µs per online step (SnAp-1 and
+RFLO also with ``REFNET_NUMBA=0``, their trace kernel off), the bytes each
+carries from step to step (its sensitivity or trace) and the peak of one
+step's allocations (tracemalloc), and — θ fixed over a trajectory of
+``COSINE_STEPS`` CycleWorld steps — the cosine similarity of each
+algorithm's gradient to the exact one (RTRL's): UORO's is one random
+estimate, RFLO's with the readout's transpose and with a random feedback
+matrix B ~ N(0, 1/n).
+
 refnet runs with its numba kernels (``REFNET_NUMBA=1``) and without
 (``REFNET_NUMBA=0``).  Before anything is timed, each PyTorch learner and
 refnet's are run side by side from the same weights on the same stream and
@@ -41,15 +53,20 @@ import time
 import numpy
 
 from .._validate import check_int
-from ..cells import ElmanRNN
+from ..algorithms.rflo import rflo
+from ..algorithms.rtrl import rtrl
+from ..algorithms.snap import snap
+from ..algorithms.uoro import uoro
+from ..backend import rng
+from ..cells import ElmanRNN, LeakyRNN
 from ..heads import Head, sigmoid_bce
-from ..online import RTRLLearner, TBPTTLearner
+from ..online import RFLOLearner, RTRLLearner, SnApLearner, TBPTTLearner, UOROLearner
 from ..optim import Adagrad
 from ..tasks.cycleworld import cycleworld
 from .report import BenchmarkError, Report, format_table
-from .timing import numpy_blas, time_each
+from .timing import numpy_blas, peak_bytes, time_each
 
-__all__ = ["CASES", "TARGETS", "AGREEMENT_RTOL", "run"]
+__all__ = ["CASES", "TARGETS", "AGREEMENT_RTOL", "APPROX_METHODS", "APPROX_ALPHA", "COSINE_STEPS", "run"]
 
 # (name, learner, hidden units); the stream is 6-CycleWorld.
 CASES = (("tbptt6", "tbptt", 4), ("rtrl", "rtrl", 4), ("rtrl", "rtrl", 32))
@@ -66,6 +83,16 @@ TARGETS = {("tbptt6", 4, "torch_eager"): 50.0, ("rtrl", 32, "torch_jacrev"): 10.
            ("rtrl", 32, "torch_closed_form"): 1.0}
 
 
+# RTRL's approximations: (method, REFNET_NUMBA) timed at each size; the leak of the cell they share.
+APPROX_METHODS = (("rtrl", "1"), ("uoro", "1"), ("snap1", "1"), ("snap1", "0"), ("snap2", "1"), ("rflo", "1"),
+                  ("rflo", "0"))
+APPROX_ALPHA = 0.2
+APPROX_SIZES = {"full": (32, 128), "quick": (8,)}
+# Fewer steps per timed call than the Elman cases: RTRL and SnAp-2 at n = 128 take tens of ms a step.
+APPROX_STEPS_PER_CALL = {"full": 10, "quick": 3}
+COSINE_STEPS = {"full": 100, "quick": 10}
+
+
 def _problem(n, steps):
     """Elman (1 → n) and a BCE head with PyTorch's init (seed 0), and a CycleWorld stream."""
     r = numpy.random.default_rng(0)
@@ -75,6 +102,69 @@ def _problem(n, steps):
     beta = {k: r.uniform(-bound, bound, shape) for k, shape in head.param_shapes().items()}
     x, y = cycleworld(P_CYCLE, steps, dtype=numpy.float64)
     return cell, head, theta, beta, numpy.asarray(x), numpy.asarray(y)
+
+
+def _approx_problem(n, steps):
+    """The leaky tanh cell (1 → n, α = APPROX_ALPHA) and BCE head of the approximations, seed 0."""
+    _, head, theta, beta, x, y = _problem(n, steps)
+    return LeakyRNN(1, n, alpha=APPROX_ALPHA), head, theta, beta, x, y
+
+
+def _approx_learner(method, cell, head, theta, beta):
+    if method == "rtrl":
+        return RTRLLearner(cell, head, theta, beta, Adagrad(LR))
+    if method == "uoro":
+        return UOROLearner(cell, head, theta, beta, Adagrad(LR), rng=rng(0))
+    if method.startswith("snap"):
+        return SnApLearner(cell, head, theta, beta, Adagrad(LR), n=int(method[4:]))
+    return RFLOLearner(cell, head, theta, beta, Adagrad(LR))
+
+
+def _carried_bytes(method, learner):
+    """Bytes of what the learner carries from step to step for its gradient (θ and β aside)."""
+    if method == "rtrl":
+        return learner.M.nbytes + learner._M_next.nbytes      # M_t and the buffer M_{t+1} is written into
+    if method == "uoro":
+        return learner.uoro.s_tilde.nbytes + learner.uoro.theta_tilde.nbytes
+    if method.startswith("snap"):
+        return learner.snap.V.nbytes
+    return learner.rflo.E.nbytes
+
+
+def _cosines(n, size):
+    """Cosine of each algorithm's gradient to RTRL's over COSINE_STEPS steps with θ fixed."""
+    cell, head, theta, beta, x, y = _approx_problem(n, COSINE_STEPS[size])
+    exact = cell.flat_params(rtrl(cell, theta, x, None, head, beta, y).dtheta)
+    feedback = rng(1).normal((n, 1), n ** -0.5)
+    estimates = {
+        "uoro": uoro(cell, theta, x, None, head, beta, y, rng=rng(0)),
+        "snap1": snap(cell, theta, x, None, head, beta, y, n=1),
+        "snap2": snap(cell, theta, x, None, head, beta, y, n=2),
+        "rflo": rflo(cell, theta, x, None, head, beta, y),
+        "rflo_random_B": rflo(cell, theta, x, None, head, beta, y, feedback=feedback),
+    }
+    out = {}
+    for method, result in estimates.items():
+        g = cell.flat_params(result.dtheta)
+        out[method] = float(g @ exact) / max(float(numpy.linalg.norm(g) * numpy.linalg.norm(exact)), 1e-300)
+    return out
+
+
+def _measure_approx(n, size, repeats):
+    """Per-step timings, carried and peak bytes, cosines of the approximations at n hidden units."""
+    per_call = APPROX_STEPS_PER_CALL[size]
+    cell, head, theta, beta, x, y = _approx_problem(n, 600)
+    runs, memory = {}, {}
+    for method, flag in APPROX_METHODS:
+        with _numba(flag):
+            learner = _approx_learner(method, cell, head, theta, beta)
+            stepper = _refnet_stepper(learner, x, y)
+            stepper()
+            if flag == "1":
+                memory[method] = (_carried_bytes(method, learner), peak_bytes(stepper))
+        runs[(method, flag)] = _steps(stepper, per_call, flag)
+    timings = time_each(runs, repeats=repeats, max_seconds=BUDGET_S)
+    return {key: (t, per_call) for key, t in timings.items()}, memory, _cosines(n, size)
 
 
 def _refnet_learner(kind, cell, head, theta, beta):
@@ -313,6 +403,22 @@ def _fmt_load(value):
     return "unknown" if value is None else f"{value:.2f}"
 
 
+def _approx_rows(env, approx):
+    rows = []
+    for n, (timings, memory, cosines) in approx.items():
+        P = n * (1 + n + 2)           # the leaky cell with 1 input: W_ih, W_hh, b_ih, b_hh
+        for (method, flag), (timing, per_call) in timings.items():
+            carried, peak = memory.get(method, (None, None)) if flag == "1" else (None, None)
+            rows.append({**env, "row": "approx_timing", "method": method, "n": n, "P": P,
+                         "numba": flag == "1", "median_s": timing.median / per_call, "min_s": timing.min / per_call,
+                         "max_s": timing.max / per_call, "repeats": timing.repeats, "steps_per_call": per_call,
+                         "carried_bytes": carried, "step_peak_bytes": peak, "alpha": APPROX_ALPHA})
+        for method, cosine in cosines.items():
+            rows.append({**env, "row": "approx_cosine", "method": method, "n": n, "P": P, "cosine_to_rtrl": cosine,
+                         "steps": COSINE_STEPS[env["size"]]})
+    return rows
+
+
 def _rows(env, measured):
     rows = []
     for (name, kind, n), (timings, agreement, first_step) in measured.items():
@@ -367,8 +473,23 @@ def _table(rows, env, torch_missing):
         ("case", "n", "peer", "weights max rel err", "worst", "tolerance"),
         [(r["name"], str(r["n"]), r["peer"], f"{r['weights_max_rel_err']:.1e}", r["worst"], f"{r['rtol']:.0e}")
          for r in rows if r["row"] == "agreement"], text_columns=3)
-    return "\n\n".join(part for part in (head, timing, ratio, first, agree if torch_missing is None else "")
-                       if part)
+    approx_timing = format_table(
+        ("method", "n", "P", "numba", "median us/step", "min", "max", "calls", "carried kB", "step peak kB"),
+        [(r["method"], str(r["n"]), str(r["P"]), "on" if r["numba"] else "off", f"{1e6 * r['median_s']:.1f}",
+          f"{1e6 * r['min_s']:.1f}", f"{1e6 * r['max_s']:.1f}", str(r["repeats"]),
+          "-" if r["carried_bytes"] is None else f"{r['carried_bytes'] / 1024:.1f}",
+          "-" if r["step_peak_bytes"] is None else f"{r['step_peak_bytes'] / 1024:.1f}")
+         for r in rows if r["row"] == "approx_timing"], text_columns=4)
+    cosine = format_table(
+        ("method", "n", "cosine to exact gradient", "steps"),
+        [(r["method"], str(r["n"]), f"{r['cosine_to_rtrl']:.4f}", str(r["steps"]))
+         for r in rows if r["row"] == "approx_cosine"], text_columns=2)
+    approx_head = (f"RTRL's approximations: leaky tanh cell (alpha = {APPROX_ALPHA}), same task and optimiser, "
+                   "refnet at batch 1; carried = sensitivity/trace kept between steps, step peak = tracemalloc "
+                   "peak of one step; cosine with theta fixed over the stated steps (uoro: one estimate; "
+                   "rflo_random_B: feedback B ~ N(0, 1/n))")
+    return "\n\n".join(part for part in (head, timing, ratio, first, agree if torch_missing is None else "",
+                                          approx_head, approx_timing, cosine) if part)
 
 
 def run(*, repeats=None, quick=False):
@@ -387,7 +508,9 @@ def run(*, repeats=None, quick=False):
     Report
         Rows ``row`` = "timing" (seconds per step: median, min, max), "ratio"
         (PyTorch over refnet with numba, with the issue's target where it has
-        one), "first_step" and "agreement"; each with the environment,
+        one), "first_step" and "agreement"; "approx_timing" (RTRL, UORO, SnAp-1/2,
+        RFLO: seconds per step, carried and step-peak bytes) and "approx_cosine"
+        (each gradient's cosine to RTRL's); each with the environment,
         including ``cold_compile_s`` (None with ``quick``).
 
     Raises
@@ -408,7 +531,8 @@ def run(*, repeats=None, quick=False):
            "cpu_count": os.cpu_count(), "load_1min_start": _load_1min()}
     with _one_thread(torch):
         measured = {case: _measure(torch, *case, size, repeats) for case in CASES}
+        approx = {n: _measure_approx(n, size, repeats) for n in APPROX_SIZES[size]}
     env["cold_compile_s"] = None if quick else _cold_compile_seconds()
     env["load_1min_end"] = _load_1min()
-    rows = _rows(env, measured)
+    rows = _rows(env, measured) + _approx_rows({**env, "size": size}, approx)
     return Report(tuple(rows), _table(rows, env, torch_missing))
