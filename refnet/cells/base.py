@@ -15,6 +15,13 @@ State ``s`` is one array (B, n_state).  One transition is
   -> (ds0, dparams)``: k transitions and the VJP back through them (defaults
   loop over ``step`` and ``step_vjp``; online TBPTT(1, k) calls them every step).
 
+Optional capabilities (an algorithm that needs one refuses, naming the cell, where it is absent):
+``kronecker_factors(params, cache) -> (D, {name: ĥ})`` with ``kronecker_params`` naming
+the factored parameters (default: all) for KF-RTRL, RFLO and SnAp's factored path;
+``state_jacobian(params, cache) -> J_s`` alone; ``jacobian_pattern(params) -> (S, Θ)``,
+the structural nonzero patterns of J_s and J_θ (SnAp); ``leak``, the part 1 − α of J_s
+that bypasses the recurrent weights (RFLO).
+
 ``dparams`` from ``step_vjp`` is summed over the batch (the gradient of a
 batch loss); a parameter tangent in ``step_jvp`` is shared by the batch.
 In ``step_jvp`` any tangent may be None, meaning zero.
