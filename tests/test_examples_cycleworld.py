@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"p6", "p6-mse", "p10", "p15"}
-METHODS = {f"fpp{n}" for n in range(1, 11)} | {f"tbptt{T}" for T in range(1, 11)} | {"rtrl", "uoro", "kfrtrl"}
+METHODS = {f"fpp{n}" for n in range(1, 11)} | {f"tbptt{T}" for T in range(1, 11)} | {"rtrl", "uoro", "kfrtrl", "snap1", "rflo"}
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
