@@ -20,8 +20,15 @@ out of tolerance is examined before it is blamed on the gradient:
 * *kink* — the second-order one-sided derivatives (``one_sided_derivatives``)
   disagree beyond tolerance, so f is not differentiable at θ: inconclusive when
   the analytic value is one of them (a convention such as refnet's
-  relu′(0) = 0, PyTorch's, picks one side), a fail when it is neither;
+  relu′(0) = 0, PyTorch's, picks one side) or strictly between them (a
+  convention such as PyTorch's sign′(0) = 0 for |x|: blaming it would blame a
+  correct convention), a fail when it is outside [left, right];
 * otherwise the gradient is wrong: fail.
+
+A kink the central difference averages away (|x| at 0 with analytic 0) is
+found too: every coordinate whose first-order one-sided differences
+(free: f(θ), f(θ ± ε e) are at hand) disagree beyond tolerance is examined
+the same way, and reported, even when it agreed with the central difference.
 
 A non-finite objective is a fail naming where (f(θ), or which step at
 which coordinate).  A float32 objective (``f`` returns float32, or its
@@ -76,12 +83,13 @@ class Kink:
     left: float           # left derivative (second-order one-sided difference)
     right: float          # right derivative
     central: float        # the central difference, (left + right) / 2 up to O(ε²)
-    matches: Optional[str]   # 'left', 'right', or None (the analytic value is neither)
+    matches: Optional[str]   # 'left', 'right', 'between' (strictly between them), or None (outside)
     at_theta: bool = True    # False: a one-sided estimate changes with the step (kink inside (0, 2ε])
 
     def describe(self):
         where = f"{self.name}{list(self.index)}" if self.index != () else self.name
-        side = {"left": " (= left)", "right": " (= right)", None: " (matches neither)"}[self.matches]
+        side = {"left": " (= left)", "right": " (= right)", None: " (matches neither)",
+                "between": " (between them: a convention such as sign'(0) = 0)"}[self.matches]
         near = "" if self.at_theta else " within 2ε of θ"
         return (f"{where} not differentiable at θ (kink{near}): left {self.left:.6e}, "
                 f"right {self.right:.6e}, analytic {self.analytic:.6e}{side}")
@@ -126,7 +134,8 @@ class GradReport:
         lines += ["  " + k.describe() for k in self.kinks]
         lines += ["note: " + n for n in self.notes]
         lines.append(f"tolerance: rel error <= rtol = {self.rtol:g} (floor atol = {self.atol:g}); "
-                     f"max rel error {self.max_rel_error:.2e}: {self.verdict}")
+                     f"max rel error {self.max_rel_error:.2e}: "
+                     + (self.verdict.label if self.verdict.passed else str(self.verdict)))
         return "\n".join(lines)
 
 
@@ -236,35 +245,50 @@ def _compare(analytic, reference, rtol, atol, equal_nan, reference_name):
     return rows, out_of_tolerance, worst, compared
 
 
-def _classify(phi, f0, analytic, central, eps, bound, sigma, name, index):
-    """('noise' | 'wrong' | 'kink', Kink or None) for one out-of-tolerance coordinate (module docstring)."""
-    if abs(analytic - central) <= bound + _CENTRAL_NOISE * sigma / eps:
+def _classify(phi, f0, analytic, central, eps, bound, sigma, name, index, in_tolerance=False):
+    """('noise' | 'wrong' | 'kink' | 'smooth', Kink or None) for one coordinate (module docstring).
+
+    ``in_tolerance``: the coordinate agreed with its central difference and is
+    examined only because its first-order one-sided differences disagree;
+    'smooth' then means the second-order ones agree (curvature, not a kink).
+    """
+    if not in_tolerance and abs(analytic - central) <= bound + _CENTRAL_NOISE * sigma / eps:
         return "noise", None
     left, right, left_half, right_half = one_sided_derivatives(phi, f0, eps)
     if not all(math.isfinite(v) for v in (left, right, left_half, right_half)):
-        return "wrong", None
+        return ("smooth" if in_tolerance else "wrong"), None
     one_sided = bound + _ONE_SIDED_NOISE * sigma / eps
     if abs(left - right) <= 2 * one_sided:
-        return "wrong", None
+        return ("smooth" if in_tolerance else "wrong"), None
     # the half-step estimate carries twice the noise of the full-step one
     at_theta = abs(left - left_half) <= 3 * one_sided and abs(right - right_half) <= 3 * one_sided
-    matches = ("left" if abs(analytic - left) <= one_sided else
-               "right" if abs(analytic - right) <= one_sided else None)
+    if abs(analytic - left) <= one_sided:
+        matches = "left"
+    elif abs(analytic - right) <= one_sided:
+        matches = "right"
+    elif min(left, right) < analytic < max(left, right):
+        matches = "between"
+    else:
+        matches = None
     return "kink", Kink(name, index, analytic, left, right, central, matches, at_theta)
 
 
+def _decides_fail(kind, kink):
+    """A wrong coordinate, or a kink at θ whose analytic value is outside [left, right]."""
+    return kind == "wrong" or (kind == "kink" and kink.matches is None and kink.at_theta)
+
+
 def _verdict_from(examined, worst, rtol, title):
-    """The verdict from the examined out-of-tolerance coordinates [(kind, Kink, text)]."""
+    """The verdict from the examined coordinates [(kind, Kink, text)] ('smooth' ones are not listed)."""
     if not examined:
         return Verdict.pass_(f"max rel error {worst:.2e} <= rtol {rtol:g}")
     verdicts = []
     for kind, kink, text in examined:
         if kind == "wrong":
             verdicts.append(Verdict.fail(f"{title}: {text}"))
-        elif kind == "kink" and kink.matches is None and kink.at_theta:
-            verdicts.append(Verdict.fail(kink.describe()))
         elif kind == "kink":
-            verdicts.append(Verdict.inconclusive(kink.describe()))
+            verdicts.append(Verdict.fail(kink.describe()) if _decides_fail(kind, kink)
+                            else Verdict.inconclusive(kink.describe()))
         else:
             verdicts.append(Verdict.inconclusive(f"{text} is within the objective's noise floor: finite "
                                                  f"differences cannot resolve it (evaluate f in float64, "
@@ -379,10 +403,10 @@ def check_grads(f, params, grads, *, eps=None, rtol=None, atol=None, equal_nan=F
                          "non-finite objective", raise_on_failure=raise_on_failure,
                          allow_inconclusive=allow_inconclusive)
 
-    numeric, non_finite = {}, None
+    numeric, left1, right1, non_finite = {}, {}, {}, None
     for name, value in point.items():
-        n = np.empty_like(value)
-        flat, n_flat = value.reshape(-1), n.reshape(-1)
+        n, lo, hi = np.empty_like(value), np.empty_like(value), np.empty_like(value)
+        flat = value.reshape(-1)
         for i in range(flat.size):
             original = flat[i]
             flat[i] = original + eps
@@ -390,13 +414,15 @@ def check_grads(f, params, grads, *, eps=None, rtol=None, atol=None, equal_nan=F
             flat[i] = original - eps
             f_minus = objective(point, f"f(θ − ε e) at params[{name!r}] flat index {i}")
             flat[i] = original
-            n_flat[i] = (f_plus - f_minus) / (2.0 * eps)
+            n.reshape(-1)[i] = (f_plus - f_minus) / (2.0 * eps)
+            hi.reshape(-1)[i] = (f_plus - f0) / eps       # first-order one-sided: a free kink screen
+            lo.reshape(-1)[i] = (f0 - f_minus) / eps
             if non_finite is None and not (math.isfinite(f_plus) and math.isfinite(f_minus)):
                 index = tuple(int(j) for j in np.unravel_index(i, value.shape))
                 side = "+" if not math.isfinite(f_plus) else "−"
                 non_finite = (f"the objective is not finite at θ {side} ε e for params[{name!r}]{list(index)} "
                               f"(ε = {eps:g}): f = {f_plus if side == '+' else f_minus}")
-        numeric[name] = n
+        numeric[name], left1[name], right1[name] = n, lo, hi
     rows, out, worst, _ = _compare(g, numeric, rtol, atol, equal_nan, "numeric")
     if non_finite is not None:
         report = GradReport(worst, rtol, atol, Verdict.fail(non_finite), rows, "numeric", [], tuple(notes),
@@ -404,20 +430,36 @@ def check_grads(f, params, grads, *, eps=None, rtol=None, atol=None, equal_nan=F
         return raise_for(report, "non-finite objective", raise_on_failure=raise_on_failure,
                          allow_inconclusive=allow_inconclusive)
 
+    # Examine every out-of-tolerance coordinate (worst first), then every one whose
+    # first-order one-sided differences disagree beyond tolerance (a kink the central
+    # difference averaged away); first-order noise is √2 σ/ε per side, 6σ/ε ≈ 3 std of the gap.
+    out_keys = {(name, index) for _, name, index, _, _, _ in out}
+    suspects = []
+    for name in point:
+        scale = max(float(np.abs(numeric[name]).max()) if numeric[name].size else 0.0, _floor(rtol, atol))
+        gap = np.abs(right1[name] - left1[name])
+        for flat in np.flatnonzero(gap.reshape(-1) > rtol * scale + 6.0 * sigma / eps):
+            index = tuple(int(i) for i in np.unravel_index(int(flat), point[name].shape))
+            if (name, index) not in out_keys:
+                suspects.append((name, index, float(g[name][index]), float(numeric[name][index]), rtol * scale))
+    candidates = ([(name, index, a, n, bound, False, rel) for rel, name, index, a, n, bound in out]
+                  + [(name, index, a, n, bound, True, None) for name, index, a, n, bound in suspects])
     examined, kinks = [], []
-    for rel, name, index, a, n, bound in out:
+    for name, index, a, n, bound, in_tolerance, rel in candidates:
         def phi(t, name=name, index=index):
             shifted = dict(point)
             shifted[name] = point[name].copy()
             shifted[name][index] += t
             return objective(shifted, f"f(θ {t:+.1e} e) at params[{name!r}]{list(index)} (one-sided)")
-        kind, kink = _classify(phi, f0, a, n, eps, bound, sigma, name, index)
-        text = (f"{name}{list(index)}: analytic {a:.6e} vs numeric {n:.6e} "
-                f"(rel error {rel:.2e} > rtol {rtol:g})")
+        kind, kink = _classify(phi, f0, a, n, eps, bound, sigma, name, index, in_tolerance)
+        if kind == "smooth":
+            continue
+        text = (f"{name}{list(index)}: analytic {a:.6e} vs numeric {n:.6e}"
+                + (f" (rel error {rel:.2e} > rtol {rtol:g})" if rel is not None else ""))
         examined.append((kind, kink, text))
         if kink is not None:
             kinks.append(kink)
-        if kind == "wrong" or (kind == "kink" and kink.matches is None and kink.at_theta):
+        if _decides_fail(kind, kink):
             break   # one wrong coordinate decides the verdict; the rest cost 6 evaluations each
     verdict = _verdict_from(examined, worst, rtol, "gradient != finite differences")
     report = GradReport(worst, rtol, atol, verdict, rows, "numeric", kinks, tuple(notes), eps, sigma)
@@ -531,10 +573,13 @@ def check_directional(f, params, grads, *, n_directions=3, seed=0, eps=None, rto
         numeric = (f_plus - f_minus) / (2.0 * eps)
         rel = abs(analytic - numeric) / scale
         rows.append(ParamError(f"direction {j}", rel, (), analytic, numeric))
-        if rel > rtol:
-            kind, kink = _classify(phi, f0, analytic, numeric, eps, rtol * scale, sigma, f"direction {j}", ())
-            examined.append((kind, kink, f"direction {j}: ⟨g, v⟩ {analytic:.6e} vs numeric {numeric:.6e} "
-                                         f"(rel error {rel:.2e} > rtol {rtol:g})"))
+        gap = abs((f_plus - f0) - (f0 - f_minus)) / eps     # first-order one-sided disagreement
+        if rel > rtol or gap > rtol * scale + 6.0 * sigma / eps:
+            kind, kink = _classify(phi, f0, analytic, numeric, eps, rtol * scale, sigma, f"direction {j}", (),
+                                   in_tolerance=rel <= rtol)
+            if kind != "smooth":
+                examined.append((kind, kink, f"direction {j}: ⟨g, v⟩ {analytic:.6e} vs numeric {numeric:.6e}"
+                                             + (f" (rel error {rel:.2e} > rtol {rtol:g})" if rel > rtol else "")))
             if kink is not None:
                 kinks.append(kink)
     rows.sort(key=lambda p: -p.rel_error)
