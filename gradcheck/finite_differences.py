@@ -208,14 +208,15 @@ def estimate_noise(phi, phi0, h, *, m=8, grow=100.0, tries=4):
     Values φ(±i h), i = 1..m, on each side; a side with fewer than 3 distinct
     values is below φ's resolution, so h grows by ``grow`` (up to ``tries``
     times).  Returns ``(sigma, h_used)``; sigma is 0 when φ is constant at
-    every step tried.
+    every step tried, and ``(nan, t)`` when φ(t) is not finite.
     """
     for _ in range(tries):
         sides = []
         for sign in (1.0, -1.0):
             values = [phi0] + [phi(sign * i * h) for i in range(1, m + 1)]
-            if not all(math.isfinite(v) for v in values):
-                return float("nan"), h
+            for i, v in enumerate(values):
+                if not math.isfinite(v):
+                    return float("nan"), sign * i * h
             if len(set(values)) >= 3:
                 sides.append(_table_noise(values))
         if sides:
