@@ -201,7 +201,8 @@ def _check_grads_like(grads, params, name, equal_nan=False):
         if bad.any():
             at = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(f"{name}[{k!r}] must be finite, got {g[at]} at index {at}"
-                             + ("" if equal_nan else " (pass equal_nan=True to compare NaN with NaN)"))
+                             + (" (pass equal_nan=True to compare NaN with NaN)"
+                                if np.isnan(g[at]) and name == "grads" else ""))
         out[k] = g
     return out
 
