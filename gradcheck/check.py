@@ -181,7 +181,7 @@ def _as_numpy(value, where):
     return array
 
 
-def _check_grads_like(grads, params, name, equal_nan=False):
+def _check_grads_like(grads, params, name, equal_nan=False, nan_hint=False):
     """``grads`` as NumPy arrays with params' keys and shapes, finite (NaN allowed with equal_nan)."""
     if not isinstance(grads, dict):
         raise TypeError(f"{name} must be a dict {{name: array}}, got {type(grads).__name__}")
@@ -202,7 +202,7 @@ def _check_grads_like(grads, params, name, equal_nan=False):
             at = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(f"{name}[{k!r}] must be finite, got {g[at]} at index {at}"
                              + (" (pass equal_nan=True to compare NaN with NaN)"
-                                if np.isnan(g[at]) and name == "grads" else ""))
+                                if np.isnan(g[at]) and nan_hint else ""))
         out[k] = g
     return out
 
@@ -386,7 +386,7 @@ def check_grads(f, params, grads, *, eps=None, rtol=None, atol=None, equal_nan=F
     eps, rtol, atol = _check_positive(eps, "eps"), _check_tolerance(rtol, "rtol"), _check_tolerance(atol, "atol")
     point = as_float64(params)
     original_dtypes = [np.asarray(p).dtype for p in params.values() if hasattr(p, "dtype")]
-    g = _check_grads_like(grads, point, "grads", equal_nan)
+    g = _check_grads_like(grads, point, "grads", equal_nan, nan_hint=True)
     if sum(p.size for p in point.values()) == 0:
         raise ValueError(f"params must hold at least one entry to perturb, got only empty arrays "
                          f"{ {k: p.shape for k, p in point.items()} }")
