@@ -152,6 +152,12 @@ def _check_tolerance(value, name):
     return float(value)
 
 
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    return int(seed)
+
+
 def _check_positive(value, name):
     if value is None:
         return None
@@ -534,6 +540,7 @@ def check_directional(f, params, grads, *, n_directions=3, seed=0, eps=None, rto
     """
     if isinstance(n_directions, bool) or not isinstance(n_directions, numbers.Integral) or n_directions < 1:
         raise ValueError(f"n_directions must be an int >= 1, got {n_directions!r}")
+    seed = _check_seed(seed)
     objective = Objective(f)
     eps, rtol, atol = _check_positive(eps, "eps"), _check_tolerance(rtol, "rtol"), _check_tolerance(atol, "atol")
     point = as_float64(params)
@@ -716,6 +723,7 @@ def taylor_test(f, params, grads, *, eps=None, seed=0, min_order=1.8, raise_on_f
     """
     objective = Objective(f)
     _check_positive(min_order, "min_order")
+    seed = _check_seed(seed)
     point64 = as_float64(params)
     at = _evaluation_point(params)
     g = {k: v.astype(np.float64) for k, v in _check_grads_like(grads, point64, "grads").items()}
@@ -728,8 +736,8 @@ def taylor_test(f, params, grads, *, eps=None, seed=0, min_order=1.8, raise_on_f
             eps = tuple(eps)
         except TypeError:
             raise TypeError(f"eps must be a sequence of steps > 0, got {type(eps).__name__}") from None
-        if not eps:
-            raise ValueError("eps must hold at least two steps > 0, got an empty sequence")
+        if len(eps) < 2:
+            raise ValueError(f"eps must hold at least two steps > 0 (an order needs two), got {len(eps)}")
         eps = tuple(_check_positive(e, "eps") for e in eps)
     dtype = "float32" if any(v.dtype == np.float32 for v in at.values()) else "float64"
     v = _direction(point64, np.random.default_rng(seed))

@@ -71,6 +71,10 @@ CASES = [
      r"grads must have the keys.*missing \['w'\]"),
     # taylor_test
     ("taylor_test empty eps", lambda: taylor_test(f, P, G, eps=()), ValueError, r"eps must hold at least two steps"),
+    ("taylor_test one eps", lambda: taylor_test(f, P, G, eps=[0.1]), ValueError, r"eps must hold at least two.*got 1"),
+    ("taylor_test seed string", lambda: taylor_test(f, P, G, seed="0"), ValueError, r"seed must be an int >= 0"),
+    ("check_directional seed -1", lambda: check_directional(f, P, G, seed=-1), ValueError,
+     r"seed must be an int >= 0, got -1"),
     ("taylor_test negative eps", lambda: taylor_test(f, P, G, eps=(0.1, -0.05)), ValueError, r"eps must be.*-0.05"),
     ("taylor_test eps not a sequence", lambda: taylor_test(f, P, G, eps=object()), TypeError,
      r"eps must be a sequence"),
