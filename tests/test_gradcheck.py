@@ -235,7 +235,7 @@ def test_taylor_with_a_nan_objective_fails_naming_where():
     def nan_away_from_theta(p):
         return f(p) if np.array_equal(p["a"], POINT["a"]) else float("nan")
     report = taylor_test(nan_away_from_theta, POINT, true_grad(POINT), raise_on_failure=False)
-    assert report.verdict.failed and "ε = 1.000e-01" in report.reason
+    assert report.verdict.failed and "not finite at θ + " in report.reason
 
 
 def test_dot_product_with_both_sides_zero_is_inconclusive_and_non_finite_fails():
@@ -362,3 +362,29 @@ def test_cli_unknown_backend_value_is_refused():
     out = subprocess.run([sys.executable, "-m", "gradcheck", "--backend", "tpu"], capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+# ---- no false pass, as a property ----------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st   # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 6), seed=st.integers(0, 10_000), where=st.integers(0, 5),
+       size=st.sampled_from([1e-3, 1e-1, 10.0]))
+def test_a_wrong_gradient_of_a_smooth_objective_is_never_a_pass(n, seed, where, size):
+    # f = ½ xᵀ A x + bᵀ x has the exact gradient A x + b; an error of `size` × max(‖g‖∞, 1) in one
+    # entry is 1e3× rtol at least, so check_grads must FAIL (not merely not pass) and taylor_test not PASS.
+    r = np.random.default_rng(seed)
+    A = r.standard_normal((n, n))
+    A = A + A.T
+    b, x = r.standard_normal(n), r.standard_normal(n)
+
+    def quadratic(p):
+        return float(0.5 * p["x"] @ A @ p["x"] + b @ p["x"])
+    g = A @ x + b
+    assert check_grads(quadratic, {"x": x}, {"x": g}).passed
+    wrong = g.copy()
+    wrong[where % n] += size * max(float(np.abs(g).max()), 1.0)
+    assert check_grads(quadratic, {"x": x}, {"x": wrong}, raise_on_failure=False).verdict.failed
+    assert not taylor_test(quadratic, {"x": x}, {"x": wrong}, raise_on_failure=False).passed
