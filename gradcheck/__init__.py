@@ -1,19 +1,24 @@
-"""gradcheck: finite differences and gradient reports.  Depends on NumPy only.
+"""gradcheck: finite differences and gradient reports with pass / fail / inconclusive verdicts.
 
-``gradcheck.matrix`` (imported by ``python -m gradcheck``, not here) registers
-refnet's cells × algorithms; the ``export`` subcommand (gradcheck/cli_fixtures.py)
-lazily imports refnet's exporters.  ``compare`` localises where a candidate's
-forward or backward trace first leaves a reference fixture.
+Depends on NumPy only.  ``gradcheck.matrix`` (imported by ``python -m
+gradcheck``, not here) registers refnet's cells × algorithms; the ``export``
+subcommand (gradcheck/cli_fixtures.py) lazily imports refnet's exporters.
+``compare`` localises where a candidate's forward or backward trace first
+leaves a reference fixture.  Every check returns a report whose ``verdict``
+(:class:`Verdict`) is PASS, FAIL or INCONCLUSIVE with its reason
+(gradcheck/verdict.py); inconclusive is never a pass.
 """
-from .check import (GradcheckError, GradReport, TaylorReport, check_directional, check_grads,
-                    compare_grads, dot_product_test, taylor_test)
+from .check import (GradReport, Kink, TaylorReport, check_directional, check_grads, compare_grads,
+                    dot_product_test, taylor_test)
 from .compare import COMPARE_TOLERANCES, CompareReport, compare, compare_tolerances
-from .finite_differences import directional_derivative, numerical_gradient
-from .fixture_io import Fixture, load_fixture, save_fixture
-from .tolerances import TOLERANCES, tolerances_for
+from .finite_differences import directional_derivative, estimate_noise, numerical_gradient
+from .fixture_io import Fixture, FixtureError, load_fixture, save_fixture
+from .tolerances import FLOAT32_OBJECTIVE, TOLERANCES, tolerances_for
+from .verdict import FAIL, INCONCLUSIVE, PASS, GradcheckError, InconclusiveError, Verdict
 
-__all__ = ["GradcheckError", "GradReport", "TaylorReport", "check_directional", "check_grads",
+__all__ = ["GradcheckError", "InconclusiveError", "Verdict", "PASS", "FAIL", "INCONCLUSIVE",
+           "GradReport", "TaylorReport", "Kink", "check_directional", "check_grads",
            "compare_grads", "dot_product_test", "taylor_test", "directional_derivative",
-           "numerical_gradient", "TOLERANCES", "tolerances_for",
+           "numerical_gradient", "estimate_noise", "TOLERANCES", "FLOAT32_OBJECTIVE", "tolerances_for",
            "COMPARE_TOLERANCES", "CompareReport", "compare", "compare_tolerances",
-           "Fixture", "load_fixture", "save_fixture"]
+           "Fixture", "FixtureError", "load_fixture", "save_fixture"]

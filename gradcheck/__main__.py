@@ -1,8 +1,11 @@
 """``python -m gradcheck``: run refnet's verification matrix and print a row per check.
 
-Exit status 0 when every check passes, 1 otherwise.  Two subcommands handle
-golden fixtures (gradcheck/cli_fixtures.py): ``python -m gradcheck export …``
-writes one, ``python -m gradcheck compare REF CAND`` compares two.
+Each row's verdict is ``pass``, ``FAIL`` or ``INCONCLUSIVE`` (with its
+reason).  Exit status: 0 when every row passes; 1 when a row fails, or is
+inconclusive (unless ``--allow-inconclusive``: inconclusive is never a
+pass by default); 2 for a usage error.  Two subcommands handle golden
+fixtures (gradcheck/cli_fixtures.py): ``python -m gradcheck export …`` writes
+one, ``python -m gradcheck compare REF CAND`` compares two.
 """
 import argparse
 import json
@@ -19,6 +22,8 @@ def _parser():
                    help="sets REFNET_DTYPE for this run (default: the environment's, else float64)")
     p.add_argument("--cell", action="append", help="only this cell (repeatable)")
     p.add_argument("--algorithm", action="append", help="only algorithms starting with this (repeatable)")
+    p.add_argument("--allow-inconclusive", action="store_true",
+                   help="exit 0 when no row fails even if some are inconclusive (default: exit 1)")
     return p
 
 
@@ -60,25 +65,28 @@ def _run_matrix(args):
     if not args.json:
         print(f"refnet gradcheck matrix: backend {backend_name()}, dtype {get_dtype()}")
         print(f"{'cell':<{wc}} {'algorithm':<{wa}} {'relation':<{wr}} {'max rel err':>11} "
-              f"{'tolerance':>9} {'result':>6} {'seconds':>7}")
-    failures = 0
+              f"{'tolerance':>9} {'result':>12} {'seconds':>7}")
+    counts = {"pass": 0, "fail": 0, "inconclusive": 0}
     for check in selected:
         row = run_check(check)
-        failures += not row.passed
+        counts[row.verdict.status] += 1
         if args.json:
             print(json.dumps({"cell": row.cell, "algorithm": row.algorithm, "relation": row.relation,
                               "max_rel_error": row.max_rel_error, "tolerance": row.tolerance,
-                              "passed": row.passed, "seconds": round(row.seconds, 4),
-                              "detail": row.detail, "backend": backend_name(),
-                              "dtype": str(get_dtype())}), flush=True)
+                              "passed": row.passed, "verdict": row.verdict.status, "reason": row.verdict.reason,
+                              "seconds": round(row.seconds, 4), "detail": row.detail,
+                              "backend": backend_name(), "dtype": str(get_dtype())}), flush=True)
         else:
             err = "-" if row.max_rel_error is None else f"{row.max_rel_error:.2e}"
             print(f"{row.cell:<{wc}} {row.algorithm:<{wa}} {row.relation:<{wr}} {err:>11} "
-                  f"{row.tolerance:>9.1e} {'pass' if row.passed else 'FAIL':>6} {row.seconds:7.3f}"
+                  f"{row.tolerance:>9.1e} {row.verdict.label:>12} {row.seconds:7.3f}"
                   + ("" if row.passed else f"   {row.detail}"), flush=True)
     if not args.json:
-        print(f"{len(selected) - failures} passed, {failures} failed")
-    return 1 if failures else 0
+        print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['inconclusive']} inconclusive"
+              + (" (allowed)" if counts["inconclusive"] and args.allow_inconclusive else ""))
+    if counts["fail"] or (counts["inconclusive"] and not args.allow_inconclusive):
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

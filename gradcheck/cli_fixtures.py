@@ -4,7 +4,12 @@ export: compute a golden fixture with refnet (imported only here, when
 exporting) and write ``OUT/NAME.npz`` + ``OUT/NAME.json``.  compare: compare a
 candidate (a fixture, or an ``.npz`` of arrays under the fixture's keys)
 with a reference fixture and print where it first diverges; NumPy only.
-Exit status 0 when it agrees, 1 when it does not, 2 for a bad command line.
+
+Exit status of ``compare``: 0 the candidate agrees; 1 it differs (or holds a
+non-finite entry); 2 could not compare (a usage error, or a file that is
+missing, truncated, corrupt, not what its sidecar says: the message names
+the file); 3 inconclusive (both files load but share no result array, so
+nothing was compared).  ``export``: 0, or 2 for a bad command line.
 """
 import argparse
 import json
@@ -14,7 +19,10 @@ import sys
 from .compare import compare
 from .fixture_io import save_fixture
 
-__all__ = ["export_main", "compare_main", "main"]
+__all__ = ["export_main", "compare_main", "main", "EXIT_AGREE", "EXIT_DIFFER", "EXIT_COULD_NOT_COMPARE",
+           "EXIT_INCONCLUSIVE"]
+
+EXIT_AGREE, EXIT_DIFFER, EXIT_COULD_NOT_COMPARE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 _SHAPES = (("T", 5, "time steps"), ("B", 2, "batch size"), ("input-size", 3, "input width"),
            ("hidden-size", 4, "hidden units H"))
@@ -28,6 +36,17 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 
@@ -94,20 +113,26 @@ def compare_main(argv=None):
     """``python -m gradcheck compare REF CAND [--json] [--rtol R] [--atol A]``; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m gradcheck compare",
                                 description="Compare a candidate with a reference fixture; say where it "
-                                            "first diverges.")
+                                            "first diverges.  Exit status: 0 agree, 1 differ, 2 could not "
+                                            "compare (usage, unreadable or inconsistent file), 3 inconclusive "
+                                            "(no result array in common).")
     p.add_argument("reference", help="the reference fixture (NAME, NAME.npz or NAME.json)")
     p.add_argument("candidate", help="a fixture, or an .npz of arrays under the fixture's keys")
-    p.add_argument("--rtol", type=float, help="override the dtype's default (gradcheck.COMPARE_TOLERANCES)")
-    p.add_argument("--atol", type=float, help="override the dtype's default")
+    p.add_argument("--rtol", type=_non_negative_float,
+                   help="override the dtype's default (gradcheck.COMPARE_TOLERANCES)")
+    p.add_argument("--atol", type=_non_negative_float, help="override the dtype's default")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         report = compare(args.reference, args.candidate, rtol=args.rtol, atol=args.atol)
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, TypeError) as exc:      # FixtureError is a ValueError
+        print(f"{p.prog}: error: could not compare: {exc}", file=sys.stderr)
+        return EXIT_COULD_NOT_COMPARE
     print(json.dumps(report.to_dict()) if args.json else report.table())
-    return 0 if report.passed else 1
+    if report.verdict.is_inconclusive:
+        print(f"{p.prog}: inconclusive: {report.reason}", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    return EXIT_AGREE if report.passed else EXIT_DIFFER
 
 
 def main(argv=None):

@@ -32,8 +32,13 @@ error there.  A forward divergence explains every later difference, so read
 it first; with a clean forward, the first backward divergence points at the
 derivative rule that is wrong.
 
+Verdict: PASS when every compared array agrees; FAIL naming the worst
+array (and the first non-finite candidate entry, by array and index);
+INCONCLUSIVE when the candidate holds none of the reference's results
+(nothing was compared), never "0 of 0 agree: passed".
+
 Tolerances by dtype (:data:`COMPARE_TOLERANCES`), the row of the *less*
-precise of reference and candidate:
+precise real dtype of the compared arrays (never a sidecar's claim):
 
 =========  ===========  ==========================================================
 dtype      rtol / atol  why
@@ -45,13 +50,15 @@ float32    1e-4/1e-6    ``gradcheck.TOLERANCES``' float32 row: float32 rounding
                         measured against a float64 reference
 =========  ===========  ==========================================================
 """
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 import numpy as np
 
-from .fixture_io import as_fixture, load_fixture
+from .fixture_io import FixtureError, as_fixture, fixture_paths, load_fixture, load_npz
 from .tolerances import TOLERANCES
+from .verdict import Verdict
 
 __all__ = ["COMPARE_TOLERANCES", "compare_tolerances", "ArrayDiff", "Divergence", "CompareReport",
            "compare", "candidate_arrays"]
@@ -125,9 +132,14 @@ class Divergence:
 
 @dataclass(frozen=True)
 class CompareReport:
-    """The outcome of :func:`compare`; ``str(report)`` is a readable table."""
+    """The outcome of :func:`compare`; ``str(report)`` is a readable table.
 
-    passed: bool
+    ``verdict`` is PASS (every compared array agrees), FAIL (one does not;
+    the reason names it, and a non-finite candidate entry by its index) or
+    INCONCLUSIVE (no result array in common: nothing was compared).
+    """
+
+    verdict: Verdict
     dtype: str
     rtol: float
     atol: float
@@ -137,6 +149,15 @@ class CompareReport:
     missing: list = field(default_factory=list)    # result keys (forward/, backward/, grads/) the candidate lacks
     ignored: list = field(default_factory=list)    # candidate keys the reference lacks
     context: dict = field(default_factory=dict)    # cell, algorithm, sizes from the reference's meta
+
+    @property
+    def passed(self):
+        """True only for a PASS verdict (inconclusive is not a pass)."""
+        return self.verdict.passed
+
+    @property
+    def reason(self):
+        return self.verdict.reason
 
     @property
     def failed(self):
@@ -167,7 +188,8 @@ class CompareReport:
         if self.ignored:
             lines.append(f"ignored (not in the reference): {', '.join(self.ignored)}")
         lines.append(f"{len(self.arrays) - len(self.failed)} of {len(self.arrays)} arrays agree: "
-                     + ("passed" if self.passed else "FAILED"))
+                     + {"pass": "passed", "fail": "FAILED", "inconclusive": "INCONCLUSIVE"}[self.verdict.status]
+                     + (f" ({self.verdict.reason})" if self.verdict.reason and not self.passed else ""))
         return "\n".join(lines)
 
     def __str__(self):
@@ -175,7 +197,8 @@ class CompareReport:
 
     def to_dict(self):
         """A JSON-able dict of the whole report."""
-        return {"passed": self.passed, "dtype": self.dtype, "rtol": self.rtol, "atol": self.atol,
+        return {"passed": self.passed, "verdict": self.verdict.status, "reason": self.verdict.reason,
+                "dtype": self.dtype, "rtol": self.rtol, "atol": self.atol,
                 "first_forward": None if self.first_forward is None else asdict(self.first_forward),
                 "first_backward": None if self.first_backward is None else asdict(self.first_backward),
                 "arrays": [dict(asdict(a), index=list(a.index)) for a in self.arrays],
@@ -192,9 +215,13 @@ def _to_numpy(value, key):
     if type(value).__module__.split(".")[0] == "cupy":
         value = value.get()
     try:
-        return np.asarray(value)
+        array = np.asarray(value)
     except Exception as exc:
         raise TypeError(f"candidate[{key!r}] must be an array, got {type(value).__name__}") from exc
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"candidate[{key!r}] must be a real (bool, int, float) array, got dtype {array.dtype} "
+                        f"from {type(value).__name__}")
+    return array
 
 
 def _flatten(tree, prefix=""):
@@ -211,18 +238,21 @@ def _flatten(tree, prefix=""):
 def candidate_arrays(candidate):
     """The candidate's arrays {key: NumPy array}: from a fixture, a path, or a (nested) dict.
 
-    A path whose sidecar is missing is read as a plain ``.npz`` of arrays.
+    A path with a sidecar is loaded (and validated) as a fixture; a path
+    without one is read as a plain ``.npz`` of arrays (no pickle).  Raises
+    FixtureError naming the file for anything unreadable, TypeError for a
+    candidate that is none of these.
     """
     if isinstance(candidate, dict):
         return _flatten(candidate)
     if hasattr(candidate, "arrays"):
-        return {k: np.asarray(v) for k, v in candidate.arrays.items()}
-    try:
+        return {k: _to_numpy(v, k) for k, v in candidate.arrays.items()}
+    if not isinstance(candidate, (str, os.PathLike)):
+        raise TypeError(f"candidate must be a fixture, a path or a dict of arrays, got {type(candidate).__name__}")
+    npz_path, json_path = fixture_paths(candidate)
+    if os.path.exists(json_path):
         return dict(load_fixture(candidate).arrays)
-    except FileNotFoundError:
-        path = str(candidate) if str(candidate).endswith(".npz") else f"{candidate}.npz"
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+    return load_npz(npz_path)
 
 
 def _less_precise(dtypes):
@@ -287,53 +317,97 @@ def _first_divergence(key, info, a, r, rtol, atol):
     return sort_key, divergence
 
 
+def _first_non_finite(key, a, r):
+    """'candidate[key] is nan at index [...]' for the first non-finite candidate entry the reference defines."""
+    if a.dtype.kind != "f":
+        return None
+    bad = ~np.isfinite(a) & ~np.isnan(r.astype(np.float64))
+    if not bad.any():
+        return None
+    index = [int(i) for i in np.argwhere(bad)[0]]
+    return f"candidate[{key!r}] is {a[tuple(index)]} at index {index} (reference {r[tuple(index)]:.6e})"
+
+
 def compare(reference, candidate, *, rtol=None, atol=None):
     """Compare ``candidate`` with the ``reference`` fixture (module docstring).
 
     Parameters
     ----------
     reference : a fixture path, or an object with ``meta`` and ``arrays``
-    candidate : another fixture, or a (possibly nested) dict {key: array or tensor}
-        under the fixture's keys, e.g. ``{'grads': {'weight_ih_l0': …}}``
-    rtol, atol : override the :data:`COMPARE_TOLERANCES` row of the less
-        precise dtype of the two
+    candidate : another fixture (or its path, or a plain ``.npz`` path), or a
+        (possibly nested) dict {key: array or tensor} under the fixture's keys,
+        e.g. ``{'grads': {'weight_ih_l0': …}}``
+    rtol, atol : float >= 0, optional
+        Override the :data:`COMPARE_TOLERANCES` row of the less precise real
+        dtype of the compared arrays (what the arrays are, not what a sidecar says).
 
     Returns
     -------
-    CompareReport; ``report.passed``, ``report.first_divergence``, ``print(report)``.
-    Raises ValueError when a shared key's shapes differ or no key is shared.
+    CompareReport; ``report.verdict`` (PASS / FAIL / INCONCLUSIVE: no result
+    array in common), ``report.passed``, ``report.first_divergence``, ``print(report)``.
+
+    Raises
+    ------
+    FixtureError (a ValueError) naming the file for a missing, unreadable or
+    inconsistent fixture or candidate file; ValueError when a shared key's
+    shapes differ or for a negative tolerance; TypeError for a candidate that
+    is not arrays.
     """
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+                                      and np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     ref = as_fixture(reference)
+    ref_arrays = {k: _to_numpy(v, k) for k, v in ref.arrays.items()}
     cand = candidate_arrays(candidate)
-    shared = [k for k in ref.arrays if k in cand]
-    if not shared:
-        raise ValueError(f"candidate must hold some of the reference's arrays, e.g. "
-                         f"{sorted(ref.arrays)[:4]}; got keys {sorted(cand)[:8]}")
+    shared = [k for k in ref_arrays if k in cand]
     for k in shared:
-        if np.shape(cand[k]) != np.shape(ref.arrays[k]):
-            raise ValueError(f"candidate[{k!r}] must have shape {np.shape(ref.arrays[k])}, "
+        if np.shape(cand[k]) != np.shape(ref_arrays[k]):
+            raise ValueError(f"candidate[{k!r}] must have shape {np.shape(ref_arrays[k])}, "
                              f"got {np.shape(cand[k])}")
-    dtype = _less_precise([ref.meta.get("dtype", ref.arrays[shared[0]].dtype)] + [cand[k].dtype for k in shared])
+    # tolerances from the arrays' real dtypes: a sidecar's 'dtype' is a claim, the arrays are the fact
+    dtype = _less_precise([ref_arrays[k].dtype for k in shared] + [cand[k].dtype for k in shared])
     row = compare_tolerances(dtype)
     rtol = row["rtol"] if rtol is None else float(rtol)
     atol = row["atol"] if atol is None else float(atol)
+    context = {k: ref.meta[k] for k in ("cell", "algorithm", "T", "B", "hidden_size", "num_layers")
+               if k in ref.meta}
+    missing = [k for k in ref_arrays if k not in cand and k.split("/")[0] in _RESULTS]
+    ignored = [k for k in cand if k not in ref_arrays]
+    results = [k for k in shared if k.split("/")[0] in _RESULTS]
+    if not results:
+        reason = (f"the candidate holds none of the reference's results ({', '.join(_RESULTS)}): nothing was "
+                  f"compared" if shared else
+                  f"the candidate shares no key with the reference (e.g. {sorted(ref_arrays)[:4]}; got "
+                  f"{sorted(cand)[:8]}): nothing was compared")
+        return CompareReport(Verdict.inconclusive(reason), str(dtype), rtol, atol, [], None, None, missing,
+                             ignored, context)
 
     traces = ref.meta.get("traces", {})
     blocks = ref.meta.get("gate_blocks", {})
     diffs, firsts = [], {"forward": [], "backward": []}
+    non_finite = []
     for k in shared:
-        a, r = np.asarray(cand[k]), np.asarray(ref.arrays[k])
+        a, r = np.asarray(cand[k]), np.asarray(ref_arrays[k])
         is_trace = k in traces and r.ndim >= 2
         diffs.append(_array_diff(k, a, r, rtol, atol, is_trace, blocks.get(k)))
         if is_trace:
             found = _first_divergence(k, traces[k], a, r, rtol, atol)
             if found is not None:
                 firsts[traces[k]["direction"]].append(found)
+        bad = _first_non_finite(k, a, r)
+        if bad:
+            non_finite.append(bad)
     first = {d: min(found, key=lambda item: item[0])[1] if found else None for d, found in firsts.items()}
-    context = {k: ref.meta[k] for k in ("cell", "algorithm", "T", "B", "hidden_size", "num_layers")
-               if k in ref.meta}
-    return CompareReport(all(d.passed for d in diffs), str(dtype), rtol, atol, diffs,
-                         first["forward"], first["backward"],
-                         [k for k in ref.arrays if k not in cand and k.split("/")[0] in _RESULTS],
-                         [k for k in cand if k not in ref.arrays],
-                         context)
+    failed = [d for d in diffs if not d.passed]
+    if non_finite:
+        verdict = Verdict.fail("; ".join(non_finite[:3]))
+    elif failed:
+        d = max(failed, key=lambda d: d.max_rel)
+        verdict = Verdict.fail(f"{len(failed)} of {len(diffs)} arrays differ; worst {d.key} at {d.where()}: "
+                               f"candidate {d.candidate:.6e}, reference {d.reference:.6e} "
+                               f"(rel error {d.max_rel:.2e} > rtol {rtol:g})")
+    else:
+        verdict = Verdict.pass_(f"{len(diffs)} arrays agree ({len(results)} results) to rtol {rtol:g}")
+    return CompareReport(verdict, str(dtype), rtol, atol, diffs, first["forward"], first["backward"],
+                         missing, ignored, context)

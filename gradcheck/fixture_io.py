@@ -8,15 +8,26 @@ this module only needs ``meta['format']``, ``meta['version']`` and
 """
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-__all__ = ["FORMAT", "VERSIONS", "Fixture", "fixture_paths", "save_fixture", "load_fixture", "as_fixture"]
+__all__ = ["FORMAT", "VERSIONS", "Fixture", "FixtureError", "FixtureFileNotFound", "fixture_paths",
+           "save_fixture", "load_fixture", "load_npz", "as_fixture"]
 
 FORMAT = "refnet-fixture"
 VERSIONS = (1,)
+
+
+class FixtureError(ValueError):
+    """A fixture or candidate file is missing, unreadable, or not what its sidecar says; names the file."""
+
+
+class FixtureFileNotFound(FixtureError, FileNotFoundError):
+    """A fixture file does not exist (also a FileNotFoundError)."""
 
 
 @dataclass(frozen=True)
@@ -30,11 +41,14 @@ class Fixture:
 
 def fixture_paths(path):
     """(``.npz`` path, ``.json`` path) of the fixture at ``path`` (stem, either file, or a folder of one)."""
-    path = os.fspath(path)
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
     if os.path.isdir(path):
         stems = sorted({os.path.splitext(f)[0] for f in os.listdir(path) if f.endswith(".json")})
         if len(stems) != 1:
-            raise ValueError(f"path {path!r} is a folder; it must hold exactly one fixture (NAME.json + "
+            raise FixtureError(f"path {path!r} is a folder; it must hold exactly one fixture (NAME.json + "
                              f"NAME.npz), found {len(stems)}: {stems}")
         path = os.path.join(path, stems[0])
     stem, ext = os.path.splitext(path)
@@ -74,22 +88,111 @@ def save_fixture(fixture, path, *, tolerances=None):
     return npz_path, json_path
 
 
-def load_fixture(path):
-    """Read the fixture at ``path``; ValueError if it is not a fixture of a known version or is incomplete."""
-    npz_path, json_path = fixture_paths(path)
-    for p in (npz_path, json_path):
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"fixture file {p!r} does not exist (a fixture is NAME.npz + NAME.json)")
-    with open(json_path) as f:
-        meta = json.load(f)
-    if meta.get("format") != FORMAT or meta.get("version") not in VERSIONS:
-        raise ValueError(f"{json_path!r} must be a {FORMAT!r} sidecar of version {VERSIONS}, got format "
-                         f"{meta.get('format')!r} version {meta.get('version')!r}")
-    with np.load(npz_path, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    missing = sorted(set(meta.get("arrays", {})) - set(arrays))
+def load_npz(path):
+    """The arrays of the ``.npz`` at ``path``, read without pickle; FixtureError naming the file otherwise.
+
+    Truncated, corrupt or non-zip files, object arrays and non-numeric arrays
+    are refused; the file is closed on every path.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FixtureFileNotFound(f"file {path!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise FixtureError(f"{path!r} is not an .npz archive (not a zip file: wrong file, or truncated)")
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                try:
+                    arrays[key] = data[key]
+                except ValueError as exc:     # object arrays need pickle, which is never used
+                    raise FixtureError(f"{path!r}: array {key!r} cannot be read without pickle ({exc}); "
+                                       f"fixtures hold numeric arrays only") from None
+    except FixtureError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as exc:
+        raise FixtureError(f"{path!r} is a corrupt or truncated .npz archive: {type(exc).__name__}: {exc}") from None
+    for key, value in arrays.items():
+        if value.dtype.kind not in "biuf":
+            raise FixtureError(f"{path!r}: array {key!r} has dtype {value.dtype}; fixtures hold numeric "
+                               f"(bool, int, float) arrays only")
+    return arrays
+
+
+def _read_sidecar(json_path):
+    if not os.path.exists(json_path):
+        raise FixtureFileNotFound(f"fixture file {json_path!r} does not exist (a fixture is NAME.npz + "
+                                  f"NAME.json)")
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise FixtureError(f"sidecar {json_path!r} is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise FixtureError(f"sidecar {json_path!r} cannot be read as UTF-8 JSON text: {exc}") from None
+    if not isinstance(meta, dict):
+        raise FixtureError(f"sidecar {json_path!r} must hold a JSON object, got a JSON {type(meta).__name__}")
+    return meta
+
+
+def _check_against_sidecar(meta, arrays, npz_path, json_path):
+    """Every key, shape and dtype the sidecar lists must be the archive's, and every array listed."""
+    described = meta.get("arrays")
+    if not isinstance(described, dict):
+        raise FixtureError(f"sidecar {json_path!r} must have an 'arrays' object (key -> shape, dtype), got "
+                           f"{type(described).__name__}")
+    missing = sorted(set(described) - set(arrays))
     if missing:
-        raise ValueError(f"{npz_path!r} lacks arrays its sidecar lists: {missing}")
+        raise FixtureError(f"{npz_path!r} lacks arrays its sidecar {json_path!r} lists: {missing}")
+    unlisted = sorted(set(arrays) - set(described))
+    if unlisted:
+        raise FixtureError(f"{npz_path!r} holds arrays its sidecar {json_path!r} does not list: {unlisted}")
+    for key, claim in described.items():
+        if not isinstance(claim, dict):
+            raise FixtureError(f"sidecar {json_path!r}: arrays[{key!r}] must be an object with shape and "
+                               f"dtype, got {claim!r}")
+        value = arrays[key]
+        if "shape" in claim and list(claim["shape"]) != list(value.shape):
+            raise FixtureError(f"{npz_path!r}: array {key!r} has shape {list(value.shape)}, but its sidecar "
+                               f"says {claim['shape']}")
+        if "dtype" in claim:
+            try:
+                same = np.dtype(claim["dtype"]) == value.dtype
+            except TypeError:
+                same = False
+            if not same:
+                raise FixtureError(f"{npz_path!r}: array {key!r} has dtype {value.dtype}, but its sidecar "
+                                   f"says {claim['dtype']!r}")
+
+
+def load_fixture(path):
+    """Read and validate the fixture at ``path`` (a stem, either file, or a folder holding one).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Fixture
+
+    Raises
+    ------
+    FixtureError (a ValueError) naming the file and the problem: a file missing
+    (:class:`FixtureFileNotFound`, also a FileNotFoundError), a sidecar that is
+    not JSON or not a fixture of a known version, an archive that is truncated,
+    corrupt, not a zip, or holds object arrays, arrays whose keys, shapes or
+    dtypes are not the sidecar's.  Nothing is unpickled; every file is closed.
+    """
+    npz_path, json_path = fixture_paths(path)
+    if not os.path.exists(npz_path):
+        raise FixtureFileNotFound(f"fixture file {npz_path!r} does not exist (a fixture is NAME.npz + NAME.json)")
+    meta = _read_sidecar(json_path)
+    if meta.get("format") != FORMAT or meta.get("version") not in VERSIONS:
+        raise FixtureError(f"{json_path!r} must be a {FORMAT!r} sidecar of version {VERSIONS}, got format "
+                           f"{meta.get('format')!r} version {meta.get('version')!r}")
+    arrays = load_npz(npz_path)
+    _check_against_sidecar(meta, arrays, npz_path, json_path)
     return Fixture(meta, arrays, os.path.splitext(npz_path)[0])
 
 

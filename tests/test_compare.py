@@ -137,13 +137,37 @@ def test_parameter_rows_are_named_by_gate_and_unit():
     assert (row.gate, row.unit, row.passed) == ("g", 1, False)
 
 
-@pytest.mark.parametrize("candidate, match", [
-    ({"grads/weight_ih_l0": np.zeros((3, 3))}, r"candidate\['grads/weight_ih_l0'\] must have shape \(16, 3\)"),
-    ({"something": np.zeros(3)}, "candidate must hold some of the reference's arrays"),
-])
-def test_a_mismatched_candidate_is_named(candidate, match):
-    with pytest.raises(ValueError, match=match):
-        compare(bptt_fixture("lstm", T=2), candidate)
+def test_a_candidate_of_the_wrong_shape_is_named():
+    with pytest.raises(ValueError, match=r"candidate\['grads/weight_ih_l0'\] must have shape \(16, 3\)"):
+        compare(bptt_fixture("lstm", T=2), {"grads/weight_ih_l0": np.zeros((3, 3))})
+
+
+def test_a_candidate_sharing_nothing_is_inconclusive_not_0_of_0_passed():
+    report = compare(bptt_fixture("lstm", T=2), {"something": np.zeros(3)})
+    assert report.verdict.is_inconclusive and not report.passed and "shares no key" in report.reason
+    assert "INCONCLUSIVE" in str(report) and report.to_dict()["verdict"] == "inconclusive"
+
+
+def test_a_candidate_holding_only_set_up_arrays_is_inconclusive():
+    fx = bptt_fixture("lstm", T=2)
+    report = compare(fx, {"inputs/x": fx.arrays["inputs/x"].copy()})
+    assert report.verdict.is_inconclusive and "none of the reference's results" in report.reason
+
+
+def test_nan_in_the_candidate_fails_naming_the_array_and_index():
+    fx = bptt_fixture("lstm", T=T, B=2)
+    cand = lstm_candidate(fx.arrays)
+    cand["grads/bias_hh_l0"] = cand["grads/bias_hh_l0"].copy()
+    cand["grads/bias_hh_l0"][5] = np.nan
+    report = compare(fx, cand)
+    assert report.verdict.failed and "candidate['grads/bias_hh_l0'] is nan at index [5]" in report.reason
+
+
+def test_tolerances_follow_the_arrays_dtype_not_the_sidecars_claim():
+    fx = bptt_fixture("gru", T=2)
+    claims_float32 = type(fx)(dict(fx.meta, dtype="float32"), fx.arrays)
+    report = compare(claims_float32, {k: v.copy() for k, v in fx.arrays.items()})
+    assert report.dtype == "float64" and report.rtol == COMPARE_TOLERANCES[np.dtype("float64")]["rtol"]
 
 
 def test_tolerance_rows_come_from_gradchecks_table():

@@ -5,10 +5,12 @@ module registers one family of checks: ``core`` (core cells, heads, BPTT,
 TBPTT, the sequence VJP), ``interop`` (stacked layers, fixture traces),
 ``fast_weights``, ``ernn`` (FastRNN, FastGRNN, ERNN, exact ERNN), ``rbp``
 (Hopfield, RBP, CG-RBP, GMRES-RBP, Neumann-RBP), ``rtrl`` (RTRL = BPTT; UORO
-and KF-RTRL → RTRL by z-test), ``fpp`` (FPP's per-transition gradient = FD).
+and KF-RTRL → RTRL by z-test), ``fpp`` (FPP's per-transition gradient = FD), ``rtrl_approx`` (leaky cells, SnAp-n, RFLO,
+KF-RTRL beyond Elman),
+``verdicts`` (gradcheck's own verdicts: a kink is named, no evidence is not a pass).
 :func:`checks` lists them all in display order.
 """
-from . import core, ernn, fast_weights, fpp, interop, rbp, rtrl, rtrl_approx
+from . import core, ernn, fast_weights, fpp, interop, rbp, rtrl, rtrl_approx, verdicts
 from .common import CELLS, Check, Row, run_check
 
 __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
@@ -19,4 +21,5 @@ def checks():
     rtrl_for_other_families = [c for family in (fast_weights,) for name, factory in family.CELLS.items()
                                for c in rtrl.rtrl_checks(name, factory, estimators=False)]
     return (core.checks() + interop.checks() + fast_weights.checks() + ernn.checks() + rbp.checks()
-            + rtrl.checks() + rtrl_for_other_families + fpp.checks() + rtrl_approx.checks())
+            + rtrl.checks() + rtrl_for_other_families + fpp.checks() + rtrl_approx.checks()
+            + verdicts.checks())

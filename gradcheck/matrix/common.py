@@ -11,6 +11,7 @@ from refnet.backend import asarray, get_dtype, rng, to_numpy
 
 from ..check import check_grads
 from ..tolerances import tolerances_for
+from ..verdict import FAIL, INCONCLUSIVE, InconclusiveError, Verdict, as_verdict, recording
 
 __all__ = ["CELLS", "Check", "Row", "Problem", "run_check", "check_fd", "exact_tol", "f64", "worst",
            "T", "B", "I", "H", "O"]
@@ -28,22 +29,35 @@ CELLS = {
 
 @dataclass(frozen=True)
 class Row:
+    """One printed row: the check's measure, its tolerance and its verdict (pass / fail / inconclusive)."""
+
     cell: str
     algorithm: str
     relation: str
     max_rel_error: Optional[float]   # None where the measure is not an error (Taylor order)
     tolerance: float
-    passed: bool
+    verdict: Verdict
     seconds: float
     detail: str = ""
+
+    @property
+    def passed(self):
+        """True only for a PASS verdict: an inconclusive row is not a passed one."""
+        return self.verdict.passed
 
 
 @dataclass(frozen=True)
 class Check:
+    """A named check; ``run() -> (max_rel_error or None, tolerance, outcome, detail)``.
+
+    ``outcome`` is a bool (True = pass), a :class:`gradcheck.Verdict`, or a
+    report with ``.verdict`` (:func:`run_check` reads all three).
+    """
+
     cell: str
     algorithm: str
     relation: str
-    run: Callable   # () -> (max_rel_error or None, tolerance, passed, detail)
+    run: Callable
 
 
 class Problem:
@@ -114,15 +128,50 @@ def worst(report):
     return f"worst {p.name}{list(p.index)}"
 
 
+def _row_verdict(outcome, seen, err):
+    """The row's verdict from what ``run()`` returned and the verdicts of the reports made meanwhile.
+
+    A bool False from a row written before verdicts existed (``report.passed``)
+    is INCONCLUSIVE when the reports behind it were inconclusive and none
+    failed; a non-finite error is never a pass.
+    """
+    if isinstance(outcome, bool) or type(outcome).__name__ == "bool_":
+        if bool(outcome):
+            verdict = Verdict.pass_()
+        else:
+            undecided = [v for v in seen if v.status == INCONCLUSIVE]
+            if undecided and not any(v.status == FAIL for v in seen):
+                verdict = undecided[0]
+            else:
+                failed = [v for v in seen if v.status == FAIL]
+                verdict = failed[0] if failed else Verdict.fail("the check's relation does not hold")
+    else:
+        verdict = as_verdict(outcome)
+    if err is not None and not np.isfinite(err) and verdict.passed:
+        verdict = Verdict.fail(f"the measured error is {err}")
+    return verdict
+
+
 def run_check(check):
-    """Run one check and time it; an exception becomes a failed row carrying its message."""
+    """Run one check and time it: a Row with its verdict.
+
+    An exception becomes a FAIL row carrying its message (an
+    :class:`gradcheck.InconclusiveError`, an INCONCLUSIVE row), not a dead CLI.
+    """
     start = time.perf_counter()
-    try:
-        err, tol, passed, detail = check.run()
-    except Exception as exc:  # a crash is a failed check, reported, not a dead CLI
-        err, tol, passed, detail = None, float("nan"), False, f"{type(exc).__name__}: {exc}"
+    with recording() as seen:
+        try:
+            err, tol, outcome, detail = check.run()
+            if err is not None:
+                err = float(err)
+            verdict = _row_verdict(outcome, seen, err)
+        except InconclusiveError as exc:
+            err, tol, detail = None, float("nan"), str(exc).splitlines()[0]
+            verdict = exc.verdict if exc.verdict is not None else Verdict.inconclusive(detail)
+        except Exception as exc:  # a crash is a failed check, reported, not a dead CLI
+            err, tol, detail = None, float("nan"), f"{type(exc).__name__}: {exc}"
+            verdict = Verdict.fail(detail)
     seconds = time.perf_counter() - start
-    if err is not None:
-        err = float(err)
-        passed = bool(passed) and bool(np.isfinite(err))
-    return Row(check.cell, check.algorithm, check.relation, err, float(tol), bool(passed), seconds, detail)
+    if not verdict.passed and verdict.reason and verdict.reason not in detail:
+        detail = f"{detail}; {verdict.reason}" if detail else verdict.reason
+    return Row(check.cell, check.algorithm, check.relation, err, float(tol), verdict, seconds, detail)

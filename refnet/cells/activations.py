@@ -2,6 +2,10 @@
 
 ``grad`` is written in terms of the *output* y = fn(a), which is what a
 cache keeps: tanh' = 1 − y², sigmoid' = y (1 − y), relu' = [y > 0].
+
+relu'(0) = 0 (PyTorch's convention): at a pre-activation exactly 0 the
+gradient is the one-sided derivative from the side where the unit stays
+off, which ``gradcheck.check_grads`` reports as a kink matching it.
 """
 from typing import Callable, NamedTuple
 
