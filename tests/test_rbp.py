@@ -1,4 +1,4 @@
-"""refnet.algorithms.rbp: RBP, CG-RBP, GMRES-RBP, Neumann-RBP against dense solves, FD, (T)BPTT."""
+"""refnet.algorithms.rbp: the implicit VJP and RBP, CG-RBP, GMRES-RBP, Neumann-RBP against dense solves, FD, (T)BPTT."""
 import json
 import warnings
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import refnet
 from gradcheck import check_grads, compare_grads
 from refnet import params as P
-from refnet.algorithms.equilibrium import ConvergenceWarning, fixed_point, newton_krylov
+from refnet.solvers import ConvergenceWarning, failures, fixed_point, newton_krylov
 from refnet.algorithms.rbp import ImplicitGradient, cg_rbp, gmres_rbp, neumann_rbp, rbp
 from refnet.bench import rbp as bench_rbp
 
@@ -127,8 +127,8 @@ def test_rbp_from_zero_after_K_updates_is_neumann_rbp_K_minus_1():
     # z_K = Σ_{k<K} (Jᵀ)^k g: why Alg. 1 started at 0 cannot lose to Neumann-RBP, while U(0, 1)
     # adds (Jᵀ)^K z_0 (Liao et al.'s Hopfield table).
     cell, theta, x, h, g = _problem("hopfield", seed=7)
-    with pytest.warns(ConvergenceWarning):
-        capped = rbp(cell, theta, x, h, g, rtol=0.0, maxiter=6, on_failure="warn")
+    with pytest.warns(ConvergenceWarning), failures("warn"):
+        capped = rbp(cell, theta, x, h, g, rtol=0.0, maxiter=6)
     np.testing.assert_allclose(capped.z, neumann_rbp(cell, theta, x, h, g, K=5).z, rtol=1e-14, atol=0)
     assert capped.iterations == 6 and capped.converged is False
 
@@ -160,8 +160,8 @@ def test_non_convergence_raises_convergence_error_carrying_the_residual(solver, 
     with pytest.raises(refnet.ConvergenceError, match=solver.__name__) as info:
         solver(cell, theta, x, h, g, **kwargs)
     assert info.value.residual > 1e-12 * np.linalg.norm(g)
-    with pytest.warns(ConvergenceWarning):
-        res = solver(cell, theta, x, h, g, on_failure="warn", **kwargs)
+    with pytest.warns(ConvergenceWarning), failures("warn"):
+        res = solver(cell, theta, x, h, g, **kwargs)
     assert res.converged is False and res.residual == pytest.approx(info.value.residual, rel=1e-12)
 
 
@@ -201,8 +201,11 @@ def test_a_batch_solve_equals_per_example_solves():
 
 def test_cg_rbp_with_damping_solves_the_damped_normal_equations():
     cell, theta, x, h, g = _problem("elman_tanh", seed=12)
+    # Damping biases z by O(η), so the adjoint system itself is not solved: converged is False.
     eta = 0.1
-    res = cg_rbp(cell, theta, x, h, g, damping=eta, rtol=1e-13)
+    with failures("ignore"):
+        res = cg_rbp(cell, theta, x, h, g, damping=eta, rtol=1e-13)
+    assert res.converged is False
     J = _dense(cell, theta, x, h)[0]
     A = np.eye(4)[None] - J.transpose(0, 2, 1)                      # I − Jᵀ
     lhs = np.einsum("bij,bj->bi", A.transpose(0, 2, 1), np.einsum("bij,bj->bi", A, res.z)) + eta * res.z
@@ -211,12 +214,11 @@ def test_cg_rbp_with_damping_solves_the_damped_normal_equations():
 
 
 @pytest.mark.parametrize("call, error, match", [
-    (lambda a: rbp(*a, on_failure="ignore"), ValueError, r"on_failure must be one of"),
     (lambda a: rbp(*a[:4], np.zeros((3, 5))), ValueError, r"dh must have shape \(3, 4\), got \(3, 5\)"),
-    (lambda a: rbp(*a, rtol=-1.0), ValueError, "rtol must be a float >= 0, got -1.0"),
+    (lambda a: rbp(*a, rtol=-1.0), ValueError, "rtol must be a finite float >= 0, got -1.0"),
     (lambda a: rbp(*a, z0=np.zeros((2, 4))), ValueError, r"z0 must have shape \(3, 4\)"),
     (lambda a: neumann_rbp(*a, K=-1), ValueError, "K must be an int >= 0, got -1"),
-    (lambda a: cg_rbp(*a, damping=-0.5), ValueError, "damping must be a float >= 0, got -0.5"),
+    (lambda a: cg_rbp(*a, damping=-0.5), ValueError, "damping must be a finite float >= 0, got -0.5"),
     (lambda a: gmres_rbp(*a, restart=0), ValueError, "restart must be an int >= 1, got 0"),
     (lambda a: rbp(*a[:3], np.full((3, 4), np.nan), a[4]), ValueError, "h_star must be finite"),
 ])
@@ -227,10 +229,10 @@ def test_bad_input_is_named(call, error, match):
 
 def test_converged_solves_do_not_warn():
     cell, theta, x, h, g = _problem("lstm", seed=13)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), failures("warn"):
         warnings.simplefilter("error")
         for solver in SOLVERS:
-            assert solver(cell, theta, x, h, g, on_failure="warn").converged
+            assert solver(cell, theta, x, h, g).converged
 
 
 def test_bench_case_rbp_quick_shows_neumann_memory_flat_in_T_and_bptt_growing():
