@@ -81,7 +81,7 @@ class _Problem:
             self.lowest.update(h, d, i)
         return d, total
 
-    def finish(self, h, iterations, Fh=None, diagnostics=None):
+    def finish(self, h, iterations, Fh=None, diagnostics=None, context=""):
         """Measure ‖F(h) − h‖_∞ on the returned h (unless given F(h)) and build the SolveInfo."""
         if Fh is None:
             Fh = self.apply(h)
@@ -93,7 +93,7 @@ class _Problem:
         converged = residual <= self.tol
         message = "" if converged else (
             f"{self.name}: ‖F(h) − h‖_∞ = {residual:.3e} > tol = {self.tol:.3e} (worst example "
-            f"{int(example.argmax())}) after {iterations} iterations")
+            f"{int(example.argmax())}) after {iterations} iterations{context}")
         abs_trace, rel_trace, trace_at = self.recorder.host()
         return SolveInfo(
             solver=self.name, converged=converged, iterations=int(iterations), residual=residual,
@@ -144,7 +144,7 @@ def fixed_point(F, h0, *, tol=None, maxiter=1000):
             h = Fh
     # The last record is that of h itself: finish re-records it (one more F: the trace stays honest).
     p.recorder.abs.pop(), p.recorder.rel.pop(), p.recorder.at.pop()
-    return h, p.finish(h, i, Fh)
+    return h, p.finish(h, i, Fh, context=f" (maxiter = {maxiter})")
 
 
 def _scipy_root(name, solve, F, h0, tol, maxiter, options):
@@ -180,7 +180,7 @@ def _scipy_root(name, solve, F, h0, tol, maxiter, options):
     h = xp.asarray(numpy.asarray(h_host).reshape(shape), dtype=dtype)
     if steps[0] > 0:            # scipy's callback saw the returned h last: refnet's measure replaces it
         p.recorder.abs.pop(), p.recorder.rel.pop(), p.recorder.at.pop()
-    return h, p.finish(h, max(steps[0], 1))
+    return h, p.finish(h, max(steps[0], 1), context=f" (maxiter = {maxiter})")
 
 
 def anderson(F, h0, *, tol=None, maxiter=200, m=5):
@@ -270,7 +270,7 @@ def hybr(F, h0, *, tol=None, maxiter=100):
         roots.append(solution.x)
         evaluations = max(evaluations, int(solution.nfev))
     h = xp.asarray(numpy.stack(roots), dtype=dtype)
-    return h, p.finish(h, evaluations)
+    return h, p.finish(h, evaluations, context=f", i.e. evaluations of G per example at most (maxiter = {maxiter})")
 
 
 def fixed_point_then_hybr(F, h0, *, tol=None, maxiter=300):
