@@ -3,6 +3,7 @@
 NumPy by default, CuPy with ``REFNET_BACKEND=cupy``; float64 by default.
 """
 from . import fixtures, heads, interop, online, optim, params, solvers, sweep, tasks
+from ._version import __version__
 from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, kfrtrl, loss, rtrl,
                          sequence_vjp, stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows,
                          truncated_loss, uoro)
@@ -17,7 +18,6 @@ from .heads import Head, every_step, last_step, masked, mse, sigmoid_bce, softma
 from .solvers import (ConvergenceWarning, Equilibrium, anderson, fixed_point, newton_krylov,
                       spectral_radius)
 
-__version__ = "0.1.0"
 
 __all__ = [
     "fixtures", "heads", "interop", "online", "optim", "params", "solvers", "sweep", "tasks",
