@@ -245,3 +245,94 @@ def test_bench_case_rbp_quick_shows_neumann_memory_flat_in_T_and_bptt_growing():
     assert memory[("neumann_rbp", long)] <= 1.1 * memory[("neumann_rbp", short)]
     assert all(r["grad_rel_err_vs_bptt"] <= bench_rbp.GRAD_RTOL for r in rows
                if r["row"] == "timing" and r["impl"] in ("neumann_rbp", "cg_rbp"))
+
+
+# --- issue 12: convergence means the caller's system; singular systems and false premises are named ---
+
+def _identity_jacobian(cell):
+    """ReLU RNN with W_hh = I at its init (iRNN) or set so (Elman), zero input: every h > 0 is an
+    equilibrium and J = I there, so I − Jᵀ = 0 and no z solves (I − Jᵀ) z = g ≠ 0."""
+    theta = cell.init(refnet.rng(0))
+    theta["weight_hh"] = np.eye(4)
+    theta["bias_ih"], theta["bias_hh"] = np.zeros(4), np.zeros(4)
+    x = np.zeros((3, 2))
+    return theta, x, np.abs(refnet.rng(1).normal((3, 4))) + 0.5, refnet.rng(2).normal((3, 4))
+
+
+def _rank_deficient():
+    """ReLU RNN whose J = W_hh = Q diag(1, 0.5, 0.3, −0.2) Qᵀ at h* = (1, 2, 3, 4) > 0: rank(I − J) = n − 1."""
+    Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((4, 4)))
+    W = Q @ np.diag([1.0, 0.5, 0.3, -0.2]) @ Q.T
+    h = np.array([[1.0, 2.0, 3.0, 4.0]])
+    cell = refnet.ElmanRNN(2, 4, "relu")
+    theta = {"weight_ih": np.zeros((4, 2)), "weight_hh": W, "bias_ih": (np.eye(4) - W) @ h[0],
+             "bias_hh": np.zeros(4)}
+    return cell, theta, np.zeros((1, 2)), h, refnet.rng(1).normal((1, 4))
+
+
+@pytest.mark.parametrize("cell", [refnet.ElmanRNN(2, 4, "relu"), refnet.IRNN(2, 4)], ids=["elman_relu", "irnn"])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_j_equal_to_identity_raises_singular_system_error_instead_of_a_converged_zero(cell, solver):
+    # Before issue 12, cg_rbp returned z = 0 flagged converged with ‖g − (I − Jᵀ) z‖ = ‖g‖ (2.18 here).
+    theta, x, h, g = _identity_jacobian(cell)
+    with pytest.raises(refnet.SingularSystemError, match="singular") as info:
+        solver(cell, theta, x, h, g)
+    assert info.value.residual == pytest.approx(np.linalg.norm(g), rel=1e-12)
+    assert info.value.iterations >= 0 and solver.__name__ in str(info.value)
+
+
+@pytest.mark.parametrize("solver", [rbp, cg_rbp])
+def test_rank_n_minus_1_raises_singular_system_error_with_the_least_squares_residual(solver):
+    # Before issue 12, cg_rbp reported converged with a residual of 0.96 here: the part of g in the
+    # null space of I − J, which no z can remove.
+    cell, theta, x, h, g = _rank_deficient()
+    Q_null = np.linalg.svd(np.eye(4) - theta["weight_hh"])[0][:, -1]
+    with pytest.raises(refnet.SingularSystemError) as info:
+        solver(cell, theta, x, h, g)
+    assert info.value.residual == pytest.approx(abs(g[0] @ Q_null), rel=1e-6)
+
+
+def test_gmres_on_rank_n_minus_1_does_not_claim_convergence():
+    cell, theta, x, h, g = _rank_deficient()
+    with pytest.raises(refnet.ConvergenceError):
+        gmres_rbp(cell, theta, x, h, g)
+    with failures("ignore"):
+        assert gmres_rbp(cell, theta, x, h, g).converged is False
+
+
+def test_a_singular_system_under_failures_warn_is_returned_flagged():
+    cell = refnet.ElmanRNN(2, 4, "relu")
+    theta, x, h, g = _identity_jacobian(cell)
+    with failures("warn"), pytest.warns(ConvergenceWarning, match="singular"):
+        res = cg_rbp(cell, theta, x, h, g)
+    assert res.converged is False and res.info.singular
+    assert res.residual == pytest.approx(np.linalg.norm(g), rel=1e-12)
+
+
+@pytest.mark.parametrize("solver", SOLVERS + [neumann_rbp])
+def test_an_h_star_that_is_not_an_equilibrium_is_refused_unless_the_caller_opts_out(solver):
+    cell, theta, x, h, g = _problem("gru", seed=14)
+    kwargs = {"K": 3} if solver is neumann_rbp else {}
+    off = h + 1e-3
+    with pytest.raises(ValueError, match=r"h_star must be an equilibrium .* check_equilibrium=False"):
+        solver(cell, theta, x, off, g, **kwargs)
+    res = solver(cell, theta, x, off, g, check_equilibrium=False, **kwargs)
+    assert res.fixed_point_residual > 1e-4
+
+
+def test_neumann_rbp_warns_when_the_terms_grow_and_reports_the_growth():
+    # J ≈ −3 at the unstable equilibrium: |(Jᵀ)^k g| grows by ρ ≈ 3 per term, Prop. 3 does not hold.
+    cell, theta, x, h = _unstable()
+    with pytest.warns(refnet.solvers.SeriesDivergenceWarning, match="not converging"):
+        res = neumann_rbp(cell, theta, x, h, np.ones((1, 1)), K=10)
+    rho = float(refnet.spectral_radius(cell, theta, x, h)[0])
+    assert res.info.diagnostics["growth"][0] == pytest.approx(rho, rel=1e-10)
+
+
+def test_implicit_vjp_takes_any_linear_solver():
+    from functools import partial
+    cell, theta, x, h, g = _problem("lstm", seed=15)
+    ours = refnet.implicit_vjp(cell, theta, x, h, g, solve=partial(refnet.solvers.gmres, rtol=1e-13))
+    named = gmres_rbp(cell, theta, x, h, g, rtol=1e-13)
+    np.testing.assert_array_equal(ours.z, named.z)
+    assert ours.info.converged and ours.info.example_residual.shape == (3,)
