@@ -72,8 +72,8 @@ from typing import Any, Callable, NamedTuple, Optional
 import numpy
 
 from ..backend import get_dtype, get_xp, xp_of
-from ..errors import ConvergenceError, NumericalError
-from ..solvers.info import DEFAULT_TOL, SolveInfo, settle
+from ..errors import NumericalError
+from ..solvers.info import DEFAULT_TOL, settle
 from ..solvers.nonlinear import fixed_point_then_hybr, hybr
 from .activations import ACTIVATIONS
 from .base import Cell
