@@ -134,3 +134,13 @@ def test_cupyx_is_driven_through_the_adapter_where_a_gpu_is_present():
         x, info = solver(IdentityMinus(op), b, rtol=1e-12)
         np.testing.assert_allclose(cupy.asnumpy(x), [[2.0, 1.6, 3 / 0.9]], rtol=1e-10)
         assert info.converged
+
+
+def test_no_convergence_is_found_where_each_scipy_keeps_it():
+    # SciPy >= 1.11 exports it from scipy.optimize; 1.10 only from scipy.optimize.nonlin.
+    import types
+
+    import scipy.optimize
+    assert issubclass(scipy_adapter.NoConvergence, Exception)
+    old = types.ModuleType("scipy.optimize")          # a namespace without the public name
+    assert scipy_adapter.no_convergence_class(old) is scipy_adapter.no_convergence_class(scipy.optimize)

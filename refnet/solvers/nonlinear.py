@@ -34,6 +34,7 @@ import scipy.optimize
 
 from .._validate import check_array, check_int
 from ..backend import to_numpy, xp_of
+from . import scipy_adapter
 from .info import DEFAULT_TOL, Lowest, Recorder, SolveInfo, check_interval, raise_non_finite
 from .problem import check_tolerance
 
@@ -175,7 +176,7 @@ def _scipy_root(name, solve, F, h0, tol, maxiter, options):
 
     try:
         h_host = solve(G, to_numpy(h0), f_tol=p.tol, maxiter=maxiter, callback=callback, **options)
-    except scipy.optimize.NoConvergence as exc:
+    except scipy_adapter.NoConvergence as exc:
         h_host = exc.args[0]
     h = xp.asarray(numpy.asarray(h_host).reshape(shape), dtype=dtype)
     if steps[0] > 0:            # scipy's callback saw the returned h last: refnet's measure replaces it

@@ -18,6 +18,11 @@ GMRES ``callback``     ``callback_type="x"``: x once per    ``"x"``: x at the st
 CG ``callback``        ``callback(xk)`` every iteration     the same
 =====================  ==================================  ==================================
 
+scipy.optimize's nonlinear solvers (Anderson, Newton–Krylov) signal
+non-convergence with ``NoConvergence``, public as
+``scipy.optimize.NoConvergence`` only since SciPy 1.11 (in 1.10 it lives in
+``scipy.optimize._nonlin``): :data:`NoConvergence` is whichever exists.
+
 The keyword is chosen by inspecting the solver's signature (``rtol`` if it
 takes one, else ``tol``), not by version numbers, so a SciPy between
 deprecation and removal, or a CuPy that adopts ``rtol``, works unchanged.
@@ -27,14 +32,38 @@ translated to each backend's count.  cupyx's GMRES divides by the Arnoldi
 norm without a breakdown guard, so an exactly invariant Krylov space gives
 NaN there: the caller checks its result for finiteness.
 """
+import importlib
 import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy
+import scipy.optimize
 
-__all__ = ["KrylovBackend", "backend_for", "tolerance_keyword", "cg", "gmres", "gmres_maxiter"]
+__all__ = ["KrylovBackend", "backend_for", "tolerance_keyword", "cg", "gmres", "gmres_maxiter",
+           "NoConvergence", "no_convergence_class"]
+
+
+def no_convergence_class(optimize):
+    """The NoConvergence exception of a scipy.optimize module: public since SciPy 1.11, in ``_nonlin`` before.
+
+    Raises
+    ------
+    ImportError
+        Neither place has it.
+    """
+    found = getattr(optimize, "NoConvergence", None)
+    for private in ("_nonlin", "nonlin"):
+        if found is not None:
+            return found
+        try:
+            found = getattr(importlib.import_module(f"{optimize.__name__}.{private}"), "NoConvergence", None)
+        except (ImportError, AttributeError):
+            found = None
+    if found is None:
+        raise ImportError(f"{optimize.__name__} has no NoConvergence (looked in it, _nonlin and nonlin)")
+    return found
 
 
 @dataclass(frozen=True)
@@ -111,3 +140,6 @@ def gmres(backend, A, b, x0, *, rtol, atol, restart, maxiter, callback=None):
     if callback is not None:
         options.update(callback=callback, callback_type="x")
     return backend.gmres(_operator(backend, A, b.dtype), b, x0, **options)
+
+
+NoConvergence = no_convergence_class(scipy.optimize)
