@@ -30,7 +30,7 @@ h_50 reached by the 50 updates:
 - Neumann-RBP: ``neumann_rbp`` with K.
 
 RBP and CG-RBP stop early if they reach their tolerance (rtol 1e-10) and
-otherwise return the K-th iterate (``on_failure="warn"``: the table's
+otherwise return the K-th iterate (``refnet.solvers.failures("warn")``: the table's
 "capped" column says how often).  ρ(J) at the final equilibrium is reported
 (power method) to show how contractive the trained network is.
 
@@ -48,7 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 import refnet
-from refnet.algorithms.equilibrium import ConvergenceWarning, spectral_radius
+from refnet.solvers import ConvergenceWarning, failures, spectral_radius
 from refnet.algorithms.rbp import cg_rbp, neumann_rbp, rbp
 from refnet.cells.hopfield import Hopfield
 from refnet.optim import Adam
@@ -74,19 +74,19 @@ def _tbptt(cell, theta, x, states, dh, K, draw):
 
 
 def _rbp_uniform(cell, theta, x, states, dh, K, draw):
-    return rbp(cell, theta, x, states[-1], dh, z0=draw(dh.shape), maxiter=K, on_failure="warn").dtheta
+    return rbp(cell, theta, x, states[-1], dh, z0=draw(dh.shape), maxiter=K, check_equilibrium=False).dtheta
 
 
 def _rbp_zero(cell, theta, x, states, dh, K, draw):
-    return rbp(cell, theta, x, states[-1], dh, maxiter=K, on_failure="warn").dtheta
+    return rbp(cell, theta, x, states[-1], dh, maxiter=K, check_equilibrium=False).dtheta
 
 
 def _cg(cell, theta, x, states, dh, K, draw):
-    return cg_rbp(cell, theta, x, states[-1], dh, maxiter=K, on_failure="warn").dtheta
+    return cg_rbp(cell, theta, x, states[-1], dh, maxiter=K, check_equilibrium=False).dtheta
 
 
 def _neumann(cell, theta, x, states, dh, K, draw):
-    return neumann_rbp(cell, theta, x, states[-1], dh, K=K).dtheta
+    return neumann_rbp(cell, theta, x, states[-1], dh, K=K, check_equilibrium=False).dtheta
 
 
 METHODS = {"TBPTT": _tbptt, "RBP": _rbp_uniform, "RBP (z0 = 0)": _rbp_zero, "CG-RBP": _cg,
@@ -121,7 +121,7 @@ def train(method, K, seed, patterns, args, bar):
         states = forward(cell, theta, x, args.updates)
         loss, dh = l1_loss(cell, states[-1], patterns)
         losses.append(loss)
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, failures("warn"):
             warnings.simplefilter("always", ConvergenceWarning)
             dtheta = METHODS[method](cell, theta, x, states, dh, K, generator.uniform)
         capped += any(issubclass(w.category, ConvergenceWarning) for w in caught)

@@ -253,7 +253,7 @@ def neumann_hypergradient(task, theta, steps, K):
     for t in range(steps):
         s_prev, s = s, task.cell.step(theta, s, x, t)[0]
     loss, ds = meta_loss(task, s)
-    result = neumann_rbp(task.cell, theta, x, s_prev, ds, K=K, t=steps - 1)
+    result = neumann_rbp(task.cell, theta, x, s_prev, ds, K=K, t=steps - 1, check_equilibrium=False)
     return loss, result.dtheta["log_lr"]
 
 

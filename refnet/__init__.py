@@ -2,33 +2,33 @@
 
 NumPy by default, CuPy with ``REFNET_BACKEND=cupy``; float64 by default.
 """
-from . import fixtures, heads, interop, online, optim, params, sweep, tasks
+from . import fixtures, heads, interop, online, optim, params, solvers, sweep, tasks
+from ._version import __version__
 from .algorithms import (GradResult, SequenceVJP, StackedVJP, bptt, forward, kfrtrl, loss, rflo, rtrl,
                          sequence_vjp, snap, stacked_forward, stacked_sequence_vjp, tbptt, tbptt_windows,
                          truncated_loss, uoro)
-from .algorithms.equilibrium import (ConvergenceWarning, Equilibrium, anderson, fixed_point,
-                                     newton_krylov, spectral_radius)
-from .algorithms.rbp import ImplicitGradient, cg_rbp, gmres_rbp, neumann_rbp, rbp
+from .algorithms.rbp import ImplicitGradient, cg_rbp, gmres_rbp, implicit_vjp, neumann_rbp, rbp
 from .backend import asarray, get_dtype, get_xp, rng, to_numpy, xp_of
 from .cells import (ERNN, GRU, IRNN, LSTM, Cell, ElmanRNN, FastGRNN, FastRNN, FastWeights,
                     FastWeightsAttention, Hopfield, LeakyRNN)
-from .cells.ernn_exact import ExactERNN, ToyERNN   # imports the equilibrium solver: after .algorithms
-from .errors import ConvergenceError, NumericalError
+from .cells.ernn_exact import ExactERNN, ToyERNN
+from .errors import ConvergenceError, NumericalError, SingularSystemError
 from .heads_mlp import MLPHead
 from .heads import Head, every_step, last_step, masked, mse, sigmoid_bce, softmax_cross_entropy
+from .solvers import (ConvergenceWarning, Equilibrium, anderson, fixed_point, newton_krylov,
+                      spectral_radius)
 
-__version__ = "0.1.0"
 
 __all__ = [
-    "fixtures", "heads", "interop", "online", "optim", "params", "sweep", "tasks",
+    "fixtures", "heads", "interop", "online", "optim", "params", "solvers", "sweep", "tasks",
     "GradResult", "SequenceVJP", "StackedVJP", "bptt", "forward", "kfrtrl", "loss", "rflo", "rtrl", "sequence_vjp",
     "snap", "uoro",
     "stacked_forward", "stacked_sequence_vjp", "tbptt", "tbptt_windows", "truncated_loss",
     "asarray", "get_dtype", "get_xp", "rng", "to_numpy", "xp_of",
     "ConvergenceWarning", "Equilibrium", "anderson", "fixed_point", "newton_krylov", "spectral_radius",
-    "ImplicitGradient", "cg_rbp", "gmres_rbp", "neumann_rbp", "rbp",
+    "ImplicitGradient", "cg_rbp", "gmres_rbp", "implicit_vjp", "neumann_rbp", "rbp",
     "Cell", "ElmanRNN", "IRNN", "LSTM", "GRU", "FastWeights", "FastWeightsAttention", "MLPHead",
     "ERNN", "ExactERNN", "ToyERNN", "FastRNN", "FastGRNN", "Hopfield", "LeakyRNN",
-    "ConvergenceError", "NumericalError",
+    "ConvergenceError", "NumericalError", "SingularSystemError",
     "Head", "every_step", "last_step", "masked", "mse", "sigmoid_bce", "softmax_cross_entropy",
 ]

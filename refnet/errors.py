@@ -1,6 +1,6 @@
 """Exceptions for numerical trouble: reported, never silently returned."""
 
-__all__ = ["NumericalError", "ConvergenceError"]
+__all__ = ["NumericalError", "ConvergenceError", "SingularSystemError"]
 
 
 class NumericalError(ArithmeticError):
@@ -25,3 +25,12 @@ class ConvergenceError(NumericalError):
         super().__init__(message, where=where)
         self.residual = residual
         self.iterations = iterations
+
+
+class SingularSystemError(ConvergenceError):
+    """A linear solve failed because its matrix is singular or nearly so (no solution to tolerance).
+
+    Raised where the residual r that a solver leaves is (nearly) a null vector
+    of Aᵀ, i.e. ‖Aᵀ r‖ <= tiny·‖r‖: no x can reduce it, so more iterations
+    cannot help.  ``residual`` and ``iterations`` as :class:`ConvergenceError`.
+    """

@@ -6,7 +6,7 @@ import scipy.optimize
 import refnet
 from gradcheck import check_grads
 from refnet import params as P
-from refnet.algorithms import equilibrium
+from refnet.solvers import nonlinear, power_method
 from refnet.cells.ernn_exact import (ExactERNN, ExactERNNCache, StepMap, ToyERNN, fixed_point_then_hybr,
                                      hybr)
 
@@ -25,8 +25,8 @@ def _toy_with_c(c):
     return cell, {"W": np.zeros((1, 1)), "V": np.zeros((1, 1)), "b": np.array([c])}
 
 
-@pytest.mark.parametrize("solver", [hybr, equilibrium.fixed_point, equilibrium.anderson,
-                                    equilibrium.newton_krylov])
+@pytest.mark.parametrize("solver", [hybr, nonlinear.fixed_point, nonlinear.anderson,
+                                    nonlinear.newton_krylov])
 def test_every_solver_returns_the_same_equilibrium_to_rounding(solver):
     # Each solve ends with the cell's own Newton correction from within tol = 1e-10 of a regular
     # root: quadratic convergence leaves them all at the root to rounding.
@@ -47,10 +47,11 @@ def test_fixed_point_then_hybr_hands_the_examples_left_unsolved_to_newton():
     cell = ExactERNN(3, 4)
     theta = _theta(cell, r)
     c = cell.static_input(theta, r.normal((3, 4), 0.5), r.normal((3, 3)))
-    eq = fixed_point_then_hybr(StepMap(cell), theta, c, np.zeros((3, 4)), tol=1e-10, maxiter=2)
-    reference = hybr(StepMap(cell), theta, c, np.zeros((3, 4)), tol=1e-10)
-    assert eq.converged and eq.residuals[-1] <= 1e-10 and len(eq.residuals) == 4   # 3 iterates, then hybr
-    np.testing.assert_allclose(eq.h, reference.h, rtol=0, atol=1e-9)   # both within tol of one root
+    h, info = fixed_point_then_hybr(StepMap(cell, theta, c), np.zeros((3, 4)), tol=1e-10, maxiter=2)
+    reference, _ = hybr(StepMap(cell, theta, c), np.zeros((3, 4)), tol=1e-10)
+    assert info.converged and info.residual <= 1e-10 and len(info.abs_trace) == 4   # 3 iterates, then hybr
+    assert info.diagnostics["hybr_examples"] == [0, 1, 2]
+    np.testing.assert_allclose(h, reference, rtol=0, atol=1e-9)   # both within tol of one root
 
 
 @pytest.mark.parametrize("cell", [ExactERNN(3, 4), ExactERNN(3, 4, "relu"), ToyERNN(3, 4)],
@@ -98,7 +99,8 @@ def test_toy_map_is_not_a_contraction_near_zero():
     for c in (2.0, 0.5, 0.05, 0.001):
         cell, theta = _toy_with_c(c)
         h, _ = cell.step(theta, np.zeros((1, 1)), np.zeros((1, 1)))
-        rho = equilibrium.spectral_radius(StepMap(cell), theta, np.array([[c]]), h, iterations=4)
+        step_map = StepMap(cell, theta, np.array([[c]]))
+        rho = power_method(lambda v: step_map.jvp(h, v), np.ones((1, 1)), iterations=4)
         assert rho[0] == pytest.approx(1.0 - h[0, 0] ** 2, rel=1e-12)
         rhos.append(rho[0])
     assert rhos == sorted(rhos) and rhos[-1] > 0.95
@@ -117,7 +119,7 @@ def test_toy_raises_convergence_error_with_the_residual_where_the_root_is_degene
 
 def test_a_solver_that_runs_out_of_iterations_is_reported_with_its_step():
     r = refnet.rng(3)
-    cell = ExactERNN(3, 4, solver=equilibrium.fixed_point, maxiter=2)
+    cell = ExactERNN(3, 4, solver=nonlinear.fixed_point, maxiter=2)
     with pytest.raises(refnet.ConvergenceError, match=r"ExactERNN step t=7: fixed_point") as info:
         cell.step(_theta(cell, r), r.normal((2, 4)), r.normal((2, 3)), 7)
     assert info.value.residual > 1e-10
@@ -129,7 +131,7 @@ def test_hybr_reports_the_worst_example_when_it_cannot_reach_tol():
     theta = _theta(cell, r)
     c = cell.static_input(theta, r.normal((3, 4)), r.normal((3, 3)))
     with pytest.raises(refnet.ConvergenceError, match=r"hybr: .* \(worst example \d\) .* \(maxiter = 2\)"):
-        hybr(StepMap(cell), theta, c, np.zeros((3, 4)), tol=1e-10, maxiter=2)
+        refnet.solvers.settle(hybr(StepMap(cell, theta, c), np.zeros((3, 4)), tol=1e-10, maxiter=2)[1])
 
 
 def test_a_singular_implicit_system_raises_numerical_error():

@@ -15,11 +15,11 @@ the plain fixed-point iteration (their maps contract at these points) and
 then their own Newton correction, so each solve is exact to rounding whatever
 the solver; their default solver ``hybr`` is tested in tests/test_ernn_exact.py.
 """
-from refnet.algorithms.equilibrium import fixed_point
 from refnet.cells.ernn import ERNN
 from refnet.cells.ernn_exact import ExactERNN, ToyERNN
 from refnet.cells.fastgrnn import FastGRNN
 from refnet.cells.fastrnn import FastRNN
+from refnet.solvers.nonlinear import fixed_point
 
 from .common import H, I, T
 from .core import cell_checks

@@ -2,7 +2,7 @@
 
 Each convergent model is a cell iterated on a static input x (B, I), with a
 readout loss at its equilibrium: L(θ, x) = Σ_b w_b ℓ(head(output(h*_b)), y_b),
-h* = F(θ, x, h*).  Relations (DESIGN.md §4; REFERENCE.md "RBP"):
+h* = F(θ, x, h*).  Relations (DESIGN.md §4; Liao et al. 2018, Algs. 1–2, Props 1–3):
 
 =================  ===========================================================
 rbp                = FD of L(h*(θ, x)) in every coordinate of θ and x (Elman,
@@ -11,8 +11,8 @@ rbp                = FD of L(h*(θ, x)) in every coordinate of θ and x (Elman,
 cg_rbp, gmres_rbp  the same along 4 random directions (each FD point costs a solve;
                    they share rbp's linear system, not its iteration)
 neumann_rbp(K)     = TBPTT through K + 1 applications of F on a trajectory
-                   converged for its last steps, exactly (Prop. 2; the K + 1
-                   is REFERENCE.md's index convention)
+                   converged for its last steps, exactly (Prop. 2; Alg. 2 sums
+                   K + 1 terms, so K + 1 applications of F)
 neumann_rbp(T−1)   = BPTT through a T-step trajectory that converged to h*,
                    exactly up to the transient's ρ^(T − t) terms (Prop. 1)
 prop 3             ‖g_K − z*‖ <= ‖(I − Jᵀ)^{-1}‖ ‖J‖^{K+1} ‖∂L/∂h*‖ per example,
@@ -20,17 +20,18 @@ prop 3             ‖g_K − z*‖ <= ‖(I − Jᵀ)^{-1}‖ ‖J‖^{K+1} ‖
 =================  ===========================================================
 
 plus the standard cell rows (:func:`gradcheck.matrix.core.cell_checks`) for
-the continuous Hopfield network.  The FD tolerance 1e-14 is tighter than the
+the continuous Hopfield network, at a = 1 (Liao et al.) and at a = 0.5, where
+the leak term (1 − a) s is nonzero.  The FD tolerance 1e-14 is tighter than the
 1e-12 the issue asks for: a central difference with ε = 1e-6 divides the
 solve error by ε, so 1e-12 would already cost 1e-6 of relative accuracy.
 """
 import numpy as np
 
 import refnet
-from refnet.algorithms.equilibrium import fixed_point
 from refnet.algorithms.rbp import cg_rbp, gmres_rbp, neumann_rbp, rbp
 from refnet.backend import get_dtype, rng, to_numpy
 from refnet.cells.hopfield import Hopfield
+from refnet.solvers import fixed_point
 
 from ..check import check_directional, compare_grads
 from ..tolerances import tolerances_for
@@ -49,6 +50,9 @@ CONVERGENT = {
     "lstm": lambda: refnet.LSTM(I, H),
     "gru": lambda: refnet.GRU(I, H),
     "hopfield": lambda: Hopfield(I, 3, 2, init_std=0.5),
+    # a = 0.5: the leak (1 − a) s of the Euler step is nonzero (at a = 1, Liao et al.'s setting,
+    # it vanishes), so its VJP/JVP terms are checked too.
+    "hopfield_leak": lambda: Hopfield(I, 3, 2, a=0.5, init_std=0.5),
 }
 
 # ‖F(h) − h‖_∞ for the h* under finite differences: near the rounding floor of each dtype.
@@ -57,7 +61,7 @@ STEPS = 400     # trajectory length: ρ(J) <= 0.9 here, so the first ~350 steps 
 K = 3
 # Cells small enough for a central difference in every coordinate within the matrix's time budget
 # (each FD point re-solves h*: ~100 fixed-point steps); LSTM and GRU get random directions.
-FULL_FD = ("elman_tanh", "hopfield")
+FULL_FD = ("elman_tanh", "hopfield", "hopfield_leak")
 
 
 def _theta(cell, r):
@@ -201,6 +205,7 @@ def checks():
                   _neumann_equals_bptt(name)),
         ]
     out += [Check(name, "neumann_rbp(0..8)", "Prop. 3 error bound holds (ratio <= 1)", _prop3(name))
-            for name in ("elman_tanh", "hopfield")]
+            for name in ("elman_tanh", "hopfield", "hopfield_leak")]
     out += cell_checks("hopfield", CONVERGENT["hopfield"])
+    out += cell_checks("hopfield_leak", CONVERGENT["hopfield_leak"])
     return out

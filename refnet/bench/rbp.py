@@ -7,7 +7,7 @@ linear readout of h_T (10 classes).  Each implementation computes dθ:
 
 - ``bptt``: ``refnet.bptt`` over the T steps (every state and cache kept);
 - ``neumann_rbp``: T plain steps h ← F(h) keeping only the last, then
-  ``refnet.algorithms.rbp.neumann_rbp`` with K = :data:`K` at h_T;
+  ``refnet.neumann_rbp`` (:mod:`refnet.algorithms.rbp`) with K = :data:`K` at h_T;
 - ``cg_rbp``: the same forward, then ``cg_rbp`` (rtol 1e-10) at h_T.
 
 So the forward work is the same and only what is kept and the backward

@@ -1,7 +1,7 @@
 """Exact-equilibrium ERNN (beyond the ERNN paper): solve every step's fixed point to tolerance.
 
 The ERNN paper's constraint h_t = φ(h_t, h_{t−1}, x_t) (§3.1) with Eq. 10's
-linear dynamics inside the nonlinearity (REFERENCE.md, ERNN ``exact=True``):
+linear dynamics inside the nonlinearity, solved exactly:
 
     h_t = T(h_t),      T(h) = σ(g(h)),      g(h) = U h + V h_{t−1} + W x_t + b
 
@@ -9,17 +9,23 @@ solved at every step instead of approximated by K inexact-Newton iterations
 (:mod:`refnet.cells.ernn`).  σ = tanh (default) or ReLU.
 
 **Forward.**  ``solver`` drives ‖T(h) − h‖_∞ below ``tol`` from h_{t−1}.
-The default, :func:`hybr`, is Newton's method globalised by a trust region
-(MINPACK's hybrj through ``scipy.optimize.root(method="hybr")``, exact
-Jacobian J − I with J = ∂T/∂h = diag(σ'(g)) U), one example at a time: each
-example is its own system, so one example's hard start does not shorten every
-other example's steps, as a line search over the whole batch would (with
-:func:`refnet.algorithms.equilibrium.newton_krylov` on :class:`ToyERNN` that
+It is a map-level solver of :mod:`refnet.solvers.nonlinear`, called as
+``solver(StepMap(...), h_prev, tol=tol, maxiter=maxiter) -> (h, SolveInfo)``.
+The default, :func:`~refnet.solvers.nonlinear.hybr`, is Newton's method
+globalised by a trust region (MINPACK's hybrj through
+``scipy.optimize.root(method="hybr")``, exact Jacobian J − I with
+J = ∂T/∂h = diag(σ'(g)) U), one example at a time: each example is its own
+system, so one example's hard start does not shorten every other example's
+steps, as a line search over the whole batch would (with
+:func:`~refnet.solvers.nonlinear.newton_krylov` on :class:`ToyERNN` that
 stalled at a residual of 0.3 after 100 iterations for B = 3, H = 4).  Any
-solver of :mod:`refnet.algorithms.equilibrium` fits too (``fixed_point`` and
+solver of :mod:`refnet.solvers.nonlinear` fits (``fixed_point`` and
 ``anderson`` are much faster on a batch where T contracts, as ERNNs with small
-U do), and so does :func:`fixed_point_then_hybr`, the plain iteration on the
-batch and hybr for the examples it leaves unsolved.  A small residual alone does not make h accurate where the root is
+U do), and so does :func:`~refnet.solvers.nonlinear.fixed_point_then_hybr`,
+the plain iteration on the batch and hybr for the examples it leaves unsolved.
+A failed solve goes through the solver layer's failure policy
+(:func:`refnet.solvers.settle`: ConvergenceError by default).  A small
+residual alone does not make h accurate where the root is
 nearly degenerate, so the step then takes an exact Newton correction
 h ← h + (I − J)^{-1} (T(h) − h) and accepts the result only if its residual
 is ≤ ``tol`` and so is the estimate of its distance to the root,
@@ -28,7 +34,7 @@ Newton correction plus what rounding, unit roundoff u, can hide in the
 residual, amplified as the correction would be).  At a regular root
 quadratic convergence makes that so; where I − J is nearly singular the root
 is not isolated to tolerance and :class:`refnet.ConvergenceError` is raised
-with the residual.
+with the residual (through the same policy).
 
 **Backward** (implicit function theorem).  At h* = T(h*), with
 D = diag(σ'(g*)):
@@ -52,26 +58,27 @@ the residual, ≈ u h*, hides the root's position to u / h* > tol), and small c
 from the start h = 0, where Newton has almost no slope to follow (c = 1e-6
 from h_{t−1} = 0 fails; from ±0.5 it is solved).
 
-:class:`StepMap` presents T to the solvers as a cell on the static input
-c_t = V h_{t−1} + W x_t + b, the form :mod:`refnet.algorithms.equilibrium` solves.
+:class:`StepMap` presents T to the solvers as a map h ↦ σ(U h + c) on the
+static input c_t = V h_{t−1} + W x_t + b, with the ``rows`` and ``jacobian``
+that :func:`~refnet.solvers.nonlinear.hybr` needs.  The cell imports the
+solver layer, which sits below the cells (DESIGN.md §2).
 
 Parameters (the paper's names; init as :class:`refnet.cells.ernn.ERNN`):
 W (H, I), V (H, H), U (H, H) (not in :class:`ToyERNN`), b (H,).
 """
-import warnings
-from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy
-import scipy.optimize
 
-from .._validate import check_int
-from ..algorithms import equilibrium
-from ..backend import get_dtype, get_xp, to_numpy, xp_of
-from ..errors import ConvergenceError, NumericalError
+from ..backend import get_dtype, get_xp, xp_of
+from ..errors import NumericalError
+from ..solvers.info import DEFAULT_TOL, settle
+from ..solvers.nonlinear import fixed_point_then_hybr, hybr
 from .activations import ACTIVATIONS
 from .base import Cell
 
+# hybr and fixed_point_then_hybr are re-exported: they are the solvers ExactERNN is built with.
 __all__ = ["ExactERNN", "ToyERNN", "ExactERNNCache", "StepMap", "hybr", "fixed_point_then_hybr"]
 
 
@@ -84,135 +91,40 @@ class ExactERNNCache(NamedTuple):
     iterations: int     # the solver's iterations, plus 1 for the Newton correction
 
 
-class _MapCache(NamedTuple):
-    d_sigma: object     # (B, H) σ'(g) at the point the map was applied to
+def _failure(info, message, residual, iterations):
+    """The solver's SolveInfo turned into the step's certification failure (settled by the caller)."""
+    return replace(info, solver=message.split(":", 1)[0], converged=False, residual=float(residual),
+                   iterations=int(iterations), message=message)
 
 
 @dataclass(frozen=True)
-class StepMap(Cell):
-    """One step's map h ↦ T(h) = σ(U h + c) as a cell on the static input c = V h_{t−1} + W x_t + b (B, H).
+class StepMap:
+    """One step's map T(h) = σ(U h + c) on the static input c = V h_{t−1} + W x_t + b (B, H).
 
-    This is how the per-step solve reuses :mod:`refnet.algorithms.equilibrium`,
-    whose solvers find h* = F(h*) for a cell F on a static input.  Its
-    ``step_jvp`` takes state tangents only (J v = D U v), which is what
-    :func:`~refnet.algorithms.equilibrium.spectral_radius` asks of it.
+    A map for :mod:`refnet.solvers.nonlinear` (block-separable over the
+    batch), with ``rows`` and ``jacobian`` for :func:`~refnet.solvers.nonlinear.hybr`.
     """
 
-    ernn: "ExactERNN"
+    ernn: Any            # the ExactERNN (or ToyERNN) whose step this is
+    params: dict
+    c: Any               # (B, H)
 
-    @property
-    def input_size(self):
-        return self.ernn.hidden_size
+    def __call__(self, h):
+        """T(h) = σ(U h + c)."""
+        return self.ernn.sigma.fn(self.ernn.feedback(self.params, h) + self.c)
 
-    @property
-    def hidden_size(self):
-        return self.ernn.hidden_size
+    def rows(self, index):
+        """The map of the examples ``index``."""
+        return StepMap(self.ernn, self.params, self.c[index])
 
-    def param_shapes(self):
-        return self.ernn.param_shapes()
+    def jacobian(self, h):
+        """J = ∂T/∂h = D U for every example, (B, H, H), D = diag(σ'(U h + c))."""
+        d_sigma = self.ernn.sigma.grad(self(h))
+        return d_sigma[:, :, None] * self.ernn.feedback_matrix(self.params, d_sigma)[None]
 
-    def step(self, params, s_prev, x, t=None):
-        """T(h) = σ(U h + c) with c = ``x``."""
-        y = self.ernn.sigma.fn(self.ernn.feedback(params, s_prev) + x)
-        return y, _MapCache(self.ernn.sigma.grad(y))
-
-    def step_jvp(self, params, cache, ds_prev=None, dparams=None, dx=None):
-        """J v = D U v (state tangents only)."""
-        if dparams is not None or dx is not None:
-            raise ValueError("StepMap.step_jvp takes a state tangent only (dparams and dx must be None)")
-        xp = xp_of(cache.d_sigma)
-        if ds_prev is None:
-            return xp.zeros_like(cache.d_sigma)
-        return cache.d_sigma * self.ernn.feedback(params, ds_prev)
-
-    def state_jacobian(self, params, cache):
-        """J = ∂T/∂h = D U for every example, (B, H, H)."""
-        return cache.d_sigma[:, :, None] * self.ernn.feedback_matrix(params, cache.d_sigma)[None]
-
-
-def hybr(cell, theta, x, h0=None, *, tol=None, maxiter=100, t=None):
-    """Powell's hybrid method, one example at a time (MINPACK hybrj via ``scipy.optimize.root``).
-
-    For each example b, solves G(h) = F(h) − h = 0 by a trust-region
-    (dogleg) Newton method with the exact Jacobian ``cell.state_jacobian`` − I.
-    MINPACK stops on a relative step below ``tol`` or after ``maxiter``
-    evaluations of G; refnet then measures ‖F(h) − h‖_∞ on the returned h
-    and raises :class:`refnet.ConvergenceError` (carrying it, and naming the
-    worst example) if it exceeds ``tol``.  The signature and result are those
-    of the solvers of :mod:`refnet.algorithms.equilibrium`.
-
-    Parameters
-    ----------
-    cell : a cell with ``state_jacobian`` (such as :class:`StepMap`);  theta : its params
-    x : (B, I) static input (for :class:`StepMap`, c);  h0 : (B, n_state) start, or None for zeros
-    tol : float, default ``equilibrium.DEFAULT_TOL`` of the dtype;  maxiter : int >= 1
-    t : passed to ``cell.step``
-
-    Returns
-    -------
-    refnet.algorithms.equilibrium.Equilibrium
-        residuals = (at h0, at h); steps = the most evaluations of G any example took.
-    """
-    h = equilibrium.check_problem(cell, theta, x, h0)
-    tol = equilibrium.DEFAULT_TOL[numpy.dtype(x.dtype)] if tol is None else tol
-    maxiter = check_int("maxiter", maxiter, 1)
-    xp = xp_of(h)
-    eye = numpy.eye(cell.n_state)
-    start = equilibrium.residual(cell, theta, x, h, t)
-    equilibrium.check_finite_value("hybr", start, 0)
-    roots, evaluations = [], 0
-    for b in range(h.shape[0]):
-        def G_and_jacobian(h_host, x_b=x[b:b + 1]):
-            h_b = xp.asarray(h_host[None], dtype=x.dtype)
-            y, cache = cell.step(theta, h_b, x_b, t)
-            return to_numpy(y - h_b)[0], to_numpy(cell.state_jacobian(theta, cache))[0] - eye
-        solution = scipy.optimize.root(G_and_jacobian, to_numpy(h[b]).astype(numpy.float64), jac=True,
-                                       method="hybr", options={"xtol": tol, "maxfev": maxiter})
-        roots.append(solution.x)
-        evaluations = max(evaluations, int(solution.nfev))
-    h = xp.asarray(numpy.stack(roots), dtype=x.dtype)
-    per_example = xp.abs(cell.step(theta, h, x, t)[0] - h).max(axis=1)
-    final = float(per_example.max())
-    equilibrium.check_finite_value("hybr", final, evaluations)
-    if not final <= tol:
-        raise ConvergenceError(
-            f"hybr: ‖F(h) − h‖_∞ = {final:.3e} > tol = {tol:.3e} (worst example "
-            f"{int(per_example.argmax())}) after at most {evaluations} evaluations per example "
-            f"(maxiter = {maxiter})", residual=final, iterations=evaluations, where="hybr")
-    return equilibrium.Equilibrium(h, (start, final), evaluations, True)
-
-
-def fixed_point_then_hybr(cell, theta, x, h0=None, *, tol=None, maxiter=300, t=None):
-    """The plain fixed-point iteration on the batch, then :func:`hybr` for the examples it left unsolved.
-
-    ``equilibrium.fixed_point`` runs ``maxiter`` iterations at most; every
-    example whose residual is still above ``tol`` (where T contracts slowly or
-    not at all) is then solved by :func:`hybr` from its last iterate.  Fast
-    where T contracts, as robust as :func:`hybr` where it does not.  Raises
-    :class:`refnet.ConvergenceError` where :func:`hybr` does.  Arguments and
-    result as :func:`hybr`; ``steps`` counts the fixed-point iterations plus
-    hybr's evaluations.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", equilibrium.ConvergenceWarning)   # handled below, by hybr
-        eq = equilibrium.fixed_point(cell, theta, x, h0, tol=tol, maxiter=maxiter, t=t, on_failure="warn")
-    if eq.converged:
-        return eq
-    xp = xp_of(eq.h)
-    tol = equilibrium.DEFAULT_TOL[numpy.dtype(x.dtype)] if tol is None else tol
-    h = eq.h.copy()
-    unsolved = xp.abs(cell.step(theta, h, x, t)[0] - h).max(axis=1) > tol
-    indices = [int(i) for i in xp.nonzero(unsolved)[0]]
-    try:
-        rest = hybr(cell, theta, x[unsolved], h[unsolved], tol=tol, t=t)
-    except ConvergenceError as exc:
-        raise ConvergenceError(f"{exc}; hybr ran on the examples {indices} that {eq.steps} fixed-point "
-                               "iterations left unsolved, numbered from 0 in that order",
-                               residual=exc.residual, iterations=eq.steps + exc.iterations,
-                               where=exc.where) from exc
-    h[unsolved] = rest.h
-    final = equilibrium.residual(cell, theta, x, h, t)
-    return equilibrium.Equilibrium(h, eq.residuals + (final,), eq.steps + rest.steps, final <= tol)
+    def jvp(self, h, v):
+        """J v = D (U v) at h, (B, H)."""
+        return self.ernn.sigma.grad(self(h)) * self.ernn.feedback(self.params, v)
 
 
 @dataclass(frozen=True)
@@ -225,13 +137,14 @@ class ExactERNN(Cell):
     nonlinearity : 'tanh' (default) or 'relu'
     tol : float or None
         Bound on ‖T(h) − h‖_∞ and on the estimated distance to the root (module
-        docstring); None for ``refnet.algorithms.equilibrium.DEFAULT_TOL`` of the dtype.
+        docstring); None for ``refnet.solvers.DEFAULT_TOL`` of the dtype.
     maxiter : int
         Iterations allowed to ``solver``.
     solver : callable
-        :func:`hybr` (default), :func:`fixed_point_then_hybr`, or a solver of
-        :mod:`refnet.algorithms.equilibrium` (``fixed_point``, ``anderson``,
-        ``newton_krylov``); it raises ConvergenceError on failure.
+        A map-level solver of :mod:`refnet.solvers.nonlinear`: :func:`hybr`
+        (default), :func:`fixed_point_then_hybr`, ``fixed_point``,
+        ``anderson``, ``newton_krylov``; called as
+        ``solver(StepMap(self, params, c), h_prev, tol=, maxiter=) -> (h, SolveInfo)``.
     """
 
     input_size: int
@@ -307,40 +220,43 @@ class ExactERNN(Cell):
         return z[:, :, 0] if rhs.ndim == 2 else tuple(z[:, :, j] for j in range(z.shape[2]))
 
     def step(self, params, s_prev, x, t=None):
-        """Solve h_t = σ(U h_t + V h_{t−1} + W x_t + b) to ``tol`` (module docstring)."""
+        """Solve h_t = σ(U h_t + V h_{t−1} + W x_t + b) to ``tol`` (module docstring).
+
+        Failures go through :func:`refnet.solvers.settle` (ConvergenceError by
+        default; under ``refnet.solvers.failures("warn")`` a warning and the
+        uncertified h).
+        """
         xp = xp_of(s_prev, x)
         where = f"{type(self).__name__} step t={t}"
-        tol = equilibrium.DEFAULT_TOL[numpy.dtype(x.dtype)] if self.tol is None else self.tol
+        tol = DEFAULT_TOL[numpy.dtype(x.dtype)] if self.tol is None else self.tol
         c = self.static_input(params, s_prev, x)
-        try:
-            eq = self.solver(StepMap(self), params, c, s_prev, tol=tol, maxiter=self.maxiter)
-        except ConvergenceError as exc:
-            raise ConvergenceError(f"{where}: {exc}", residual=exc.residual, iterations=exc.iterations,
-                                   where=where) from exc
+        h, info = self.solver(StepMap(self, params, c), s_prev, tol=tol, maxiter=self.maxiter)
+        if info.failed:
+            settle(replace(info, solver=where, message=f"{where}: {info.message}"), stacklevel=3)
         # An exact Newton correction polishes h; the next one bounds its error (module docstring).
-        h = eq.h
         rounding = numpy.finfo(x.dtype).eps
         try:
             y = self.sigma.fn(self.feedback(params, h) + c)
-            h = h + self._solve(self._I_minus_DU(params, self.sigma.grad(y)), y - h, where)
-            y = self.sigma.fn(self.feedback(params, h) + c)
+            h_new = h + self._solve(self._I_minus_DU(params, self.sigma.grad(y)), y - h, where)
+            y_new = self.sigma.fn(self.feedback(params, h_new) + c)
             next_correction, hidden = self._solve(
-                self._I_minus_DU(params, self.sigma.grad(y)),
-                xp.stack([y - h, rounding * (xp.abs(h) + xp.abs(y))], axis=2), where)
+                self._I_minus_DU(params, self.sigma.grad(y_new)),
+                xp.stack([y_new - h_new, rounding * (xp.abs(h_new) + xp.abs(y_new))], axis=2), where)
         except NumericalError as exc:
-            raise ConvergenceError(f"{where}: the solver's h has ‖T(h) − h‖_∞ = {eq.residuals[-1]:.3e}, "
-                                   f"but the Newton correction failed ({exc}): the root is not isolated",
-                                   residual=eq.residuals[-1], iterations=eq.steps, where=where) from exc
+            settle(_failure(info, f"{where}: the solver's h has ‖T(h) − h‖_∞ = {info.residual:.3e}, but the "
+                            f"Newton correction failed ({exc}): the root is not isolated", info.residual,
+                            info.iterations), stacklevel=3)
+            return h, ExactERNNCache(x, s_prev, h, self.sigma.grad(y), info.residual, info.iterations)
+        h, y = h_new, y_new
         residual = float(xp.abs(y - h).max())
         error = float(xp.abs(next_correction).max() + xp.abs(hidden).max())
         if not (residual <= tol and error <= tol):
-            raise ConvergenceError(
-                f"{where}: after a Newton correction ‖T(h) − h‖_∞ = {residual:.3e} and the estimated "
+            settle(_failure(
+                info, f"{where}: after a Newton correction ‖T(h) − h‖_∞ = {residual:.3e} and the estimated "
                 f"distance to the root ‖(I − J)^-1 (T(h) − h)‖ + ‖(I − J)^-1 u (|h| + |T(h)|)‖ = "
                 f"{error:.3e}, not both <= tol = {tol:.3e}: I − diag(σ')U is nearly singular at this "
-                "root, which is not isolated to tolerance", residual=residual, iterations=eq.steps + 1,
-                where=where)
-        return h, ExactERNNCache(x, s_prev, h, self.sigma.grad(y), residual, eq.steps + 1)
+                "root, which is not isolated to tolerance", residual, info.iterations + 1), stacklevel=3)
+        return h, ExactERNNCache(x, s_prev, h, self.sigma.grad(y), residual, info.iterations + 1)
 
     def step_vjp(self, params, cache, ds):
         """Implicit function theorem: (I − D U)ᵀ z = ds, then back through g at h* (module docstring)."""

@@ -1,0 +1,281 @@
+"""What a solve reports (:class:`SolveInfo`) and the one place where a failed solve is raised.
+
+Every solver of :mod:`refnet.solvers` returns ``(x, info)``.  ``info``
+carries the claim and the evidence for it, after torchdeq's ``SolverStat``
+(Geng & Kolter 2023, "TorchDEQ"): whether the stopping rule was met on the
+system the caller asked about, the residual traces (absolute and relative),
+the lowest residual reached and the iterate that reached it, the iteration
+count, and per-example results for a batch solved as one block-diagonal
+system.
+
+**Failure policy.**  A solver never raises for non-convergence itself: it
+returns ``info.converged = False`` with a message.  The entry points that
+hand a result to a user (``refnet.fixed_point``, the RBP variants, the
+exact-equilibrium ERNN's step) pass ``info`` to :func:`settle`, the only
+function that turns a failed solve into an exception or a warning:
+
+- by default it raises :class:`refnet.ConvergenceError` (or
+  :class:`refnet.SingularSystemError` where the matrix is singular), carrying
+  the residual and the iteration count;
+- inside ``with refnet.solvers.failures("warn"):`` it issues a
+  :class:`ConvergenceWarning` and the caller gets the unconverged result,
+  flagged ``converged=False``;
+- inside ``failures("ignore")`` it does neither (read ``info`` yourself).
+
+The choice lives in a :mod:`contextvars` variable, so it is set once per
+block of code (and per thread / asyncio task), never threaded through
+signatures.  Whoever calls a solver directly can call
+:meth:`SolveInfo.raise_if_failed`.  NaN or Inf never goes through the policy:
+it always raises :class:`refnet.NumericalError` where it is detected.
+
+**Host synchronisation.**  Loops written here (fixed-point iteration,
+Richardson/RBP, Neumann) keep their per-iteration residual norms on the
+device and read one back to the host only every :data:`CHECK_EVERY`
+iterations on CuPy (every iteration on NumPy, where there is no device), so
+a converged solve may run up to ``CHECK_EVERY − 1`` iterations past the
+first iterate that met its tolerance; the traces are moved to the host once,
+at the end.
+"""
+import contextlib
+import contextvars
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy
+
+from ..backend import to_numpy, xp_of
+from ..errors import ConvergenceError, NumericalError, SingularSystemError
+
+__all__ = ["SolveInfo", "ConvergenceWarning", "SeriesDivergenceWarning", "failures", "failure_mode",
+           "settle", "FAILURE_MODES", "CHECK_EVERY", "DEFAULT_TOL", "DEFAULT_RTOL", "SINGULAR_TOL",
+           "check_interval", "Recorder", "Lowest", "raise_non_finite"]
+
+# ‖F(h) − h‖_∞ default by dtype: a few hundred unit roundoffs of O(1) states.
+DEFAULT_TOL = {numpy.dtype("float64"): 1e-10, numpy.dtype("float32"): 1e-5}
+# Linear solves: default relative tolerance on ‖b − A x‖₂ / ‖b‖₂, by dtype.
+DEFAULT_RTOL = {numpy.dtype("float64"): 1e-10, numpy.dtype("float32"): 1e-5}
+# A residual r with ‖Aᵀ r‖ <= SINGULAR_TOL ‖r‖ is (numerically) a null vector of Aᵀ: σ_min(A) is
+# at most that ratio, so no iterate can reduce r further.  √u: far above rounding of one product
+# (≈ u), far below any system a solver should be asked to finish (κ ≈ 1/√u = 7e7 in float64).
+SINGULAR_TOL = {numpy.dtype("float64"): float(numpy.sqrt(numpy.finfo(numpy.float64).eps)),
+                numpy.dtype("float32"): float(numpy.sqrt(numpy.finfo(numpy.float32).eps))}
+# On a device backend, iterations between host reads of the residual (module docstring).
+CHECK_EVERY = 10
+
+FAILURE_MODES = ("raise", "warn", "ignore")
+_MODE = contextvars.ContextVar("refnet_solver_failures", default="raise")
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """A solve stopped short of its tolerance and the caller asked for warnings (:func:`failures`)."""
+
+
+class SeriesDivergenceWarning(RuntimeWarning):
+    """The terms of a Neumann series did not shrink: ρ(J) >= 1 is likely, Prop. 3's bound does not hold."""
+
+
+def check_interval(xp):
+    """Iterations between host reads of a residual: 1 on NumPy, :data:`CHECK_EVERY` on a device."""
+    return 1 if xp is numpy else CHECK_EVERY
+
+
+@dataclass(frozen=True)
+class SolveInfo:
+    """The claim of one solve and its evidence (module docstring).
+
+    Attributes
+    ----------
+    solver : str
+        Which solver (and, once settled by an entry point, which entry point).
+    converged : bool or None
+        Whether the stopping rule held on the returned x, measured on the
+        caller's system (never a surrogate); None where no tolerance was asked.
+    iterations : int
+        Iterations spent, as each solver defines them (its docstring).
+    residual : float
+        Final residual of the returned x in ``norm``.
+    tolerance : float or None
+        The threshold ``residual`` was held to.
+    norm : str
+        The norm of ``residual``, ``abs_trace`` and ``lowest``, in words.
+    abs_trace, rel_trace : (m,) NumPy arrays
+        Residuals recorded during the solve, absolute and relative (to ‖b‖
+        for a linear solve, to ‖F(h)‖ for a fixed point), at iterations
+        ``trace_at`` (m,).
+    lowest : float
+        Residual of ``lowest_x``.
+    lowest_x : array like x
+        Every example's own lowest-residual recorded iterate (a batch solve is
+        block-diagonal, so each example's best can be taken separately).
+    example_residual : (B,) NumPy array
+        Final residual of each example (its rows of x), in ``norm``.
+    example_converged : (B,) bool NumPy array or None
+        Each example against its own threshold (same rule, its own ‖b_b‖).
+    singular : bool
+        The residual left is (nearly) a null vector of Aᵀ (:data:`SINGULAR_TOL`).
+    diagnostics : dict
+        Solver-specific evidence (e.g. Neumann's per-example growth factor,
+        ``sigma_min_bound`` = ‖Aᵀ r‖ / ‖r‖ per example for a failed linear solve).
+    message : str
+        Why the solve failed ("" when it did not).
+    """
+
+    solver: str
+    converged: Optional[bool]
+    iterations: int
+    residual: float
+    tolerance: Optional[float]
+    norm: str
+    abs_trace: Any
+    rel_trace: Any
+    trace_at: Any
+    lowest: float
+    lowest_x: Any
+    example_residual: Any
+    example_converged: Any
+    singular: bool = False
+    diagnostics: dict = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def failed(self):
+        """True when a tolerance was asked and not met."""
+        return self.converged is False
+
+    def error(self):
+        """The exception describing this failure: SingularSystemError or ConvergenceError."""
+        kind = SingularSystemError if self.singular else ConvergenceError
+        return kind(self.message or f"{self.solver}: residual {self.residual:.3e} > {self.tolerance}",
+                    residual=self.residual, iterations=self.iterations, where=self.solver)
+
+    def raise_if_failed(self):
+        """Raise :meth:`error` if the solve failed; return self otherwise.
+
+        Raises
+        ------
+        refnet.ConvergenceError, refnet.SingularSystemError
+        """
+        if self.failed:
+            raise self.error()
+        return self
+
+
+@contextlib.contextmanager
+def failures(mode):
+    """Choose, for a block of code, what a failed solve does at every entry point (module docstring).
+
+    Parameters
+    ----------
+    mode : {"raise", "warn", "ignore"}
+        "raise" (the default outside any block) raises ConvergenceError or
+        SingularSystemError; "warn" issues a :class:`ConvergenceWarning` and
+        returns the unconverged result; "ignore" returns it silently (its
+        ``converged`` is False).
+
+    Raises
+    ------
+    ValueError
+        ``mode`` is none of the three.
+
+    Examples
+    --------
+    >>> with refnet.solvers.failures("warn"):          # doctest: +SKIP
+    ...     res = refnet.rbp(cell, theta, x, h, dh, maxiter=10)
+    """
+    if mode not in FAILURE_MODES:
+        raise ValueError(f"mode must be one of {FAILURE_MODES}, got {mode!r}")
+    token = _MODE.set(mode)
+    try:
+        yield mode
+    finally:
+        _MODE.reset(token)
+
+
+def failure_mode():
+    """The policy in force here: "raise", "warn" or "ignore" (:func:`failures`)."""
+    return _MODE.get()
+
+
+def settle(info, *, stacklevel=3):
+    """Apply the failure policy to ``info``: the one place a failed solve is raised or warned.
+
+    Returns ``info`` unchanged when it did not fail, or when the policy lets
+    the failure through.
+
+    Raises
+    ------
+    refnet.ConvergenceError, refnet.SingularSystemError
+        Under the default policy, where ``info.failed``.
+    """
+    if not info.failed:
+        return info
+    mode = _MODE.get()
+    if mode == "raise":
+        raise info.error()
+    if mode == "warn":
+        warnings.warn(f"{info.message} (returned unconverged: refnet.solvers.failures('warn') is in force)",
+                      ConvergenceWarning, stacklevel=stacklevel)
+    return info
+
+
+class Recorder:
+    """Per-iteration residuals kept on the device; one transfer to the host at the end.
+
+    ``record(i, abs, rel)`` takes 0-d arrays of the backend ``xp`` (device
+    scalars on CuPy: recording does not synchronise); ``host()`` returns
+    (abs_trace, rel_trace, trace_at) as NumPy arrays; ``first_non_finite()``
+    names the first iteration whose residual was NaN/Inf.
+    """
+
+    def __init__(self, xp):
+        self.xp = xp
+        self.abs, self.rel, self.at = [], [], []
+
+    def record(self, i, abs_value, rel_value):
+        self.abs.append(abs_value)
+        self.rel.append(rel_value)
+        self.at.append(int(i))
+
+    def host(self):
+        if not self.abs:
+            return numpy.zeros(0), numpy.zeros(0), numpy.zeros(0, dtype=int)
+        xp = self.xp
+        abs_trace = to_numpy(xp.stack([xp.asarray(a) for a in self.abs])).astype(float)
+        rel_trace = to_numpy(xp.stack([xp.asarray(a) for a in self.rel])).astype(float)
+        return abs_trace, rel_trace, numpy.asarray(self.at, dtype=int)
+
+    def first_non_finite(self):
+        """(iteration, value) of the first non-finite recorded residual, or None."""
+        abs_trace, _, at = self.host()
+        bad = numpy.flatnonzero(~numpy.isfinite(abs_trace))
+        return None if bad.size == 0 else (int(at[bad[0]]), float(abs_trace[bad[0]]))
+
+
+class Lowest:
+    """Every example's lowest residual so far and the iterate that had it, updated on the device.
+
+    x : (B, n) iterates; ``norms`` (B,) their per-example residuals.  NaN never
+    replaces a finite best (NaN < a is False).
+    """
+
+    def __init__(self, x, norms, i=0):
+        xp = xp_of(x)
+        self.x, self.norms = x.copy(), norms.copy()
+        self.at = xp.full(norms.shape, i, dtype=numpy.int64)
+
+    def update(self, x, norms, i):
+        xp = xp_of(x)
+        better = norms < self.norms
+        self.norms = xp.where(better, norms, self.norms)
+        self.x = xp.where(better.reshape(better.shape + (1,) * (x.ndim - 1)), x, self.x)
+        self.at = xp.where(better, i, self.at)
+
+
+def raise_non_finite(name, quantity, recorder, fallback_iteration):
+    """NumericalError naming the first iteration at which ``quantity`` became NaN/Inf."""
+    first = recorder.first_non_finite() if recorder is not None else None
+    iteration, value = first if first is not None else (fallback_iteration, math.nan)
+    raise NumericalError(f"{name}: {quantity} became {value} at iteration {iteration} (the iteration "
+                         "diverged or overflowed)", where=f"{quantity}, iteration {iteration}")

@@ -1,0 +1,171 @@
+"""Linear operators from a cell's hand-written VJP and JVP at a point (scipy.sparse.linalg's LinearOperator idea).
+
+At a state h (B, n) on a static input x, a cell's one-step map F is
+linearised from one ``step``'s cache:
+
+    Jᵀ v = cell.step_vjp(θ, cache, v)[0],        J v = cell.step_jvp(θ, cache, v, None, None),
+
+J = ∂F/∂h at h, per example.  The implicit-gradient (adjoint) system of
+recurrent back-propagation (Liao et al. 2018, Eq. 2) is
+
+    A z = b,     A = I − Jᵀ,   b = ∂L/∂h*,
+
+and ``A.rmatvec(v) = v − J v`` is Aᵀ, which CG on the normal equations and
+the singularity diagnosis need.
+
+**Batches.**  A is block-diagonal over the batch: example b's block is
+I − J_bᵀ.  It is one operator on arrays of shape ``vshape`` = (B, n) (flat
+length B·n, as scipy sees it) rather than B separate operators: each product
+is one batched VJP (a GEMM over all B rows instead of B matrix-vector
+products and B times the Python overhead).  ``block_diagonal`` tells the
+solvers they may report per-example results (rows of (B, n)).
+"""
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+
+from ..backend import xp_of
+from .problem import check_cell
+
+__all__ = ["LinearOperator", "IdentityMinus", "Linearisation", "linearise", "as_operator"]
+
+
+class LinearOperator:
+    """A linear map on arrays of shape ``vshape``, given by ``matvec`` and, optionally, ``rmatvec``.
+
+    Parameters
+    ----------
+    vshape : tuple of int
+        Shape of the arrays it acts on, e.g. (B, n); ``shape`` is (N, N), N = prod(vshape).
+    dtype : numpy dtype
+    matvec : callable, array of ``vshape`` -> array of ``vshape``
+    rmatvec : callable or None
+        The transpose's product; None where it is not available.
+    block_diagonal : bool
+        True when, for vshape (B, n), row b of A v depends on row b of v only.
+
+    ``matvec``/``rmatvec`` also accept flat vectors (N,) and return flat ones.
+    """
+
+    def __init__(self, vshape, dtype, matvec, rmatvec=None, *, block_diagonal=False):
+        self.vshape = tuple(int(d) for d in vshape)
+        self.dtype = numpy.dtype(dtype)
+        self.size = math.prod(self.vshape)
+        self._matvec, self._rmatvec = matvec, rmatvec
+        self.block_diagonal = bool(block_diagonal) and len(self.vshape) == 2
+
+    @property
+    def shape(self):
+        """(N, N), N = prod(vshape): the matrix as scipy sees it."""
+        return (self.size, self.size)
+
+    @property
+    def has_rmatvec(self):
+        return self._rmatvec is not None
+
+    def _apply(self, fn, v):
+        if tuple(v.shape) == self.vshape:
+            return fn(v)
+        return fn(v.reshape(self.vshape)).reshape(v.shape)
+
+    def matvec(self, v):
+        """A v."""
+        return self._apply(self._matvec, v)
+
+    def rmatvec(self, v):
+        """Aᵀ v.  TypeError where the operator has no transpose product."""
+        if self._rmatvec is None:
+            raise TypeError("this LinearOperator has no rmatvec (Aᵀ v): build it with rmatvec=")
+        return self._apply(self._rmatvec, v)
+
+
+class IdentityMinus(LinearOperator):
+    """A = I − M for a LinearOperator M; ``A.M`` keeps M so that series and iterations use M v exactly."""
+
+    def __init__(self, M):
+        rmatvec = (lambda v: v - M.rmatvec(v)) if M.has_rmatvec else None
+        super().__init__(M.vshape, M.dtype, lambda v: v - M.matvec(v), rmatvec,
+                         block_diagonal=M.block_diagonal)
+        self.M = M
+
+
+def as_operator(A, name="A"):
+    """Accept a :class:`LinearOperator`, or a dense (N, N) NumPy/CuPy matrix (wrapped, flat vectors)."""
+    if isinstance(A, LinearOperator):
+        return A
+    if hasattr(A, "shape") and hasattr(A, "dtype") and getattr(A, "ndim", 0) == 2:
+        if A.shape[0] != A.shape[1] or A.shape[0] == 0:
+            raise ValueError(f"{name} must be a square, non-empty matrix, got shape {tuple(A.shape)}")
+        if A.dtype.kind != "f":
+            raise TypeError(f"{name} must be a floating matrix, got dtype {A.dtype}")
+        return LinearOperator((A.shape[0],), A.dtype, lambda v: A @ v, lambda v: A.T @ v)
+    raise TypeError(f"{name} must be a refnet.solvers.LinearOperator or a square matrix, "
+                    f"got {type(A).__name__}")
+
+
+@dataclass(frozen=True)
+class Linearisation:
+    """F linearised at h: products with Jᵀ and J from one step's cache (module docstring).
+
+    Attributes
+    ----------
+    fixed_point_residual : (B,) array
+        ‖F(h) − h‖_∞ per example, on the backend of h: how far h is from an equilibrium.
+    """
+
+    cell: Any
+    theta: dict
+    cache: Any
+    vshape: tuple
+    dtype: Any
+    fixed_point_residual: Any
+
+    def vjp(self, v):
+        """(Jᵀ v, vᵀ ∂F/∂θ, vᵀ ∂F/∂x) for v (B, n)."""
+        return self.cell.step_vjp(self.theta, self.cache, v)
+
+    def jvp(self, v):
+        """J v for v (B, n)."""
+        return self.cell.step_jvp(self.theta, self.cache, v, None, None)
+
+    def jacobian_transpose(self):
+        """Jᵀ as a block-diagonal LinearOperator on (B, n) (rmatvec: J)."""
+        return LinearOperator(self.vshape, self.dtype, lambda v: self.vjp(v)[0], self.jvp,
+                              block_diagonal=True)
+
+    def jacobian(self):
+        """J as a block-diagonal LinearOperator on (B, n) (rmatvec: Jᵀ)."""
+        return LinearOperator(self.vshape, self.dtype, self.jvp, lambda v: self.vjp(v)[0],
+                              block_diagonal=True)
+
+    def adjoint_system(self):
+        """A = I − Jᵀ (Liao et al. 2018, Eq. 2), with ``A.M`` = Jᵀ and Aᵀ = I − J."""
+        return IdentityMinus(self.jacobian_transpose())
+
+
+def linearise(cell, theta, x, h, t=None):
+    """Linearise F(h) = cell.step(θ, h, x, t)[0] at h (no validation beyond the cell's contract).
+
+    Parameters
+    ----------
+    cell : a refnet cell with ``step``, ``step_vjp``, ``step_jvp``
+    theta : dict, its params
+    x : (B, I) static input
+    h : (B, n_state) the point
+    t : passed to ``cell.step``
+
+    Returns
+    -------
+    Linearisation
+
+    Raises
+    ------
+    TypeError
+        ``cell`` lacks ``step_vjp`` or ``step_jvp``.
+    """
+    check_cell(cell, ("step", "step_vjp", "step_jvp"))
+    xp = xp_of(h)
+    h_next, cache = cell.step(theta, h, x, t)
+    return Linearisation(cell, theta, cache, tuple(h.shape), h.dtype, xp.abs(h_next - h).max(axis=1))

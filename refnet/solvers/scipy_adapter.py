@@ -1,0 +1,145 @@
+"""The one place that knows how SciPy's and cupyx's Krylov solvers differ.
+
+``scipy.sparse.linalg`` (NumPy arrays) and ``cupyx.scipy.sparse.linalg``
+(CuPy arrays) share names but not every keyword or count:
+
+=====================  ==================================  ==================================
+                       SciPy >= 1.12 (1.10, 1.11)          cupyx 13.x, 14.x
+=====================  ==================================  ==================================
+relative tolerance     ``rtol=`` (``tol=`` before 1.12;     ``tol=``
+                       ``tol`` removed in 1.14)
+``atol``               absolute floor (1.10/1.11: None      ``max(atol, tol·‖b‖)``
+                       meant "legacy"; refnet always
+                       passes a float)
+GMRES ``maxiter``      restart **cycles**                   **inner iterations**, checked
+                                                            after each whole cycle
+GMRES ``callback``     ``callback_type="x"``: x once per    ``"x"``: x at the start of every
+                       cycle                                cycle (before it, too)
+CG ``callback``        ``callback(xk)`` every iteration     the same
+=====================  ==================================  ==================================
+
+scipy.optimize's nonlinear solvers (Anderson, Newton–Krylov) signal
+non-convergence with ``NoConvergence``, public as
+``scipy.optimize.NoConvergence`` only since SciPy 1.11 (in 1.10 it lives in
+``scipy.optimize._nonlin``): :data:`NoConvergence` is whichever exists.
+
+The keyword is chosen by inspecting the solver's signature (``rtol`` if it
+takes one, else ``tol``), not by version numbers, so a SciPy between
+deprecation and removal, or a CuPy that adopts ``rtol``, works unchanged.
+refnet's GMRES ``maxiter`` counts inner iterations (products with A), like
+every other refnet solver's; it is rounded up to whole restart cycles and
+translated to each backend's count.  cupyx's GMRES divides by the Arnoldi
+norm without a breakdown guard, so an exactly invariant Krylov space gives
+NaN there: the caller checks its result for finiteness.
+"""
+import importlib
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy
+import scipy.optimize
+
+__all__ = ["KrylovBackend", "backend_for", "tolerance_keyword", "cg", "gmres", "gmres_maxiter",
+           "NoConvergence", "no_convergence_class"]
+
+
+def no_convergence_class(optimize):
+    """The NoConvergence exception of a scipy.optimize module: public since SciPy 1.11, in ``_nonlin`` before.
+
+    Raises
+    ------
+    ImportError
+        Neither place has it.
+    """
+    found = getattr(optimize, "NoConvergence", None)
+    for private in ("_nonlin", "nonlin"):
+        if found is not None:
+            return found
+        try:
+            found = getattr(importlib.import_module(f"{optimize.__name__}.{private}"), "NoConvergence", None)
+        except (ImportError, AttributeError):
+            found = None
+    if found is None:
+        raise ImportError(f"{optimize.__name__} has no NoConvergence (looked in it, _nonlin and nonlin)")
+    return found
+
+
+@dataclass(frozen=True)
+class KrylovBackend:
+    """A scipy-like module's Krylov pieces and how to call them.
+
+    name : str;  cg, gmres : callables with scipy's positional layout (A, b, x0);
+    LinearOperator : its operator class ``(shape, matvec=, dtype=)``;
+    gmres_maxiter_in_cycles : True where GMRES's ``maxiter`` counts restart cycles (SciPy).
+    """
+
+    name: str
+    cg: Callable
+    gmres: Callable
+    LinearOperator: Any
+    gmres_maxiter_in_cycles: bool
+
+
+def backend_for(xp):
+    """SciPy's Krylov backend for NumPy, cupyx's for CuPy."""
+    if xp is numpy:
+        import scipy.sparse.linalg as linalg
+        return KrylovBackend("scipy", linalg.cg, linalg.gmres, linalg.LinearOperator, True)
+    import cupyx.scipy.sparse.linalg as linalg
+    return KrylovBackend("cupyx", linalg.cg, linalg.gmres, linalg.LinearOperator, False)
+
+
+def tolerance_keyword(solver):
+    """'rtol' if ``solver`` accepts it, else 'tol' (SciPy < 1.12, cupyx 13).
+
+    Raises
+    ------
+    TypeError
+        ``solver`` takes neither.
+    """
+    parameters = inspect.signature(solver).parameters
+    for keyword in ("rtol", "tol"):
+        if keyword in parameters:
+            return keyword
+    raise TypeError(f"solver {getattr(solver, '__name__', solver)!r} takes neither rtol nor tol: "
+                    "not a scipy-like Krylov solver")
+
+
+def gmres_maxiter(backend, maxiter, restart):
+    """refnet's ``maxiter`` (inner iterations, rounded up to whole cycles) in ``backend``'s count."""
+    cycles = max(1, math.ceil(maxiter / restart))
+    return cycles if backend.gmres_maxiter_in_cycles else cycles * restart
+
+
+def _operator(backend, A, dtype):
+    """``A`` (refnet.solvers.LinearOperator) as the backend's LinearOperator on flat vectors."""
+    return backend.LinearOperator(A.shape, matvec=lambda v: A.matvec(v.reshape(-1)), dtype=dtype)
+
+
+def cg(backend, A, b, x0, *, rtol, atol, maxiter, callback=None):
+    """The backend's CG on the symmetric positive (semi)definite A: ``(x, info)`` as scipy returns them.
+
+    b, x0 : flat vectors (N,) (x0 may be None);  maxiter : iterations or None (backend default).
+    Stops on ‖b − A x‖₂ <= max(rtol ‖b‖₂, atol) (both backends).
+    """
+    options = {tolerance_keyword(backend.cg): rtol, "atol": atol, "maxiter": maxiter,
+               "callback": callback}
+    return backend.cg(_operator(backend, A, b.dtype), b, x0, **options)
+
+
+def gmres(backend, A, b, x0, *, rtol, atol, restart, maxiter, callback=None):
+    """The backend's restarted GMRES: ``(x, info)``; ``maxiter`` in refnet's count (module docstring).
+
+    ``callback(x)`` is called with the current iterate about once per restart
+    cycle (``callback_type="x"`` on both backends).
+    """
+    options = {tolerance_keyword(backend.gmres): rtol, "atol": atol, "restart": restart,
+               "maxiter": gmres_maxiter(backend, maxiter, restart)}
+    if callback is not None:
+        options.update(callback=callback, callback_type="x")
+    return backend.gmres(_operator(backend, A, b.dtype), b, x0, **options)
+
+
+NoConvergence = no_convergence_class(scipy.optimize)
