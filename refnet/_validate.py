@@ -4,11 +4,42 @@ Every message names the argument, what was expected and what came.  Cells'
 ``step`` functions do not validate (they sit on the per-step hot path); the
 algorithms validate their whole input once, at entry.
 """
+import math
 import numbers
+
+import numpy
 
 from .backend import xp_of
 
-__all__ = ["check_array", "check_params", "check_int", "check_same_dtype", "check_finite"]
+__all__ = ["as_array", "check_array", "check_params", "check_int", "check_number", "check_same_dtype",
+           "check_finite"]
+
+
+def as_array(name, a):
+    """``a`` as an array: arrays pass unchanged, lists/tuples/Python numbers become NumPy arrays.
+
+    Anything else (None, a dict, a string, an object) is a TypeError naming ``name``.
+    """
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        return a
+    if isinstance(a, (list, tuple, numbers.Number)) and not isinstance(a, bool):
+        try:
+            return numpy.asarray(a)
+        except ValueError as exc:      # ragged nesting
+            raise ValueError(f"{name} must be a rectangular array, got a ragged {type(a).__name__} "
+                             f"({exc})") from None
+    raise TypeError(f"{name} must be an array (or a nested list of numbers), got {type(a).__name__}")
+
+
+def check_number(name, value, *, low=-math.inf, high=math.inf, low_open=False):
+    """Check a finite real number in [low, high] ((low, high] if ``low_open``); returns it as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    bracket = "(" if low_open else "["
+    if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+        raise ValueError(f"{name} must be a finite number in {bracket}{low}, {high}], got {value!r}")
+    return value
 
 
 def _shape_str(shape):
@@ -19,6 +50,8 @@ def check_array(name, a, *, shape=None, ndim=None, finite=True, floating=True):
     """Check an array's type, rank, shape (None = any size) and finiteness."""
     if not hasattr(a, "shape") or not hasattr(a, "dtype"):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if a.dtype.kind == "O":
+        raise TypeError(f"{name} must be a numeric array, got an object array")
     if shape is not None:
         ndim = len(shape)
     if ndim is not None and a.ndim != ndim:
@@ -49,7 +82,8 @@ def check_finite(name, a):
 def check_params(name, params, shapes):
     """Check a params dict against ``shapes`` {name: shape}: names, shapes, finiteness."""
     if not isinstance(params, dict):
-        raise TypeError(f"{name} must be a dict of arrays, got {type(params).__name__}")
+        raise TypeError(f"{name} must be a dict of arrays {{name: array}} with keys {sorted(shapes)}, "
+                        f"got {type(params).__name__}")
     missing = [k for k in shapes if k not in params]
     extra = [k for k in params if k not in shapes]
     if missing or extra:
@@ -74,6 +108,8 @@ def check_int(name, value, minimum):
 def check_same_dtype(arrays):
     """Check that all named arrays share one dtype; TypeError naming two that differ."""
     items = [(k, a) for k, a in arrays.items() if a is not None]
+    if not items:
+        return
     xp_of(*(a for _, a in items))
     first_name, first = items[0]
     for k, a in items[1:]:
