@@ -21,7 +21,7 @@ from ..errors import NumericalError
 from ..heads import every_step
 
 __all__ = ["CHECK_EVERY", "check_cell", "check_head", "check_sequence", "check_run", "check_objective",
-           "first_nonfinite", "nonfinite_error", "FiniteWatch", "check_finite_steps", "check_finite_tree",
+           "first_nonfinite", "nonfinite_error", "FiniteWatch", "StepWatch", "check_finite_steps", "check_finite_tree",
            "check_finite_result"]
 
 # Steps between two finiteness checks of a running forward pass: one host read-back per block, and a
@@ -167,6 +167,33 @@ class FiniteWatch:
             raise nonfinite_error(self.function, self.quantity, self.symbol, self.pending[k][0], index, value,
                                   self.hint)
         self.pending.clear()
+
+
+class StepWatch:
+    """The watches of an algorithm that carries its gradient forward (RTRL, UORO, KF-RTRL).
+
+    ``watch(t, s_t, L_t, g_t)`` records the state, the loss term and the step's
+    gradient term (what is added to dθ, made from the carried sensitivity);
+    the blocks are checked in that order, so a diverging state is named before
+    what it poisoned.  :meth:`flush` at the end of the run.
+    """
+
+    def __init__(self, function, *, every=CHECK_EVERY):
+        self.watches = (FiniteWatch(function, "state", "s", every=every, hint=" (the forward pass overflowed)"),
+                        FiniteWatch(function, "loss term", "L", every=every),
+                        FiniteWatch(function, "gradient term", "dtheta", every=every,
+                                    hint=" (the carried sensitivity overflowed)"))
+
+    def __call__(self, t, s_t, L_t, g_t):
+        for watch, a in zip(self.watches, (s_t, L_t, g_t)):
+            watch.pending.append((t, a))
+        if len(self.watches[0].pending) >= self.watches[0].every:
+            self.flush()
+
+    def flush(self):
+        """Check everything recorded since the last check: states, then losses, then gradient terms."""
+        for watch in self.watches:
+            watch.flush()
 
 
 def check_finite_steps(function, quantity, symbol, values, *, first=1, steps=None, hint=""):
