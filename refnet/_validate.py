@@ -11,7 +11,7 @@ import numpy
 
 from .backend import xp_of
 
-__all__ = ["as_array", "check_array", "check_params", "check_int", "check_number", "check_same_dtype",
+__all__ = ["as_array", "first_nonfinite", "check_array", "check_params", "check_int", "check_number", "check_same_dtype",
            "check_finite"]
 
 
@@ -116,3 +116,25 @@ def check_same_dtype(arrays):
         if a.dtype != first.dtype:
             raise TypeError(f"mixed dtypes: {first_name} is {first.dtype} but {k} is {a.dtype}; "
                             "cast them to one dtype")
+
+
+def first_nonfinite(arrays):
+    """Where the first NaN/Inf of a sequence of arrays is: ``(position, index, value)``, or None.
+
+    One ``isfinite(...).all()`` per array, stacked on the arrays' device and read
+    back once; the failing array alone is then searched for its first bad entry
+    (C order).  None entries are skipped.
+    """
+    items = [(k, a) for k, a in enumerate(arrays) if a is not None]
+    if not items:
+        return None
+    xp = xp_of(*(a for _, a in items))
+    flags = xp.stack([xp.isfinite(a).all() for _, a in items])
+    if bool(flags.all()):
+        return None
+    k, a = items[int(xp.argmin(flags))]          # the first False
+    a = xp.asarray(a)
+    if a.ndim == 0:
+        return k, (), float(a)
+    index = tuple(int(i) for i in xp.argwhere(~xp.isfinite(a))[0])
+    return k, index, float(a[index])

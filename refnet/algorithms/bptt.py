@@ -114,7 +114,7 @@ def _step_losses(cell, head, beta, s, y, weights, steps, function):
     for t in steps:
         if not active[t - 1]:
             continue
-        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s[t]), y[t - 1], weights[t - 1])
+        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s[t]), y[t - 1], weights[t - 1], check=False)
         terms[t] = L_t
         total = total + L_t
         ds_out[t] = cell.output_vjp(dh)
@@ -180,7 +180,7 @@ def loss(cell, theta, x, s0, head, beta, y, weights=None):
     y, weights = check_objective(head, beta, x, y, weights, cell)
     s = _forward(cell, theta, x, s0, function="loss").s
     active = to_numpy(weights.any(axis=1))
-    terms = {t: head.loss_value(beta, cell.output(s[t]), y[t - 1], weights[t - 1])
+    terms = {t: head.loss_value(beta, cell.output(s[t]), y[t - 1], weights[t - 1], check=False)
              for t in range(1, x.shape[0] + 1) if active[t - 1]}
     check_finite_steps("loss", "loss term", "L", list(terms.values()), steps=list(terms))
     return float(sum(terms.values()))
@@ -342,7 +342,7 @@ def truncated_loss(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2, f
         anchor = s0 if fixed == 0 else as_array("fixed_states", fixed_states[fixed])
         s = _forward(cell, theta, x, anchor, t_first=fixed + 1, t_last=end, function="truncated_loss").s
         for t in range(first, end + 1):
-            terms[t] = head.loss_value(beta, cell.output(s[t]), y[t - 1], weights[t - 1])
+            terms[t] = head.loss_value(beta, cell.output(s[t]), y[t - 1], weights[t - 1], check=False)
     check_finite_steps("truncated_loss", "loss term", "L", list(terms.values()), steps=list(terms))
     return float(sum(terms.values()))
 

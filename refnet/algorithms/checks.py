@@ -16,7 +16,7 @@ helper, :func:`first_nonfinite`, wherever they are made (DESIGN.md §5):
   (batch 0, unit 2: inf)``.
 """
 from ..backend import xp_of
-from .._validate import as_array, check_array, check_same_dtype
+from .._validate import as_array, check_array, check_same_dtype, first_nonfinite
 from ..errors import NumericalError
 from ..heads import every_step
 
@@ -49,8 +49,8 @@ def check_head(head, cell=None, name="head"):
         raise TypeError(f"{name} must be a refnet.heads.Head (or MLPHead), got {type(head).__name__} "
                         f"{head!r:.80}")
     if cell is not None and head.n_in != cell.n_out:
-        raise ValueError(f"{name}.n_in must equal the cell's output width cell.n_out = {cell.n_out}, "
-                         f"got {head.n_in}")
+        raise ValueError(f"{name}.n_in must equal cell.n_out = {cell.n_out}, got {head.n_in} "
+                         "(the head reads the cell's output)")
     return head
 
 
@@ -100,28 +100,6 @@ def check_objective(head, beta, x, y, weights, cell=None):
         arrays["y"] = y
     check_same_dtype(arrays)
     return y, weights
-
-
-def first_nonfinite(arrays):
-    """Where the first NaN/Inf of a sequence of arrays is: ``(position, index, value)``, or None.
-
-    One ``isfinite(...).all()`` per array, stacked on the arrays' device and read
-    back once; the failing array alone is then searched for its first bad entry
-    (C order).  None entries are skipped.
-    """
-    items = [(k, a) for k, a in enumerate(arrays) if a is not None]
-    if not items:
-        return None
-    xp = xp_of(*(a for _, a in items))
-    flags = xp.stack([xp.isfinite(a).all() for _, a in items])
-    if bool(flags.all()):
-        return None
-    k, a = items[int(xp.argmin(flags))]          # the first False
-    a = xp.asarray(a)
-    if a.ndim == 0:
-        return k, (), float(a)
-    index = tuple(int(i) for i in xp.argwhere(~xp.isfinite(a))[0])
-    return k, index, float(a[index])
 
 
 def _entry_words(index):

@@ -135,7 +135,7 @@ def fpp_loss(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None
     _check_states("fpp_loss", {"s_T": s_T, "s'_{T+1}": s_pred})
     r = s_pred - arrays["s_next"]
     L_s = state_weight * float((v * (r * r).sum(axis=1)).sum()) / cell.n_state
-    L_t = float(head.loss_value(beta, cell.output(s_T), y, w))
+    L_t = float(head.loss_value(beta, cell.output(s_T), y, w, check=False))
     _check_losses("fpp_loss", L_s, L_t)
     return L_s, L_t
 
@@ -189,7 +189,7 @@ def _fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=Non
     coef = (2.0 * state_weight / cell.n_state) * v[:, None]     # ∂L_s/∂s'_{T+1} = coef · r
     ds_pred = coef * r
     L_s = state_weight * float((v * (r * r).sum(axis=1)).sum()) / cell.n_state
-    L_t, dh, dbeta = head.loss_and_grad(beta, cell.output(s_T), y, w)
+    L_t, dh, dbeta = head.loss_and_grad(beta, cell.output(s_T), y, w, check=False)
     ds_T, dtheta_next, _ = cell.step_vjp(theta, cache_next, ds_pred)
     ds_T = ds_T + cell.output_vjp(dh)
     ds_prev, dtheta_T, _ = cell.step_vjp(theta, cache_T, ds_T)

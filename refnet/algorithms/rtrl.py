@@ -100,7 +100,7 @@ def rtrl(cell, theta, x, s0, head, beta, y, weights=None):
         J_s, J_theta = cell.jacobians(theta, cache)
         M = rtrl_update(J_s, J_theta, M)
         S = J_s @ S
-        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1])
+        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1], check=False)
         ds = cell.output_vjp(dh)[:, None, :]                                  # ∂L_t/∂s_t, (B, 1, n)
         g_t = (ds @ M)[:, 0, :].sum(axis=0)
         dtheta_flat += g_t
