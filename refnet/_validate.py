@@ -43,7 +43,8 @@ def check_number(name, value, *, low=-math.inf, high=math.inf, low_open=False):
 
 
 def _shape_str(shape):
-    return "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+    parts = ["*" if d is None else str(d) for d in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
 def check_array(name, a, *, shape=None, ndim=None, finite=True, floating=True):
