@@ -388,10 +388,16 @@ def sequence_vjp(cell, theta, x, s0, dout, ds_T=None):
     ds_T = as_array("ds_T", ds_T)
     check_array("ds_T", ds_T, shape=(B, cell.n_state))
     check_same_dtype({"x": x, "dout": dout, "ds_T": ds_T})
+    return _sequence_vjp(cell, theta, x, s0, dout, ds_T, function="sequence_vjp")
+
+
+def _sequence_vjp(cell, theta, x, s0, dout, ds_T, *, function):
+    """:func:`sequence_vjp` on validated arguments; errors name ``function``."""
+    T = x.shape[0]
     xp = xp_of(x)
-    s, caches = _forward(cell, theta, x, s0, function="sequence_vjp")
+    s, caches = _forward(cell, theta, x, s0, function=function)
     ds_out = {t: cell.output_vjp(dout[t - 1]) for t in range(1, T + 1)}
-    dtheta, dx, ds0 = _backward(cell, theta, caches, ds_out, ds_T, T, 0, function="sequence_vjp")
-    check_finite_steps("sequence_vjp", "input cotangent", "dx", [dx[t] for t in range(1, T + 1)])
+    dtheta, dx, ds0 = _backward(cell, theta, caches, ds_out, ds_T, T, 0, function=function)
+    check_finite_steps(function, "input cotangent", "dx", [dx[t] for t in range(1, T + 1)])
     outputs = xp.stack([cell.output(s[t]) for t in range(1, T + 1)])
     return SequenceVJP(outputs, s[T], dtheta, xp.stack([dx[t] for t in range(1, T + 1)]), ds0)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..backend import xp_of
 from .._validate import as_array, check_array, check_same_dtype
-from .bptt import _forward, sequence_vjp
+from .bptt import _forward, _sequence_vjp
 from .checks import check_cell
 
 __all__ = ["StackedVJP", "stacked_forward", "stacked_sequence_vjp"]
@@ -153,7 +153,9 @@ def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
     dtheta, ds0, s_T = [None] * L, [None] * L, [None] * L
     outputs, d = None, dout
     for l in range(L - 1, -1, -1):
-        res = sequence_vjp(cells[l], thetas[l], inputs[l], s0s[l], d, ds_T[l])
+        ds_T_l = xp_of(x).zeros_like(s0s[l]) if ds_T[l] is None else ds_T[l]
+        res = _sequence_vjp(cells[l], thetas[l], inputs[l], s0s[l], d, ds_T_l,
+                            function=f"stacked_sequence_vjp (layer {l})")
         dtheta[l], ds0[l], s_T[l], d = res.dtheta, res.ds0, res.s_T, res.dx
         outputs = res.outputs if outputs is None else outputs
     return StackedVJP(outputs, s_T, dtheta, d, ds0)
