@@ -294,6 +294,8 @@ CASES = [
      "codes must have shape"),
     ("tasks", "sweep grid axis not a list", lambda: sweep.grid(seed=3), TypeError,
      "axis 'seed' must be a list of values"),
+    ("tasks", "sweep points not dicts", lambda: sweep.run_sweep(dict, [1, 2], "/dev/null"), TypeError,
+     "points must be a list of dicts"),
 ]
 
 IDS = [f"{area}: {name}" for area, name, *_ in CASES]

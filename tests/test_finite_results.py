@@ -19,6 +19,7 @@ from refnet.algorithms import (bptt, forward, fpp_grad, kfrtrl, loss, rtrl, sequ
 from refnet.algorithms.checks import CHECK_EVERY
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                                        "ignore:divide by zero encountered:RuntimeWarning",
                                         "ignore:invalid value encountered:RuntimeWarning")
 
 
