@@ -11,7 +11,8 @@ import numpy
 
 from .backend import xp_of
 
-__all__ = ["as_array", "first_nonfinite", "check_array", "check_params", "check_int", "check_number", "check_same_dtype",
+__all__ = ["as_array", "first_nonfinite", "check_array", "check_params", "check_int", "check_number",
+           "check_same_dtype",
            "check_finite"]
 
 

@@ -59,7 +59,8 @@ EXAMPLE_CALLS = {
 @pytest.mark.parametrize("name", list(EXAMPLE_CALLS))
 def test_the_doubling_relu_example_raises_naming_the_first_non_finite_state(name):
     cell, theta, x, head, beta, y = _doubling_relu(2000)
-    with pytest.raises(refnet.NumericalError, match=rf"^{name}( \(layer 0\))?: .* became non-finite at step t=\d+") as info:
+    pattern = rf"^{name}( \(layer 0\))?: .* became non-finite at step t=\d+"
+    with pytest.raises(refnet.NumericalError, match=pattern) as info:
         EXAMPLE_CALLS[name](cell, theta, x, head, beta, y)
     if name in ("uoro", "kfrtrl"):
         # Their carried estimates (s̃ θ̃ᵀ, A ⊗ u) grow as 4^t against the state's 2^t and overflow first:
