@@ -63,8 +63,8 @@ MODELS = {
     "RNN": lambda T: refnet.ElmanRNN(INPUT, HIDDEN, "tanh"),
     "FastRNN": lambda T: FastRNN(INPUT, HIDDEN),
     "FastGRNN": lambda T: FastGRNN(INPUT, HIDDEN),
-    "ERNN(K=1)": lambda T: ERNN(INPUT, HIDDEN, K=1, steps=T),
-    "ERNN(K=2)": lambda T: ERNN(INPUT, HIDDEN, K=2, steps=T),
+    "ERNN(K=1)": lambda T: ERNN(INPUT, HIDDEN, K=1, sequence_length=T),
+    "ERNN(K=2)": lambda T: ERNN(INPUT, HIDDEN, K=2, sequence_length=T),
     "exact ERNN": lambda T: ExactERNN(INPUT, HIDDEN, solver=fixed_point_then_hybr, maxiter=300),
 }
 # The ERNN paper, §1: test accuracy (%) on 2-D random walks (one reading of σ, not said which).

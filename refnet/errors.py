@@ -6,12 +6,17 @@ __all__ = ["NumericalError", "ConvergenceError", "SingularSystemError"]
 class NumericalError(ArithmeticError):
     """A computation produced NaN or Inf, or hit a singular system.
 
-    ``where`` names the quantity and the step at which it was detected.
+    ``where`` names the quantity and the step at which it was detected
+    (e.g. ``"forward: s_37"``).  Where a step is known, ``step`` holds it
+    (1-based, as the state s_t it made) and ``index`` the first non-finite
+    entry (batch, unit, ...); both are None otherwise.
     """
 
-    def __init__(self, message, *, where=None):
+    def __init__(self, message, *, where=None, step=None, index=None):
         super().__init__(message)
         self.where = where
+        self.step = step
+        self.index = index
 
 
 class ConvergenceError(NumericalError):

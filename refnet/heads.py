@@ -24,9 +24,12 @@ All are computed without overflow for any finite z (logits of ±1e4 included).
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
+import numbers
+
 from .backend import get_dtype, get_xp, xp_of
-from ._validate import check_array, check_params
+from ._validate import as_array, check_array, check_params, check_same_dtype, first_nonfinite
 from .cells.activations import sigmoid
+from .errors import NumericalError
 
 __all__ = ["Loss", "softmax_cross_entropy", "mse", "sigmoid_bce", "LOSSES", "Head",
            "every_step", "last_step", "masked"]
@@ -89,6 +92,7 @@ class Head:
                             f"got {self.loss!r}")
 
     def param_shapes(self):
+        """{name: shape} of β: weight (n_out, n_in), bias (n_out,) (PyTorch nn.Linear)."""
         return {"weight": (self.n_out, self.n_in), "bias": (self.n_out,)}
 
     def init(self, rng):
@@ -97,6 +101,7 @@ class Head:
         return {k: rng.uniform(shape, -bound, bound) for k, shape in self.param_shapes().items()}
 
     def check_params(self, beta, name="beta"):
+        """Raise TypeError/ValueError unless ``beta`` has exactly this head's names and shapes, all finite."""
         return check_params(name, beta, self.param_shapes())
 
     def check_targets(self, y, leading, name="y"):
@@ -113,22 +118,117 @@ class Head:
             check_array(name, y, shape=tuple(leading) + (self.n_out,))
         return y
 
-    def forward(self, beta, h):
-        """Logits y = h Wᵀ + b, (B, n_out)."""
+    # The three public computations validate their arguments and check their results when
+    # ``check`` is true (the default).  The algorithms call them once per time step with
+    # check=False — they validated everything at entry and check their results in blocks —
+    # so the per-step hot path pays no reductions or host read-backs (DESIGN.md §3, §5).
+
+    def forward(self, beta, h, *, check=True):
+        """Logits y = h Wᵀ + b.
+
+        Parameters
+        ----------
+        beta : dict {name: array}, the head's params (:meth:`param_shapes`)
+        h : (B, n_in) features, B >= 1
+        check : bool, validate the arguments and the result (default True)
+
+        Returns
+        -------
+        (B, n_out) logits
+
+        Raises
+        ------
+        TypeError, ValueError
+            β or h of a wrong type, shape or dtype, or NaN/Inf in them.
+        refnet.NumericalError
+            The logits overflowed.
+        """
+        if check:
+            h = self._check_call(beta, h)[0]
+        logits = self._logits(beta, h)
+        if check:
+            _check_result("forward", {"logits": logits})
+        return logits
+
+    def loss_and_grad(self, beta, h, y, w, *, check=True):
+        """L = Σ_b w_b ℓ(head(h_b), y_b) and its gradients.
+
+        Parameters
+        ----------
+        beta : dict {name: array};  h : (B, n_in) features
+        y : (B,) int labels (softmax_cross_entropy) or (B, n_out) float targets
+        w : (B,) weights of the examples
+        check : bool, validate the arguments and the results (default True)
+
+        Returns
+        -------
+        (L as a 0-d array, ∂L/∂h (B, n_in), ∂L/∂β dict)
+
+        Raises
+        ------
+        TypeError, ValueError
+            Arguments of a wrong type, shape or dtype, NaN/Inf in them, labels out of range.
+        refnet.NumericalError
+            L or a gradient is NaN/Inf (named).
+        """
+        if check:
+            h, y, w = self._check_call(beta, h, y, w)
+        L, dh, dbeta = self._loss_and_grad(beta, h, y, w)
+        if check:
+            _check_result("loss_and_grad", {"L": L, "dh": dh, **{f"dbeta[{k!r}]": v for k, v in dbeta.items()}})
+        return L, dh, dbeta
+
+    def loss_value(self, beta, h, y, w, *, check=True):
+        """L alone (as in :meth:`loss_and_grad`), a 0-d array; same arguments and errors."""
+        if check:
+            h, y, w = self._check_call(beta, h, y, w)
+        ell, _ = self.loss.value_and_grad(self._logits(beta, h), y)
+        L = (w * ell).sum()
+        if check:
+            _check_result("loss_value", {"L": L})
+        return L
+
+    def _logits(self, beta, h):
         return h @ beta["weight"].T + beta["bias"]
 
-    def loss_and_grad(self, beta, h, y, w):
-        """L = Σ_b w_b ℓ(W h_b + b, y_b); returns (L as a 0-d array, ∂L/∂h (B, n_in), ∂L/∂β)."""
-        logits = self.forward(beta, h)
+    def _loss_and_grad(self, beta, h, y, w):
+        logits = self._logits(beta, h)
         ell, dlogits = self.loss.value_and_grad(logits, y)
         dlogits = dlogits * w[:, None]
         dbeta = {"weight": dlogits.T @ h, "bias": dlogits.sum(axis=0)}
         return (w * ell).sum(), dlogits @ beta["weight"], dbeta
 
-    def loss_value(self, beta, h, y, w):
-        """L alone (as in :meth:`loss_and_grad`), a 0-d array."""
-        ell, _ = self.loss.value_and_grad(self.forward(beta, h), y)
-        return (w * ell).sum()
+    def _check_call(self, beta, h, y=None, w=None):
+        """Validate (β, h[, y, w]) of one call; returns h, y, w as arrays."""
+        self.check_params(beta, "beta")
+        h = as_array("h", h)
+        check_array("h", h, shape=(None, self.n_in))
+        B = h.shape[0]
+        if B < 1:
+            raise ValueError(f"h must hold at least one example (B >= 1), got shape {tuple(h.shape)}")
+        arrays = {"h": h, "beta['weight']": beta["weight"]}
+        if y is not None or w is not None:
+            y = as_array("y", y)
+            self.check_targets(y, (B,), "y")
+            if isinstance(w, numbers.Real) and not isinstance(w, bool):
+                w = xp_of(h).full(B, w, dtype=h.dtype)
+            w = as_array("w", w)
+            check_array("w", w, shape=(B,))
+            arrays["w"] = w
+            if y.dtype.kind == "f":
+                arrays["y"] = y
+        check_same_dtype(arrays)
+        return h, y, w
+
+
+def _check_result(method, arrays):
+    """NumericalError naming the first non-finite result ({name: array}) of a head's ``method``."""
+    found = first_nonfinite(list(arrays.values()))
+    if found is not None:
+        k, index, value = found
+        name = list(arrays)[k]
+        raise NumericalError(f"Head.{method}: {name} is non-finite at index {index} ({value}); the features "
+                             "or the head's weights are too large", where=f"Head.{method}: {name}", index=index)
 
 
 def _new(like):

@@ -49,12 +49,15 @@ class MLPHead(Head):
         """u = relu(W_1 h + b_1), (B, n_hidden)."""
         return relu.fn(h @ beta["hidden_weight"].T + beta["hidden_bias"])
 
-    def forward(self, beta, h):
-        """Logits W relu(W_1 h + b_1) + b, (B, n_out)."""
+    def _logits(self, beta, h):
+        """Logits W relu(W_1 h + b_1) + b, (B, n_out) (:meth:`Head.forward` validates and calls this)."""
         return self.hidden(beta, h) @ beta["weight"].T + beta["bias"]
 
-    def loss_and_grad(self, beta, h, y, w):
-        """L = Σ_b w_b ℓ(logits_b, y_b); returns (L as a 0-d array, ∂L/∂h (B, n_in), ∂L/∂β)."""
+    def _loss_and_grad(self, beta, h, y, w):
+        """L = Σ_b w_b ℓ(logits_b, y_b); returns (L as a 0-d array, ∂L/∂h (B, n_in), ∂L/∂β).
+
+        :meth:`Head.loss_and_grad` validates the arguments and checks the results around this.
+        """
         u = self.hidden(beta, h)
         ell, dlogits = self.loss.value_and_grad(u @ beta["weight"].T + beta["bias"], y)
         dlogits = dlogits * w[:, None]

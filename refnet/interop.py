@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import check_array
 from .backend import asarray, to_numpy, xp_of
 from .cells.elman import ElmanRNN
 from .cells.gru import GRU
@@ -103,12 +104,22 @@ def gate_names(cell):
 
 
 def _as_numpy(value, name):
-    """A NumPy view of a torch tensor, CuPy or NumPy array (tensors are detached, moved to the CPU)."""
+    """A NumPy view of a torch tensor, CuPy or NumPy array (tensors are detached, moved to the CPU).
+
+    Raises TypeError for anything else or a non-floating array, ValueError for NaN/Inf.
+    """
     if hasattr(value, "detach"):        # torch.Tensor, without importing torch
         value = value.detach().cpu().numpy()
     if not hasattr(value, "shape"):
         raise TypeError(f"{name} must be an array or tensor, got {type(value).__name__}")
-    return to_numpy(value)
+    value = to_numpy(value)
+    check_array(name, value)
+    return value
+
+
+def _check_cell(cell):
+    gate_names(cell)     # TypeError naming the type unless an Elman RNN, LSTM or GRU
+    return cell
 
 
 def _cell_for(gates, input_size, hidden_size, nonlinearity):
@@ -157,6 +168,8 @@ def from_torch(source, *, nonlinearity=None, dtype=None):
     if not hasattr(source, "items"):
         raise TypeError(f"source must be an nn.RNN/LSTM/GRU or a state_dict, got {type(source).__name__}")
     nonlinearity = "tanh" if nonlinearity is None else nonlinearity
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
 
     by_layer, unknown = {}, []
     for key, value in source.items():
@@ -178,6 +191,9 @@ def from_torch(source, *, nonlinearity=None, dtype=None):
             if name not in layer:
                 raise ValueError(f"source is missing {name}_l{k}")
         W_ih, W_hh = layer["weight_ih"], layer["weight_hh"]
+        if W_hh.ndim == 2 and W_ih.ndim == 2 and 0 in W_hh.shape + W_ih.shape:
+            raise ValueError(f"weight_hh_l{k} and weight_ih_l{k} must be non-empty (hidden and input size >= 1), "
+                             f"got shapes {W_hh.shape} and {W_ih.shape}")
         if W_hh.ndim != 2 or W_ih.ndim != 2 or W_hh.shape[0] % W_hh.shape[1]:
             raise ValueError(f"weight_hh_l{k} must have shape (G*H, H) and weight_ih_l{k} (G*H, I), "
                              f"got {W_hh.shape} and {W_ih.shape}")
@@ -206,7 +222,10 @@ def _layer_list(params):
         return list(params.params)
     if isinstance(params, dict):
         return [params]
-    return list(params)
+    if isinstance(params, (list, tuple)) and params and all(isinstance(p, dict) for p in params):
+        return list(params)
+    raise TypeError(f"params must be a params dict, a non-empty list of them or a Layers, got "
+                    f"{type(params).__name__} {params!r:.60}")
 
 
 def to_torch(params, *, tensors=True):
@@ -224,7 +243,7 @@ def to_torch(params, *, tensors=True):
             raise ValueError(f"params of layer {k} must have exactly the keys {list(_PARAMS)}, "
                              f"got {sorted(theta)}")
         for name in _PARAMS:
-            out[f"{name}_l{k}"] = np.ascontiguousarray(to_numpy(theta[name]))
+            out[f"{name}_l{k}"] = np.ascontiguousarray(_as_numpy(theta[name], f"params of layer {k}[{name!r}]"))
     if tensors:
         import torch
         out = {key: torch.from_numpy(value.copy()) for key, value in out.items()}
@@ -234,8 +253,8 @@ def to_torch(params, *, tensors=True):
 def state_from_torch(h0, c0=None, *, dtype=None):
     """Per-layer refnet states (B, n_state) from PyTorch's ``h0`` (L, B, H) and, for an LSTM, ``c0``."""
     h0 = _as_numpy(h0, "h0")
-    if h0.ndim != 3:
-        raise ValueError(f"h0 must have shape (num_layers, B, H), got {h0.shape}")
+    if h0.ndim != 3 or 0 in h0.shape:
+        raise ValueError(f"h0 must have shape (num_layers, B, H), each >= 1, got {h0.shape}")
     if c0 is None:
         return [asarray(h0[k], dtype) for k in range(h0.shape[0])]
     c0 = _as_numpy(c0, "c0")
@@ -246,9 +265,15 @@ def state_from_torch(h0, c0=None, *, dtype=None):
 
 def state_to_torch(cells, states):
     """PyTorch's ``h`` (L, B, H) — and ``(h, c)`` for LSTMs — as NumPy arrays, from per-layer states."""
-    cells = list(cells.cells) if isinstance(cells, Layers) else list(cells)
+    cells = list(cells.cells) if isinstance(cells, Layers) else cells
+    if not isinstance(cells, (list, tuple)) or not isinstance(states, (list, tuple)):
+        raise TypeError(f"cells and states must be lists (or cells a Layers), got {type(cells).__name__} and "
+                        f"{type(states).__name__}")
+    cells = [_check_cell(cell) for cell in cells]
     if len(cells) != len(states):
         raise ValueError(f"states must hold one state per layer ({len(cells)}), got {len(states)}")
+    for k, (cell, s) in enumerate(zip(cells, states)):
+        check_array(f"states[{k}]", s, shape=(None, cell.n_state))
     h = np.stack([to_numpy(cell.output(s)) for cell, s in zip(cells, states)])
     if all(isinstance(cell, LSTM) for cell in cells):
         return h, np.stack([to_numpy(cell.split_state(s)[1]) for cell, s in zip(cells, states)])
@@ -261,7 +286,13 @@ def _blocks(cell, a):
 
 
 def to_gate_dict(cell, theta):
-    """PyTorch-documentation names per gate (module docstring): ``{'W_ii': (H, I), …, 'b_ho': (H,)}``."""
+    """PyTorch-documentation names per gate (module docstring): ``{'W_ii': (H, I), …, 'b_ho': (H,)}``.
+
+    Raises TypeError for a cell other than an Elman RNN, LSTM or GRU; TypeError/ValueError naming
+    ``theta`` for params that are not the cell's (names, shapes, floating, finite).
+    """
+    _check_cell(cell)
+    cell.check_params(theta, "theta")
     out = {}
     for name, side in (("weight_ih", "i"), ("weight_hh", "h"), ("bias_ih", "i"), ("bias_hh", "h")):
         letter = "W" if name.startswith("weight") else "b"
@@ -271,8 +302,13 @@ def to_gate_dict(cell, theta):
 
 
 def from_gate_dict(cell, gates, *, dtype=None):
-    """The inverse of :func:`to_gate_dict`: refnet params with PyTorch's stacked layout."""
+    """The inverse of :func:`to_gate_dict`: refnet params with PyTorch's stacked layout.
+
+    Raises TypeError for a ``gates`` that is not a dict, ValueError for other keys, wrong shapes or NaN/Inf.
+    """
     names = gate_names(cell)
+    if not isinstance(gates, dict):
+        raise TypeError(f"gates must be a dict {{'W_i…': array, …}}, got {type(gates).__name__}")
     expected = [f"{letter}_{side}{g}" for letter in "Wb" for side in "ih" for g in names]
     if sorted(gates) != sorted(expected):
         raise ValueError(f"gates must have exactly the keys {sorted(expected)}, got {sorted(gates)}")
@@ -334,11 +370,12 @@ def _from_flax_tree(cell, tree, both_sides, dtype):
     leaves = {}
     for module, name in _flax_leaves(cell):
         try:
-            leaves[module, name] = _as_numpy(tree[module][name], f"tree[{module!r}][{name!r}]")
-        except (KeyError, TypeError):
+            leaf = tree[module][name]
+        except (KeyError, TypeError, IndexError):
             raise ValueError(f"tree must be the params tree of Flax's counterpart of {type(cell).__name__} "
                              f"with leaves {['/'.join(leaf) for leaf in _flax_leaves(cell)]}; "
                              f"{module}/{name} is missing") from None
+        leaves[module, name] = _as_numpy(leaf, f"tree[{module!r}][{name!r}]")
     p = {}
     for (module, name), value in leaves.items():
         side, gate = module[0], module[1:] or "h"
@@ -369,6 +406,8 @@ def grads_from_flax(cell, dtree, *, dtype=None):
 
 def carry_to_flax(cell, s):
     """Flax's carry for refnet state ``s`` (B, n_state): ``(c, h)`` for an LSTM, ``h`` otherwise."""
+    _check_cell(cell)
+    check_array("s", s, shape=(None, cell.n_state))
     if isinstance(cell, LSTM):
         h, c = cell.split_state(s)
         return c, h
@@ -377,7 +416,13 @@ def carry_to_flax(cell, s):
 
 def carry_from_flax(cell, carry):
     """refnet's state (B, n_state) from Flax's carry (the inverse of :func:`carry_to_flax`)."""
+    _check_cell(cell)
     if isinstance(cell, LSTM):
+        if not isinstance(carry, (tuple, list)) or len(carry) != 2:
+            raise TypeError(f"carry must be Flax's LSTM carry (c, h), got {type(carry).__name__}")
         c, h = carry
+        check_array("carry[0] (c)", c, shape=(None, cell.hidden_size))
+        check_array("carry[1] (h)", h, shape=(c.shape[0], cell.hidden_size))
         return xp_of(h, c).concatenate([h, c], axis=1)
+    check_array("carry", carry, shape=(None, cell.n_state))
     return carry

@@ -40,8 +40,9 @@ import math
 from collections import deque
 from typing import NamedTuple
 
-from ._validate import check_int
-from .algorithms.fpp import fpp_grad, fpp_refresh
+from ._validate import as_array, check_array, check_int, check_number, first_nonfinite
+from .algorithms.checks import check_cell, check_head
+from .algorithms.fpp import _fpp_grad, _fpp_refresh
 from .algorithms.fpp_buffer import FPPBuffer
 from .algorithms.kfrtrl import EPS as KF_EPS
 from .algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
@@ -55,7 +56,16 @@ from .errors import NumericalError
 from .params import flatten
 
 __all__ = ["Step", "OnlineLearner", "TBPTTLearner", "RTRLLearner", "UOROLearner", "KFRTRLLearner",
-           "FPPLearner", "SnApLearner", "RFLOLearner"]
+           "FPPLearner", "SnApLearner", "RFLOLearner", "check_optimiser"]
+
+
+def check_optimiser(optimiser):
+    """TypeError unless ``optimiser`` has ``init(params)`` and ``update(params, grads, state)`` (refnet.optim)."""
+    if not (callable(getattr(optimiser, "init", None)) and callable(getattr(optimiser, "update", None))):
+        raise TypeError(f"optimiser must be a refnet.optim optimiser (SGD, Adagrad, Adam, or anything with "
+                        f"init(params) and update(params, grads, state)), got {type(optimiser).__name__} "
+                        f"{optimiser!r:.60}")
+    return optimiser
 
 
 class _Signs:
@@ -97,13 +107,29 @@ class OnlineLearner:
     optimiser : refnet.optim.SGD, Adagrad or Adam (anything with init/update)
     s0 : (B, n_state) initial state, or None for zeros of batch ``batch``
     batch : int, the number of parallel streams when ``s0`` is None (default 1)
+
+    Raises
+    ------
+    TypeError
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays.
+    ValueError
+        Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0.
+
+    Every ``step``/``predict``/``learn`` validates its observation x_t and target y_t
+    *before* touching the state, the carried traces or the parameters: a NaN/Inf or a
+    wrong shape raises ValueError (TypeError for a wrong kind) and the learner goes on
+    with the next good observation as if it had never seen the bad one.  A step whose
+    state, loss or gradient overflows raises :class:`refnet.NumericalError` naming the
+    step before the optimiser updates θ and β.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1):
+        check_cell(cell)
         cell.check_params(theta, "theta")
+        check_head(head, cell)
         head.check_params(beta, "beta")
-        if head.n_in != cell.n_out:
-            raise ValueError(f"head.n_in must equal cell.n_out = {cell.n_out}, got {head.n_in}")
+        check_optimiser(optimiser)
         ordered = {k: theta[k] for k in cell.param_shapes()}
         xp = xp_of(*ordered.values(), *beta.values())
         dtype = ordered[next(iter(ordered))].dtype
@@ -113,11 +139,13 @@ class OnlineLearner:
         self.grad = xp.zeros_like(self.w)
         self.theta, self.dtheta = self._views(self.w, ordered, 0), self._views(self.grad, ordered, 0)
         self.beta, self.dbeta = self._views(self.w, beta, self.n_theta), self._views(self.grad, beta, self.n_theta)
-        self.opt_state = optimiser.init({"w": self.w})
         if s0 is None:
             s0 = xp.zeros((check_int("batch", batch, 1), cell.n_state), dtype=dtype)
-        if s0.ndim != 2 or s0.shape[1] != cell.n_state:
-            raise ValueError(f"s0 must have shape (B, {cell.n_state}), got {tuple(s0.shape)}")
+        s0 = as_array("s0", s0)
+        check_array("s0", s0, shape=(None, cell.n_state))
+        if s0.shape[0] < 1:
+            raise ValueError(f"s0 must hold at least one stream (B >= 1), got shape {tuple(s0.shape)}")
+        self.opt_state = optimiser.init({"w": self.w})
         self.s = s0.astype(dtype, copy=True)
         self.batch = self.s.shape[0]
         self._mean = xp.full(self.batch, 1.0 / self.batch, dtype=dtype)   # ℓ_t is the batch mean
@@ -134,33 +162,85 @@ class OnlineLearner:
             start += v.size
         return out
 
+    def _check_x(self, x):
+        """x_t as an array of the learner's shape and dtype, finite; ValueError/TypeError otherwise."""
+        x = as_array("x", x)
+        check_array("x", x, shape=self._x_shape)
+        if x.dtype != self.w.dtype:
+            raise TypeError(f"x must have the learner's dtype {self.w.dtype}, got {x.dtype}")
+        return x
+
+    def _check_y(self, y):
+        """y_t as an array of the learner's shape, finite labels in range or float targets."""
+        y = as_array("y", y)
+        if tuple(y.shape) != self._y_shape:
+            raise ValueError(f"y must have shape {self._y_shape}, got {tuple(y.shape)}")
+        self.head.check_targets(y, (self.batch,), "y")
+        if y.dtype.kind == "f" and y.dtype != self.w.dtype:
+            raise TypeError(f"y must have the learner's dtype {self.w.dtype}, got {y.dtype}")
+        return y
+
+    def _fail(self, what, found):
+        """The NumericalError for a non-finite ``what`` at this step (``found`` from first_nonfinite)."""
+        _, index, value = found
+        return NumericalError(f"{type(self).__name__}: {what} became non-finite at step t={self.t} "
+                              f"(index {index}: {value}); the state or the parameters have overflowed",
+                              where=f"step {self.t}: {what}", step=self.t, index=index)
+
+    def _check_state(self, s):
+        found = first_nonfinite([s])
+        if found is not None:
+            raise self._fail(f"state s_{self.t}", found)
+
     def predict(self, x):
-        """Observe x_t (B, I): advance the state and return the head's output (B, O)."""
-        if x.shape != self._x_shape:
-            raise ValueError(f"x must have shape {self._x_shape}, got {tuple(x.shape)}")
+        """Observe x_t (B, I): advance the state and return the head's output (B, O).
+
+        Raises ValueError/TypeError (nothing changed) for a bad x_t, NumericalError if s_t overflows.
+        """
+        return self._predict(self._check_x(x))
+
+    def _predict(self, x):
         self.t += 1
         self.s = self._advance(x)
-        return self.head.forward(self.beta, self.cell.output(self.s))
+        self._check_state(self.s)
+        return self.head.forward(self.beta, self.cell.output(self.s), check=False)
 
     def learn(self, y):
-        """Take ℓ_t on target y_t, form the gradient, update θ and β; returns ℓ_t."""
-        if y.shape != self._y_shape:
-            raise ValueError(f"y must have shape {self._y_shape}, got {tuple(y.shape)}")
-        L, dh, dbeta = self.head.loss_and_grad(self.beta, self.cell.output(self.s), y, self._mean)
+        """Take ℓ_t on target y_t, form the gradient, update θ and β; returns ℓ_t.
+
+        Raises ValueError/TypeError (nothing changed) for a bad y_t; NumericalError, before θ and β
+        are updated, if ℓ_t or its gradient is NaN/Inf.
+        """
+        return self._learn(self._check_y(y))
+
+    def _learn(self, y):
+        L, dh, dbeta = self.head.loss_and_grad(self.beta, self.cell.output(self.s), y, self._mean, check=False)
         loss = float(L)
         if not math.isfinite(loss):
             raise NumericalError(f"{type(self).__name__}: the loss at step {self.t} is {loss}; "
-                                 "the state or the parameters have overflowed", where=f"step {self.t}")
+                                 "the state or the parameters have overflowed", where=f"step {self.t}: loss",
+                                 step=self.t)
         for k, v in dbeta.items():
             self.dbeta[k][...] = v
         self._gradient(self.cell.output_vjp(dh))
-        self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+        self._apply_gradient()
         return loss
 
+    def _apply_gradient(self):
+        """The optimiser's step on w from ``self.grad``, refused (NumericalError) if the gradient is not finite."""
+        found = first_nonfinite([self.grad])
+        if found is not None:
+            raise self._fail("the gradient", found)
+        self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+
     def step(self, x, y):
-        """``predict(x)`` then ``learn(y)``: returns Step(prediction, loss)."""
-        prediction = self.predict(x)
-        return Step(prediction, self.learn(y))
+        """``predict(x)`` then ``learn(y)``: returns Step(prediction, loss).
+
+        Both x_t and y_t are validated before either is used, so a bad one changes nothing.
+        """
+        x, y = self._check_x(x), self._check_y(y)
+        prediction = self._predict(x)
+        return Step(prediction, self._learn(y))
 
     def _advance(self, x):
         """Make s_t from x_t and update the algorithm's carried quantities; returns s_t."""
@@ -232,7 +312,7 @@ class UOROLearner(OnlineLearner):
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=UORO_EPS, s0=None, batch=1):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
-        self.eps = eps
+        self.eps = check_number("eps", eps, low=0.0, low_open=True)
         self.signs = _Signs(rng, (self.batch, cell.n_state), self.w.dtype)
         self.uoro = uoro_init(cell, self.batch, self.w)
 
@@ -254,7 +334,7 @@ class KFRTRLLearner(OnlineLearner):
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=KF_EPS, s0=None, batch=1):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
-        self.eps = eps
+        self.eps = check_number("eps", eps, low=0.0, low_open=True)
         self.signs = _Signs(rng, (2, self.batch), self.w.dtype)
         self.kf = kfrtrl_init(cell, self.batch, self.w)
         self._shapes = cell.param_shapes()
@@ -337,11 +417,13 @@ class FPPLearner(OnlineLearner):
         self.prioritised = prioritised
         self.uniforms = _Uniforms(rng)
         y_dtype = "int64" if head.loss.label_target else self.w.dtype
-        self.buffer = FPPBuffer(buffer_size, self.s, self._x_shape, self._y_shape, y_dtype)
+        self.buffer = FPPBuffer(check_int("buffer_size", buffer_size, 1), self.s, self._x_shape, self._y_shape,
+                                y_dtype)
         self.updates = 0    # FPP updates made so far (n per step once transitions are held)
 
     def _advance(self, x):
         s, _ = self.cell.step(self.theta, self.buffer.state(self.t - 1), x, self.t - 1)
+        self._check_state(s)                      # before the buffer records it
         self.buffer.push(x, s)
         return s
 
@@ -349,11 +431,9 @@ class FPPLearner(OnlineLearner):
         u = self.uniforms.next()
         return self.buffer.prioritised_index(u) if self.prioritised else self.buffer.uniform_index(u)
 
-    def learn(self, y):
+    def _learn(self, y):
         """Take ℓ_t on y_t (returned), record y_t, then make the n FPP updates and the refreshes."""
-        if y.shape != self._y_shape:
-            raise ValueError(f"y must have shape {self._y_shape}, got {tuple(y.shape)}")
-        loss = float(self.head.loss_value(self.beta, self.cell.output(self.s), y, self._mean))
+        loss = float(self.head.loss_value(self.beta, self.cell.output(self.s), y, self._mean, check=False))
         if not math.isfinite(loss):
             raise NumericalError(f"{type(self).__name__}: the loss at step {self.t} is {loss}; "
                                  "the state or the parameters have overflowed", where=f"step {self.t}")
@@ -369,16 +449,16 @@ class FPPLearner(OnlineLearner):
     def _update(self, T):
         """One FPP update on transition T: gradient, optimiser step, write-back."""
         tr = self.buffer.transition(T)
-        g = fpp_grad(self.cell, self.theta, self.head, self.beta, tr.s_prev, tr.x, tr.x_next, tr.s_next, tr.y,
-                     self._mean, state_weight=self.state_weight, t=T - 1)
+        g = _fpp_grad(self.cell, self.theta, self.head, self.beta, tr.s_prev, tr.x, tr.x_next, tr.s_next, tr.y,
+                      self._mean, state_weight=self.state_weight, t=T - 1)
         if not math.isfinite(g.loss):
             raise NumericalError(f"{type(self).__name__}: the FPP loss of transition {T} at step {self.t} "
-                                 f"is {g.loss}", where=f"step {self.t}")
+                                 f"is {g.loss}", where=f"step {self.t}: FPP loss", step=self.t)
         for k, v in g.dtheta.items():
             self.dtheta[k][...] = v
         for k, v in g.dbeta.items():
             self.dbeta[k][...] = v
-        self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+        self._apply_gradient()
         self.updates += 1
         if self.prioritised:
             self.buffer.set_priority(T, g.loss)
@@ -388,7 +468,7 @@ class FPPLearner(OnlineLearner):
 
     def _write_back(self, tr):
         """s_{T+1} ← f_W(f_W(s_{T−1}, o_T), o_{T+1}) under the current W."""
-        tr.s_next[...] = fpp_refresh(self.cell, self.theta, tr.s_prev, tr.x, tr.x_next, t=tr.T - 1)[1]
+        tr.s_next[...] = _fpp_refresh(self.cell, self.theta, tr.s_prev, tr.x, tr.x_next, t=tr.T - 1)[1]
 
 
 class SnApLearner(OnlineLearner):
@@ -437,9 +517,9 @@ class RFLOLearner(OnlineLearner):
         self.rflo = rflo_update(self.cell, self.theta, cache, self.rflo, out=self.rflo.E)   # in place
         return s
 
-    def learn(self, y):
-        self._y = y         # the random-feedback signal needs the output error, hence y
-        return super().learn(y)
+    def _learn(self, y):
+        self._y = y         # validated by learn/step; the random-feedback signal needs the output error
+        return super()._learn(y)
 
     def _gradient(self, ds):
         if self.feedback is not None:

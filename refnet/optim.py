@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ._validate import first_nonfinite
 from .params import zeros_like
 
 __all__ = ["SGD", "SGDState", "Adagrad", "AdagradState", "Adam", "AdamState"]
@@ -32,6 +33,38 @@ def _check_positive(name, value, *, allow_zero=False):
             or value < 0 or (value == 0 and not allow_zero):
         want = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {want}, got {value!r}")
+
+
+def _check_tree(name, tree):
+    """TypeError unless ``tree`` is a non-empty dict of floating arrays."""
+    if not isinstance(tree, dict) or not tree:
+        raise TypeError(f"{name} must be a non-empty dict {{name: floating array}}, got {type(tree).__name__} "
+                        f"{tree!r:.60}")
+    for k, v in tree.items():
+        if not hasattr(v, "dtype") or v.dtype.kind != "f":
+            raise TypeError(f"{name}[{k!r}] must be a floating array, got "
+                            f"{getattr(v, 'dtype', type(v).__name__)}")
+
+
+def _check_update(params, grads, state, state_type):
+    """Validate one ``update`` call before anything is changed: same keys and shapes, finite grads."""
+    _check_tree("params", params)
+    _check_tree("grads", grads)
+    if set(grads) != set(params):
+        raise ValueError(f"grads must have the keys of params {sorted(params)}, got {sorted(grads)}")
+    for k, p in params.items():
+        if tuple(grads[k].shape) != tuple(p.shape):
+            raise ValueError(f"grads[{k!r}] must have the shape of params[{k!r}] {tuple(p.shape)}, "
+                             f"got {tuple(grads[k].shape)}")
+    if not isinstance(state, state_type):
+        raise TypeError(f"state must be the {state_type.__name__} this optimiser's init returned, got "
+                        f"{type(state).__name__}")
+    keys = list(grads)
+    found = first_nonfinite([grads[k] for k in keys])
+    if found is not None:
+        k, index, value = found
+        raise ValueError(f"grads[{keys[k]!r}] must be finite, got {value} at index {index}; "
+                         "the parameters were not updated")
 
 
 def _check_fraction(name, value):
@@ -55,10 +88,17 @@ class SGD:
         _check_fraction("momentum", self.momentum)
 
     def init(self, params):
+        """The momentum buffers b = 0 shaped as ``params`` (none when μ = 0)."""
+        _check_tree("params", params)
         return SGDState(zeros_like(params) if self.momentum else {})
 
     def update(self, params, grads, state):
-        """θ ← θ − lr g, or θ ← θ − lr b with b ← μ b + g."""
+        """θ ← θ − lr g, or θ ← θ − lr b with b ← μ b + g.
+
+        Raises TypeError/ValueError, with nothing updated, for mismatched keys or shapes,
+        non-finite gradients or a foreign state.
+        """
+        _check_update(params, grads, state, SGDState)
         for k, p in params.items():
             g = grads[k]
             if self.momentum:
@@ -86,10 +126,13 @@ class Adagrad:
         _check_positive("eps", self.eps)
 
     def init(self, params):
+        """G = 0 shaped as ``params``."""
+        _check_tree("params", params)
         return AdagradState(zeros_like(params))
 
     def update(self, params, grads, state):
-        """G ← G + g²;  θ ← θ − lr g / (√G + ε)."""
+        """G ← G + g²;  θ ← θ − lr g / (√G + ε).  Raises as :meth:`SGD.update`."""
+        _check_update(params, grads, state, AdagradState)
         for k, p in params.items():
             g, G = grads[k], state.sum_squares[k]
             G += g * g
@@ -119,10 +162,13 @@ class Adam:
         _check_positive("eps", self.eps)
 
     def init(self, params):
+        """t = 0, m = v = 0 shaped as ``params``."""
+        _check_tree("params", params)
         return AdamState(0, zeros_like(params), zeros_like(params))
 
     def update(self, params, grads, state):
-        """Moments, then the bias-corrected step (module docstring)."""
+        """Moments, then the bias-corrected step (module docstring).  Raises as :meth:`SGD.update`."""
+        _check_update(params, grads, state, AdamState)
         t = state.t + 1
         step_size = self.lr / (1.0 - self.beta1 ** t)
         root_correction = math.sqrt(1.0 - self.beta2 ** t)

@@ -59,6 +59,10 @@ def run_sweep(run, points, path, *, n_jobs=1, scheduler=None, progress=None):
     from joblib import Parallel, delayed
     if not callable(run):
         raise TypeError(f"run must be callable, got {type(run).__name__}")
+    if not isinstance(points, (list, tuple)) or not all(isinstance(p, dict) for p in points):
+        raise TypeError(f"points must be a list of dicts (e.g. from grid), got {type(points).__name__}")
+    if scheduler is None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0):
+        raise ValueError(f"n_jobs must be a non-zero int (joblib's convention; -1 for every core), got {n_jobs!r}")
     points = [dict(p) for p in points]
     client, config = _backend(scheduler)
     rows = []
@@ -81,5 +85,12 @@ def _one(run, point):
 
 def read_results(path):
     """The rows of a sweep file, a list of dicts."""
+    rows = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}: line {number} is not a JSON row ({exc.msg})") from None
+    return rows

@@ -26,7 +26,7 @@ def _sequence(cell, r, T=5, B=2):
 
 
 def test_init_is_the_papers():
-    theta = ERNN(3, 4, K=2, steps=7).init(refnet.rng(0))
+    theta = ERNN(3, 4, K=2, sequence_length=7).init(refnet.rng(0))
     assert {k: v.shape for k, v in theta.items()} == {
         "W": (4, 3), "V": (4, 4), "U": (4, 4), "b": (4,), "eta": (7, 2)}
     np.testing.assert_array_equal(theta["eta"], 1e-2)
@@ -88,7 +88,7 @@ def test_with_eta_one_K_iterations_apply_phi_K_times():
 @pytest.mark.parametrize("steps", [None, 5])
 def test_bptt_equals_finite_differences_through_the_inner_iterations(K, steps):
     r = refnet.rng(10 + K)
-    cell = ERNN(3, 4, K=K, nonlinearity="tanh", steps=steps)
+    cell = ERNN(3, 4, K=K, nonlinearity="tanh", sequence_length=steps)
     theta = _theta(cell, r)
     head, beta, x, s0, y = _sequence(cell, r)
     res = refnet.bptt(cell, theta, x, s0, head, beta, y)
@@ -104,7 +104,7 @@ def test_bptt_equals_finite_differences_through_the_inner_iterations(K, steps):
 def test_jvp_and_vjp_pass_the_dot_product_test_to_1e12(K, nonlinearity, per_step, I, H, B, seed):
     # Both sides are sums of the same float64 products: agreement to ~1e-15 is expected.
     r = refnet.rng(seed)
-    cell = ERNN(I, H, K=K, nonlinearity=nonlinearity, steps=4 if per_step else None)
+    cell = ERNN(I, H, K=K, nonlinearity=nonlinearity, sequence_length=4 if per_step else None)
     theta = _theta(cell, r)
     _, cache = cell.step(theta, r.normal((B, H), 0.5), r.normal((B, I)), 2)
     u, v = r.normal((B, H)), r.normal((B, H))
@@ -117,7 +117,7 @@ def test_jvp_and_vjp_pass_the_dot_product_test_to_1e12(K, nonlinearity, per_step
 
 def test_per_step_eta_reads_row_t_and_its_gradient_touches_only_that_row():
     r = refnet.rng(4)
-    per_step, shared = ERNN(3, 4, K=2, steps=6), ERNN(3, 4, K=2)
+    per_step, shared = ERNN(3, 4, K=2, sequence_length=6), ERNN(3, 4, K=2)
     theta = _theta(per_step, r)
     h_prev, x = r.normal((2, 4)), r.normal((2, 3))
     s, cache = per_step.step(theta, h_prev, x, 4)
@@ -129,7 +129,7 @@ def test_per_step_eta_reads_row_t_and_its_gradient_touches_only_that_row():
 
 @pytest.mark.parametrize("t", [None, -1, 6])
 def test_per_step_eta_refuses_a_missing_or_out_of_range_t(t):
-    cell = ERNN(3, 4, steps=6)
+    cell = ERNN(3, 4, sequence_length=6)
     with pytest.raises(ValueError, match=r"t must be a time index in \[0, 6\)"):
         cell.step(cell.init(refnet.rng(0)), np.zeros((1, 4)), np.zeros((1, 3)), t)
 
@@ -138,7 +138,7 @@ def test_bptt_matches_torch_autograd_through_the_inner_iterations():
     # The module docstring's equations transcribed into torch; autograd is the independent backward.
     torch = pytest.importorskip("torch")
     r = refnet.rng(5)
-    cell = ERNN(3, 4, K=3, nonlinearity="relu", steps=5)
+    cell = ERNN(3, 4, K=3, nonlinearity="relu", sequence_length=5)
     theta = _theta(cell, r)
     x, s0, dout = r.normal((5, 2, 3)), r.normal((2, 4), 0.5), r.normal((5, 2, 4))
     ours = refnet.sequence_vjp(cell, theta, x, s0, dout)
@@ -158,7 +158,7 @@ def test_bptt_matches_torch_autograd_through_the_inner_iterations():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"K": 0}, "K must be a positive int, got 0"),
-    ({"steps": 0}, r"steps must be None or a positive int \(T\), got 0"),
+    ({"sequence_length": 0}, r"sequence_length must be None or a positive int \(T\), got 0"),
     ({"nonlinearity": "sigmoid"}, "nonlinearity must be 'relu' or 'tanh'"),
 ])
 def test_bad_configuration_is_rejected_by_name(kwargs, match):

@@ -79,5 +79,5 @@ def test_fpp_grad_rejects_a_misshapen_state_by_name():
     cell, head, theta, beta, s_prev, x, x_next, s_next, y, w = _transition("elman_tanh")
     with pytest.raises(ValueError, match=r"s_next must have shape \(3, 4\), got \(3, 5\)"):
         fpp_grad(cell, theta, head, beta, s_prev, x, x_next, np.zeros((3, 5)), y, w)
-    with pytest.raises(ValueError, match=r"w must have shape \(3\)"):
+    with pytest.raises(ValueError, match=r"w must have shape \(3,\)"):
         fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, np.ones(2))

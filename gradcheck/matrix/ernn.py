@@ -51,7 +51,7 @@ CELLS = {
     "fastrnn": lambda: FastRNN(I, H),
     "fastgrnn": lambda: FastGRNN(I, H),
     **{f"ernn_k{K}": (lambda K=K: _DrawnERNN(I, H, K, "relu")) for K in (1, 2, 3)},
-    **{f"ernn_k{K}_tk": (lambda K=K: _DrawnERNN(I, H, K, "tanh", steps=T)) for K in (1, 2, 3)},
+    **{f"ernn_k{K}_tk": (lambda K=K: _DrawnERNN(I, H, K, "tanh", sequence_length=T)) for K in (1, 2, 3)},
     "exact_ernn": lambda: _DrawnExactERNN(I, H, solver=fixed_point, maxiter=1000),
     "toy_ernn": lambda: ToyERNN(I, H, solver=fixed_point, maxiter=1000),
 }

@@ -24,9 +24,12 @@ variables") updates stored states by their own gradient.  After the update
 of W, :func:`fpp_refresh` recomputes s'_{T+1} for writing back into the
 buffer (:mod:`refnet.algorithms.fpp_buffer`).
 """
+import math
 from dataclasses import dataclass
 
-from .._validate import check_array
+from .._validate import as_array, check_array, check_int, check_number, check_same_dtype
+from ..errors import NumericalError
+from .checks import check_cell, check_finite_tree, check_head, first_nonfinite
 
 __all__ = ["FPPGrad", "fpp_loss", "fpp_grad", "fpp_refresh"]
 
@@ -48,15 +51,45 @@ class FPPGrad:
         return self.state_loss + self.target_loss
 
 
-def _check(cell, s_prev, x, x_next, s_next, w, v):
-    B = s_prev.shape[0] if hasattr(s_prev, "shape") and s_prev.ndim == 2 else None
-    check_array("s_prev", s_prev, shape=(B, cell.n_state), finite=False)
-    check_array("x", x, shape=(B, cell.input_size), finite=False)
-    check_array("x_next", x_next, shape=(B, cell.input_size), finite=False)
-    check_array("s_next", s_next, shape=(B, cell.n_state), finite=False)
-    check_array("w", w, shape=(B,), finite=False)
-    if v is not None:
-        check_array("v", v, shape=(B,), finite=False)
+def _check(cell, theta, head, beta, arrays, y, w, v, state_weight, t):
+    """Validate one transition at entry; returns the arrays (as arrays), y, w and v."""
+    check_cell(cell)
+    cell.check_params(theta, "theta")
+    if head is not None:
+        check_head(head, cell)
+        head.check_params(beta, "beta")
+    arrays = {name: as_array(name, a) for name, a in arrays.items()}
+    s_prev = arrays["s_prev"]
+    B = s_prev.shape[0] if s_prev.ndim == 2 else None
+    widths = {"s_prev": cell.n_state, "s_next": cell.n_state, "x": cell.input_size, "x_next": cell.input_size}
+    for name, a in arrays.items():
+        check_array(name, a, shape=(B, widths[name]))
+    if B < 1:
+        raise ValueError(f"s_prev must hold at least one example (B >= 1), got shape {tuple(s_prev.shape)}")
+    if head is not None:
+        y = as_array("y", y)
+        head.check_targets(y, (B,), "y")
+        w = as_array("w", w)
+        check_array("w", w, shape=(B,))
+        if v is not None:
+            v = as_array("v", v)
+            check_array("v", v, shape=(B,))
+        check_number("state_weight", state_weight, low=0.0)
+    if t is not None:
+        check_int("t", t, 0)
+    first = next(iter(cell.param_shapes()))
+    check_same_dtype({**arrays, "w": w, "v": v, f"theta[{first!r}]": theta[first]})
+    return arrays, y, w, v
+
+
+def _check_states(function, states):
+    """NumericalError naming the first non-finite re-run state ({name: (B, n)})."""
+    found = first_nonfinite(list(states.values()))
+    if found is not None:
+        k, index, value = found
+        name = list(states)[k]
+        raise NumericalError(f"{function}: state {name} became non-finite (batch {index[0]}, unit {index[1]}: "
+                             f"{value}); the transition overflowed", where=f"{function}: {name}", index=index)
 
 
 def _second_t(t):
@@ -78,15 +111,39 @@ def fpp_loss(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None
     v : (B,) weights of the examples in the state loss, or None for ``w``
     state_weight : λ >= 0, the weight of the state loss (1 in Algorithm 1)
     t : time index handed to the cell for the first step (the second gets t + 1); None for most cells
+
+    Returns
+    -------
+    (L_s, L_t) : floats
+
+    Raises
+    ------
+    TypeError
+        A cell or head that is not one, θ/β not dicts of floating arrays, an array
+        argument that is not one, mixed dtypes, ``t`` not an int.
+    ValueError
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, labels out
+        of range, ``state_weight`` < 0, ``t`` < 0.
+    refnet.NumericalError
+        s_T, s'_{T+1}, a loss or a gradient is NaN/Inf, named.
     """
-    _check(cell, s_prev, x, x_next, s_next, w, v)
+    arrays, y, w, v = _check(cell, theta, head, beta, {"s_prev": s_prev, "x": x, "x_next": x_next,
+                                                       "s_next": s_next}, y, w, v, state_weight, t)
     v = w if v is None else v
-    s_T, _ = cell.step(theta, s_prev, x, t)
-    s_pred, _ = cell.step(theta, s_T, x_next, _second_t(t))
-    r = s_pred - s_next
+    s_T, _ = cell.step(theta, arrays["s_prev"], arrays["x"], t)
+    s_pred, _ = cell.step(theta, s_T, arrays["x_next"], _second_t(t))
+    _check_states("fpp_loss", {"s_T": s_T, "s'_{T+1}": s_pred})
+    r = s_pred - arrays["s_next"]
     L_s = state_weight * float((v * (r * r).sum(axis=1)).sum()) / cell.n_state
-    L_t = float(head.loss_value(beta, cell.output(s_T), y, w))
+    L_t = float(head.loss_value(beta, cell.output(s_T), y, w, check=False))
+    _check_losses("fpp_loss", L_s, L_t)
     return L_s, L_t
+
+
+def _check_losses(function, L_s, L_t):
+    for name, value in (("state loss L_s", L_s), ("target loss L_t", L_t)):
+        if not math.isfinite(value):
+            raise NumericalError(f"{function}: the {name} is {value}", where=f"{function}: {name.split()[-1]}")
 
 
 def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None):
@@ -99,16 +156,40 @@ def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None
     Returns
     -------
     FPPGrad : L_s, L_t, ∂L/∂W, ∂L_t/∂β, ∂L/∂s_{T−1} (B, n), ∂L/∂s_{T+1} (B, n)
+
+    Raises
+    ------
+    TypeError
+        A cell or head that is not one, θ/β not dicts of floating arrays, an array
+        argument that is not one, mixed dtypes, ``t`` not an int.
+    ValueError
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, labels out
+        of range, ``state_weight`` < 0, ``t`` < 0.
+    refnet.NumericalError
+        s_T, s'_{T+1}, a loss or a gradient is NaN/Inf, named.
     """
-    _check(cell, s_prev, x, x_next, s_next, w, v)
+    arrays, y, w, v = _check(cell, theta, head, beta, {"s_prev": s_prev, "x": x, "x_next": x_next,
+                                                       "s_next": s_next}, y, w, v, state_weight, t)
+    g = _fpp_grad(cell, theta, head, beta, arrays["s_prev"], arrays["x"], arrays["x_next"], arrays["s_next"],
+                  y, w, v=v, state_weight=state_weight, t=t)
+    _check_losses("fpp_grad", g.state_loss, g.target_loss)
+    check_finite_tree("fpp_grad", "dtheta", g.dtheta)
+    check_finite_tree("fpp_grad", "dbeta", g.dbeta)
+    check_finite_tree("fpp_grad", "adjoint", {"ds_prev": g.ds_prev, "ds_next": g.ds_next})
+    return g
+
+
+def _fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None):
+    """:func:`fpp_grad` without the checks (the learner's inner loop, which checks what it uses)."""
     v = w if v is None else v
     s_T, cache_T = cell.step(theta, s_prev, x, t)
     s_pred, cache_next = cell.step(theta, s_T, x_next, _second_t(t))
+    _check_states("fpp_grad", {"s_T": s_T, "s'_{T+1}": s_pred})
     r = s_pred - s_next
     coef = (2.0 * state_weight / cell.n_state) * v[:, None]     # ∂L_s/∂s'_{T+1} = coef · r
     ds_pred = coef * r
     L_s = state_weight * float((v * (r * r).sum(axis=1)).sum()) / cell.n_state
-    L_t, dh, dbeta = head.loss_and_grad(beta, cell.output(s_T), y, w)
+    L_t, dh, dbeta = head.loss_and_grad(beta, cell.output(s_T), y, w, check=False)
     ds_T, dtheta_next, _ = cell.step_vjp(theta, cache_next, ds_pred)
     ds_T = ds_T + cell.output_vjp(dh)
     ds_prev, dtheta_T, _ = cell.step_vjp(theta, cache_T, ds_T)
@@ -119,8 +200,33 @@ def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None
 def fpp_refresh(cell, theta, s_prev, x, x_next, *, t=None):
     """s_T = f_W(s_{T−1}, o_T) and s'_{T+1} = f_W(s_T, o_{T+1}) under the current W (Algorithm 1, last lines).
 
-    Returns ``(s_T, s'_{T+1})``, each (B, n_state); s'_{T+1} is what the buffer stores back as s_{T+1}.
+    Parameters
+    ----------
+    cell, theta, s_prev, x, x_next, t : as :func:`fpp_loss`
+
+    Returns
+    -------
+    ``(s_T, s'_{T+1})``, each (B, n_state); s'_{T+1} is what the buffer stores back as s_{T+1}.
+
+    Raises
+    ------
+    TypeError
+        A cell or head that is not one, θ/β not dicts of floating arrays, an array
+        argument that is not one, mixed dtypes, ``t`` not an int.
+    ValueError
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, labels out
+        of range, ``state_weight`` < 0, ``t`` < 0.
+    refnet.NumericalError
+        s_T, s'_{T+1}, a loss or a gradient is NaN/Inf, named.
     """
+    arrays, _, _, _ = _check(cell, theta, None, None, {"s_prev": s_prev, "x": x, "x_next": x_next},
+                             None, None, None, None, t)
+    return _fpp_refresh(cell, theta, arrays["s_prev"], arrays["x"], arrays["x_next"], t=t)
+
+
+def _fpp_refresh(cell, theta, s_prev, x, x_next, *, t=None):
+    """:func:`fpp_refresh` without the entry checks; its states are still checked."""
     s_T, _ = cell.step(theta, s_prev, x, t)
     s_pred, _ = cell.step(theta, s_T, x_next, _second_t(t))
+    _check_states("fpp_refresh", {"s_T": s_T, "s'_{T+1}": s_pred})
     return s_T, s_pred

@@ -15,7 +15,9 @@ o_{T+1} and s_{T+1}, so the newest one lags the stream by one step.
 """
 from typing import NamedTuple
 
-from .._validate import check_int
+import numpy
+
+from .._validate import as_array, check_array, check_int, check_number
 from ..backend import xp_of
 
 __all__ = ["Transition", "FPPBuffer"]
@@ -39,10 +41,31 @@ class FPPBuffer:
     s0 : (B, n_state) the initial state s_0 (its array module and dtype are the buffer's)
     x_shape : (B, I), the shape of an observation
     y_shape, y_dtype : the shape and dtype of a target y_t
+
+    Raises
+    ------
+    TypeError
+        ``capacity`` not an int, ``s0`` not a floating array, a shape that is not a tuple of
+        ints, ``y_dtype`` not a dtype.
+    ValueError
+        ``capacity`` < 1, ``s0`` not (B, n) with B >= 1 or not finite, ``x_shape`` not (B, I).
     """
 
     def __init__(self, capacity, s0, x_shape, y_shape, y_dtype):
         self.capacity = check_int("capacity", capacity, 1)
+        s0 = as_array("s0", s0)
+        check_array("s0", s0, ndim=2)
+        if s0.shape[0] < 1:
+            raise ValueError(f"s0 must hold at least one example (B >= 1), got shape {tuple(s0.shape)}")
+        x_shape, y_shape = _shape("x_shape", x_shape), _shape("y_shape", y_shape)
+        if len(x_shape) != 2 or x_shape[0] != s0.shape[0]:
+            raise ValueError(f"x_shape must be (B, I) with B = {s0.shape[0]} (the batch of s0), got {x_shape}")
+        if not y_shape or y_shape[0] != s0.shape[0]:
+            raise ValueError(f"y_shape must start with B = {s0.shape[0]} (the batch of s0), got {y_shape}")
+        try:
+            y_dtype = numpy.dtype(y_dtype)
+        except TypeError as exc:
+            raise TypeError(f"y_dtype must be a NumPy dtype, got {y_dtype!r}") from exc
         xp = xp_of(s0)
         M = self.capacity + 2
         self.S = xp.zeros((M,) + tuple(s0.shape), dtype=s0.dtype)
@@ -57,7 +80,12 @@ class FPPBuffer:
         return t % self.S.shape[0]
 
     def push(self, x, s):
-        """Record step t + 1: the observation o_{t+1} and the state s_{t+1} it led to."""
+        """Record step t + 1: the observation o_{t+1} and the state s_{t+1} it led to.
+
+        Raises ValueError (nothing recorded) for a shape other than the buffer's or NaN/Inf.
+        """
+        check_array("x", as_array("x", x), shape=self.X.shape[1:])
+        check_array("s", as_array("s", s), shape=self.S.shape[1:])
         self.t += 1
         self.X[self._slot(self.t)] = x
         self.S[self._slot(self.t)] = s
@@ -65,7 +93,9 @@ class FPPBuffer:
             self.priority[self._slot(self.t - 1)] = self.max_priority
 
     def set_target(self, y):
-        """Record y_t, the target of the newest step."""
+        """Record y_t, the target of the newest step (ValueError for another shape or NaN/Inf)."""
+        y = as_array("y", y)
+        check_array("y", y, shape=self.Y.shape[1:], floating=False)
         self.Y[self._slot(self.t)] = y
 
     @property
@@ -83,7 +113,8 @@ class FPPBuffer:
         return self.S[self._slot(t)]
 
     def write_state(self, t, s):
-        """Replace the stored s_t by ``s`` (the write-back of Algorithm 1)."""
+        """Replace the stored s_t by ``s`` (the write-back of Algorithm 1); ValueError for NaN/Inf."""
+        check_array("s", as_array("s", s), shape=self.S.shape[1:])
         self.state(t)[...] = s
 
     def transition(self, T):
@@ -95,21 +126,47 @@ class FPPBuffer:
     def set_priority(self, T, value):
         """The priority of transition T (its last loss, for prioritised sampling)."""
         self._check_time("T", T, self.first, self.t - 1)
+        value = check_number("value", value, low=0.0)
         self.priority[self._slot(T)] = value
         self.max_priority = max(self.max_priority, float(value))
 
     def uniform_index(self, u):
-        """The transition T at quantile u ∈ [0, 1) of the held ones, all equally likely."""
+        """The transition T at quantile u ∈ [0, 1) of the held ones, all equally likely.
+
+        Raises ValueError if no transition is held yet or u is outside [0, 1).
+        """
+        self._check_sample(u)
         return self.first + min(int(u * len(self)), len(self) - 1)
 
     def prioritised_index(self, u):
-        """The transition T at quantile u ∈ [0, 1) of the held ones weighted by priority."""
+        """The transition T at quantile u ∈ [0, 1) of the held ones weighted by priority.
+
+        Raises ValueError if no transition is held yet or u is outside [0, 1).
+        """
+        self._check_sample(u)
         xp = xp_of(self.priority)
         slots = (self.first + xp.arange(len(self))) % self.S.shape[0]
         cumulative = xp.cumsum(self.priority[slots])
         j = int(xp.searchsorted(cumulative, u * cumulative[-1], side="right"))
         return self.first + min(j, len(self) - 1)
 
+    def _check_sample(self, u):
+        if len(self) == 0:
+            raise ValueError(f"the buffer holds no complete transition yet (t = {self.t}; transition T needs "
+                             "o_{T+1} and s_{T+1}, so sample after the second push)")
+        if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 <= u < 1:
+            raise ValueError(f"u must be a number in [0, 1), got {u!r}")
+
     def _check_time(self, name, value, low, high):
+        if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)):
+            raise TypeError(f"{name} must be an int time index, got {type(value).__name__} {value!r}")
         if not low <= value <= high:
             raise ValueError(f"{name} must be in [{low}, {high}] (held by the buffer at t = {self.t}), got {value}")
+
+
+def _shape(name, shape):
+    """``shape`` as a tuple of ints >= 0; TypeError naming ``name`` otherwise."""
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, (int, numpy.integer)) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise TypeError(f"{name} must be a tuple of ints >= 0, got {shape!r}")
+    return tuple(int(d) for d in shape)

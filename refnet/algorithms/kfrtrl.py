@@ -36,11 +36,13 @@ which one A ⊗ u cannot carry (Mujika et al. 2018 restrict KF-RTRL to that clas
 import math
 from typing import NamedTuple
 
-from ..backend import Rng, xp_of
+from .._validate import check_array, check_int, check_number
+from ..backend import xp_of
 from ..params import axpy, zeros_like
 from .bptt import GradResult
-from .checks import check_finite_result, check_objective, check_run
+from .checks import StepWatch, check_cell, check_objective, check_sequence
 from .structure import kronecker_layout, state_jacobian
+from .uoro import check_rng
 
 __all__ = ["KFRTRLState", "kfrtrl_init", "kfrtrl_update", "kfrtrl_gradient", "kfrtrl_sensitivity",
            "kfrtrl", "EPS"]
@@ -57,15 +59,21 @@ class KFRTRLState(NamedTuple):
 
 
 def _check_kronecker(cell):
+    """Refuse, naming it, a cell that is not a cell or whose J_θ is not Kronecker-factored."""
+    check_cell(cell)
     kronecker_layout(cell)
 
 
 def kfrtrl_init(cell, batch, like):
     """A = 0, u = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``.
 
-    Raises TypeError for a cell without ``kronecker_factors`` (module docstring).
+    Raises TypeError for a cell without ``kronecker_factors`` (module docstring),
+    ValueError for ``batch`` < 1.
     """
+    check_cell(cell)
     layout = kronecker_layout(cell)
+    batch = check_int("batch", batch, 1)
+    check_array("like", like, finite=False)
     xp = xp_of(like)
     n = cell.n_state
     rest, width = {}, 0
@@ -162,12 +170,20 @@ def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     :class:`refnet.backend.Rng`) for the signs c1, c2.  Returns a GradResult
     whose ``dtheta`` is a random, unbiased estimate of RTRL's; ``dbeta`` and
     ``loss`` are exact; ``ds0`` is None (not estimated); ``vjp_steps`` is 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments, as :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a Rng; ``eps`` <= 0;
+        a cell without ``kronecker_factors`` (TypeError naming the cell).
+    refnet.NumericalError
+        Names the first non-finite state s_t, loss term or gradient term (from A_t, u_t).
     """
-    if not isinstance(rng, Rng):
-        raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
+    check_rng(rng)
+    check_number("eps", eps, low=0.0, low_open=True)
     _check_kronecker(cell)
-    s0 = check_run(cell, theta, x, s0)
-    weights = check_objective(head, beta, x, y, weights)
+    x, s0 = check_sequence(cell, theta, x, s0)
+    y, weights = check_objective(head, beta, x, y, weights, cell)
     T, B = x.shape[:2]
     shapes = cell.param_shapes()
     state = kfrtrl_init(cell, B, x)
@@ -175,13 +191,16 @@ def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     dtheta = {k: xp_of(x).zeros(shape, dtype=x.dtype) for k, shape in shapes.items()}
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]
+    watch = StepWatch("kfrtrl")
     for t in range(1, T + 1):
         s_t, cache = cell.step(theta, s[t - 1], x[t - 1], t - 1)
         s.append(s_t)
         state = kfrtrl_update(cell, theta, cache, state, c[t - 1, 0], c[t - 1, 1], eps=eps)
-        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1])
-        axpy(1.0, kfrtrl_gradient(state, cell.output_vjp(dh), shapes), dtheta)
+        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1], check=False)
+        g_t = kfrtrl_gradient(state, cell.output_vjp(dh), shapes)
+        axpy(1.0, g_t, dtheta)
         axpy(1.0, dbeta_t, dbeta)
         L = L + L_t
-    check_finite_result("kfrtrl", L, {**dtheta, **dbeta}, s)
+        watch(t, s_t, L_t, state.A)   # g_t is made from A_t and u_t: A_t overflows first (J_s A_{t−1})
+    watch.flush()
     return GradResult(float(L), dtheta, dbeta, None, s[T], 0)

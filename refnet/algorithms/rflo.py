@@ -36,7 +36,7 @@ from ..backend import xp_of
 from .._validate import check_array, check_same_dtype
 from ..params import axpy, zeros_like
 from .bptt import GradResult
-from .checks import check_finite_result, check_objective, check_run
+from .checks import StepWatch, check_finite_tree, check_objective, check_sequence
 from .structure import kronecker_layout
 from .traces import split_blocks, trace_gradient, trace_update
 
@@ -156,8 +156,8 @@ def rflo(cell, theta, x, s0, head, beta, y, weights=None, *, feedback=None):
         A non-finite loss or gradient, naming the first non-finite state.
     """
     _check_cell(cell)
-    s0 = check_run(cell, theta, x, s0)
-    weights = check_objective(head, beta, x, y, weights)
+    x, s0 = check_sequence(cell, theta, x, s0)
+    y, weights = check_objective(head, beta, x, y, weights, cell)
     feedback = check_feedback(feedback, cell, head, x)
     T, B = x.shape[:2]
     shapes = cell.param_shapes()
@@ -165,15 +165,18 @@ def rflo(cell, theta, x, s0, head, beta, y, weights=None, *, feedback=None):
     dtheta = {k: xp_of(x).zeros(shape, dtype=x.dtype) for k, shape in shapes.items()}
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]
+    watch = StepWatch("rflo")
     for t in range(1, T + 1):
         s_t, cache = cell.step(theta, s[t - 1], x[t - 1], t - 1)
         s.append(s_t)
         state = rflo_update(cell, theta, cache, state)
         h_out = cell.output(s_t)
-        L_t, dh, dbeta_t = head.loss_and_grad(beta, h_out, y[t - 1], weights[t - 1])
+        L_t, dh, dbeta_t = head.loss_and_grad(beta, h_out, y[t - 1], weights[t - 1], check=False)
         delta = rflo_delta(cell, head, beta, h_out, y[t - 1], weights[t - 1], dh, feedback)
         axpy(1.0, rflo_gradient(state, delta, shapes), dtheta)
         axpy(1.0, dbeta_t, dbeta)
         L = L + L_t
-    check_finite_result("rflo", L, {**dtheta, **dbeta}, s)
+        watch(t, s_t, L_t, state.E)     # the gradient term is made from the trace E_t
+    watch.flush()
+    check_finite_tree("rflo", "gradient", dtheta)
     return GradResult(float(L), dtheta, dbeta, None, s[T], 0)

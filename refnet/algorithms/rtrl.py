@@ -16,7 +16,7 @@ from .. import kernels
 from ..backend import xp_of
 from ..params import axpy, unflatten, zeros_like
 from .bptt import GradResult
-from .checks import check_finite_result, check_objective, check_run
+from .checks import StepWatch, check_finite_tree, check_objective, check_sequence
 
 __all__ = ["rtrl_update", "rtrl", "KERNEL_MAX_WORK"]
 
@@ -38,8 +38,25 @@ def rtrl_update(J_s, J_theta, M, out=None):
     -------
     M_t (B, n, P).  Small problems on NumPy run the kernel
     :func:`refnet.kernels.rtrl._rtrl_update` (``KERNEL_MAX_WORK``); larger ones BLAS.
+
+    Raises
+    ------
+    TypeError
+        An argument that is not an array.
+    ValueError
+        Shapes that do not fit (B, n, n) @ (B, n, P) + (B, n, P), or ``out`` that is ``M``.
     """
-    _, n, P = M.shape
+    for name, a in (("J_s", J_s), ("J_theta", J_theta), ("M", M)):
+        if not hasattr(a, "shape") or len(a.shape) != 3:
+            raise TypeError(f"{name} must be a 3-d array, got {type(a).__name__} "
+                            f"{getattr(a, 'shape', '')}")
+    B, n, P = M.shape
+    if J_s.shape != (B, n, n) or J_theta.shape != (B, n, P):
+        raise ValueError(f"J_s must have shape (B, n, n) = {(B, n, n)} and J_theta (B, n, P) = {(B, n, P)} "
+                         f"for M of shape {(B, n, P)}, got {tuple(J_s.shape)} and {tuple(J_theta.shape)}")
+    if out is not None and (out is M or getattr(out, "shape", None) != (B, n, P)):
+        raise ValueError(f"out must be a new (B, n, P) = {(B, n, P)} array, not M itself, got "
+                         f"{'M' if out is M else getattr(out, 'shape', type(out).__name__)}")
     if out is None:
         out = xp_of(M).empty_like(M)
     if n * n * P <= KERNEL_MAX_WORK and kernels.applicable(J_s, J_theta, M, out):
@@ -55,9 +72,17 @@ def rtrl(cell, theta, x, s0, head, beta, y, weights=None):
 
     Arguments and result as :func:`refnet.algorithms.bptt.bptt` (whose
     gradient this equals to rounding); ``vjp_steps`` is 0, RTRL uses no VJP.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments, as :func:`refnet.algorithms.bptt.bptt`.
+    refnet.NumericalError
+        Names the first non-finite state s_t, loss term or gradient term (from M_t),
+        checked every ``checks.CHECK_EVERY`` steps as the run goes.
     """
-    s0 = check_run(cell, theta, x, s0)
-    weights = check_objective(head, beta, x, y, weights)
+    x, s0 = check_sequence(cell, theta, x, s0)
+    y, weights = check_objective(head, beta, x, y, weights, cell)
     xp = xp_of(x)
     T, B = x.shape[:2]
     n = cell.n_state
@@ -68,18 +93,22 @@ def rtrl(cell, theta, x, s0, head, beta, y, weights=None):
     ds0 = xp.zeros_like(s0)
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]
+    watch = StepWatch("rtrl")
     for t in range(1, T + 1):
         s_t, cache = cell.step(theta, s[t - 1], x[t - 1], t - 1)
         s.append(s_t)
         J_s, J_theta = cell.jacobians(theta, cache)
         M = rtrl_update(J_s, J_theta, M)
         S = J_s @ S
-        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1])
+        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1], check=False)
         ds = cell.output_vjp(dh)[:, None, :]                                  # ∂L_t/∂s_t, (B, 1, n)
-        dtheta_flat += (ds @ M)[:, 0, :].sum(axis=0)
+        g_t = (ds @ M)[:, 0, :].sum(axis=0)
+        dtheta_flat += g_t
         ds0 += (ds @ S)[:, 0, :]
         axpy(1.0, dbeta_t, dbeta)
         L = L + L_t
+        watch(t, s_t, L_t, g_t)
+    watch.flush()
+    check_finite_tree("rtrl", "ds0", {"ds0": ds0})
     dtheta = unflatten(dtheta_flat, ordered)
-    check_finite_result("rtrl", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, ds0, s[T], 0)

@@ -49,7 +49,7 @@ from ..backend import xp_of
 from .._validate import check_int
 from ..params import axpy, unflatten, zeros_like
 from .bptt import GradResult
-from .checks import check_finite_result, check_objective, check_run
+from .checks import StepWatch, check_objective, check_sequence
 from .structure import has_kronecker, kronecker_layout, state_jacobian
 from .traces import trace_update
 
@@ -275,22 +275,25 @@ def snap(cell, theta, x, s0, head, beta, y, weights=None, *, n):
     refnet.NumericalError
         A non-finite loss or gradient, naming the first non-finite state.
     """
+    x, s0 = check_sequence(cell, theta, x, s0)
+    y, weights = check_objective(head, beta, x, y, weights, cell)
     pattern = snap_pattern(cell, theta, n)
-    s0 = check_run(cell, theta, x, s0)
-    weights = check_objective(head, beta, x, y, weights)
     T, B = x.shape[:2]
     state = snap_init(pattern, B, x)
     dtheta_flat = xp_of(x).zeros(pattern.mask.shape[1], dtype=x.dtype)
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]
+    watch = StepWatch("snap")
     for t in range(1, T + 1):
         s_t, cache = cell.step(theta, s[t - 1], x[t - 1], t - 1)
         s.append(s_t)
         state = snap_update(cell, theta, cache, state, pattern)
-        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1])
-        dtheta_flat += snap_gradient(state, cell.output_vjp(dh), pattern)
+        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1], check=False)
+        g_t = snap_gradient(state, cell.output_vjp(dh), pattern)
+        dtheta_flat += g_t
         axpy(1.0, dbeta_t, dbeta)
         L = L + L_t
+        watch(t, s_t, L_t, g_t)
+    watch.flush()
     dtheta = unflatten(dtheta_flat, {k: theta[k] for k in cell.param_shapes()})
-    check_finite_result("snap", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, None, s[T], 0)

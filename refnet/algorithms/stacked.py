@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backend import xp_of
-from .._validate import check_array
-from .bptt import forward, sequence_vjp
+from .._validate import as_array, check_array, check_same_dtype
+from .bptt import _forward, _sequence_vjp
+from .checks import check_cell
 
 __all__ = ["StackedVJP", "stacked_forward", "stacked_sequence_vjp"]
 
@@ -30,25 +31,44 @@ class StackedVJP:
     ds0: list        # per layer, (B, n_state)
 
 
+def _as_list(name, value, what):
+    """``value`` as a list (one entry per layer); TypeError naming ``name`` for a non-sequence."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError(f"{name} must be a list with {what} per layer, got {type(value).__name__}")
+
+
 def _check_stack(cells, thetas, x, s0s):
-    """Validate the stack once; returns ``s0s`` as a list (zeros where None)."""
-    cells, thetas = list(cells), list(thetas)
+    """Validate the stack once; returns ``(cells, thetas, x, s0s)``, s0s a list (zeros where None)."""
+    cells, thetas = _as_list("cells", cells, "one cell"), _as_list("thetas", thetas, "one params dict")
     if not cells or len(thetas) != len(cells):
         raise ValueError(f"cells and thetas must be non-empty and of one length, got {len(cells)} cells "
                          f"and {len(thetas)} params dicts")
+    for l, cell in enumerate(cells):
+        check_cell(cell, f"cells[{l}]")
     for l in range(1, len(cells)):
         if cells[l].input_size != cells[l - 1].n_out:
             raise ValueError(f"cells[{l}].input_size must be {cells[l - 1].n_out} (the output width of "
                              f"cells[{l - 1}]), got {cells[l].input_size}")
     for l, (cell, theta) in enumerate(zip(cells, thetas)):
         cell.check_params(theta, f"thetas[{l}]")
+    x = as_array("x", x)
     check_array("x", x, shape=(None, None, cells[0].input_size))
-    if s0s is None:
-        s0s = [None] * len(cells)
-    s0s = list(s0s)
+    T, B = x.shape[:2]
+    if T < 1 or B < 1:
+        raise ValueError(f"x must hold at least one step and one sequence (T >= 1, B >= 1), got shape "
+                         f"{tuple(x.shape)}")
+    s0s = [None] * len(cells) if s0s is None else _as_list("s0s", s0s, "one initial state (or None)")
     if len(s0s) != len(cells):
         raise ValueError(f"s0s must hold one initial state per layer ({len(cells)}), got {len(s0s)}")
-    return cells, thetas, s0s
+    for l, cell in enumerate(cells):
+        if s0s[l] is None:
+            s0s[l] = xp_of(x).zeros((B, cell.n_state), dtype=x.dtype)
+        s0s[l] = as_array(f"s0s[{l}]", s0s[l])
+        check_array(f"s0s[{l}]", s0s[l], shape=(B, cell.n_state))
+    check_same_dtype({"x": x, **{f"s0s[{l}]": s0 for l, s0 in enumerate(s0s)},
+                      **{f"thetas[{l}]": next(iter(th.values())) for l, th in enumerate(thetas)}})
+    return cells, thetas, x, s0s
 
 
 def stacked_forward(cells, thetas, x, s0s=None):
@@ -56,13 +76,28 @@ def stacked_forward(cells, thetas, x, s0s=None):
 
     Parameters
     ----------
-    cells : sequence of L refnet cells;  thetas : their params dicts
-    x : (T, B, I) inputs of layer 0;  s0s : L initial states (B, n_state), or None for zeros
+    cells : list of L refnet cells, ``cells[l].input_size == cells[l − 1].n_out``
+    thetas : list of their L params dicts
+    x : (T, B, I) inputs of layer 0, T >= 1, B >= 1
+    s0s : list of L initial states (B, n_state) (None entries for zeros), or None for all zeros
+
+    Returns
+    -------
+    list of L Trajectory, bottom layer first.
+
+    Raises
+    ------
+    TypeError
+        cells/thetas/s0s not lists, an entry that is not a cell, mixed dtypes.
+    ValueError
+        Mismatched lengths or widths between layers, a wrong shape, a NaN/Inf input.
+    refnet.NumericalError
+        A layer's forward pass overflowed: names the layer and the first non-finite s_t.
     """
-    cells, thetas, s0s = _check_stack(cells, thetas, x, s0s)
+    cells, thetas, x, s0s = _check_stack(cells, thetas, x, s0s)
     trajectories, inputs = [], x
-    for cell, theta, s0 in zip(cells, thetas, s0s):
-        trajectory = forward(cell, theta, inputs, s0)
+    for l, (cell, theta, s0) in enumerate(zip(cells, thetas, s0s)):
+        trajectory = _forward(cell, theta, inputs, s0, function=f"stacked_forward (layer {l})")
         trajectories.append(trajectory)
         inputs = _outputs(cell, trajectory.s)
     return trajectories
@@ -90,20 +125,37 @@ def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
     Returns
     -------
     StackedVJP with per-layer dtheta and ds0, and dx (T, B, I).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`stacked_forward`, and for ``dout`` or ``ds_T[l]`` of a wrong type, shape or dtype.
+    refnet.NumericalError
+        A layer's forward or backward pass overflowed: names the layer's pass and the first bad step.
     """
-    cells, thetas, s0s = _check_stack(cells, thetas, x, s0s)
-    if ds_T is None:
-        ds_T = [None] * len(cells)
+    cells, thetas, x, s0s = _check_stack(cells, thetas, x, s0s)
+    T, B = x.shape[:2]
+    dout = as_array("dout", dout)
+    check_array("dout", dout, shape=(T, B, cells[-1].n_out))
+    ds_T = [None] * len(cells) if ds_T is None else _as_list("ds_T", ds_T, "one cotangent (or None)")
     if len(ds_T) != len(cells):
         raise ValueError(f"ds_T must hold one cotangent per layer ({len(cells)}), got {len(ds_T)}")
+    for l, cell in enumerate(cells):
+        if ds_T[l] is not None:
+            ds_T[l] = as_array(f"ds_T[{l}]", ds_T[l])
+            check_array(f"ds_T[{l}]", ds_T[l], shape=(B, cell.n_state))
+    check_same_dtype({"x": x, "dout": dout, **{f"ds_T[{l}]": d for l, d in enumerate(ds_T)}})
     inputs = [x]
-    for cell, theta, s0 in zip(cells[:-1], thetas[:-1], s0s[:-1]):
-        inputs.append(_outputs(cell, forward(cell, theta, inputs[-1], s0).s))
+    for l, (cell, theta, s0) in enumerate(zip(cells[:-1], thetas[:-1], s0s[:-1])):
+        inputs.append(_outputs(cell, _forward(cell, theta, inputs[-1], s0,
+                                              function=f"stacked_sequence_vjp (layer {l})").s))
     L = len(cells)
     dtheta, ds0, s_T = [None] * L, [None] * L, [None] * L
     outputs, d = None, dout
     for l in range(L - 1, -1, -1):
-        res = sequence_vjp(cells[l], thetas[l], inputs[l], s0s[l], d, ds_T[l])
+        ds_T_l = xp_of(x).zeros_like(s0s[l]) if ds_T[l] is None else ds_T[l]
+        res = _sequence_vjp(cells[l], thetas[l], inputs[l], s0s[l], d, ds_T_l,
+                            function=f"stacked_sequence_vjp (layer {l})")
         dtheta[l], ds0[l], s_T[l], d = res.dtheta, res.ds0, res.s_T, res.dx
         outputs = res.outputs if outputs is None else outputs
     return StackedVJP(outputs, s_T, dtheta, d, ds0)

@@ -22,12 +22,13 @@ the cell's per-example J_θ (``jacobians``) instead.
 import math
 from typing import NamedTuple
 
+from .._validate import check_array, check_int, check_number
 from ..backend import Rng, xp_of
 from ..params import axpy, flatten, unflatten, zeros_like
 from .bptt import GradResult
-from .checks import check_finite_result, check_objective, check_run
+from .checks import StepWatch, check_cell, check_objective, check_sequence
 
-__all__ = ["UOROState", "uoro_init", "uoro_update", "uoro_gradient", "uoro", "EPS"]
+__all__ = ["UOROState", "check_rng", "uoro_init", "uoro_update", "uoro_gradient", "uoro", "EPS"]
 
 EPS = 1e-7   # the paper's ε: keeps ρ0, ρ1 finite and positive when a factor is zero (at t = 1)
 
@@ -37,8 +38,22 @@ class UOROState(NamedTuple):
     theta_tilde: object  # (B, P), columns in flatten order of cell.param_shapes()
 
 
+def check_rng(rng):
+    """TypeError unless ``rng`` is a :class:`refnet.backend.Rng`."""
+    if not isinstance(rng, Rng):
+        raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
+    return rng
+
+
 def uoro_init(cell, batch, like):
-    """s̃ = 0, θ̃ = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``."""
+    """s̃ = 0, θ̃ = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``.
+
+    Raises TypeError for a non-cell or a ``like`` that is not a floating array,
+    ValueError for ``batch`` < 1.
+    """
+    check_cell(cell)
+    batch = check_int("batch", batch, 1)
+    check_array("like", like, finite=False)
     xp = xp_of(like)
     P = sum(math.prod(shape) for shape in cell.param_shapes().values())
     return UOROState(xp.zeros((batch, cell.n_state), dtype=like.dtype), xp.zeros((batch, P), dtype=like.dtype))
@@ -69,7 +84,16 @@ def uoro_update(cell, theta, cache, state, nu, *, eps=EPS):
     Returns
     -------
     UOROState at t.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``state`` not a UOROState, ``nu`` not (B, n), ``eps`` not a finite number > 0.
     """
+    if not isinstance(state, UOROState):
+        raise TypeError(f"state must be a UOROState (from uoro_init), got {type(state).__name__}")
+    check_array("nu", nu, shape=tuple(state.s_tilde.shape), finite=False)
+    check_number("eps", eps, low=0.0, low_open=True)
     xp = xp_of(nu)
     s_tilde, theta_tilde = state
     a = cell.step_jvp(theta, cache, s_tilde, None, None)
@@ -82,7 +106,13 @@ def uoro_update(cell, theta, cache, state, nu, *, eps=EPS):
 
 
 def uoro_gradient(state, ds):
-    """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b]: Σ_b (ds[b] · s̃[b]) θ̃[b], (P,)."""
+    """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b]: Σ_b (ds[b] · s̃[b]) θ̃[b], (P,).
+
+    Raises TypeError/ValueError for a ``state`` that is not a UOROState or ``ds`` not (B, n).
+    """
+    if not isinstance(state, UOROState):
+        raise TypeError(f"state must be a UOROState (from uoro_init), got {type(state).__name__}")
+    check_array("ds", ds, shape=tuple(state.s_tilde.shape), finite=False)
     return (ds * state.s_tilde).sum(axis=1) @ state.theta_tilde
 
 
@@ -94,25 +124,35 @@ def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     ``dtheta`` is a random, unbiased estimate of RTRL's (= BPTT's); ``dbeta``
     and ``loss`` are exact; ``ds0`` is None (not estimated); ``vjp_steps``
     counts the VJPs spent (T at B = 1, else 0: J_θ is used instead).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments, as :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a Rng; ``eps`` <= 0.
+    refnet.NumericalError
+        Names the first non-finite state s_t, loss term or gradient term (from s̃, θ̃).
     """
-    if not isinstance(rng, Rng):
-        raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
-    s0 = check_run(cell, theta, x, s0)
-    weights = check_objective(head, beta, x, y, weights)
+    check_rng(rng)
+    check_number("eps", eps, low=0.0, low_open=True)
+    x, s0 = check_sequence(cell, theta, x, s0)
+    y, weights = check_objective(head, beta, x, y, weights, cell)
     T, B = x.shape[:2]
     state = uoro_init(cell, B, x)
     nu = rng.signs((T, B, cell.n_state)).astype(x.dtype, copy=False)
     dtheta_flat = xp_of(x).zeros(state.theta_tilde.shape[1], dtype=x.dtype)
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]
+    watch = StepWatch("uoro")
     for t in range(1, T + 1):
         s_t, cache = cell.step(theta, s[t - 1], x[t - 1], t - 1)
         s.append(s_t)
         state = uoro_update(cell, theta, cache, state, nu[t - 1], eps=eps)
-        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1])
-        dtheta_flat += uoro_gradient(state, cell.output_vjp(dh))
+        L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1], check=False)
+        g_t = uoro_gradient(state, cell.output_vjp(dh))
+        dtheta_flat += g_t
         axpy(1.0, dbeta_t, dbeta)
         L = L + L_t
+        watch(t, s_t, L_t, g_t)
+    watch.flush()
     dtheta = unflatten(dtheta_flat, {k: theta[k] for k in cell.param_shapes()})
-    check_finite_result("uoro", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, None, s[T], T if B == 1 else 0)

@@ -60,8 +60,8 @@ GRAD_RTOL = 1e-10
 def make_model(name, T):
     """The refnet cell of ``name`` (one of :data:`MODELS`) for walks of T steps."""
     cells = {"FastRNN": lambda: FastRNN(INPUT, HIDDEN),
-             "ERNN(K=1)": lambda: ERNN(INPUT, HIDDEN, K=1, steps=T),
-             "ERNN(K=2)": lambda: ERNN(INPUT, HIDDEN, K=2, steps=T),
+             "ERNN(K=1)": lambda: ERNN(INPUT, HIDDEN, K=1, sequence_length=T),
+             "ERNN(K=2)": lambda: ERNN(INPUT, HIDDEN, K=2, sequence_length=T),
              "LSTM": lambda: LSTM(INPUT, HIDDEN)}
     if name not in cells:
         raise ValueError(f"name must be one of {MODELS}, got {name!r}")

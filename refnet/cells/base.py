@@ -15,22 +15,55 @@ State ``s`` is one array (B, n_state).  One transition is
   -> (ds0, dparams)``: k transitions and the VJP back through them (defaults
   loop over ``step`` and ``step_vjp``; online TBPTT(1, k) calls them every step).
 
-Optional capabilities (an algorithm that needs one refuses, naming the cell, where it is absent):
-``kronecker_factors(params, cache) -> (D, {name: ĥ})`` with ``kronecker_params`` naming
-the factored parameters (default: all) for KF-RTRL, RFLO and SnAp's factored path;
-``state_jacobian(params, cache) -> J_s`` alone; ``jacobian_pattern(params) -> (S, Θ)``,
-the structural nonzero patterns of J_s and J_θ (SnAp); ``leak``, the part 1 − α of J_s
-that bypasses the recurrent weights (RFLO).
+Optional capabilities (:data:`OPTIONAL_CAPABILITIES`; an algorithm that needs one refuses,
+naming the cell, where it is absent): ``steps``/``steps_vjp`` (defaults here loop over the
+step); ``kronecker_factors(params, cache) -> (D, {name: ĥ})`` with ``kronecker_params``
+naming the factored parameters (default: all) for KF-RTRL, RFLO and SnAp's factored path;
+``state_jacobian(params, cache) -> J_s`` alone (the solvers; ``jacobians``' J_s otherwise);
+``jacobian_pattern(params) -> (S, Θ)``, the structural nonzero patterns of J_s and J_θ
+(SnAp); ``leak``, the part 1 − α of J_s that bypasses the recurrent weights (RFLO).
 
 ``dparams`` from ``step_vjp`` is summed over the batch (the gradient of a
 batch loss); a parameter tangent in ``step_jvp`` is shared by the batch.
 In ``step_jvp`` any tangent may be None, meaning zero.
+
+No cell may reuse a contract name (:data:`CONTRACT_NAMES`) for a field or plain
+attribute: ERNN's dataclass field ``steps`` once hid the ``steps`` method and broke
+online TBPTT on it.  :meth:`Cell.__init_subclass__` refuses such a class when it is
+defined, and :func:`contract_clashes` finds one on an instance.
 """
 from ..backend import get_dtype, get_xp, xp_of
 from .._validate import check_params
 from ..params import flatten
 
-__all__ = ["Cell", "affine_jvp", "affine_vjp"]
+__all__ = ["Cell", "affine_jvp", "affine_vjp", "REQUIRED_METHODS", "OPTIONAL_CAPABILITIES", "CONTRACT_NAMES",
+           "contract_clashes"]
+
+# What every cell has (DESIGN.md §3), and the helpers this base gives them all.
+REQUIRED_METHODS = ("param_shapes", "init", "step", "step_vjp", "step_jvp", "jacobians", "output",
+                    "output_vjp", "n_state", "n_out", "init_state", "check_params", "flat_params",
+                    "pytorch_init")
+# Optional capabilities: an algorithm that needs one looks it up by this name.
+OPTIONAL_CAPABILITIES = ("steps", "steps_vjp", "kronecker_factors", "state_jacobian", "jacobian_pattern", "leak")
+CONTRACT_NAMES = REQUIRED_METHODS + OPTIONAL_CAPABILITIES
+
+
+def _clash_message(owner, name, what):
+    return (f"{owner} must not have a {what} named {name!r}: that is a name of the cell contract "
+            f"(refnet.cells.base.CONTRACT_NAMES), which algorithms call as a method; rename it")
+
+
+def contract_clashes(cell):
+    """The contract names that ``cell`` (an instance) has as data instead of methods/properties."""
+    clashes = [name for name in vars(cell) if name in CONTRACT_NAMES] if hasattr(cell, "__dict__") else []
+    for name in CONTRACT_NAMES:
+        for klass in type(cell).__mro__:
+            if name in klass.__dict__:
+                value = klass.__dict__[name]
+                if not (callable(value) or isinstance(value, (property, staticmethod, classmethod))):
+                    clashes.append(name)
+                break
+    return sorted(set(clashes))
 
 
 class Cell:
@@ -38,7 +71,19 @@ class Cell:
 
     Subclasses set ``input_size`` and ``hidden_size`` and define
     ``param_shapes``, ``init``, ``step``, ``step_vjp`` and ``step_jvp``.
+    A subclass whose fields or class attributes reuse a contract name is refused
+    with a TypeError when it is defined.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name in CONTRACT_NAMES:
+                raise TypeError(_clash_message(cls.__name__, name, "field"))
+        for name, value in cls.__dict__.items():
+            if name in CONTRACT_NAMES and not (callable(value) or isinstance(value, (property, staticmethod,
+                                                                                     classmethod))):
+                raise TypeError(_clash_message(cls.__name__, name, "class attribute"))
 
     def __post_init__(self):
         for name in ("input_size", "hidden_size"):

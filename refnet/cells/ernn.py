@@ -73,8 +73,9 @@ class ERNN(Cell):
         Inner iterations per time step.
     nonlinearity : 'relu' (default) or 'tanh'
         σ.
-    steps : int or None
+    sequence_length : int or None
         T for a per-step η of shape (T, K); None (default) for one η of shape (K,).
+        (Not ``steps``: that name is the cell contract's k-step method, DESIGN.md §3.)
     eta_init : float
         Initial value of every η (1e-2, paper §4).
     """
@@ -83,16 +84,16 @@ class ERNN(Cell):
     hidden_size: int
     K: int = 1
     nonlinearity: str = "relu"
-    steps: Optional[int] = None
+    sequence_length: Optional[int] = None
     eta_init: float = 1e-2
 
     def __post_init__(self):
         super().__post_init__()
         if isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 1:
             raise ValueError(f"K must be a positive int, got {self.K!r}")
-        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
-                                       or self.steps < 1):
-            raise ValueError(f"steps must be None or a positive int (T), got {self.steps!r}")
+        T = self.sequence_length
+        if T is not None and (isinstance(T, bool) or not isinstance(T, int) or T < 1):
+            raise ValueError(f"sequence_length must be None or a positive int (T), got {T!r}")
         if self.nonlinearity not in ("relu", "tanh"):
             raise ValueError(f"nonlinearity must be 'relu' or 'tanh', got {self.nonlinearity!r}")
 
@@ -102,7 +103,7 @@ class ERNN(Cell):
 
     def param_shapes(self):
         H, I = self.hidden_size, self.input_size
-        eta = (self.K,) if self.steps is None else (self.steps, self.K)
+        eta = (self.K,) if self.sequence_length is None else (self.sequence_length, self.K)
         return {"W": (H, I), "V": (H, H), "U": (H, H), "b": (H,), "eta": eta}
 
     def init(self, rng):
@@ -118,11 +119,11 @@ class ERNN(Cell):
 
     def _eta_row(self, eta, t):
         """η_t (K,): the shared row, or row t of a (T, K) η."""
-        if self.steps is None:
+        if self.sequence_length is None:
             return eta, None
-        if t is None or not 0 <= t < self.steps:
-            raise ValueError(f"t must be a time index in [0, {self.steps}) for an ERNN with a "
-                             f"per-step η of shape ({self.steps}, {self.K}), got t = {t!r}")
+        if t is None or not 0 <= t < self.sequence_length:
+            raise ValueError(f"t must be a time index in [0, {self.sequence_length}) for an ERNN with a "
+                             f"per-step η of shape ({self.sequence_length}, {self.K}), got t = {t!r}")
         return eta[t], t
 
     def step(self, params, s_prev, x, t=None):
