@@ -21,7 +21,7 @@ seed start from the same weights on the same stream:
 
 - ``p6``: 6-CycleWorld, sigmoid + binary cross-entropy, PyTorch's init — the FPP paper's setting;
 - ``p6-mse``: 6-CycleWorld, linear output + squared error, every weight U(−0.1, 0.1)
-  (where a quick PyTorch trial saw truncation stall, REFERENCE.md);
+  (the setting where truncation is most likely to stall: small weights, no squashing output);
 - ``p10``, ``p15``: longer cycles, BCE, PyTorch's init: short T no longer spans a cycle.
 
 A prediction is right when the sigmoid's output (BCE) or the linear output
@@ -91,14 +91,11 @@ FULL = {"steps": 4_000, "seeds": 5, "window": 1000, "buffer": 100,
         "heat_N": (10, 100, 1000), "heat_n": (1, 3, 10), "heat_steps": 4_000}
 QUICK = {"steps": 100, "seeds": 1, "window": 20, "buffer": 20, "methods": METHODS,
          "heat_N": (5, 20), "heat_n": (1, 2), "heat_steps": 60}
-# What the FPP paper (Fig. 1) and a quick PyTorch trial (REFERENCE.md) report for 6-CycleWorld.
+# What the FPP paper (Nath, Jafferjee & White, Fig. 1 and App. C.1) reports for 6-CycleWorld.
 PUBLISHED = [
     "FPP paper, Fig. 1 (6-CycleWorld, 4 tanh units, Adagrad 0.1, 300k steps, 5 runs): T-BPTT with "
     "T < 6 suffers, near the 83% of always predicting 0; FPP learns even with n = 1; FPP as fast as 6-BPTT; "
     "Fig. 1c: no clear best buffer size, FPP 'reasonably well' over a wide range of N and n.",
-    "REFERENCE.md trial (PyTorch, BCE): T >= 6 reaches >= 99.9% in 2-3k steps in every seed; "
-    "T = 2-5 reach 100% in 2-20k steps, T = 1 reaches 97-100% in 5-63k; stalls at 83.3% / 91.7% "
-    "mainly with MSE and small init.",
 ]
 
 

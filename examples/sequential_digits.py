@@ -55,8 +55,6 @@ QUICK = {"epochs": 2, "fpp_epochs": 1, "seeds": 1, "batch": 16, "train": 32, "ro
 PUBLISHED = [
     "FPP paper, Fig. 2 (sequential MNIST, 784 steps, LSTM 128, Adam 1e-3, 5 runs): FPP n = 10 ~ 80% vs "
     "10-BPTT ~ 60%; n = 15 slightly faster, no gain; 15-BPTT matches FPP; full BPTT near optimal.",
-    "REFERENCE.md trial (8x8 digits, 64 pixel steps, LSTM 128, Adam 1e-3, 80 epochs): full BPTT ~ 91-93%, "
-    "last-10-steps gradient ~ 85%; rows as 8 steps reach ~ 95% in 30-40 epochs.",
 ]
 
 

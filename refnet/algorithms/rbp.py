@@ -29,7 +29,7 @@ the quantity that bounds the error of the batch gradient dθ = Σ_b z_bᵀ ∂F_
 which is what the caller receives.  The price: the Krylov space is shared,
 so a joint solve may take more iterations than the hardest single example.
 
-**Index convention (REFERENCE.md).**  Neumann-RBP(K) sums K + 1 terms
+**Index convention (Liao et al. 2018, Alg. 2 and Prop. 2; README, Reference).**  Neumann-RBP(K) sums K + 1 terms
 (Jᵀ)^0 … (Jᵀ)^K; back-propagating through m applications of F sums m terms.
 So Neumann-RBP(K) equals TBPTT through K + 1 applications of F on a
 trajectory that sat at h* for those steps (Liao et al. Prop. 2, with this
