@@ -8,8 +8,9 @@ fixture for the same weights, inputs and loss (``refnet.fixtures``), and
 
 - ``correct``      the equations as nn.LSTM has them, float64: must agree to 1e-10;
 - ``float32``      the same module in float32: held to the float32 tolerances (1e-4);
-- ``gate order``   the weights read in the order i, f, o, g (Keras/TensorFlow's
-                   habit) instead of PyTorch's i, f, g, o: compare must name step 1, gate g.
+- ``gate order``   the weights read in the order i, f, o, g instead of PyTorch's
+                   i, f, g, o (a transcription slip; Keras uses PyTorch's order with
+                   transposed kernels): compare must name step 1, gate g.
 
 There are no published numbers for this check: the reference is refnet's own
 float64 computation, and the expected outcome is in the table's last column.
