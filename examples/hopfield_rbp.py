@@ -2,7 +2,12 @@
 
 Liao et al. store ten binary MNIST digits in a continuous Hopfield network
 (:class:`refnet.cells.hopfield.Hopfield`: 784 clamped input units, 1024
-hidden, 784 output; a = 1, b = 0.5), run 50 updates from h = 0, and learn W
+hidden, 784 output; a = 1, b = 0.5), the Euler step of
+dh/dt = −h/a + W σ(b h) + l,
+
+    s_t = (1 − a) s_{t−1} + W_s σ(b u_{t−1}),    u = [x, s],    W = Wᵀ, diag W = 0,
+
+run 50 updates from h = 0, and learn W
 (symmetric, zero diagonal) with Adam at 1e-3 from the L1 loss between the
 output units' state and the pattern; each gradient method is truncated at K =
 10, 20 or 30 steps.  A run succeeds when its final loss is at most 50% of its

@@ -1,6 +1,9 @@
 """2-D random walks (the ERNN paper, §1, Figs. 3–4): RNN, FastRNN, FastGRNN, ERNN (K = 1, 2), exact ERNN.
 
-Each walk X_1..X_T (:mod:`refnet.tasks.random_walks`, σ_0 = 0.1, σ_1 = 1)
+Each walk (Zhang et al. 2019, §1; :mod:`refnet.tasks.random_walks`)
+
+    X_0 = 0,   X_t ~ N(X_{t−1}, σ_i I),   t = 1..T (100),   σ_0 = 0.1 (class 0),   σ_1 = 1 (class 1)
+
 is read position by position by a network of 10 hidden units whose last
 state is classified by a linear readout (softmax cross-entropy at the last
 step, mean over the batch).  Gradients by BPTT (``refnet.bptt``), updates by
