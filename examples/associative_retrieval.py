@@ -14,6 +14,14 @@ learning rate 1e-3, batches of 128).  The models:
   both compute the same numbers.  S = 1, λ = 0.95, η = 0.5, W = 0.05·I.
 - iRNN: ``refnet.IRNN`` (W_hh = I, zero biases); LSTM: ``refnet.LSTM``.
 
+The fast-weights transition (Ba et al. 2016, Eqs. 1–2, layer norm of §3.1):
+
+    A(t) = λ A(t−1) + η h(t) h(t)ᵀ,    A(0) = 0                          (Eq. 1)
+    h_{s+1}(t+1) = f(LN[W h(t) + C x(t) + A(t) h_s(t+1)]),  s = 0..S−1     (Eq. 2)
+
+with f = ReLU.  Table 1 (K = 4 pairs, test error %, R = 20 / 50 / 100):
+iRNN 62.11 / 60.23 / 0.34, LSTM 60.81 / 1.85 / 0, fast weights 1.81 / 0 / 0.
+
 The validation error (on the first ``--n-eval`` validation sequences) is
 measured every ``--eval-every`` steps and drawn as learning curves; the test
 error is measured once, at the end, on the whole test split.  The table puts
@@ -26,18 +34,20 @@ qualitative, and the table says which settings were run.
     python examples/associative_retrieval.py --quick --json    # seconds, for CI
 
 A model whose forward pass overflows stops there (``refnet.NumericalError``)
-and its row says so.  NumPy's BLAS is held to one thread where threadpoolctl
-is importable: these products are too small to split, and on a busy 2-core
-machine OpenBLAS's spinning workers slowed training steps tens of times.
-With ``--json`` a model's line is printed as soon as it has finished.
+and its row says so.  NumPy's BLAS is held to one thread (threadpoolctl):
+the same command and seed then print the same numbers on any number of
+cores, and on a busy 2-core machine OpenBLAS's spinning workers had slowed
+training steps tens of times.  Each model's row goes to ``--out`` (JSON
+lines) as soon as it has finished — into a temporary file that replaces the
+old one only when the whole run has succeeded (a failed run leaves its
+finished rows in ``OUT.partial``) — and with ``--json`` to stdout too; the
+table is printed, and the figure drawn, after the last model.
 """
-import argparse
-import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 
-import matplotlib
 import numpy as np
 from tqdm import tqdm
 
@@ -47,8 +57,8 @@ from refnet.heads_mlp import MLPHead
 from refnet.optim import Adam
 from refnet.tasks.associative_retrieval import N_SYMBOLS, associative_retrieval, one_hot, overlap
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # examples/_cli.py, however this file is started
+import _cli  # noqa: E402
 
 MODELS = ("irnn", "lstm", "fast_weights")
 # Ba et al. (2016), Table 1: test error (%) on K = 4 pairs.
@@ -148,7 +158,7 @@ def table(results, args, test_in_train):
     lines = [f"associative retrieval: K = {args.pairs} pairs (length {2 * args.pairs + 3}), batch {args.batch}, "
              f"Adam {args.lr:g}, up to {args.steps} steps, fast-weights form '{args.form}', "
              f"{args.n_train}/{args.n_valid}/{args.n_test} sequences ({test_in_train:.1%} of the test "
-             f"sequences also occur in the training split), seed {args.seed}",
+             f"sequences also occur in the training split), seed {args.seed}; {_cli.blas_threads_note()}",
              f"{'model':<13} {'R':>4} {'steps':>6} {'ms/step':>8} {'valid err':>10} {'test err':>9} "
              f"{'Ba et al. (K=4)':>16}"]
     for res in results:
@@ -162,75 +172,92 @@ def table(results, args, test_in_train):
     return "\n".join(lines)
 
 
-def plot(results, path, batch):
-    """Validation error against training step, one panel per R."""
+def plot(results, batch, path):
+    """Validation error against training step, one panel per R, one legend below the panels."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     sizes = sorted({res["R"] for res in results})
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False)
     for ax, R in zip(axes[0], sizes):
         for res in (r for r in results if r["R"] == R):
             steps, errors = zip(*res["curve"])
-            ax.plot(steps, 100 * np.asarray(errors), label=res["model"])
-        ax.set_title(f"R = {R}, K = {results[0]['pairs']}")
+            ax.plot(steps, 100 * np.asarray(errors), color=f"C{MODELS.index(res['model'])}", label=res["model"])
+            paper = res["paper_test_error_k4"]
+            if paper is not None and results[0]["pairs"] == 4:
+                ax.axhline(100 * paper, color=f"C{MODELS.index(res['model'])}", ls=":", lw=1)
+        ax.set_title(f"R = {R}, K = {results[0]['pairs']} pairs")
         ax.set_xlabel(f"training step (batch {batch})")
         ax.set_ylabel("validation error (%)")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _cli.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: K = 2, R = 20, 40 steps, small splits")
     parser.add_argument("--json", action="store_true", help="one JSON line per model instead of the table")
-    parser.add_argument("--pairs", type=int, help=f"K (default {FULL['pairs']}; the paper's is 4)")
-    parser.add_argument("--steps", type=int, help=f"training steps per model (default {FULL['steps']})")
-    parser.add_argument("--sizes", type=int, nargs="+", help=f"hidden sizes R (default {FULL['sizes']})")
+    parser.add_argument("--pairs", type=_cli.positive_int, help=f"K (default {FULL['pairs']}; the paper's is 4)")
+    parser.add_argument("--steps", type=_cli.positive_int,
+                        help=f"training steps per model (default {FULL['steps']})")
+    parser.add_argument("--sizes", type=_cli.positive_int, nargs="+",
+                        help=f"hidden sizes R (default {FULL['sizes']})")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--form", choices=("attention", "explicit"), default="attention",
                         help="memory form of the fast-weights cell")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--n-train", type=int)
-    parser.add_argument("--n-valid", type=int)
-    parser.add_argument("--n-test", type=int)
-    parser.add_argument("--n-eval", type=int, help="validation sequences per learning-curve point")
-    parser.add_argument("--eval-every", type=int)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=_cli.positive_int, default=128, help="sequences per step (default 128)")
+    parser.add_argument("--lr", type=_cli.positive_float, default=1e-3, help="Adam's learning rate (default 0.001)")
+    parser.add_argument("--n-train", type=_cli.positive_int, help=f"default {FULL['n_train']}")
+    parser.add_argument("--n-valid", type=_cli.positive_int, help=f"default {FULL['n_valid']}")
+    parser.add_argument("--n-test", type=_cli.positive_int, help=f"default {FULL['n_test']}")
+    parser.add_argument("--n-eval", type=_cli.positive_int,
+                        help=f"validation sequences per learning-curve point (default {FULL['n_eval']})")
+    parser.add_argument("--eval-every", type=_cli.positive_int, help=f"default {FULL['eval_every']}")
+    parser.add_argument("--seed", type=_cli.seed, default=0, help="data, weights and batches (default 0)")
+    parser.add_argument("--out", default="associative_retrieval_results.jsonl", help="one JSON line per model")
     parser.add_argument("--png", default="associative_retrieval.png", help="learning-curve figure")
     return parser
 
 
-def _one_blas_thread():
-    """NumPy's BLAS on one thread while the block runs, where threadpoolctl is importable."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+def parse_args(argv=None):
+    """The command line with the defaults of --quick or the full run filled in; usage errors exit with status 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.sizes = _cli.check_grid(parser, "--sizes", args.sizes)
+    args.models = _cli.check_grid(parser, "--models", args.models)
+    if args.pairs > 26:
+        parser.error(f"argument --pairs: expected at most 26 (the keys are distinct letters a–z), got {args.pairs}")
+    return args
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    args = parse_args(argv)
     data = associative_retrieval(args.pairs, args.n_train, args.n_valid, args.n_test, seed=args.seed)
     test_in_train = overlap(data.train, data.test)
     results = []
-    with _one_blas_thread(), tqdm(total=len(args.sizes) * len(args.models) * args.steps, file=sys.stderr,
-                                  unit="step") as bar:
+    with _cli.pinned_blas(), _cli.atomic_path(args.out, keep_partial=True) as tmp, open(tmp, "w") as out, \
+            tqdm(total=len(args.sizes) * len(args.models) * args.steps, file=sys.stderr, unit="step") as bar:
         for R in args.sizes:
             for model in args.models:
                 results.append({**train(model, R, data, args, bar), "test_in_train": test_in_train})
+                out.write(json.dumps(results[-1]) + "\n")
+                out.flush()
                 if args.json:
                     print(json.dumps(results[-1]), flush=True)
-    plot(results, args.png, args.batch)
     if not args.json:
         print(table(results, args, test_in_train))
+        print(f"results: {args.out}")
+    if not _cli.save_figure(plot, args.png, results, args.batch):
+        return 1
+    if not args.json:
         print(f"learning curves: {args.png}")
     return 0
 

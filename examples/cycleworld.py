@@ -11,6 +11,16 @@ with Adagrad (lr 0.1) by one of (:mod:`refnet.online`):
   ``snap1`` (SnAp-1) and ``rflo`` (RFLO, readout transpose, on the same
   network written as a leaky RNN with α = 1): its biased, O(P) ones.
 
+One FPP update (Nath, Jafferjee & White, Algorithm 1) samples a stored
+transition (s_{T−1}, o_T, o_{T+1}, s_{T+1}, y_T) and descends
+
+    s_T = f_W(s_{T−1}, o_T),   L = MSE(f_W(s_T, o_{T+1}), s_{T+1}) + CE(g_β(s_T), y_T)
+
+in W (β by the target term only), then writes f_W(s_T, o_{T+1}) back as
+s_{T+1}.  The paper's setting (App. C.1): 4 hidden units, Adagrad 0.1,
+300 000 steps, 5 runs; its claim (§3, Fig. 1): T-BPTT with T < 6 "suffers
+considerably" while FPP learns with n = 1; always predicting 0 scores 83%.
+
 FPP with n updates and TBPTT with truncation T make n and T one-step
 gradient computations per step, the paper's "equal computation" pairing
 (Fig. 1a/b); an FPP update back-propagates through two steps of f (the
@@ -23,7 +33,7 @@ seed start from the same weights on the same stream:
 
 - ``p6``: 6-CycleWorld, sigmoid + binary cross-entropy, PyTorch's init — the FPP paper's setting;
 - ``p6-mse``: 6-CycleWorld, linear output + squared error, every weight U(−0.1, 0.1)
-  (where a quick PyTorch trial saw truncation stall, REFERENCE.md);
+  (the setting where truncation is most likely to stall: small weights, no squashing output);
 - ``p10``, ``p15``: longer cycles, BCE, PyTorch's init: short T no longer spans a cycle.
 
 A prediction is right when the sigmoid's output (BCE) or the linear output
@@ -47,19 +57,25 @@ every run one line of ``--out`` (JSON lines), which the table and the figure rea
     python examples/cycleworld.py --long 300000     # the long run alone
     python examples/cycleworld.py --quick --json    # seconds, for CI
 
-NumPy's BLAS is held to one thread (threadpoolctl, where importable): the
-products are 4 × 4.  With ``--json`` one line per (setting, method), per heat-map cell and per long run.
+NumPy's BLAS is held to one thread (threadpoolctl): the products are 4 × 4,
+and one thread makes a rerun print the same numbers.  The sweep writes
+``--out`` row by row into a temporary file that replaces the old results only
+when the whole grid has finished (a failed run leaves the rows it finished in
+``OUT.partial``); the long run's row goes to ``--long-out``.  Then the table
+(or with ``--json`` one line per (setting, method) and heat-map cell), then
+the figures: ``--png`` shows, per setting, the steps to stay at 95% against
+the budget (FPP's n, TBPTT's T) with every seed, the exact and approximate
+RTRL as lines, and the accuracy curves of a few methods; the heat map of
+FPP's N × n goes to the same name with ``_heat`` added.
 """
-import argparse
-import contextlib
 import json
 import math
 import resource
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
-import matplotlib
 import numpy as np
 from tqdm import tqdm
 
@@ -70,8 +86,8 @@ from refnet.optim import Adagrad
 from refnet.sweep import grid, read_results, run_sweep
 from refnet.tasks.cycleworld import always_zero_accuracy, cycleworld
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # examples/_cli.py, however this file is started
+import _cli  # noqa: E402
 
 SETTINGS = {
     "p6": {"p": 6, "loss": "bce", "init": None},
@@ -88,14 +104,11 @@ FULL = {"steps": 4_000, "seeds": 5, "window": 1000, "buffer": 100,
         "heat_N": (10, 100, 1000), "heat_n": (1, 3, 10), "heat_steps": 4_000}
 QUICK = {"steps": 100, "seeds": 1, "window": 20, "buffer": 20, "methods": METHODS,
          "heat_N": (5, 20), "heat_n": (1, 2), "heat_steps": 60}
-# What the FPP paper (Fig. 1) and a quick PyTorch trial (REFERENCE.md) report for 6-CycleWorld.
+# What the FPP paper (Nath, Jafferjee & White, Fig. 1 and App. C.1) reports for 6-CycleWorld.
 PUBLISHED = [
     "FPP paper, Fig. 1 (6-CycleWorld, 4 tanh units, Adagrad 0.1, 300k steps, 5 runs): T-BPTT with "
     "T < 6 suffers, near the 83% of always predicting 0; FPP learns even with n = 1; FPP as fast as 6-BPTT; "
     "Fig. 1c: no clear best buffer size, FPP 'reasonably well' over a wide range of N and n.",
-    "REFERENCE.md trial (PyTorch, BCE): T >= 6 reaches >= 99.9% in 2-3k steps in every seed; "
-    "T = 2-5 reach 100% in 2-20k steps, T = 1 reaches 97-100% in 5-63k; stalls at 83.3% / 91.7% "
-    "mainly with MSE and small init.",
 ]
 
 
@@ -156,7 +169,7 @@ def steps_to(curve, level, window):
 
 def run(setting, method, seed, steps, window, buffer):
     """One (setting, method, seed) run: final accuracy, steps to 95%, time per step, a coarse curve."""
-    with _one_blas_thread():
+    with _cli.pinned_blas():
         cell, head, theta, beta, x, y, threshold = _problem(setting, seed, steps)
         learner = _learner(method, cell, head, theta, beta, seed, buffer)
         correct = np.zeros(steps, dtype=bool)
@@ -188,7 +201,7 @@ def long_run(setting, n, buffer, steps, seed=0, samples=10, trace_heap=False):
     if trace_heap:
         tracemalloc.start()
     start = time.perf_counter()
-    with _one_blas_thread(), tqdm(total=steps, file=sys.stderr, unit="step", unit_scale=True,
+    with _cli.pinned_blas(), tqdm(total=steps, file=sys.stderr, unit="step", unit_scale=True,
                                   desc="long run") as bar:
         for t in range(steps):
             step = learner.step(x[t], y[t])
@@ -288,121 +301,195 @@ def table(results):
     return "\n".join(lines)
 
 
+def heat_path(png):
+    """Where the heat map goes: ``--png`` with ``_heat`` before the suffix."""
+    path = Path(png)
+    return str(path.with_name(f"{path.stem}_heat{path.suffix}"))
+
+
+def _curve_methods(rows):
+    """The methods whose accuracy curves are drawn: the smallest and largest n and T, T = p, and every other."""
+    budgets = {prefix: sorted(r["budget"] for r in rows if r["method"].startswith(prefix))
+               for prefix in ("fpp", "tbptt")}
+    p = rows[0]["p"]
+    keep = {f"fpp{b[0]}" for b in [budgets["fpp"]] if b} | {f"fpp{b[-1]}" for b in [budgets["fpp"]] if b}
+    keep |= {f"tbptt{b[0]}" for b in [budgets["tbptt"]] if b} | {f"tbptt{b[-1]}" for b in [budgets["tbptt"]] if b}
+    keep |= {f"tbptt{p}"} if p in budgets["tbptt"] else set()
+    return [r for r in rows if r["method"] in keep or r["budget"] is None]
+
+
 def plot(results, path):
-    """Top: mean accuracy curves of FPP n and TBPTT T per setting; bottom: steps to 95% against the budget;
-    last column: the heat map of FPP's final accuracy over N and n."""
+    """Top: steps to stay >= 95% against the budget, per setting; bottom: a few accuracy curves.
+
+    Then the heat map of FPP's final accuracy over N and n, in its own file (:func:`heat_path`).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     compare = [r for r in results if r["study"] == "compare"]
     heat = [r for r in results if r["study"] == "heat"]
     settings = list(dict.fromkeys(r["setting"] for r in compare))
-    cols = len(settings) + bool(heat)
-    fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols, 7), squeeze=False)
-    fpp_colours = plt.cm.Blues(np.linspace(0.35, 1.0, len(BUDGETS)))
-    tbptt_colours = plt.cm.Oranges(np.linspace(0.35, 1.0, len(BUDGETS)))
-    style = {"rtrl": ("k", "-"), "uoro": ("tab:red", "--"), "kfrtrl": ("tab:purple", ":"),
-             "snap1": ("tab:green", "-."), "rflo": ("tab:brown", "--")}
+    if settings:
+        _plot_compare(plt, compare, settings, path)
+    if heat:
+        _plot_heat(plt, heat, heat_path(path) if settings else path)
+
+
+def _plot_compare(plt, compare, settings, path):
+    cols = len(settings)
+    fig, axes = plt.subplots(2, cols, figsize=(3.6 * cols + 0.8, 7.6), squeeze=False)
+    colour = {"fpp": "tab:blue", "tbptt": "tab:orange"}
+    others = sorted({r["method"] for r in compare if r["budget"] is None}, key=METHODS.index)
+    other_colour = {m: c for m, c in zip(others, ("k", "tab:red", "tab:purple", "tab:green", "tab:brown",
+                                                   "tab:pink", "tab:olive", "tab:cyan"))}
     for j, setting in enumerate(settings):
         rows = [r for r in compare if r["setting"] == setting]
         top, bottom = axes[0, j], axes[1, j]
-        for r in rows:
+        horizon = rows[0]["steps"]
+        for prefix, dx in (("fpp", -0.12), ("tbptt", 0.12)):
+            mine = sorted((r for r in rows if r["method"].startswith(prefix)), key=lambda r: r["budget"])
+            if not mine:
+                continue
+            medians = []
+            for r in mine:
+                reached = [v for v in r["steps_to_95"] if v is not None]
+                missed = len(r["steps_to_95"]) - len(reached)
+                top.scatter([r["budget"] + dx] * len(reached), reached, color=colour[prefix], s=9, alpha=0.6)
+                if missed:
+                    top.scatter([r["budget"] + dx], [horizon], marker="x", color=colour[prefix], s=12 + 10 * missed)
+                values = sorted(v if v is not None else math.inf for v in r["steps_to_95"])
+                median = values[(len(values) - 1) // 2]
+                medians.append(horizon if median == math.inf else median)
+            label = "FPP n" if prefix == "fpp" else "TBPTT(1, T)"
+            top.plot([r["budget"] + dx for r in mine], medians, "-", color=colour[prefix], lw=1.5, label=label)
+        for m in others:
+            r = next((r for r in rows if r["method"] == m), None)
+            if r is None:
+                continue
+            values = sorted(horizon if v is None else v for v in r["steps_to_95"])
+            median = values[(len(values) - 1) // 2]          # a seed that never reached counts as the horizon
+            top.axhline(median, color=other_colour[m], ls="--", lw=1,
+                        label=m if median < horizon else f"{m} (median: never)")
+        top.axhline(horizon, color="grey", lw=0.6, ls=":")
+        top.set_yscale("log")
+        top.set_title(f"{setting}: steps to stay >= 95%")
+        top.set_xlabel("budget per step: FPP n, TBPTT T")
+        top.set_xticks(sorted({r["budget"] for r in rows if r["budget"]}))
+        top.tick_params(axis="x", labelsize=8)
+        if j == 0:
+            top.set_ylabel(f"steps (x at {horizon}: never)")
+        for r in _curve_methods(rows):
             stride = max(1, r["window"] // 4)
             t = r["window"] + stride * np.arange(len(r["curve_mean"]))
             if r["budget"]:
-                colour = (fpp_colours if r["method"].startswith("fpp") else tbptt_colours)[r["budget"] - 1]
-                line = "-"
+                shade = 0.45 + 0.55 * r["budget"] / max(BUDGETS)
+                c = plt.cm.Blues(shade) if r["method"].startswith("fpp") else plt.cm.Oranges(shade)
+                style = "-"
             else:
-                colour, line = style[r["method"]]
-            top.plot(t, 100 * np.asarray(r["curve_mean"]), color=colour, ls=line, lw=1, label=r["method"])
-        top.axhline(100 * rows[0]["always_zero"], color="grey", lw=0.8, ls="-.")
-        top.set_title(f"{setting} (mean of {len(rows[0]['seeds'])} seeds)")
-        top.set_xlabel("step")
-        top.set_ylabel(f"accuracy over {rows[0]['window']} steps (%)")
-        top.set_ylim(50, 101)
-        for prefix, colour, dx in (("fpp", "tab:blue", -0.15), ("tbptt", "tab:orange", 0.15)):
-            for r in (r for r in rows if r["method"].startswith(prefix)):
-                reached = [v for v in r["steps_to_95"] if v is not None]
-                bottom.scatter([r["budget"] + dx] * len(reached), reached, color=colour, s=10)
-                missed = len(r["steps_to_95"]) - len(reached)
-                if missed:
-                    bottom.scatter([r["budget"] + dx], [r["steps"]], marker="x", color=colour, s=10 + 8 * missed)
-            bottom.scatter([], [], color=colour, s=10, label=f"{prefix} (x: never; size = seeds)")
-        bottom.set_yscale("log")
-        bottom.set_xlabel("gradient computations per step (FPP n, TBPTT T)")
-        bottom.set_ylabel("steps to stay >= 95%")
-        bottom.set_xticks(BUDGETS)
-    if heat:
-        Ns, ns = sorted({r["buffer"] for r in heat}), sorted({r["budget"] for r in heat})
-        acc = np.array([[100 * np.mean(next(r["final_accuracy"] for r in heat if r["buffer"] == N
-                                            and r["budget"] == n)) for n in ns] for N in Ns])
-        ax = axes[0, -1]
-        image = ax.imshow(acc, origin="lower", cmap="viridis", vmin=50, vmax=100, aspect="auto")
-        for i in range(len(Ns)):
-            for j in range(len(ns)):
-                ax.text(j, i, f"{acc[i, j]:.0f}", ha="center", va="center", color="w", fontsize=8)
-        ax.set_xticks(range(len(ns)), [str(n) for n in ns])
-        ax.set_yticks(range(len(Ns)), [str(N) for N in Ns])
-        ax.set_xlabel("FPP updates per step n")
-        ax.set_ylabel("buffer size N")
-        ax.set_title(f"FPP final accuracy %, {heat[0]['setting']}")
-        fig.colorbar(image, ax=ax)
-        axes[1, -1].axis("off")
-    axes[0, 0].legend(fontsize=5, ncol=3)
-    axes[1, 0].legend(fontsize=6)
+                c, style = other_colour[r["method"]], "--"
+            bottom.plot(t, 100 * np.asarray(r["curve_mean"]), color=c, ls=style, lw=1.2, label=r["method"])
+        bottom.axhline(100 * rows[0]["always_zero"], color="grey", lw=0.8, ls="-.")
+        bottom.set_ylim(50, 101)
+        bottom.set_xlabel("step")
+        bottom.set_title(f"{setting}: accuracy, mean of {len(rows[0]['seeds'])} seeds", fontsize=10)
+        if j == 0:
+            bottom.set_ylabel(f"accuracy over {rows[0]['window']} steps (%)")
+        bottom.legend(fontsize=7, loc="lower right", ncol=2)
+    axes[0, 0].legend(fontsize=8, loc="best")
+    fig.suptitle("p-CycleWorld (the FPP paper's Fig. 1a/b): dots are seeds, lines medians; dash-dot: always 0",
+                 fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _one_blas_thread():
-    """NumPy's BLAS on one thread while the block runs, where threadpoolctl is importable."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+def _plot_heat(plt, heat, path):
+    Ns, ns = sorted({r["buffer"] for r in heat}), sorted({r["budget"] for r in heat})
+    acc = np.array([[100 * np.mean(next(r["final_accuracy"] for r in heat if r["buffer"] == N
+                                        and r["budget"] == n)) for n in ns] for N in Ns])
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    image = ax.imshow(acc, origin="lower", cmap="viridis", vmin=50, vmax=100, aspect="auto")
+    for i in range(len(Ns)):
+        for j in range(len(ns)):
+            ax.text(j, i, f"{acc[i, j]:.1f}", ha="center", va="center", color="w", fontsize=9)
+    ax.set_xticks(range(len(ns)), [str(n) for n in ns])
+    ax.set_yticks(range(len(Ns)), [str(N) for N in Ns])
+    ax.set_xlabel("FPP updates per step n")
+    ax.set_ylabel("buffer size N")
+    ax.set_title(f"FPP final accuracy %, {heat[0]['setting']}, {heat[0]['steps']} steps (Fig. 1c)", fontsize=10)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _cli.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: 100 steps, 1 seed, a 2 x 2 heat map")
     parser.add_argument("--json", action="store_true", help="one JSON line per (setting, method) and heat-map cell")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--methods", nargs="+", choices=METHODS,
                         help="default: all but fpp7 and fpp9 (all with --quick), to fit the time")
-    parser.add_argument("--steps", type=int, help=f"steps per comparison run (default {FULL['steps']})")
-    parser.add_argument("--seeds", type=int, help=f"runs per method (default {FULL['seeds']})")
-    parser.add_argument("--window", type=int, help=f"steps of the moving accuracy (default {FULL['window']})")
-    parser.add_argument("--buffer", type=int, help=f"FPP's buffer size N in the comparison (default {FULL['buffer']})")
+    parser.add_argument("--steps", type=_cli.positive_int, help=f"steps per comparison run (default {FULL['steps']})")
+    parser.add_argument("--seeds", type=_cli.positive_int, help=f"runs per method (default {FULL['seeds']})")
+    parser.add_argument("--window", type=_cli.positive_int,
+                        help=f"steps of the moving accuracy (default {FULL['window']})")
+    parser.add_argument("--buffer", type=_cli.positive_int,
+                        help=f"FPP's buffer size N in the comparison (default {FULL['buffer']})")
     parser.add_argument("--heat-setting", choices=list(SETTINGS), default="p6", help="setting of the heat map")
-    parser.add_argument("--heat-steps", type=int, help=f"steps per heat-map run (default {FULL['heat_steps']})")
+    parser.add_argument("--heat-steps", type=_cli.positive_int,
+                        help=f"steps per heat-map run (default {FULL['heat_steps']})")
     parser.add_argument("--no-heat", action="store_true", help="skip the heat map")
     parser.add_argument("--no-compare", action="store_true", help="skip the comparison")
-    parser.add_argument("--long", type=int, metavar="STEPS", help="the long FPP run alone, STEPS steps")
-    parser.add_argument("--long-n", type=int, default=1, help="n of the long run (default 1)")
+    parser.add_argument("--long", type=_cli.positive_int, metavar="STEPS",
+                        help="the long FPP run alone, STEPS steps (>= 10)")
+    parser.add_argument("--long-n", type=_cli.positive_int, default=1, help="n of the long run (default 1)")
     parser.add_argument("--trace-heap", action="store_true", help="trace the Python heap in the long run (slower)")
-    parser.add_argument("--jobs", type=int, default=1, help="local worker processes through joblib (default 1)")
+    parser.add_argument("--jobs", type=_cli.positive_int, default=1,
+                        help="local worker processes through joblib (default 1)")
     parser.add_argument("--scheduler", help="address of a Dask scheduler: run the grid on that cluster")
     parser.add_argument("--out", default="cycleworld_runs.jsonl", help="the sweep's results, JSON lines")
+    parser.add_argument("--long-out", default="cycleworld_long.jsonl", help="the long run's result, JSON lines")
     parser.add_argument("--from-results", action="store_true", help="only read --out and redo the table and figure")
-    parser.add_argument("--png", default="cycleworld.png", help="figure path")
+    parser.add_argument("--png", default="cycleworld.png",
+                        help="figure path (the heat map goes to the same name with _heat added)")
     return parser
 
 
+def parse_args(argv=None):
+    """The command line, checked; usage errors exit with status 2 naming the argument."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for key in ("steps", "seeds", "window", "buffer", "heat_steps"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[key])
+    args.methods = _cli.check_grid(parser, "--methods", args.methods or list(defaults["methods"]))
+    args.settings = _cli.check_grid(parser, "--settings", args.settings)
+    if args.long is not None and args.long < 10:
+        parser.error(f"argument --long: expected at least 10 steps (memory is sampled every 10%), got {args.long}")
+    if not (args.long or args.from_results):
+        if args.no_compare and args.no_heat:
+            parser.error("argument --no-heat: with --no-compare nothing is left to run")
+        for option, steps in (("--steps", None if args.no_compare else args.steps),
+                              ("--heat-steps", None if args.no_heat else args.heat_steps)):
+            if steps is not None and steps <= args.window:
+                parser.error(f"argument {option}: expected more steps than --window ({args.window}), got {steps}")
+    return args
+
+
 def _points(args, defaults):
-    steps = args.steps or defaults["steps"]
-    seeds = range(args.seeds or defaults["seeds"])
-    window = args.window or defaults["window"]
-    heat_steps = args.heat_steps or defaults["heat_steps"]
-    if min(steps, heat_steps) <= window:
-        raise SystemExit(f"--steps and --heat-steps must exceed --window ({window}), got {min(steps, heat_steps)}")
+    """The grid of (study, setting, method, seed, ...) points the command line asks for."""
+    seeds = range(args.seeds)
     points = []
     if not args.no_compare:
-        points += grid(study=["compare"], setting=args.settings, method=args.methods or list(defaults["methods"]),
-                       seed=seeds, steps=[steps],
-                       window=[window], buffer=[args.buffer or defaults["buffer"]])
+        points += grid(study=["compare"], setting=args.settings, method=args.methods, seed=seeds,
+                       steps=[args.steps], window=[args.window], buffer=[args.buffer])
     if not args.no_heat:
         points += grid(study=["heat"], setting=[args.heat_setting],
-                       method=[f"fpp{n}" for n in defaults["heat_n"]], seed=seeds, steps=[heat_steps],
-                       window=[window], buffer=list(defaults["heat_N"]))
+                       method=[f"fpp{n}" for n in defaults["heat_n"]], seed=seeds, steps=[args.heat_steps],
+                       window=[args.window], buffer=list(defaults["heat_N"]))
     return points
 
 
@@ -411,11 +498,11 @@ def _sweep_run(study, **point):
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     defaults = QUICK if args.quick else FULL
     if args.long:
-        result = long_run(args.heat_setting, args.long_n, args.buffer or defaults["buffer"], args.long,
-                          trace_heap=args.trace_heap)
+        result = long_run(args.heat_setting, args.long_n, args.buffer, args.long, trace_heap=args.trace_heap)
+        _cli.write_json_lines(args.long_out, [result])
         if args.json:
             print(json.dumps(result), flush=True)
         else:
@@ -423,23 +510,32 @@ def main(argv=None):
             print(f"long run: {result['method']}, N = {result['buffer']}, {result['setting']}, {result['steps']} steps, "
                   f"{result['us_per_step']:.0f} us/step; final accuracy (last {result['window']} steps) "
                   f"{100 * result['final_accuracy']:.1f}%, steps to stay >= 95%: {result['steps_to_95']}; "
-                  f"parameters and buffer finite: {result['params_finite']}")
-            print(f"  RSS kB at each 10%: {rss}\n  traced Python heap kB: {heap}")
+                  f"parameters and buffer finite: {result['params_finite']}; {_cli.blas_threads_note()}")
+            print(f"  RSS kB at each 10%: {rss}\n  traced Python heap kB: {heap}\nresult: {args.long_out}")
         return 0
     if not args.from_results:
         points = _points(args, defaults)
         with tqdm(total=sum(p["steps"] * max(1, _budget(p["method"]) or 1) for p in points), file=sys.stderr,
-                  unit="grad-step", unit_scale=True) as bar:
-            run_sweep(_sweep_run, points, args.out, n_jobs=args.jobs, scheduler=args.scheduler,
+                  unit="grad-step", unit_scale=True) as bar, _cli.atomic_path(args.out, keep_partial=True) as tmp:
+            run_sweep(_sweep_run, points, tmp, n_jobs=args.jobs, scheduler=args.scheduler,
                       progress=lambda row: bar.update(row["steps"] * max(1, _budget(row["method"]) or 1)))
-    results = summarise(read_results(args.out))
-    plot(results, args.png)
+    try:
+        results = summarise(read_results(args.out))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"cycleworld.py: error: cannot read the results in {args.out!r}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
     if args.json:
         for r in results:
             print(json.dumps({k: v for k, v in r.items() if k != "curve_mean"}), flush=True)
     else:
         print(table(results))
-        print(f"results: {args.out}\nfigure: {args.png}")
+        print(f"results: {args.out}")
+    if not _cli.save_figure(plot, args.png, results):
+        return 1
+    if not args.json:
+        heat = any(r["study"] == "heat" for r in results) and any(r["study"] == "compare" for r in results)
+        print(f"figure: {args.png}" + (f", heat map: {heat_path(args.png)}" if heat else ""))
     return 0
 
 

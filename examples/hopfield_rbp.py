@@ -2,7 +2,12 @@
 
 Liao et al. store ten binary MNIST digits in a continuous Hopfield network
 (:class:`refnet.cells.hopfield.Hopfield`: 784 clamped input units, 1024
-hidden, 784 output; a = 1, b = 0.5), run 50 updates from h = 0, and learn W
+hidden, 784 output; a = 1, b = 0.5), the Euler step of
+dh/dt = −h/a + W σ(b h) + l,
+
+    s_t = (1 − a) s_{t−1} + W_s σ(b u_{t−1}),    u = [x, s],    W = Wᵀ, diag W = 0,
+
+run 50 updates from h = 0, and learn W
 (symmetric, zero diagonal) with Adam at 1e-3 from the L1 loss between the
 output units' state and the pattern; each gradient method is truncated at K =
 10, 20 or 30 steps.  A run succeeds when its final loss is at most 50% of its
@@ -34,16 +39,21 @@ otherwise return the K-th iterate (``refnet.solvers.failures("warn")``: the tabl
 "capped" column says how often).  ρ(J) at the final equilibrium is reported
 (power method) to show how contractive the trained network is.
 
+The summary rows are written first (``--out``, JSON lines, replaced
+atomically), then the table, then the figure (``--png``): the success rate
+against the truncation K for every method beside the paper's, the median
+final/initial loss against K, and the patterns each method retrieves (seed
+0, the largest K).  BLAS is held to one thread so a rerun prints the same numbers.
+
     python examples/hopfield_rbp.py                 # the full run (FULL below)
     python examples/hopfield_rbp.py --quick --json
 """
-import argparse
 import json
 import sys
 import time
 import warnings
+from pathlib import Path
 
-import matplotlib
 import numpy as np
 from tqdm import tqdm
 
@@ -54,15 +64,16 @@ from refnet.cells.hopfield import Hopfield
 from refnet.optim import Adam
 from refnet.tasks.hopfield_patterns import corrupt, digit_patterns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # examples/_cli.py, however this file is started
+import _cli  # noqa: E402
 
 # Liao et al., slides' table: success rate (%) at truncation 10 / 20 / 30.
 PAPER = {"TBPTT": (100, 100, 100), "RBP": (1, 4, 99), "CG-RBP": (100, 100, 100),
          "Neumann-RBP": (100, 100, 100)}
+PAPER_K = (10, 20, 30)
 FULL = {"side": 12, "hidden": 64, "updates": 50, "steps": 400, "seeds": 10, "truncations": (10, 20, 30)}
 QUICK = {"side": 8, "hidden": 8, "updates": 8, "steps": 6, "seeds": 2, "truncations": (2, 4)}
-CORRUPTION = 0.5
+CORRUPTION = 0.5   # Liao et al.: half of the "on" pixels switched off (--corruption)
 
 
 def _tbptt(cell, theta, x, states, dh, K, draw):
@@ -112,7 +123,7 @@ def train(method, K, seed, patterns, args, bar):
     side2 = patterns.shape[1]
     cell = Hopfield(side2, args.hidden, side2)
     theta = cell.init(refnet.rng(seed))
-    x = corrupt(patterns, CORRUPTION, seed=seed)
+    x = corrupt(patterns, args.corruption, seed=seed)
     generator = refnet.rng(10_000 + seed)
     opt = Adam(lr=args.lr)
     state = opt.init(theta)
@@ -140,7 +151,7 @@ def summarise(runs, args):
     """One result per (method, K): success rate, ratios, beside the paper's."""
     out = []
     for method in METHODS:
-        for j, K in enumerate(args.truncations):
+        for K in args.truncations:
             group = [r for r in runs if r["method"] == method and r["K"] == K]
             paper = PAPER.get(method)
             out.append({
@@ -150,8 +161,9 @@ def summarise(runs, args):
                 "ratios": [round(r["ratio"], 4) for r in group],
                 "capped_fraction": float(np.mean([r["capped_fraction"] for r in group])),
                 "rho_final_median": float(np.median([r["rho_final"] for r in group])),
-                "paper_success_rate": None if paper is None or j >= len(paper) else paper[j] / 100,
-                "config": {k: getattr(args, k) for k in ("side", "hidden", "updates", "steps", "lr")},
+                "paper_success_rate": (paper[PAPER_K.index(K)] / 100 if paper is not None and K in PAPER_K
+                                       else None),   # only beside the truncation the paper ran
+                "config": {k: getattr(args, k) for k in ("side", "hidden", "updates", "steps", "lr", "corruption")},
             })
     return out
 
@@ -165,9 +177,11 @@ def table(results, args, seconds):
     Ks = args.truncations
     N = 2 * args.side ** 2 + args.hidden
     lines = [
-        f"Hopfield associative memory: 10 patterns {args.side}×{args.side}, cue = 50% of on pixels off; "
+        f"Hopfield associative memory: 10 patterns {args.side}×{args.side}, cue = {args.corruption:.0%} of on "
+        f"pixels off; "
         f"N = {N} units ({args.side ** 2} clamped, {args.hidden} hidden, {args.side ** 2} output); "
-        f"{args.updates} updates; Adam lr {args.lr:g}, {args.steps} steps; {args.seeds} seeds; {seconds:.0f} s",
+        f"{args.updates} updates; Adam lr {args.lr:g}, {args.steps} steps; {args.seeds} seeds; {seconds:.0f} s; "
+        f"{_cli.blas_threads_note()}",
         "success rate = final loss <= 50% of initial (median final/initial loss in brackets)",
         f"{'method':<14}" + "".join(f"{'K = ' + str(K):>16}" for K in Ks) + f"   {'paper K = 10/20/30':<20}"
         + "".join(f"{'capped K=' + str(K):>12}" for K in Ks) + f"{'median ρ(J)':>13}",
@@ -185,68 +199,114 @@ def table(results, args, seconds):
     return "\n".join(lines)
 
 
-def plot(runs, args, path):
-    """Cue and target, then each method's retrieval (output units >= 0.5), seed 0, the largest K."""
+def plot(runs, results, args, path):
+    """Success rate and median loss ratio against K (top); cue, pattern and each method's retrieval (below)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     K = max(args.truncations)
     chosen = {r["method"]: r for r in runs if r["seed"] == 0 and r["K"] == K}
     patterns = digit_patterns(args.side)
-    columns = [("cue", chosen["TBPTT"]["cue"]), ("pattern", patterns)]
+    rows = [("cue", chosen["TBPTT"]["cue"]), ("pattern", patterns)]
     for m in METHODS:
         verdict = "ok" if chosen[m]["success"] else "fail"
-        columns.append((f"{m}\n{verdict} {chosen[m]['ratio']:.2f}", chosen[m]["retrieved"]))
-    fig, axes = plt.subplots(10, len(columns), figsize=(1.3 * len(columns), 13))
-    for j, (title, images) in enumerate(columns):
-        for i in range(10):
-            axes[i, j].imshow(images[i].reshape(args.side, args.side), cmap="gray_r", vmin=0, vmax=1)
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        axes[0, j].set_title(title, fontsize=7)
-    fig.suptitle(f"Hopfield retrieval from 50%-corrupted cues, seed 0, K = {K}", fontsize=9)
-    fig.tight_layout()
+        rows.append((f"{m}: {verdict}, loss ×{chosen[m]['ratio']:.2f}", chosen[m]["retrieved"]))
+    fig = plt.figure(figsize=(12, 12))
+    outer = fig.add_gridspec(2, 1, height_ratios=(1, 1.5), hspace=0.25)
+    top = outer[0].subgridspec(1, 2, wspace=0.3)
+    rate, ratio = fig.add_subplot(top[0]), fig.add_subplot(top[1])
+    Ks = list(args.truncations)
+    spread = 0.012 * (max(Ks) - min(Ks) or 1)     # methods side by side, so equal rates stay visible
+    for i, (m, marker) in enumerate(zip(METHODS, "osD^v")):
+        mine = [r for r in results if r["method"] == m]
+        shifted = [k + (i - 2) * spread for k in Ks]
+        rate.plot(shifted, [100 * r["success_rate"] for r in mine], marker + "-", color=f"C{i}", label=m)
+        ratio.plot(shifted, [r["median_ratio"] for r in mine], marker + "-", color=f"C{i}", label=m)
+        paper = [(k, r["paper_success_rate"]) for k, r in zip(Ks, mine) if r["paper_success_rate"] is not None]
+        if paper:
+            rate.plot(*zip(*[(k, 100 * p) for k, p in paper]), "x--", color=f"C{i}", alpha=0.6, ms=9)
+    rate.plot([], [], "kx--", alpha=0.6, label="Liao et al. (K = 10/20/30)")
+    rate.set(xlabel="truncation K", ylabel="success rate (%)", ylim=(-5, 105), xticks=Ks,
+             title=f"success: final loss <= 50% of initial ({args.seeds} seeds)")
+    ratio.axhline(0.5, color="grey", ls=":", lw=1)
+    ratio.set(xlabel="truncation K", ylabel="final / initial loss (median over seeds)", xticks=Ks,
+              title="loss reduction")
+    handles, labels = rate.get_legend_handles_labels()    # one legend for both panels, outside the data
+    ratio.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    images = outer[1].subgridspec(len(rows), 10, wspace=0.05, hspace=0.3)
+    for i, (title, pictures) in enumerate(rows):
+        for j in range(10):
+            ax = fig.add_subplot(images[i, j])
+            ax.imshow(pictures[j].reshape(args.side, args.side), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_title(title, fontsize=8, loc="left")
+    fig.suptitle(f"Hopfield memory, {args.side}×{args.side} patterns, {args.hidden} hidden units: success "
+                 f"against truncation; retrieval from {args.corruption:.0%}-corrupted cues (seed 0, K = {K})",
+                 fontsize=10)
+    fig.subplots_adjust(left=0.06, right=0.8, top=0.94, bottom=0.03)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _cli.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: tiny network, few steps, 2 seeds")
     parser.add_argument("--json", action="store_true", help="one JSON line per (method, truncation)")
-    parser.add_argument("--side", type=int, help=f"pattern side (default {FULL['side']})")
-    parser.add_argument("--hidden", type=int, help=f"hidden units (default {FULL['hidden']})")
-    parser.add_argument("--updates", type=int, help=f"network updates per forward (default {FULL['updates']})")
-    parser.add_argument("--steps", type=int, help=f"Adam steps per run (default {FULL['steps']})")
-    parser.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default {FULL['seeds']})")
-    parser.add_argument("--truncations", type=int, nargs="+", help="K values (default 10 20 30)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--png", default="hopfield_rbp.png", help="figure: cues and retrieved patterns")
+    parser.add_argument("--side", type=_cli.positive_int, help=f"pattern side (default {FULL['side']})")
+    parser.add_argument("--hidden", type=_cli.positive_int, help=f"hidden units (default {FULL['hidden']})")
+    parser.add_argument("--updates", type=_cli.positive_int,
+                        help=f"network updates per forward (default {FULL['updates']})")
+    parser.add_argument("--steps", type=_cli.positive_int, help=f"Adam steps per run (default {FULL['steps']})")
+    parser.add_argument("--seeds", type=_cli.positive_int, help=f"seeds 0..N-1 (default {FULL['seeds']})")
+    parser.add_argument("--truncations", type=_cli.positive_int, nargs="+",
+                        help="K values, each <= --updates (default 10 20 30)")
+    parser.add_argument("--lr", type=_cli.positive_float, default=1e-3, help="Adam's learning rate (default 0.001)")
+    parser.add_argument("--corruption", type=_cli.probability, default=CORRUPTION,
+                        help=f"share of the on pixels switched off in the cue (default {CORRUPTION})")
+    parser.add_argument("--out", default="hopfield_rbp_results.jsonl", help="one JSON line per (method, K)")
+    parser.add_argument("--png", default="hopfield_rbp.png", help="figure: success rate against K, retrievals")
     return parser
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def parse_args(argv=None):
+    """The command line with the defaults of --quick or the full run filled in; usage errors exit with status 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.truncations = tuple(args.truncations)
+    args.truncations = tuple(sorted(_cli.check_grid(parser, "--truncations", args.truncations)))
     if max(args.truncations) > args.updates:
-        raise SystemExit(f"--truncations must not exceed --updates ({args.updates}), got {args.truncations}")
+        parser.error(f"argument --truncations: expected values <= --updates ({args.updates}), "
+                     f"got {list(args.truncations)}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     patterns = digit_patterns(args.side)
     started = time.perf_counter()
     runs = []
     total = len(METHODS) * len(args.truncations) * args.seeds * args.steps
-    with tqdm(total=total, file=sys.stderr, unit="step") as bar:
+    with _cli.pinned_blas(), tqdm(total=total, file=sys.stderr, unit="step") as bar:
         for seed in range(args.seeds):
             for K in args.truncations:
                 for method in METHODS:
                     bar.set_description(f"seed {seed} K={K} {method}")
                     runs.append(train(method, K, seed, patterns, args, bar))
     results = summarise(runs, args)
-    plot(runs, args, args.png)
+    _cli.write_json_lines(args.out, results)
     if args.json:
         for row in results:
             print(json.dumps(row))
     else:
         print(table(results, args, time.perf_counter() - started))
+        print(f"results: {args.out}")
+    if not _cli.save_figure(plot, args.png, runs, results, args):
+        return 1
+    if not args.json:
         print(f"figure: {args.png}")
     return 0
 

@@ -31,21 +31,30 @@ MLP's forward and backward pass.
 The meta-loss is the validation cross-entropy at w_T; the meta-optimiser is
 Adam (lr 0.05) on θ from θ = (−3, −3) (α ≈ 0.05).  Reported: the meta-loss
 reached by each method, its hyper-gradient's agreement with BPTT's at the
-start, and for one hyper-gradient the time (median of repeats) and peak
-memory (``tracemalloc``, NumPy's allocations) ratios BPTT ÷ Neumann-RBP.
+start, and the cost of one hyper-gradient against the truncation K
+(``--cost-K``, default 10, 50, 100 as Liao et al.'s table): the time (median
+of repeats) and peak memory (``tracemalloc``, NumPy's allocations) of
+TBPTT(K) — back-propagation through the last K training steps, w_{T−K} held
+fixed, K caches kept — and of Neumann-RBP(K), which keeps two states
+whatever K is, and of full BPTT through all T steps.  The ratio beside the
+paper's is TBPTT(K) ÷ Neumann-RBP(K) (both truncated at K; the reading under
+which the paper's ratios depend on K); BPTT ÷ Neumann-RBP(K) is printed too.
+
+Results are written first (``--out``, JSON lines, replaced atomically), then
+printed, then drawn (``--png``: meta-loss, learned rates, time and memory
+against K); BLAS is held to one thread so a rerun prints the same numbers.
 
     python examples/hyperopt_rbp.py
     python examples/hyperopt_rbp.py --quick --json
 """
-import argparse
 import json
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
-import matplotlib
 import numpy as np
 from tqdm import tqdm
 
@@ -55,13 +64,13 @@ from refnet.bench.timing import peak_bytes
 from refnet.cells.base import Cell
 from refnet.optim import Adam
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # examples/_cli.py, however this file is started
+import _cli  # noqa: E402
 
 # Liao et al., slides: BPTT ÷ Neumann-RBP at truncation 10 / 50 / 100.
 PAPER = {"time": {10: 3.02, 50: 2.87, 100: 2.68}, "memory": {10: 4.35, 50: 4.25, 100: 4.11}}
-FULL = {"steps": 100, "K": 50, "hidden": 32, "batch": 100, "meta_steps": 30, "repeats": 5}
-QUICK = {"steps": 6, "K": 3, "hidden": 8, "batch": 20, "meta_steps": 2, "repeats": 1}
+FULL = {"steps": 100, "K": 50, "hidden": 32, "batch": 100, "meta_steps": 30, "repeats": 5, "cost_K": [10, 50, 100]}
+QUICK = {"steps": 6, "K": 3, "hidden": 8, "batch": 20, "meta_steps": 2, "repeats": 1, "cost_K": [2, 3, 6]}
 BETA = 0.9
 META_LR = 0.05
 THETA0 = -3.0
@@ -246,6 +255,21 @@ def bptt_hypergradient(task, theta, steps):
     return loss, dtheta
 
 
+def tbptt_hypergradient(task, theta, steps, K):
+    """TBPTT(K): back through the last K of the ``steps`` transitions, s_{T−K} held fixed; K caches kept."""
+    s, x, caches = task.s0, np.zeros((1, 1)), []
+    for t in range(steps):
+        s, cache = task.cell.step(theta, s, x, t)
+        if t >= steps - K:
+            caches.append(cache)
+    loss, ds = meta_loss(task, s)
+    dtheta = np.zeros(2)
+    for cache in reversed(caches):
+        ds, dparams, _ = task.cell.step_vjp(theta, cache, ds)
+        dtheta += dparams["log_lr"]
+    return loss, dtheta
+
+
 def neumann_hypergradient(task, theta, steps, K):
     """Neumann-RBP(K) at the last transition s_{T−1} → s_T; only two states are kept."""
     s_prev, s = None, task.s0
@@ -287,8 +311,24 @@ def meta_train(task, method, args, bar):
     return losses, np.array(path)
 
 
-def plot(curves, args, path):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+def cost_against_K(task, theta, args):
+    """Seconds (median of ``repeats``) and peak bytes of one hyper-gradient: BPTT, and TBPTT(K), Neumann-RBP(K) per K."""
+    def cost(fn):
+        return {"seconds": _median_seconds(fn, args.repeats), "peak_bytes": peak_bytes(fn)}
+    rows = {"BPTT": cost(lambda: bptt_hypergradient(task, theta, args.steps))}
+    for K in args.cost_K:
+        rows[f"TBPTT({K})"] = cost(lambda: tbptt_hypergradient(task, theta, args.steps, K))
+        rows[f"Neumann-RBP({K})"] = cost(lambda: neumann_hypergradient(task, theta, args.steps, K))
+    return rows
+
+
+def plot(curves, costs, args, path):
+    """Meta-loss and learned rates per meta step; time and memory of one hyper-gradient against K."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(11, 8))
     for method, (losses, thetas) in curves.items():
         a.plot(range(len(losses)), losses, label=method)
         for layer in (0, 1):
@@ -298,79 +338,141 @@ def plot(curves, args, path):
     b.set(xlabel="meta step", ylabel="learning rate exp(θ_l)", yscale="log", title="learned learning rates")
     a.legend()
     b.legend(fontsize=8)
-    fig.suptitle(f"{args.steps} steps of SGD-momentum on digits; Neumann-RBP K = {args.K} vs BPTT", fontsize=10)
+    Ks = list(args.cost_K)
+    for ax, key, scale, unit in ((c, "seconds", 1e3, "ms"), (d, "peak_bytes", 1e-6, "MB")):
+        ax.plot(Ks, [scale * costs[f"TBPTT({K})"][key] for K in Ks], "o-", label="TBPTT(K)")
+        ax.plot(Ks, [scale * costs[f"Neumann-RBP({K})"][key] for K in Ks], "s-", label="Neumann-RBP(K)")
+        ax.axhline(scale * costs["BPTT"][key], color="grey", ls="--", label=f"BPTT, all {args.steps} steps")
+        ax.set_xticks(Ks)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    ratios = lambda key: ", ".join(f"×{costs[f'TBPTT({K})'][key] / costs[f'Neumann-RBP({K})'][key]:.2f}"
+                                   for K in Ks)  # noqa: E731
+    c.set(xlabel="truncation K", ylabel="ms per hyper-gradient",
+          title=f"time; TBPTT ÷ Neumann: {ratios('seconds')}")
+    d.set(xlabel="truncation K", ylabel="peak MB (tracemalloc)",
+          title=f"memory; TBPTT ÷ Neumann: {ratios('peak_bytes')}")
+    c.title.set_fontsize(9)
+    d.title.set_fontsize(9)
+    fig.suptitle(f"{args.steps} steps of SGD-momentum on digits; meta-training with Neumann-RBP K = {args.K} "
+                 f"vs BPTT (Liao et al. 2018, §4.3)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _cli.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: 6 steps, K = 3, 2 meta steps")
-    parser.add_argument("--json", action="store_true", help="one JSON line per result")
-    for key, value in FULL.items():
-        parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"default {value}")
-    parser.add_argument("--png", default="hyperopt_rbp.png", help="figure: meta-loss and learning rates")
+    parser.add_argument("--json", action="store_true", help="one JSON line per result instead of the table")
+    parser.add_argument("--steps", type=_cli.positive_int, help=f"training steps T (default {FULL['steps']})")
+    parser.add_argument("--K", type=_cli.nonnegative_int, help=f"Neumann-RBP's K in meta-training (default {FULL['K']})")
+    parser.add_argument("--hidden", type=_cli.positive_int, help=f"hidden units of the MLP (default {FULL['hidden']})")
+    parser.add_argument("--batch", type=_cli.positive_int, help=f"mini-batch size (default {FULL['batch']}; <= 1200)")
+    parser.add_argument("--meta-steps", type=_cli.positive_int, help=f"Adam steps on θ (default {FULL['meta_steps']})")
+    parser.add_argument("--repeats", type=_cli.positive_int, help=f"timing repeats (default {FULL['repeats']})")
+    parser.add_argument("--cost-K", type=_cli.positive_int, nargs="+",
+                        help=f"truncations of the time and memory study (default {FULL['cost_K']}; each <= --steps)")
+    parser.add_argument("--seed", type=_cli.seed, default=0, help="data split, batches and w_0 (default 0)")
+    parser.add_argument("--out", default="hyperopt_rbp_results.jsonl", help="the results, JSON lines")
+    parser.add_argument("--png", default="hyperopt_rbp.png", help="figure: meta-loss, rates, time and memory vs K")
     return parser
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def parse_args(argv=None):
+    """The command line with the defaults of --quick or the full run filled in; usage errors exit with status 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    task = make_task(args.steps, args.hidden, args.batch)
+    args.cost_K = _cli.check_grid(parser, "--cost-K", args.cost_K)
+    if max(args.cost_K) > args.steps:
+        parser.error(f"argument --cost-K: expected values <= --steps ({args.steps}), got {args.cost_K}")
+    if args.K > args.steps:
+        parser.error(f"argument --K: expected at most --steps ({args.steps}), got {args.K}")
+    if args.batch > 1200:
+        parser.error(f"argument --batch: expected at most the 1200 training images, got {args.batch}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with _cli.pinned_blas():
+        results, curves, costs = experiment(args)
+    _cli.write_json_lines(args.out, results)
+    if args.json:
+        for row in results:
+            print(json.dumps(row))
+    else:
+        print(table(results, curves, args))
+        print(f"results: {args.out}")
+    if not _cli.save_figure(plot, args.png, curves, costs, args):
+        return 1
+    if not args.json:
+        print(f"figure: {args.png}")
+    return 0
+
+
+def experiment(args):
+    """Hyper-gradients at θ0, their cost against K, and meta-training by each method: the result rows."""
+    task = make_task(args.steps, args.hidden, args.batch, seed=args.seed)
     theta0 = {"log_lr": np.full(2, THETA0)}
     _, g_bptt = bptt_hypergradient(task, theta0, args.steps)
     _, g_neumann = neumann_hypergradient(task, theta0, args.steps, args.K)
     cosine = float(g_bptt @ g_neumann / (np.linalg.norm(g_bptt) * np.linalg.norm(g_neumann)))
-    costs = {}
-    for method, fn in (("BPTT", lambda: bptt_hypergradient(task, theta0, args.steps)),
-                       ("Neumann-RBP", lambda: neumann_hypergradient(task, theta0, args.steps, args.K))):
-        costs[method] = {"seconds": _median_seconds(fn, args.repeats), "peak_bytes": peak_bytes(fn)}
+    costs = cost_against_K(task, theta0, args)
     curves = {}
     with tqdm(total=2 * args.meta_steps, file=sys.stderr, unit="meta step") as bar:
         for method in ("BPTT", "Neumann-RBP"):
             bar.set_description(method)
             curves[method] = meta_train(task, method, args, bar)
-    plot(curves, args, args.png)
-    time_ratio = costs["BPTT"]["seconds"] / costs["Neumann-RBP"]["seconds"]
-    memory_ratio = costs["BPTT"]["peak_bytes"] / costs["Neumann-RBP"]["peak_bytes"]
-    config = {k: getattr(args, k) for k in FULL}
+    config = {k: getattr(args, k) for k in (*FULL, "seed")}
     results = [{"result": "hypergradient at theta0", "bptt": g_bptt.tolist(), "neumann_rbp": g_neumann.tolist(),
                 "cosine": cosine, "config": config}]
     results += [{"result": "meta-training", "method": m, "initial_meta_loss": losses[0],
                  "final_meta_loss": losses[-1], "meta_losses": losses,
                  "final_learning_rates": np.exp(thetas[-1]).tolist(), "config": config}
                 for m, (losses, thetas) in curves.items()]
-    results.append({"result": "cost of one hypergradient", "bptt_seconds": costs["BPTT"]["seconds"],
-                    "neumann_seconds": costs["Neumann-RBP"]["seconds"],
-                    "bptt_peak_bytes": costs["BPTT"]["peak_bytes"],
-                    "neumann_peak_bytes": costs["Neumann-RBP"]["peak_bytes"],
-                    "time_ratio": time_ratio, "memory_ratio": memory_ratio,
-                    "paper_time_ratio": PAPER["time"].get(args.K), "paper_memory_ratio": PAPER["memory"].get(args.K),
-                    "config": config})
-    if args.json:
-        for row in results:
-            print(json.dumps(row))
-        return 0
-    print(f"hyper-parameter optimisation: {args.steps} steps of SGD-momentum (β = {BETA}) on a 64–{args.hidden}–10 "
-          f"MLP, batch {args.batch}; per-layer log learning rates from θ = {THETA0}; Adam {META_LR} for "
-          f"{args.meta_steps} meta steps")
-    print(f"hypergradient at θ0: BPTT {np.round(g_bptt, 6).tolist()}  Neumann-RBP(K={args.K}) "
-          f"{np.round(g_neumann, 6).tolist()}  cosine {cosine:.4f}")
-    print(f"{'method':<14}{'meta-loss start':>16}{'meta-loss end':>15}{'learning rates end':>24}")
+    for K in args.cost_K:
+        tb, nm, bp = costs[f"TBPTT({K})"], costs[f"Neumann-RBP({K})"], costs["BPTT"]
+        results.append({"result": "cost of one hypergradient", "K": K,
+                        "tbptt_seconds": tb["seconds"], "neumann_seconds": nm["seconds"],
+                        "bptt_seconds": bp["seconds"], "tbptt_peak_bytes": tb["peak_bytes"],
+                        "neumann_peak_bytes": nm["peak_bytes"], "bptt_peak_bytes": bp["peak_bytes"],
+                        "time_ratio": tb["seconds"] / nm["seconds"],
+                        "memory_ratio": tb["peak_bytes"] / nm["peak_bytes"],
+                        "bptt_time_ratio": bp["seconds"] / nm["seconds"],
+                        "bptt_memory_ratio": bp["peak_bytes"] / nm["peak_bytes"],
+                        "paper_time_ratio": PAPER["time"].get(K), "paper_memory_ratio": PAPER["memory"].get(K),
+                        "config": config})
+    return results, curves, costs
+
+
+def table(results, curves, args):
+    """The meta-training table and the cost table beside Liao et al.'s ratios."""
+    g = results[0]
+    lines = [f"hyper-parameter optimisation: {args.steps} steps of SGD-momentum (β = {BETA}) on a 64–{args.hidden}–10 "
+             f"MLP, batch {args.batch}; per-layer log learning rates from θ = {THETA0}; Adam {META_LR} for "
+             f"{args.meta_steps} meta steps; seed {args.seed}; {_cli.blas_threads_note()}",
+             f"hypergradient at θ0: BPTT {np.round(g['bptt'], 6).tolist()}  Neumann-RBP(K={args.K}) "
+             f"{np.round(g['neumann_rbp'], 6).tolist()}  cosine {g['cosine']:.4f}",
+             f"{'method':<14}{'meta-loss start':>16}{'meta-loss end':>15}{'learning rates end':>24}"]
     for method, (losses, thetas) in curves.items():
         rates = ", ".join(f"{r:.3f}" for r in np.exp(thetas[-1]))
-        print(f"{method:<14}{losses[0]:>16.4f}{losses[-1]:>15.4f}{rates:>24}")
-    paper_t, paper_m = PAPER["time"].get(args.K), PAPER["memory"].get(args.K)
-    print(f"one hypergradient: BPTT {1e3 * costs['BPTT']['seconds']:.1f} ms, "
-          f"{costs['BPTT']['peak_bytes'] / 1e6:.2f} MB; Neumann-RBP {1e3 * costs['Neumann-RBP']['seconds']:.1f} ms, "
-          f"{costs['Neumann-RBP']['peak_bytes'] / 1e6:.2f} MB (median of {args.repeats}; peak by tracemalloc)")
-    print(f"BPTT ÷ Neumann-RBP: time ×{time_ratio:.2f} (paper ×{paper_t if paper_t else '-'}), "
-          f"memory ×{memory_ratio:.2f} (paper ×{paper_m if paper_m else '-'})")
-    print(f"figure: {args.png}")
-    return 0
+        lines.append(f"{method:<14}{losses[0]:>16.4f}{losses[-1]:>15.4f}{rates:>24}")
+    lines.append(f"one hypergradient (median of {args.repeats}; peak by tracemalloc); "
+                 f"BPTT through all {args.steps} steps: {1e3 * results[-1]['bptt_seconds']:.1f} ms, "
+                 f"{results[-1]['bptt_peak_bytes'] / 1e6:.2f} MB")
+    lines.append(f"{'K':>5}{'TBPTT(K) ms':>13}{'MB':>7}{'Neumann(K) ms':>15}{'MB':>7}"
+                 f"{'TBPTT ÷ Neumann time':>22}{'memory':>8}{'paper':>14}{'BPTT ÷ Neumann':>16}")
+    for r in (r for r in results if r["result"] == "cost of one hypergradient"):
+        paper = (f"×{r['paper_time_ratio']}/×{r['paper_memory_ratio']}" if r["paper_time_ratio"] else "-")
+        lines.append(f"{r['K']:>5}{1e3 * r['tbptt_seconds']:>13.1f}{r['tbptt_peak_bytes'] / 1e6:>7.2f}"
+                     f"{1e3 * r['neumann_seconds']:>15.1f}{r['neumann_peak_bytes'] / 1e6:>7.2f}"
+                     f"{'×' + format(r['time_ratio'], '.2f'):>22}{'×' + format(r['memory_ratio'], '.2f'):>8}"
+                     f"{paper:>14}{'×' + format(r['bptt_time_ratio'], '.2f') + '/×' + format(r['bptt_memory_ratio'], '.2f'):>16}")
+    lines.append("paper: Liao et al. (2018), BPTT ÷ Neumann-RBP at truncation 10/50/100 (time/memory)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

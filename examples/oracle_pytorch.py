@@ -8,22 +8,29 @@ fixture for the same weights, inputs and loss (``refnet.fixtures``), and
 
 - ``correct``      the equations as nn.LSTM has them, float64: must agree to 1e-10;
 - ``float32``      the same module in float32: held to the float32 tolerances (1e-4);
-- ``gate order``   the weights read in the order i, f, o, g (Keras/TensorFlow's
-                   habit) instead of PyTorch's i, f, g, o: compare must name step 1, gate g.
+- ``gate order``   the weights read in the order i, f, o, g instead of PyTorch's
+                   i, f, g, o (a transcription slip; Keras uses PyTorch's order with
+                   transposed kernels): compare must name step 1, gate g.
 
 There are no published numbers for this check: the reference is refnet's own
 float64 computation, and the expected outcome is in the table's last column.
-Run ``python examples/oracle_pytorch.py [--quick] [--json] [--png PATH]``.
+The rows are written first (``--out``, JSON lines, replaced atomically), then
+printed, then drawn (``--png``: each candidate's error per step, forward and
+backward).  The exit status is 0 when every candidate meets its expectation.
+Run ``python examples/oracle_pytorch.py [--quick] [--json] [--seed N] [--png PATH]``.
 """
-import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from gradcheck.compare import compare
 from refnet.fixtures import bptt_fixture
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # examples/_cli.py, however this file is started
+import _cli  # noqa: E402
 
 SIZES = {"quick": dict(T=6, B=2, input_size=3, hidden_size=4, output_size=3),
          "full": dict(T=40, B=8, input_size=10, hidden_size=32, output_size=5)}
@@ -95,61 +102,74 @@ CANDIDATES = [  # name, gate order, dtype, expected
 ]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="a small problem (seconds)")
-    p.add_argument("--json", action="store_true", help="one JSON object per candidate instead of the tables")
-    p.add_argument("--png", default="oracle_pytorch.png", help="where to save the figure")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-
+def plot(curves, sizes, path):
+    """Each candidate's relative error per step, forward (h_t) and backward (dL/dh_t), one legend below."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, title in zip(axes, ("forward/h_l0", "backward/dh_l0"), ("forward: h_t", "backward: dL/dh_t")):
+        for name, series in curves.items():
+            steps = np.arange(1, sizes["T"] + 1)
+            ax.semilogy(steps, np.maximum(series[key], 1e-18), marker="o", ms=3, label=name)
+        ax.axhline(1e-10, color="gray", ls="--", lw=0.8, label="float64 tolerance")
+        ax.axhline(1e-4, color="gray", ls=":", lw=0.8, label="float32 tolerance")
+        ax.set_xlabel("step t")
+        ax.set_title(title)
+    axes[0].set_ylabel("max |candidate − refnet| / ‖refnet_t‖∞")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    p = _cli.parser(__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a small problem (seconds)")
+    p.add_argument("--json", action="store_true", help="one JSON object per candidate instead of the tables")
+    p.add_argument("--out", default="oracle_pytorch_results.jsonl", help="one JSON line per candidate")
+    p.add_argument("--png", default="oracle_pytorch.png", help="where to save the figure")
+    p.add_argument("--seed", type=_cli.seed, default=0, help="the fixture's weights and data (default 0)")
+    args = p.parse_args(argv)
+
     from tqdm import tqdm
 
     sizes = SIZES["quick" if args.quick else "full"]
-    fixture = bptt_fixture("lstm", seed=args.seed, **sizes)
-    rows, curves = [], {}
-    for name, order, dtype, expected in tqdm(CANDIDATES, desc="candidates", file=sys.stderr):
-        cand = candidate(fixture.arrays, order, dtype)
-        report = compare(fixture, cand)
-        grads = [a.max_rel for a in report.arrays if a.key.startswith("grads/")]
-        first = report.first_divergence
-        where = "none" if first is None else f"{first.direction} step {first.step}, {first.quantity}" + \
-            (f" (gate {first.gate})" if first.gate else "")
-        rows.append({"candidate": name, "dtype": report.dtype, "passed": report.passed,
-                     "max_rel_error_grads": max(grads), "rtol": report.rtol, "first_divergence": where,
-                     "expected": expected, **{k: sizes[k] for k in ("T", "B", "hidden_size")}})
-        curves[name] = {key: step_errors(fixture.arrays, cand, key) for key in ("forward/h_l0", "backward/dh_l0")}
-        if not args.json:
-            print(f"--- {name} ---\n{report}\n")
+    rows, curves, reports = [], {}, []
+    with _cli.pinned_blas():
+        fixture = bptt_fixture("lstm", seed=args.seed, **sizes)
+        for name, order, dtype, expected in tqdm(CANDIDATES, desc="candidates", file=sys.stderr):
+            cand = candidate(fixture.arrays, order, dtype)
+            report = compare(fixture, cand)
+            grads = [a.max_rel for a in report.arrays if a.key.startswith("grads/")]
+            first = report.first_divergence
+            where = "none" if first is None else f"{first.direction} step {first.step}, {first.quantity}" + \
+                (f" (gate {first.gate})" if first.gate else "")
+            rows.append({"candidate": name, "dtype": report.dtype, "passed": report.passed,
+                         "max_rel_error_grads": max(grads), "rtol": report.rtol, "first_divergence": where,
+                         "expected": expected, "seed": args.seed,
+                         **{k: sizes[k] for k in ("T", "B", "hidden_size")}})
+            curves[name] = {key: step_errors(fixture.arrays, cand, key) for key in ("forward/h_l0", "backward/dh_l0")}
+            reports.append((name, report))
+    _cli.write_json_lines(args.out, rows)
 
     if args.json:
         for row in rows:
             print(json.dumps(row), flush=True)
     else:
+        for name, report in reports:
+            print(f"--- {name} ---\n{report}\n")
         print(f"hand-written PyTorch LSTM vs refnet (T = {sizes['T']}, B = {sizes['B']}, "
-              f"H = {sizes['hidden_size']}); published: none (the reference is refnet in float64)")
+              f"H = {sizes['hidden_size']}, seed {args.seed}); published: none (the reference is refnet in float64)")
         print(f"{'candidate':<20} {'dtype':<8} {'max rel err (grads)':>19} {'rtol':>7}  {'first divergence':<36} "
               f"{'result':<6} expected")
         for r in rows:
             print(f"{r['candidate']:<20} {r['dtype']:<8} {r['max_rel_error_grads']:19.2e} {r['rtol']:7.0e}  "
                   f"{r['first_divergence']:<36} {'pass' if r['passed'] else 'FAIL':<6} {r['expected']}")
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, key, title in zip(axes, ("forward/h_l0", "backward/dh_l0"), ("forward: h_t", "backward: dL/dh_t")):
-        for name, series in curves.items():
-            steps = np.arange(1, sizes["T"] + 1)
-            ax.semilogy(steps, np.maximum(series[key], 1e-18), marker="o", ms=3, label=name)
-        ax.axhline(1e-10, color="gray", ls="--", lw=0.8)
-        ax.axhline(1e-4, color="gray", ls=":", lw=0.8)
-        ax.set_xlabel("step t")
-        ax.set_title(title)
-    axes[0].set_ylabel("max |candidate − refnet| / ‖refnet_t‖∞")
-    axes[1].legend(fontsize=8, loc="center right")
-    fig.tight_layout()
-    fig.savefig(args.png, dpi=120)
+        print(f"results: {args.out}")
+    if not _cli.save_figure(plot, args.png, curves, sizes):
+        return 1
     if not args.json:
         print(f"figure: {args.png}")
     return 0 if [r["passed"] for r in rows] == [True, True, False] else 1

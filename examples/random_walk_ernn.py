@@ -1,6 +1,9 @@
 """2-D random walks (the ERNN paper, §1, Figs. 3–4): RNN, FastRNN, FastGRNN, ERNN (K = 1, 2), exact ERNN.
 
-Each walk X_1..X_T (:mod:`refnet.tasks.random_walks`, σ_0 = 0.1, σ_1 = 1)
+Each walk (Zhang et al. 2019, §1; :mod:`refnet.tasks.random_walks`)
+
+    X_0 = 0,   X_t ~ N(X_{t−1}, σ_i I),   t = 1..T (100),   σ_0 = 0.1 (class 0),   σ_1 = 1 (class 1)
+
 is read position by position by a network of 10 hidden units whose last
 state is classified by a linear readout (softmax cross-entropy at the last
 step, mean over the batch).  Gradients by BPTT (``refnet.bptt``), updates by
@@ -27,21 +30,24 @@ deviations √0.1 and 1) or as a standard deviation (0.1 and 1).  Beside the
 networks the table prints the trivial baseline that thresholds each walk's
 mean squared step (fitted on the training split).
 
-Two figures, as the paper's Figs. 3(a) and 4: the distance of the parameters
-(cell and readout) after each epoch from those after the last epoch (the
-paper's stability measure for H1), and the mean training loss per epoch;
-both averaged over seeds, one panel per reading.
+The figure (``--png``) shows the claim first: the test accuracy of every
+model, per seed and reading, beside the paper's 86.6% (RNN) and 99.7% (ERNN)
+and the threshold baseline; then, as the paper's Figs. 3(a) and 4, the
+distance of the parameters (cell and readout) after each epoch from those
+after the last epoch (the paper's stability measure) and the mean training
+loss per epoch, averaged over seeds, one column per reading.  The runs are
+written first (``--out``, JSON lines, replaced atomically), then the table,
+then the figure; BLAS is held to one thread so a rerun prints the same numbers.
 
     python examples/random_walk_ernn.py            # the sized run (see FULL), ≈ 15 min on 2 cores
     python examples/random_walk_ernn.py --quick --json
     python examples/random_walk_ernn.py --n-per-class 10000 --epochs 30   # the paper's data size
 """
-import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-import matplotlib
 import numpy as np
 from tqdm import tqdm
 
@@ -54,8 +60,8 @@ from refnet.optim import Adam
 from refnet.params import flatten
 from refnet.tasks.random_walks import READINGS, random_walk_task, step_variance_baseline
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # examples/_cli.py, however this file is started
+import _cli  # noqa: E402
 
 
 HIDDEN, INPUT, CLASSES = 10, 2, 2
@@ -138,7 +144,8 @@ def table(rows, baselines, args):
     """Mean ± std of the test accuracy over seeds, per reading and model, beside the paper's."""
     lines = [f"2-D random walks: {rows[0]['n_train']} training walks, T = {rows[0]['T']}, "
              f"{args.epochs} epochs, batch {args.batch}, Adam lr {args.lr:g}, {HIDDEN} hidden units, "
-             f"seeds {list(range(args.seeds))}; test accuracy (%) mean ± std over the runs that finished",
+             f"seeds {list(range(args.seeds))}; {_cli.blas_threads_note()}; test accuracy (%) mean ± std over the "
+             f"runs that finished",
              f"{'reading':<9} {'model':<24} {'runs':>4} {'test acc (%)':>14} {'min–max':>12} "
              f"{'paper (%)':>9} {'s/run':>7}"]
     failures = []
@@ -161,53 +168,100 @@ def table(rows, baselines, args):
     return "\n".join(lines)
 
 
-def plot(rows, args, path):
-    """Per-epoch parameter change and training loss, mean over seeds, one panel per reading."""
-    fig, axes = plt.subplots(2, len(args.readings), figsize=(6 * len(args.readings), 8), squeeze=False)
+def plot(rows, baselines, args, path):
+    """Test accuracy per model and reading (top); per-epoch parameter change and training loss (below)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = len(args.readings)
+    fig = plt.figure(figsize=(12, 12))
+    grid = fig.add_gridspec(3, cols, height_ratios=(1.1, 1, 1))
+    top = fig.add_subplot(grid[0, :])
+    colours = {m: f"C{i}" for i, m in enumerate(MODELS)}
+    width = 0.8 / max(cols, 1)
     for j, reading in enumerate(args.readings):
+        for i, model in enumerate(args.models):
+            acc = [100 * r["test_accuracy"] for r in rows if r["reading"] == reading and r["model"] == model
+                   and r["test_accuracy"] is not None]
+            x = i + (j - (cols - 1) / 2) * width
+            if acc:
+                top.bar(x, np.mean(acc), width * 0.9, bottom=0, color=colours[model], alpha=0.35 if j else 0.8,
+                        hatch="//" if j else None, edgecolor=colours[model])
+                top.scatter([x] * len(acc), acc, color="k", s=10, zorder=3)
+        base = [100 * b["test_accuracy"] for b in baselines if b["reading"] == reading]
+        top.axhline(np.mean(base), color="grey", ls=("--", ":")[j % 2], lw=1,
+                    label=f"step-variance threshold, σ as {reading}")
+    for model, value in PAPER.items():
+        if model in args.models:
+            top.scatter(args.models.index(model), value, marker="*", s=120, color="red", zorder=4,
+                        label="paper (ERNN §1)" if model == "RNN" else None)
+    top.set_xticks(range(len(args.models)), args.models)
+    top.set_ylabel("test accuracy (%)")
+    lowest = min([100 * r["test_accuracy"] for r in rows if r["test_accuracy"] is not None]
+                 + [100 * b["test_accuracy"] for b in baselines], default=50)
+    top.set_ylim(max(0, min(40, lowest - 5)), 101)
+    top.set_title(f"test accuracy per model; bars: mean over seeds (solid: σ as {args.readings[0]}"
+                  + (f", hatched: σ as {args.readings[1]}" if cols > 1 else "") + "); dots: seeds")
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    for j, reading in enumerate(args.readings):
+        change, loss = fig.add_subplot(grid[1, j]), fig.add_subplot(grid[2, j])
         for model in args.models:
             runs = [r for r in rows if r["reading"] == reading and r["model"] == model and not r["failed"]]
             if not runs:
                 continue
             epochs = np.arange(1, args.epochs + 1)
-            axes[0, j].plot(epochs, np.mean([r["param_change"] for r in runs], axis=0), label=model)
-            axes[1, j].plot(epochs, np.mean([r["train_loss"] for r in runs], axis=0), label=model)
-        axes[0, j].set(title=f"σ read as {reading}: ‖θ_epoch − θ_final‖ (Fig. 3a)", xlabel="epoch",
-                       ylabel="distance to final parameters")
-        axes[1, j].set(title=f"σ read as {reading}: training loss (Fig. 4)", xlabel="epoch",
-                       ylabel="mean cross-entropy", yscale="log")
-        axes[0, j].legend(fontsize=8)
+            change.plot(epochs, np.mean([r["param_change"] for r in runs], axis=0), color=colours[model],
+                        label=model)
+            loss.plot(epochs, np.mean([r["train_loss"] for r in runs], axis=0), color=colours[model], label=model)
+        change.set(title=f"σ as {reading}: ‖θ_epoch − θ_final‖ (Fig. 3a)", xlabel="epoch",
+                   ylabel="distance to final parameters")
+        loss.set(title=f"σ as {reading}: training loss (Fig. 4)", xlabel="epoch", ylabel="mean cross-entropy",
+                 yscale="log")
+        change.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _cli.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: few short walks, 2 epochs, 1 seed")
     parser.add_argument("--json", action="store_true", help="one JSON line per run and baseline")
-    parser.add_argument("--n-per-class", type=int, help=f"walks per class, half to train "
-                                                        f"(default {FULL['n_per_class']}; the paper's 10000)")
-    parser.add_argument("--T", type=int, help=f"steps per walk (default {FULL['T']})")
-    parser.add_argument("--epochs", type=int, help=f"default {FULL['epochs']}")
-    parser.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default {FULL['seeds']})")
-    parser.add_argument("--batch", type=int, help=f"default {FULL['batch']}")
-    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--n-per-class", type=_cli.positive_int,
+                        help=f"walks per class, half to train (default {FULL['n_per_class']}; the paper's 10000)")
+    parser.add_argument("--T", type=_cli.positive_int, help=f"steps per walk (default {FULL['T']})")
+    parser.add_argument("--epochs", type=_cli.positive_int, help=f"default {FULL['epochs']}")
+    parser.add_argument("--seeds", type=_cli.positive_int, help=f"seeds 0..N-1 (default {FULL['seeds']})")
+    parser.add_argument("--batch", type=_cli.positive_int, help=f"default {FULL['batch']}")
+    parser.add_argument("--lr", type=_cli.positive_float, default=1e-2, help="Adam's learning rate (default 0.01)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--readings", nargs="+", choices=READINGS, default=list(READINGS))
+    parser.add_argument("--out", default="random_walk_ernn_results.jsonl", help="the runs and baselines, JSON lines")
     parser.add_argument("--png", default="random_walk_ernn.png",
-                        help="figure: per-epoch parameter change and training loss")
+                        help="figure: test accuracy, per-epoch parameter change and training loss")
     return parser
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def parse_args(argv=None):
+    """The command line with the defaults of --quick or the full run filled in; usage errors exit with status 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.models = _cli.check_grid(parser, "--models", args.models)
+    args.readings = _cli.check_grid(parser, "--readings", args.readings)
+    if args.n_per_class < 2:
+        parser.error(f"argument --n-per-class: expected at least 2 (one walk per class to train, one to test), "
+                     f"got {args.n_per_class}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     rows, baselines = [], []
     runs = len(args.readings) * args.seeds * len(args.models)
-    with tqdm(total=runs * args.epochs, file=sys.stderr, unit="epoch") as bar:
+    with _cli.pinned_blas(), tqdm(total=runs * args.epochs, file=sys.stderr, unit="epoch") as bar:
         for reading in args.readings:
             for seed in range(args.seeds):
                 data = random_walk_task(args.n_per_class, T=args.T, reading=reading, seed=seed)
@@ -217,12 +271,16 @@ def main(argv=None):
                 for model in args.models:
                     bar.set_description(f"{reading} seed {seed} {model}")
                     rows.append(train(model, reading, seed, data, args, bar))
-    plot(rows, args, args.png)
+    _cli.write_json_lines(args.out, rows + baselines)
     if args.json:
         for row in rows + baselines:
             print(json.dumps(row))
     else:
         print(table(rows, baselines, args))
+        print(f"results: {args.out}")
+    if not _cli.save_figure(plot, args.png, rows, baselines, args):
+        return 1
+    if not args.json:
         print(f"figure: {args.png}")
     return 0
 

@@ -4,6 +4,11 @@ An LSTM of 128 units reads an image one pixel per step (64 steps; MNIST:
 784) and a linear softmax head classifies it from the last state; Adam
 (lr 1e-3), minibatches of ``--batch`` sequences.  The methods:
 
+The paper's setting (Nath, Jafferjee & White, §3, Fig. 2): MNIST pixel by
+pixel, LSTM 128, Adam 1e-3; FPP n = 10 reaches ≈ 80% where 10-BPTT reaches
+≈ 60%, and 15-BPTT matches FPP.  FPP's loss per sampled transition
+(Algorithm 1): L = MSE(f_W(s_T, o_{T+1}), s_{T+1}) + CE(g_β(s_T), y_T).
+
 - ``bptt``: the exact gradient of the last step's cross-entropy (:func:`refnet.bptt`);
 - ``tbptt10``, ``tbptt15``: the gradient through the last k steps only — the
   state k steps before the end is held fixed (the paper's k-BPTT);
@@ -21,19 +26,21 @@ An LSTM of 128 units reads an image one pixel per step (64 steps; MNIST:
 
 Test accuracy after every epoch, ``--seeds`` seeds (a seed fixes the split,
 the weights, the order and FPP's draws).  The runs go through
-:func:`refnet.sweep.run_sweep` (joblib, ``--jobs``); one JSON line per run in ``--out``.
+:func:`refnet.sweep.run_sweep` (joblib, ``--jobs``); one JSON line per run in
+``--out``, written into a temporary file that replaces the old results only
+when every run has finished (a failed run leaves its finished rows in
+``OUT.partial``).  Then the table, then the figure (``--png``: test accuracy
+per epoch).  BLAS is held to one thread so a rerun prints the same numbers.
 
     python examples/sequential_digits.py --jobs 2
     python examples/sequential_digits.py --mnist DIR   # MNIST from IDX files in DIR (784 steps)
     python examples/sequential_digits.py --quick --json  # rows as 8 steps of 8 pixels, seconds
 """
-import argparse
-import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 
-import matplotlib
 import numpy as np
 from tqdm import tqdm
 
@@ -43,8 +50,8 @@ from refnet.algorithms.fpp import fpp_grad, fpp_refresh
 from refnet.optim import Adam
 from refnet.sweep import grid, read_results, run_sweep
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # examples/_cli.py, however this file is started
+import _cli  # noqa: E402
 
 METHODS = ("bptt", "tbptt10", "tbptt15", "fpp10", "fpp15")
 HIDDEN, LR = 128, 1e-3
@@ -53,8 +60,6 @@ QUICK = {"epochs": 2, "fpp_epochs": 1, "seeds": 1, "batch": 16, "train": 32, "ro
 PUBLISHED = [
     "FPP paper, Fig. 2 (sequential MNIST, 784 steps, LSTM 128, Adam 1e-3, 5 runs): FPP n = 10 ~ 80% vs "
     "10-BPTT ~ 60%; n = 15 slightly faster, no gain; 15-BPTT matches FPP; full BPTT near optimal.",
-    "REFERENCE.md trial (8x8 digits, 64 pixel steps, LSTM 128, Adam 1e-3, 80 epochs): full BPTT ~ 91-93%, "
-    "last-10-steps gradient ~ 85%; rows as 8 steps reach ~ 95% in 30-40 epochs.",
 ]
 
 
@@ -148,7 +153,7 @@ def _uniforms(seed):
 
 def run(method, seed, epochs, batch, rows, train, mnist_dir, fpp_sequences):
     """One (method, seed) run: test accuracy after every epoch, seconds per epoch."""
-    with _one_blas_thread():
+    with _cli.pinned_blas():
         split = _data(seed, rows, mnist_dir, train)
         T, n_in = split.x_train.shape[0], split.x_train.shape[2]
         r = refnet.rng(seed)
@@ -202,7 +207,7 @@ def table(results, fpp_epochs):
     lines = [*PUBLISHED, ""]
     first = results[0]
     lines.append(f"{first['T']}-step sequences, LSTM {HIDDEN}, Adam {LR:g}, batch {first['batch']}, "
-                 f"{len(first['seeds'])} seeds; test accuracy %, mean (min-max) over seeds")
+                 f"{len(first['seeds'])} seeds; test accuracy %, mean (min-max) over seeds; {_cli.blas_threads_note()}")
     lines.append(f"  {'method':<8} {'epochs':>6} {f'at epoch {fpp_epochs}':>22} {'at the last epoch':>22} "
                  f"{'s/epoch':>8}")
     for r in results:
@@ -214,7 +219,12 @@ def table(results, fpp_epochs):
 
 
 def plot(results, path):
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Test accuracy against epoch, mean over seeds, one line per method."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for r in results:
         epochs = np.arange(1, len(r["curve_mean"]) + 1)
         ax.plot(epochs, 100 * np.asarray(r["curve_mean"]), marker="o" if r["method"].startswith("fpp") else None,
@@ -222,61 +232,70 @@ def plot(results, path):
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"test accuracy % (mean of {len(results[0]['seeds'])} seeds)")
     ax.set_title(f"sequential digits, {results[0]['T']} steps, LSTM {HIDDEN}")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 def _parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _cli.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: 8-step rows, 32 sequences, 2 epochs (FPP 1)")
     parser.add_argument("--json", action="store_true", help="one JSON line per method")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--epochs", type=int, help=f"epochs of BPTT and TBPTT (default {FULL['epochs']})")
-    parser.add_argument("--fpp-epochs", type=int, help=f"epochs of FPP (default {FULL['fpp_epochs']})")
-    parser.add_argument("--fpp-sequences", type=int, default=4, help="minibatches of trajectories FPP keeps (4)")
-    parser.add_argument("--seeds", type=int, help=f"runs per method (default {FULL['seeds']})")
-    parser.add_argument("--batch", type=int, help=f"sequences per minibatch (default {FULL['batch']})")
+    parser.add_argument("--epochs", type=_cli.positive_int,
+                        help=f"epochs of BPTT and TBPTT (default {FULL['epochs']})")
+    parser.add_argument("--fpp-epochs", type=_cli.positive_int, help=f"epochs of FPP (default {FULL['fpp_epochs']})")
+    parser.add_argument("--fpp-sequences", type=_cli.positive_int, default=4,
+                        help="minibatches of trajectories FPP keeps (4)")
+    parser.add_argument("--seeds", type=_cli.positive_int, help=f"runs per method (default {FULL['seeds']})")
+    parser.add_argument("--batch", type=_cli.positive_int, help=f"sequences per minibatch (default {FULL['batch']})")
     parser.add_argument("--rows", action="store_true", help="one row per step instead of one pixel")
     parser.add_argument("--mnist", metavar="DIR", help="MNIST IDX files in DIR instead of the 8x8 digits")
-    parser.add_argument("--jobs", type=int, default=1, help="local worker processes through joblib")
+    parser.add_argument("--jobs", type=_cli.positive_int, default=1, help="local worker processes through joblib")
     parser.add_argument("--scheduler", help="address of a Dask scheduler: run on that cluster")
     parser.add_argument("--out", default="sequential_digits_runs.jsonl", help="the runs, JSON lines")
     parser.add_argument("--png", default="sequential_digits.png", help="figure path")
     return parser
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def parse_args(argv=None):
+    """The command line with the defaults of --quick or the full run filled in; usage errors exit with status 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
     d = QUICK if args.quick else FULL
-    epochs, fpp_epochs = args.epochs or d["epochs"], args.fpp_epochs or d["fpp_epochs"]
-    common = {"batch": [args.batch or d["batch"]], "rows": [args.rows or d["rows"]], "train": [d["train"]],
+    for key in ("epochs", "fpp_epochs", "seeds", "batch"):
+        if getattr(args, key) is None:
+            setattr(args, key, d[key])
+    args.rows = args.rows or d["rows"]
+    args.train = d["train"]
+    args.methods = _cli.check_grid(parser, "--methods", args.methods)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    common = {"batch": [args.batch], "rows": [args.rows], "train": [args.train],
               "mnist_dir": [args.mnist], "fpp_sequences": [args.fpp_sequences]}
-    seeds = range(args.seeds or d["seeds"])
-    points = (grid(method=[m for m in args.methods if m.startswith("fpp")], seed=seeds, epochs=[fpp_epochs],
+    seeds = range(args.seeds)
+    points = (grid(method=[m for m in args.methods if m.startswith("fpp")], seed=seeds, epochs=[args.fpp_epochs],
                    **common)
-              + grid(method=[m for m in args.methods if not m.startswith("fpp")], seed=seeds, epochs=[epochs],
+              + grid(method=[m for m in args.methods if not m.startswith("fpp")], seed=seeds, epochs=[args.epochs],
                      **common))
-    with tqdm(total=len(points), file=sys.stderr, unit="run") as bar:
-        run_sweep(_sweep_run, points, args.out, n_jobs=args.jobs, scheduler=args.scheduler,
+    with tqdm(total=len(points), file=sys.stderr, unit="run") as bar, \
+            _cli.atomic_path(args.out, keep_partial=True) as tmp:
+        run_sweep(_sweep_run, points, tmp, n_jobs=args.jobs, scheduler=args.scheduler,
                   progress=lambda row: bar.update(1))
     results = summarise(read_results(args.out))
-    plot(results, args.png)
     if args.json:
         for r in results:
             print(json.dumps(r), flush=True)
     else:
-        print(table(results, fpp_epochs))
-        print(f"results: {args.out}\nfigure: {args.png}")
+        print(table(results, args.fpp_epochs))
+        print(f"results: {args.out}")
+    if not _cli.save_figure(plot, args.png, results):
+        return 1
+    if not args.json:
+        print(f"figure: {args.png}")
     return 0
 
 

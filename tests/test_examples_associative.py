@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from figures import MAX_WIDTH, png_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,10 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def quick_rows(tmp_path_factory):
     pytest.importorskip("matplotlib")
     pytest.importorskip("tqdm")
-    png = tmp_path_factory.mktemp("associative") / "curves.png"
+    folder = tmp_path_factory.mktemp("associative")
+    png = folder / "curves.png"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "associative_retrieval.py"), "--quick",
-                           "--json", "--png", str(png)], cwd=ROOT, env=env, capture_output=True, text=True,
+                           "--json", "--png", str(png)], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()], png
@@ -37,4 +39,10 @@ def test_quick_run_records_learning_curves_and_saves_the_figure(quick_rows):
     rows, png = quick_rows
     for row in rows:
         assert [step for step, _ in row["curve"]] == [0, 20, 40]
-    assert png.stat().st_size > 0
+    assert png_size(png)[0] <= MAX_WIDTH
+
+
+def test_quick_run_writes_the_rows_it_printed_to_the_results_file(quick_rows):
+    rows, png = quick_rows
+    saved = [json.loads(line) for line in (png.parent / "associative_retrieval_results.jsonl").open()]
+    assert saved == rows

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from figures import MAX_WIDTH, png_size
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"p6", "p6-mse", "p10", "p15"}
@@ -32,11 +33,12 @@ def test_cycleworld_quick_json_reports_every_method_in_every_setting_and_the_hea
         assert len(r["final_accuracy"]) == len(r["seeds"]) == len(r["steps_to_95"]) == len(r["status"])
         assert all(0.0 <= a <= 1.0 for a in r["final_accuracy"])
         assert r["us_per_step"] > 0 and r["always_zero"] == (r["p"] - 1) / r["p"]
-    assert png.stat().st_size > 0
+    assert png_size(png)[0] <= MAX_WIDTH and png_size(tmp_path / "cycleworld_heat.png")[0] <= MAX_WIDTH
     assert (tmp_path / "cycleworld_runs.jsonl").stat().st_size > 0
 
 
 def test_cycleworld_long_run_reports_memory_samples_and_finite_parameters(tmp_path):
     (row,) = _run(tmp_path, "--long", "500", "--trace-heap")
     assert row["steps"] == 500 and row["params_finite"] and len(row["memory"]) == 10
+    assert [json.loads(line) for line in (tmp_path / "cycleworld_long.jsonl").open()] == [row]
     assert all(m["rss_kb"] > 0 and m["heap_kb"] > 0 for m in row["memory"])

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from figures import MAX_WIDTH, png_size
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["RNN", "FastRNN", "FastGRNN", "ERNN(K=1)", "ERNN(K=2)", "exact ERNN"]
@@ -15,10 +16,11 @@ MODELS = ["RNN", "FastRNN", "FastGRNN", "ERNN(K=1)", "ERNN(K=2)", "exact ERNN"]
 def quick_rows(tmp_path_factory):
     pytest.importorskip("matplotlib")
     pytest.importorskip("tqdm")
-    png = tmp_path_factory.mktemp("random_walk_ernn") / "curves.png"
+    folder = tmp_path_factory.mktemp("random_walk_ernn")
+    png = folder / "curves.png"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "random_walk_ernn.py"), "--quick", "--json",
-                           "--png", str(png)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                           "--png", str(png)], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()], png
 
@@ -39,4 +41,6 @@ def test_quick_run_prints_the_step_variance_baseline_and_saves_the_figure(quick_
     baselines = [r for r in rows if r["model"] == "step-variance threshold"]
     assert [b["reading"] for b in baselines] == ["variance", "std"]
     assert all(0.0 <= b["test_accuracy"] <= 1.0 for b in baselines)
-    assert png.stat().st_size > 0
+    assert png_size(png)[0] <= MAX_WIDTH
+    saved = [json.loads(line) for line in (png.parent / "random_walk_ernn_results.jsonl").open()]
+    assert saved == rows

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from figures import MAX_WIDTH, png_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,8 @@ def test_oracle_pytorch_quick_json_reports_each_candidate(tmp_path):
     assert rows["float32"]["passed"] and rows["float32"]["dtype"] == "float32"
     assert not rows["gate order i,f,o,g"]["passed"]
     assert rows["gate order i,f,o,g"]["first_divergence"] == "forward step 1, a_g (gate g)"
-    assert png.stat().st_size > 0
+    assert png_size(png)[0] <= MAX_WIDTH
+    assert [json.loads(line) for line in (tmp_path / "oracle_pytorch_results.jsonl").open()] == list(rows.values())
 
 
 # The README's complete example ("Using refnet as an oracle"), verbatim.

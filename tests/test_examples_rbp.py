@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from figures import MAX_WIDTH, png_size
 from gradcheck import check_grads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +19,7 @@ HOPFIELD_METHODS = ["TBPTT", "RBP", "RBP (z0 = 0)", "CG-RBP", "Neumann-RBP"]
 def _run(script, png):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--quick", "--json", "--png", str(png)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=png.parent, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -42,22 +43,45 @@ def test_hopfield_quick_run_gives_a_row_per_method_and_truncation_beside_the_pap
     assert [(r["method"], r["K"]) for r in rows] == [(m, K) for m in HOPFIELD_METHODS for K in (2, 4)]
     for row in rows:
         assert row["seeds"] == 2 and 0.0 <= row["success_rate"] <= 1.0 and len(row["ratios"]) == 2
-    paper = {(r["method"], r["K"]): r["paper_success_rate"] for r in rows}
-    assert paper[("RBP", 2)] == 0.01 and paper[("RBP (z0 = 0)", 2)] is None
-    assert png.stat().st_size > 0
+    # the paper ran K = 10/20/30 only: nothing of it stands beside K = 2 or 4
+    assert all(r["paper_success_rate"] is None for r in rows)
+    assert png_size(png)[0] <= MAX_WIDTH
+    saved = [json.loads(line) for line in (tmp_path / "hopfield_rbp_results.jsonl").open()]
+    assert saved == rows
+
+
+def test_hopfield_puts_the_paper_beside_the_truncation_it_ran():
+    for name in ("matplotlib", "tqdm", "sklearn"):
+        pytest.importorskip(name)
+    spec = importlib.util.spec_from_file_location("hopfield_rbp", ROOT / "examples" / "hopfield_rbp.py")
+    hopfield = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hopfield)
+    args = hopfield.parse_args(["--truncations", "10", "15", "30"])
+    runs = [{"method": m, "K": K, "seed": 0, "success": True, "ratio": 0.3, "capped_fraction": 0.0,
+             "rho_final": 0.5} for m in hopfield.METHODS for K in (10, 15, 30)]
+    paper = {(r["method"], r["K"]): r["paper_success_rate"] for r in hopfield.summarise(runs, args)}
+    assert (paper[("RBP", 10)], paper[("RBP", 15)], paper[("RBP", 30)]) == (0.01, None, 0.99)
+    assert paper[("RBP (z0 = 0)", 10)] is None
 
 
 def test_hyperopt_quick_run_reports_both_meta_losses_and_the_cost_ratios(tmp_path):
     for name in ("matplotlib", "tqdm", "sklearn"):
         pytest.importorskip(name)
     png = tmp_path / "hyperopt.png"
-    rows = {r["result"] + r.get("method", ""): r for r in _run("hyperopt_rbp.py", png)}
+    printed = _run("hyperopt_rbp.py", png)
+    rows = {r["result"] + r.get("method", "") + str(r.get("K", "")): r for r in printed}
     assert rows["hypergradient at theta0"]["cosine"] > 0.9
     for method in ("BPTT", "Neumann-RBP"):
         assert len(rows["meta-training" + method]["meta_losses"]) == 3      # 2 meta steps and the end
-    cost = rows["cost of one hypergradient"]
-    assert cost["time_ratio"] > 0 and cost["bptt_peak_bytes"] > cost["neumann_peak_bytes"]
-    assert png.stat().st_size > 0
+    costs = [rows[f"cost of one hypergradient{K}"] for K in (2, 3, 6)]  # the quick run's --cost-K
+    for cost in costs:
+        assert cost["time_ratio"] > 0 and cost["bptt_peak_bytes"] > cost["neumann_peak_bytes"]
+    # Neumann-RBP keeps two states whatever K is; TBPTT(K) keeps K caches
+    assert len({c["neumann_peak_bytes"] for c in costs}) == 1
+    assert costs[0]["tbptt_peak_bytes"] < costs[1]["tbptt_peak_bytes"] < costs[2]["tbptt_peak_bytes"]
+    assert png_size(png)[0] <= MAX_WIDTH
+    saved = [json.loads(line) for line in (tmp_path / "hyperopt_rbp_results.jsonl").open()]
+    assert saved == printed
 
 
 def _tiny(hyperopt, seed=0):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from figures import MAX_WIDTH, png_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,4 +24,4 @@ def test_sequential_digits_quick_json_reports_every_method(tmp_path):
     for r in rows:
         assert r["T"] == 8 and len(r["curve_mean"]) == r["epochs"]
         assert all(0.0 <= a <= 1.0 for a in r["final_accuracy"])
-    assert png.stat().st_size > 0
+    assert png_size(png)[0] <= MAX_WIDTH

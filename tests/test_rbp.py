@@ -75,7 +75,7 @@ def test_implicit_gradient_equals_finite_differences_of_the_loss_at_the_equilibr
 
 @pytest.mark.parametrize("K", [0, 1, 4])
 def test_neumann_rbp_K_equals_tbptt_through_K_plus_1_applications_not_K(K):
-    # Prop. 2 with REFERENCE.md's index: Alg. 2 sums (Jᵀ)^0..(Jᵀ)^K, K + 1 terms, as TBPTT does
+    # Prop. 2 with the README's (Reference section) index: Alg. 2 sums (Jᵀ)^0..(Jᵀ)^K, K + 1 terms, as TBPTT does
     # through K + 1 applications of F.  On a trajectory converged to rounding the two agree to
     # rounding; TBPTT through K applications misses the (Jᵀ)^K term, far above rounding.
     cell, theta, x, _, _ = _problem("gru", seed=2)

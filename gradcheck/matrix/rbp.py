@@ -2,7 +2,7 @@
 
 Each convergent model is a cell iterated on a static input x (B, I), with a
 readout loss at its equilibrium: L(θ, x) = Σ_b w_b ℓ(head(output(h*_b)), y_b),
-h* = F(θ, x, h*).  Relations (DESIGN.md §4; Liao et al. 2018, Algs. 1–2, Props 1–3):
+h* = F(θ, x, h*).  Relations (Liao et al. 2018, Algs. 1–2, Props 1–3):
 
 =================  ===========================================================
 rbp                = FD of L(h*(θ, x)) in every coordinate of θ and x (Elman,
@@ -11,8 +11,8 @@ rbp                = FD of L(h*(θ, x)) in every coordinate of θ and x (Elman,
 cg_rbp, gmres_rbp  the same along 4 random directions (each FD point costs a solve;
                    they share rbp's linear system, not its iteration)
 neumann_rbp(K)     = TBPTT through K + 1 applications of F on a trajectory
-                   converged for its last steps, exactly (Prop. 2; Alg. 2 sums
-                   K + 1 terms, so K + 1 applications of F)
+                   converged for its last steps, exactly (Prop. 2; the K + 1
+                   is the README's Reference-section index convention)
 neumann_rbp(T−1)   = BPTT through a T-step trajectory that converged to h*,
                    exactly up to the transient's ρ^(T − t) terms (Prop. 1)
 prop 3             ‖g_K − z*‖ <= ‖(I − Jᵀ)^{-1}‖ ‖J‖^{K+1} ‖∂L/∂h*‖ per example,

@@ -1,6 +1,7 @@
 """Fixed Point Propagation (FPP): the per-transition objective and its hand-written gradient.
 
-FPP (papers/fpp-fixed-point-formulation.txt, Algorithm 1) trains a recurrent
+FPP (Nath, Jafferjee & White, "A Fixed-Point Formulation for Recurrent Neural
+Networks", Algorithm 1) trains a recurrent
 cell without gradients back in time.  A transition stored at time T is
 ``(s_{T−1}, o_T, o_{T+1}, s_{T+1}, y_T)``; one training update re-runs
 

@@ -23,7 +23,8 @@ batch is one block-diagonal operator over B·n.  The caller gives the
 cotangent ``dh`` = ∂L/∂h* (B, n_state) and gets back dθ = zᵀ ∂F/∂θ (summed
 over the batch, as every refnet VJP), dx = zᵀ ∂F/∂x (B, I) and z.
 
-**Index convention.**  Neumann-RBP(K) sums K + 1 terms (Jᵀ)^0 … (Jᵀ)^K;
+**Index convention (Liao et al. 2018, Alg. 2 and Prop. 2; README, Reference).**
+Neumann-RBP(K) sums K + 1 terms (Jᵀ)^0 … (Jᵀ)^K;
 back-propagating through m applications of F sums m terms.  So Neumann-RBP(K)
 equals TBPTT through K + 1 applications of F on a trajectory that sat at h*
 for those steps (Prop. 2, with this indexing); K → ∞ gives RBP and BPTT

@@ -27,7 +27,7 @@ KERNEL_MAX_WORK = 1 << 15
 
 
 def rtrl_update(J_s, J_theta, M, out=None):
-    """M_t = J_s M_{t−1} + J_θ (Williams & Zipser 1989; REFERENCE.md, "RTRL").
+    """M_t = J_s M_{t−1} + J_θ (Williams & Zipser 1989).
 
     Parameters
     ----------

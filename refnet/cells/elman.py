@@ -2,7 +2,7 @@
 
     a_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh,     h_t = φ(a_t)
 
-φ = tanh or ReLU (REFERENCE.md, "Elman RNN").  The state is h.
+φ = tanh or ReLU (Elman 1990; PyTorch's nn.RNN).  The state is h.
 
 At batch 1 on NumPy, ``step``, ``step_vjp``, ``jacobians``, ``steps`` and
 ``steps_vjp`` run numba kernels (:mod:`refnet.kernels.elman`,

@@ -12,9 +12,9 @@ replaced by its first-order series I + U (Eq. 11):
 
     a^(k) = V h^(k−1) + W x_t + b,     g^(k) = (I + U) a^(k),     φ^(k) = σ(g^(k))
 
-σ = ReLU (the paper's experiments, the default) or tanh.  This is
-REFERENCE.md's form; the paper's Fig. 7(b), which draws φ, is missing from
-the text, so two choices are ours and explicit:
+σ = ReLU (the paper's experiments, the default) or tanh.  This is the
+form stated in the README's Reference section; the paper's Fig. 7(b), which
+draws φ, is missing from the text, so two choices are ours and explicit:
 
 - V multiplies the *inner* iterate h^(k−1), as in Eq. 12's
   ``g^(k) = U g^(k) + V h^(k−1) + W x + b``; h_{t−1} enters φ only through

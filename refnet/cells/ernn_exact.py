@@ -1,7 +1,7 @@
 """Exact-equilibrium ERNN (beyond the ERNN paper): solve every step's fixed point to tolerance.
 
 The ERNN paper's constraint h_t = φ(h_t, h_{t−1}, x_t) (§3.1) with Eq. 10's
-linear dynamics inside the nonlinearity, solved exactly:
+linear dynamics inside the nonlinearity (see the README's Reference section, "ERNN"):
 
     h_t = T(h_t),      T(h) = σ(g(h)),      g(h) = U h + V h_{t−1} + W x_t + b
 

@@ -1,6 +1,6 @@
 """Fast weights (Ba, Hinton, Mnih, Leibo & Ionescu 2016, Eqs. 1–3 with the layer norm of §3.1).
 
-One transition, from h(t) and x(t) to h(t+1) (REFERENCE.md, "Fast weights"):
+One transition, from h(t) and x(t) to h(t+1) (Ba et al. 2016, §3):
 
     A(t) = λ A(t−1) + η h(t) h(t)ᵀ,        A(0) = 0                        (Eq. 1)
     z = W h(t) + C x(t)
@@ -17,7 +17,7 @@ t)`` is called with the 0-based index t of ``x[t]``, which is Ba et al.'s t.
 Parameters (no PyTorch module exists; the names follow nn.RNN and nn.LayerNorm
 so that the algorithms' checks and PyTorch ports find them): ``weight_hh`` = W
 (n, n), ``weight_ih`` = C (n, I), ``ln_weight`` = gain (n,), ``ln_bias`` =
-bias (n,).  Init: W = 0.05·I (REFERENCE.md), C ~ U(−1/√I, 1/√I) (nn.Linear's
+bias (n,).  Init: W = 0.05·I (Ba et al. 2016's experiments), C ~ U(−1/√I, 1/√I) (nn.Linear's
 rule), gain 1, bias 0.
 
 Two memory forms, equal to rounding on any trajectory from a zero memory:

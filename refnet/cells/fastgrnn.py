@@ -5,7 +5,7 @@
     h_t = (ζ (1 − z_t) + ν) ⊙ h̃_t + z_t ⊙ h_{t−1}
     ζ = sigmoid(ζ̂),  ν = sigmoid(ν̂)
 
-σ_g = sigmoid and σ_u = tanh by default (REFERENCE.md, "FastGRNN"); the gate
+σ_g = sigmoid and σ_u = tanh by default (Kusupati et al. 2018, FastGRNN); the gate
 and the candidate share W and U.  This is FastGRNN-LSQ's model: no low rank,
 sparsity or quantisation.  Parameters, with EdgeML's ``FastGRNNCell`` names:
 

@@ -3,7 +3,7 @@
     h̃_t = σ(W x_t + U h_{t−1} + b),      h_t = α h̃_t + β h_{t−1}
     α = sigmoid(α̂),  β = sigmoid(β̂)
 
-σ = tanh by default (REFERENCE.md, "FastRNN").  Parameters, with EdgeML's
+σ = tanh by default (Kusupati et al. 2018, FastRNN).  Parameters, with EdgeML's
 ``FastRNNCell`` names (no low rank, sparsity or quantisation):
 
 =============  =========  =====================================================

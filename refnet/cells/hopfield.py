@@ -2,7 +2,7 @@
 
 Units u = [x, s] (N = n_in + n_state): the input units are clamped to the
 input x, the free units s = [hidden, output] evolve by the Euler step of
-dh/dt = −h/a + W σ(b h) + l (REFERENCE.md, "Continuous Hopfield network"):
+dh/dt = −h/a + W σ(b h) + l (Liao et al. 2018, "Continuous Hopfield Networks"):
 
     s_t = (1 − a) s_{t−1} + W_s σ(b u_{t−1}),     u_{t−1} = [x, s_{t−1}]
 

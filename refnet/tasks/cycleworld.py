@@ -6,7 +6,7 @@ periodic, ``…0 0 0 0 0 1 0 0 0 0 0 1…`` for p = 6, and the target at each
 step is the next observation.  Predicting it needs a memory of the last p
 steps: a model that always says 0 is right (p − 1)/p of the time
 (83.3% for p = 6), one that counts to p is always right.  The FPP paper's
-setup (REFERENCE.md, "p-CycleWorld"): an Elman RNN with 4 tanh units,
+setup (Nath, Jafferjee & White, App. C.1): an Elman RNN with 4 tanh units,
 Adagrad 0.1, 300 000 online steps, 5 runs.
 """
 from .._validate import check_int

@@ -1,7 +1,7 @@
 """Sequential digits: scikit-learn's 8×8 handwritten digits read one pixel (or one row) per step.
 
-The FPP paper classifies MNIST pixel by pixel (784 steps, REFERENCE.md,
-"Sequential digits"); MNIST cannot be downloaded here, so this task uses the
+The FPP paper classifies MNIST pixel by pixel (784 steps; Nath, Jafferjee &
+White, §3 and App. C.2); MNIST cannot be downloaded here, so this task uses the
 1 797 8×8 digits that ship with scikit-learn: 64 steps of one pixel, or 8
 steps of one 8-pixel row, the label to be read from the last state.  Pixels
 are scaled from 0..16 to [0, 1].  MNIST itself, from IDX files, is

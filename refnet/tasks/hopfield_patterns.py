@@ -1,4 +1,4 @@
-"""Binary patterns for the Hopfield associative memory (Liao et al. 2018; REFERENCE.md "Tasks").
+"""Binary patterns for the Hopfield associative memory (Liao et al. 2018, "Continuous Hopfield Networks").
 
 Liao et al. store one binarised MNIST image per digit class (28×28) and
 present it with 50% of its "on" pixels switched off.  MNIST cannot be

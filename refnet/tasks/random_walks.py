@@ -1,4 +1,4 @@
-"""2-D random walks of two step sizes (the ERNN paper's toy task, §1; REFERENCE.md "Tasks").
+"""2-D random walks of two step sizes (the ERNN paper's toy task: Zhang et al. 2019, §1).
 
     X_0 = 0,     X_t ~ N(X_{t−1}, Σ_i),  t = 1..T,     class i ∈ {0, 1}
 
@@ -10,7 +10,7 @@ from its last state.  The paper writes Σ_i = σ_i I, which reads two ways:
 - ``reading="std"``: Σ_i = σ_i² I, step standard deviations 0.1 and 1.
 
 Only the first reproduced the paper's RNN/ERNN gap in a quick trial
-(REFERENCE.md).  Either way the classes differ in one statistic, the
+(see the README's Reference section).  Either way the classes differ in one statistic, the
 variance of the steps X_t − X_{t−1}: :func:`step_variance_baseline`
 thresholds it, the trivial baseline to print beside any network.
 """
