@@ -74,13 +74,13 @@ def test_taylor_remainder_is_second_order_for_the_right_gradient_and_first_for_a
 def test_gradcheck_package_does_not_import_refnet():
     code = ("import sys, gradcheck, gradcheck.check, gradcheck.finite_differences; "
             "print('refnet' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
 
 
 def test_cli_runs_the_matrix_and_prints_json_rows():
     out = subprocess.run([sys.executable, "-m", "gradcheck", "--json", "--cell", "gru"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert {r["algorithm"] for r in rows} >= {"bptt", "tbptt(1,2)", "sequence_vjp", "jvp/vjp", "taylor"}
@@ -105,7 +105,8 @@ def test_cli_exits_1_when_a_check_fails(monkeypatch, capsys):
 
 
 def test_cli_unknown_backend_value_is_refused():
-    out = subprocess.run([sys.executable, "-m", "gradcheck", "--backend", "tpu"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "gradcheck", "--backend", "tpu"], capture_output=True, text=True,
+                         timeout=60)
     assert out.returncode == 2 and "invalid choice" in out.stderr
 
 
