@@ -9,6 +9,8 @@ kernel(jacobians)      ``steps_vjp`` too — and the kernel really ran (watched 
 kernel(steps)          ``refnet.kernels.load``, the one door from a dispatching
 kernel(steps_vjp)      function to its kernel), while the twin ran none
 kernel(rtrl_update)    ``rtrl_update`` below ``KERNEL_MAX_WORK`` = J_s M + J_θ
+blas(rtrl_update)      above it, the BLAS path (which no matrix problem is big enough to
+                       reach) = J_s M + J_θ by einsum, and no kernel ran
 sgd, sgd(momentum)     K steps = the update equations of the papers, computed
 adagrad, adam          here independently (below), defaults and other settings
 =====================  ==========================================================
@@ -173,6 +175,22 @@ def _rtrl_update_kernel():
     return run
 
 
+def _rtrl_update_blas():
+    def run():
+        r, dtype = np.random.default_rng(2), get_dtype()
+        B, n = 2, 8
+        P = KERNEL_MAX_WORK // (n * n) + 1                 # one column past the kernel's size: BLAS
+        J_s, J_theta, M = _np(r, (B, n, n), dtype), _np(r, (B, n, P), dtype), _np(r, (B, n, P), dtype)
+        with kernel_path("1") as calls:
+            ours = rtrl_update(J_s, J_theta, M)
+        reference = np.einsum("bij,bjp->bip", J_s.astype(np.float64), M.astype(np.float64)) + J_theta
+        report = compare_grads({"M": ours}, {"M": reference}, rtol=exact_tol(), reference_name="einsum",
+                               raise_on_failure=False)
+        detail = worst(report) if not calls else f"a kernel ran above KERNEL_MAX_WORK: {calls}"
+        return report.max_rel_error, report.rtol, report.passed and not calls, detail
+    return run
+
+
 # ---- optimisers against their papers ------------------------------------------------------------
 
 def _problem(seed=3):
@@ -249,6 +267,8 @@ def checks():
                              "batch 1: numba kernel = array twin, kernel ran", _elman_kernel(nonlinearity, method)))
     out.append(Check("rtrl", "kernel(rtrl_update)", "numba kernel = J_s M + J_theta twin, kernel ran",
                      _rtrl_update_kernel()))
+    out.append(Check("rtrl", "blas(rtrl_update)", "n^2 P > KERNEL_MAX_WORK: = einsum J_s M + J_theta, no kernel",
+                     _rtrl_update_blas()))
     rows = [
         ("sgd", "= Robbins & Monro (1951), 4 steps", lambda: SGD(lr=0.3),
          lambda th, gs: _sgd_paper(th, gs, 0.3, 0.0)),
