@@ -3,6 +3,8 @@
 Every twin test also watches ``kernels.load`` and asserts that the kernel it is about really ran
 with the kernels on, and that nothing ran with REFNET_NUMBA=0.
 """
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 import refnet
 from refnet import kernels
+from gradcheck.matrix.paths import kernel_path
 from refnet.algorithms.rtrl import KERNEL_MAX_WORK, rtrl_update
 
 # Both sides sum the same products in different orders: float64 rounding, far below 1e-12.
@@ -27,31 +30,14 @@ def _elman_point(I, H, B, relu, seed):
     return cell, cell.init(r), r.normal((B, I)), r.normal((B, H)), r.normal((B, H))
 
 
-class _Spy:
-    """A kernel module seen through ``kernels.load``: every kernel called through it is recorded."""
-
-    def __init__(self, module, calls):
-        self._module, self._calls = module, calls
-
-    def __getattr__(self, name):
-        kernel = getattr(self._module, name)
-
-        def call(*args, **kwargs):
-            self._calls.append(name)
-            return kernel(*args, **kwargs)
-        return call
-
-
 def _numba(flag, fn):
     """(fn(), the kernels it called) under REFNET_NUMBA=flag.
 
     ``kernels.load`` is the one door from a dispatching function to its kernel, so watching it
-    tells which path ran.  A context, not the monkeypatch fixture: hypothesis reruns the body.
+    (the matrix's :func:`gradcheck.matrix.paths.kernel_path`) tells which path ran.  A context,
+    not the monkeypatch fixture: hypothesis reruns the body.
     """
-    calls, load = [], kernels.load
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REFNET_NUMBA", flag)
-        mp.setattr(kernels, "load", lambda name: _Spy(load(name), calls))
+    with kernel_path(flag) as calls:
         return fn(), calls
 
 
@@ -189,3 +175,13 @@ def test_kernels_are_cached_and_exact():
             dispatcher = getattr(loaded, name)
             assert not dispatcher.targetoptions.get("fastmath"), name
             assert type(dispatcher._cache).__name__ != "NullCache", name
+
+
+def test_the_kernel_watch_restores_the_variable_and_the_loader_even_on_error(monkeypatch):
+    monkeypatch.setenv("REFNET_NUMBA", "0")
+    load = kernels.load
+    with pytest.raises(RuntimeError, match="inside"):
+        with kernel_path("1"):
+            raise RuntimeError("inside")
+    assert kernels.load is load
+    assert os.environ["REFNET_NUMBA"] == "0"
