@@ -31,7 +31,7 @@ for n, check in enumerate(order, 1):
     passed = row.passed if verdict is None else str(getattr(verdict, "value", verdict)).lower() == "pass"
     if not passed:
         print(json.dumps({"killed": True, "by": f"{row.cell} {row.algorithm}: {row.relation}",
-                          "detail": str(row.detail)[:160], "rows_run": n, "rows": len(order)}))
+                          "detail": " ".join(str(row.detail).split())[:160], "rows_run": n, "rows": len(order)}))
         sys.exit(0)
 print(json.dumps({"killed": False, "by": None, "detail": "", "rows_run": len(order), "rows": len(order)}))
 """
