@@ -12,6 +12,9 @@ uoro var        tr Σ / ‖g‖², the variance of one estimate, <= the bound be
 kfrtrl, …       the same three for the public ``kfrtrl()`` (and so
                 ``kfrtrl_gradient``), for cells with ``kronecker_factors``
 kfrtrl/uoro     var(KF-RTRL) / var(UORO) < 1 (Mujika, Meier & Steger 2018)
+uoro step       one ``uoro_update`` = Tallec & Ollivier's Alg. 1 written out from the
+                cell's J_s, J_θ (ρ0, ρ1 included), at batch 1 and 3, to rounding
+kfrtrl step     one ``kfrtrl_update`` = Mujika et al.'s Eq. 5 with Lemma 1's p1, p2
 ==============  ================================================================
 
 The statistical relation has no tolerance that a bias could hide under.  N
@@ -51,9 +54,11 @@ from statistics import NormalDist
 import numpy as np
 
 import refnet
-from refnet.algorithms.kfrtrl import kfrtrl
+from refnet.algorithms.kfrtrl import EPS as KFRTRL_EPS
+from refnet.algorithms.kfrtrl import kfrtrl, kfrtrl_init, kfrtrl_update
 from refnet.algorithms.rtrl import rtrl
-from refnet.algorithms.uoro import uoro
+from refnet.algorithms.uoro import EPS as UORO_EPS
+from refnet.algorithms.uoro import UOROState, uoro, uoro_update
 from refnet.backend import backend_name, get_dtype, rng, to_numpy, xp_of
 
 from ..check import compare_grads
@@ -202,6 +207,70 @@ def _kfrtrl_below_uoro(cell):
     return run
 
 
+def _step_point(cell, batch, seed=11):
+    """A problem's cell and θ, the cache of its third transition at ``batch`` examples, and an Rng."""
+    p = Problem(cell)
+    xp = xp_of(p.x)
+    x, s = xp.tile(p.x[:, :1], (1, batch, 1)), xp.tile(p.s0[:1], (batch, 1))
+    for t in range(3):
+        s, cache = p.cell.step(p.theta, s, x[t], t)
+    return p, cache, rng(seed, p.x.dtype)
+
+
+def _norm(xp, v):
+    """Per-example Frobenius norms of v (B, ...), as (B, 1)."""
+    return xp.sqrt((v * v).reshape(v.shape[0], -1).sum(axis=1))[:, None]
+
+
+def _uoro_step(cell):
+    """``uoro_update`` = Tallec & Ollivier's Alg. 1 written out from the cell's Jacobians, at B = 1 and 3."""
+    def run():
+        worst_error, details = 0.0, []
+        for batch in (1, 3):          # B = 1 takes νᵀJ_θ by a VJP, B > 1 from the per-example J_θ
+            p, cache, r = _step_point(cell, batch)
+            xp = xp_of(p.x)
+            n, P = p.cell.n_state, int(p.cell.flat_params(p.theta).shape[0])
+            state = UOROState(r.normal((batch, n)), r.normal((batch, P)))
+            nu = r.signs((batch, n))
+            ours = uoro_update(p.cell, p.theta, cache, state, nu)
+            J_s, J_theta = p.cell.jacobians(p.theta, cache)
+            a = (J_s @ state.s_tilde[:, :, None])[:, :, 0]
+            b = (nu[:, None, :] @ J_theta)[:, 0, :]
+            rho0 = xp.sqrt(_norm(xp, state.theta_tilde) / (_norm(xp, a) + UORO_EPS)) + UORO_EPS
+            rho1 = xp.sqrt(_norm(xp, b) / (_norm(xp, nu) + UORO_EPS)) + UORO_EPS
+            report = compare_grads({"s_tilde": to_numpy(ours.s_tilde), "theta_tilde": to_numpy(ours.theta_tilde)},
+                                   {"s_tilde": to_numpy(rho0 * a + rho1 * nu),
+                                    "theta_tilde": to_numpy(state.theta_tilde / rho0 + b / rho1)},
+                                   rtol=exact_tol(), reference_name="Alg. 1", raise_on_failure=False)
+            worst_error = max(worst_error, report.max_rel_error)
+            details.append(f"B={batch}: {worst(report)}")
+        return worst_error, exact_tol(), worst_error <= exact_tol(), "; ".join(details)
+    return run
+
+
+def _kfrtrl_step(cell):
+    """``kfrtrl_update`` = Mujika et al.'s Eq. 5 with Lemma 1's p1, p2, written out, at B = 3."""
+    def run():
+        p, cache, r = _step_point(cell, 3)
+        xp = xp_of(p.x)
+        state = kfrtrl_init(p.cell, 3, p.x)
+        state = state._replace(A=r.normal(state.A.shape), u=r.normal(state.u.shape))
+        c1, c2 = r.signs((3,)), r.signs((3,))
+        ours = kfrtrl_update(p.cell, p.theta, cache, state, c1, c2)
+        D, h_hat = p.cell.kronecker_factors(p.theta, cache)
+        h_hat = xp.concatenate([h_hat[k] for k in state.blocks], axis=1)
+        JA = p.cell.jacobians(p.theta, cache)[0] @ state.A
+        p1 = xp.sqrt((_norm(xp, JA) + KFRTRL_EPS) / (_norm(xp, state.u) + KFRTRL_EPS))
+        p2 = xp.sqrt((_norm(xp, D) + KFRTRL_EPS) / (_norm(xp, h_hat) + KFRTRL_EPS))
+        eye = xp.eye(p.cell.n_state, dtype=D.dtype)
+        u = c1[:, None] * p1 * state.u + c2[:, None] * p2 * h_hat
+        A = (c1[:, None] / p1)[:, :, None] * JA + (c2[:, None] / p2)[:, :, None] * (D[:, :, None] * eye)
+        report = compare_grads({"A": to_numpy(ours.A), "u": to_numpy(ours.u)}, {"A": to_numpy(A), "u": to_numpy(u)},
+                               rtol=exact_tol(), reference_name="Eq. 5", raise_on_failure=False)
+        return report.max_rel_error, report.rtol, report.passed, worst(report)
+    return run
+
+
 def rtrl_checks(name, cell, *, estimators=True):
     """RTRL = BPTT for one cell (``cell``: a name in CELLS or a zero-argument factory), then, with
     ``estimators``, UORO's unbiasedness and KF-RTRL's where the cell has ``kronecker_factors``,
@@ -215,6 +284,10 @@ def rtrl_checks(name, cell, *, estimators=True):
         return out
     made = CELLS[cell]() if isinstance(cell, str) else cell()
     kinds = ["uoro"] + (["kfrtrl"] if callable(getattr(made, "kronecker_factors", None)) else [])
+    out.append(Check(name, "uoro step", "uoro_update = Alg. 1 written out (B = 1 and 3)", _uoro_step(cell)))
+    if "kfrtrl" in kinds:
+        out.append(Check(name, "kfrtrl step", "kfrtrl_update = Eq. 5, Lemma 1's p1, p2, written out",
+                         _kfrtrl_step(cell)))
     for kind in kinds:
         out.append(Check(name, kind, f"mean of N={N_ESTIMATES} public calls (B=1) -> rtrl (z-test, max|z|)",
                          _unbiased(cell, kind, 1, N_ESTIMATES)))

@@ -37,10 +37,10 @@ print(json.dumps({"killed": False, "by": None, "detail": "", "rows_run": len(ord
 """
 
 
-def _copy_tree(dest):
+def _copy_tree(dest, root=ROOT):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in ("refnet", "gradcheck"):
-        shutil.copytree(ROOT / package, dest / package, ignore=ignore)
+        shutil.copytree(root / package, dest / package, ignore=ignore)
 
 
 def _run_matrix(tree, prefixes, numba_cache):
@@ -68,6 +68,8 @@ def main(argv=None):
                         help="only slips whose path or description contains this (repeatable)")
     parser.add_argument("--json", help="write one JSON line per slip to this file")
     parser.add_argument("--list", action="store_true", help="list the slips and exit")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="the checkout whose refnet/ and gradcheck/ are copied and mutated (default: this one)")
     args = parser.parse_args(argv)
     slips = [s for s in SLIPS if not args.only or any(o in s.path or o in s.what for o in args.only)]
     if args.list:
@@ -81,7 +83,7 @@ def main(argv=None):
     results = []
     with tempfile.TemporaryDirectory(prefix="refnet-mutation-") as tmp:
         tree, cache = Path(tmp) / "tree", Path(tmp) / "numba-cache"
-        _copy_tree(tree)
+        _copy_tree(tree, args.root)
         baseline = _run_matrix(tree, (), cache)
         print(f"baseline (no slip): {baseline['rows_run'] if not baseline['killed'] else '-'} rows, "
               f"{'FAILS: ' + str(baseline['by']) + ' ' + baseline['detail'] if baseline['killed'] else 'all pass'}, "
