@@ -1,9 +1,12 @@
 """CI runs what the README claims (.ci/run, setup.cfg, the tests' subprocesses)."""
 import ast
+import importlib.util
+import os
 import re
 from pathlib import Path
 
 import hypothesis
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBPROCESS_CALLS = {"run", "call", "check_call", "check_output"}
@@ -54,3 +57,11 @@ def test_every_subprocess_in_the_tests_has_a_timeout():
                                              and "timeout" not in {k.arg for k in node.keywords}):
                 missing.append(f"{path.relative_to(ROOT)}:{node.lineno} subprocess.{node.func.attr}")
     assert not missing, missing
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="checks CI's environment; CI is not set here")
+@pytest.mark.parametrize("module", ["torch", "jax", "flax", "dask.distributed", "joblib", "threadpoolctl",
+                                    "matplotlib", "tqdm", "sklearn"])
+def test_in_ci_every_optional_peer_is_importable_so_its_tests_run(module):
+    # Their tests skip cleanly when a peer is absent; in CI that would hide them, so CI fails instead.
+    assert importlib.util.find_spec(module) is not None, f"CI lacks {module}: its tests would skip"
