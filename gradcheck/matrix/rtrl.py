@@ -31,7 +31,8 @@ units of its standard deviation, √N ‖mean − g‖ / √(tr Σ), whose squar
 mean 1 for every N when the error falls as 1/√N, at N/16 and at N.
 
 Unbiasedness says nothing of the variance: UORO with its ρ0 and ρ1 swapped
-stays unbiased while tr Σ / ‖g‖² grows from 2.7 to 1e27.  Tallec & Ollivier
+stays unbiased (its z-test passes, max|z| 1.7 against 4.2) while tr Σ / ‖g‖²
+grows from 2.7 to 3e27 (elman_tanh, measured).  Tallec & Ollivier
 (2018, Sec. 3, the rank-one trick, and Alg. 1) choose ρ0, ρ1 to minimise the
 variance each step adds, and Mujika et al. (2018, Lemma 1) choose p1, p2
 likewise; the papers give no number for a given problem, so the bounds are measured:
