@@ -110,7 +110,8 @@ def main(argv=None):
             print(f"{k:3d}/{len(slips)} {mark} {slip.path:<32} {slip.what:<62} "
                   f"{result['seconds']:5.0f} s  {result['by'] or ''} {result['detail']}", flush=True)
     killed = sum(r["killed"] for r in results)
-    print(f"\nkilled {killed} of {len(results)} slips by the matrix alone: {100.0 * killed / max(len(results), 1):.1f} %")
+    score = 100.0 * killed / max(len(results), 1)
+    print(f"\nkilled {killed} of {len(results)} slips by the matrix alone: {score:.1f} %")
     for r in results:
         if not r["killed"]:
             print(f"  survived: {r['path']}: {r['what']}")
