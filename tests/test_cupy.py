@@ -54,7 +54,8 @@ def test_mixing_backends_in_one_call_is_a_type_error(monkeypatch):
 
 def test_the_gradcheck_matrix_passes_on_cupy():
     env = dict(os.environ, REFNET_BACKEND="cupy")
-    out = subprocess.run([sys.executable, "-m", "gradcheck", "--json"], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "gradcheck", "--json"], capture_output=True, text=True, env=env,
+                         timeout=600)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     failed = [r for r in rows if not r["passed"]]
     assert out.returncode == 0 and not failed, failed or out.stderr

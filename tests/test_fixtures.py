@@ -201,6 +201,6 @@ def test_export_with_dtype_leaves_the_environment_as_it_was(tmp_path, monkeypatc
 def test_the_module_runs_as_a_command(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gradcheck.cli_fixtures", "export", "--cell", "elman_relu",
                           "--algorithm", "sequence_vjp", "--out", str(tmp_path), "--num-layers", "2"],
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.split() == [str(tmp_path / "elman_relu_sequence_vjp.npz"),
                                   str(tmp_path / "elman_relu_sequence_vjp.json")]

@@ -110,7 +110,7 @@ def test_importing_refnet_and_the_oracle_modules_imports_neither_torch_nor_jax()
     code = ("import sys, refnet, refnet.interop, refnet.fixtures, refnet.algorithms.stacked, gradcheck, "
             "gradcheck.compare, gradcheck.fixture_io, gradcheck.cli_fixtures; "
             "bad = [m for m in ('torch', 'jax', 'flax') if m in sys.modules]; assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
 
 
 # ---- per-gate plain dicts ----------------------------------------------------------------------

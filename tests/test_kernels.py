@@ -1,4 +1,10 @@
-"""refnet.kernels: every numba kernel equals its plain twin to 1e-12; REFNET_NUMBA switches them."""
+"""refnet.kernels: every numba kernel equals its plain twin to 1e-12; REFNET_NUMBA switches them.
+
+Every twin test also watches ``kernels.load`` and asserts that the kernel it is about really ran
+with the kernels on, and that nothing ran with REFNET_NUMBA=0.
+"""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -6,6 +12,7 @@ from hypothesis import strategies as st
 
 import refnet
 from refnet import kernels
+from gradcheck.matrix.paths import kernel_path
 from refnet.algorithms.rtrl import KERNEL_MAX_WORK, rtrl_update
 
 # Both sides sum the same products in different orders: float64 rounding, far below 1e-12.
@@ -24,22 +31,33 @@ def _elman_point(I, H, B, relu, seed):
 
 
 def _numba(flag, fn):
-    """fn() under REFNET_NUMBA=flag (a context, as hypothesis reruns the test body)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REFNET_NUMBA", flag)
-        return fn()
+    """(fn(), the kernels it called) under REFNET_NUMBA=flag.
+
+    ``kernels.load`` is the one door from a dispatching function to its kernel, so watching it
+    (the matrix's :func:`gradcheck.matrix.paths.kernel_path`) tells which path ran.  A context,
+    not the monkeypatch fixture: hypothesis reruns the body.
+    """
+    with kernel_path(flag) as calls:
+        return fn(), calls
 
 
-def _with_and_without(fn):
-    """fn() with the kernels on, then with REFNET_NUMBA=0."""
-    return _numba("1", fn), _numba("0", fn)
+def _with_and_without(fn, *kernel_names):
+    """fn() with the kernels on, then with REFNET_NUMBA=0, after checking which path each took.
+
+    With the kernels on, exactly ``kernel_names`` must have run (so a twin test can never compare
+    the array code with itself); with REFNET_NUMBA=0, none.
+    """
+    (on, called_on), (off, called_off) = _numba("1", fn), _numba("0", fn)
+    assert sorted(called_on) == sorted(kernel_names), f"kernel path not taken: ran {called_on}"
+    assert called_off == [], f"REFNET_NUMBA=0 still ran {called_off}"
+    return on, off
 
 
 @settings(max_examples=20, deadline=None)
 @given(I=st.integers(1, 5), H=st.integers(1, 9), relu=st.booleans(), seed=st.integers(0, 10_000))
 def test_elman_step_kernel_equals_the_array_code(I, H, relu, seed):
     cell, theta, x, h, _ = _elman_point(I, H, 1, relu, seed)
-    (h_on, _), (h_off, _) = _with_and_without(lambda: cell.step(theta, h, x))
+    (h_on, _), (h_off, _) = _with_and_without(lambda: cell.step(theta, h, x), "_elman_step")
     _close(h_on, h_off)
 
 
@@ -47,8 +65,8 @@ def test_elman_step_kernel_equals_the_array_code(I, H, relu, seed):
 @given(I=st.integers(1, 5), H=st.integers(1, 9), relu=st.booleans(), seed=st.integers(0, 10_000))
 def test_elman_step_vjp_kernel_equals_the_array_code(I, H, relu, seed):
     cell, theta, x, h, dh = _elman_point(I, H, 1, relu, seed)
-    _, cache = _numba("0", lambda: cell.step(theta, h, x))
-    on, off = _with_and_without(lambda: cell.step_vjp(theta, cache, dh))
+    (_, cache), _ = _numba("0", lambda: cell.step(theta, h, x))
+    on, off = _with_and_without(lambda: cell.step_vjp(theta, cache, dh), "_elman_step_vjp")
     _close(on[0], off[0])
     _close(on[2], off[2])
     for k in theta:
@@ -59,8 +77,8 @@ def test_elman_step_vjp_kernel_equals_the_array_code(I, H, relu, seed):
 @given(I=st.integers(1, 5), H=st.integers(1, 9), relu=st.booleans(), seed=st.integers(0, 10_000))
 def test_elman_jacobians_kernel_equals_the_array_code(I, H, relu, seed):
     cell, theta, x, h, _ = _elman_point(I, H, 1, relu, seed)
-    _, cache = _numba("0", lambda: cell.step(theta, h, x))
-    on, off = _with_and_without(lambda: cell.jacobians(theta, cache))
+    (_, cache), _ = _numba("0", lambda: cell.step(theta, h, x))
+    on, off = _with_and_without(lambda: cell.jacobians(theta, cache), "_elman_jacobians")
     _close(on[0], off[0])
     _close(on[1], off[1])
 
@@ -74,7 +92,8 @@ def test_elman_steps_and_steps_vjp_kernels_equal_the_loops_over_step(I, H, k, re
     def run():
         states, trace = cell.steps(theta, h0, xs)
         return states, cell.steps_vjp(theta, trace, dh)
-    (states_on, (dh0_on, d_on)), (states_off, (dh0_off, d_off)) = _with_and_without(run)
+    (states_on, (dh0_on, d_on)), (states_off, (dh0_off, d_off)) = _with_and_without(run, "_elman_steps",
+                                                                                    "_elman_steps_vjp")
     for j in range(k + 1):
         _close(states_on[j], states_off[j])
     _close(dh0_on, dh0_off)
@@ -86,9 +105,20 @@ def test_elman_vjp_kernel_returns_separate_bias_gradients():
     # Callers accumulate into dparams in place: bias_ih and bias_hh must not be one array.
     cell, theta, x, h, dh = _elman_point(2, 3, 1, False, 0)
     _, cache = cell.step(theta, h, x)
-    dparams = cell.step_vjp(theta, cache, dh)[1]
+    (_, dparams, _), called = _numba("1", lambda: cell.step_vjp(theta, cache, dh))
+    assert called == ["_elman_step_vjp"]
     assert dparams["bias_ih"] is not dparams["bias_hh"]
     np.testing.assert_array_equal(dparams["bias_ih"], dparams["bias_hh"])
+
+
+def test_the_kernel_watch_sees_the_array_path_at_batch_2():
+    # The Elman kernels are for batch 1: at batch 2 the watch must report no kernel, or the
+    # "kernel path taken" assertions above would prove nothing.
+    cell, theta, x, h, dh = _elman_point(2, 3, 2, False, 0)
+    (_, cache), called = _numba("1", lambda: cell.step(theta, h, x))
+    assert called == []
+    assert _numba("1", lambda: cell.step_vjp(theta, cache, dh))[1] == []
+    assert _numba("1", lambda: cell.jacobians(theta, cache))[1] == []
 
 
 @settings(max_examples=20, deadline=None)
@@ -96,7 +126,7 @@ def test_elman_vjp_kernel_returns_separate_bias_gradients():
 def test_rtrl_update_kernel_equals_the_matmul(B, n, P, seed):
     r = refnet.rng(seed)
     J_s, J_theta, M = r.normal((B, n, n)), r.normal((B, n, P)), r.normal((B, n, P))
-    on, off = _with_and_without(lambda: rtrl_update(J_s, J_theta, M))
+    on, off = _with_and_without(lambda: rtrl_update(J_s, J_theta, M), "_rtrl_update")
     _close(on, J_s @ M + J_theta)
     _close(off, J_s @ M + J_theta)
 
@@ -145,3 +175,13 @@ def test_kernels_are_cached_and_exact():
             dispatcher = getattr(loaded, name)
             assert not dispatcher.targetoptions.get("fastmath"), name
             assert type(dispatcher._cache).__name__ != "NullCache", name
+
+
+def test_the_kernel_watch_restores_the_variable_and_the_loader_even_on_error(monkeypatch):
+    monkeypatch.setenv("REFNET_NUMBA", "0")
+    load = kernels.load
+    with pytest.raises(RuntimeError, match="inside"):
+        with kernel_path("1"):
+            raise RuntimeError("inside")
+    assert kernels.load is load
+    assert os.environ["REFNET_NUMBA"] == "0"

@@ -46,7 +46,59 @@ def test_ln_vjp_equals_finite_differences_of_the_pairing(B, n, seed):
 
     def f(p):
         return float((ln(p["a"], p["gain"], p["bias"])[0] * dy).sum())
-    check_grads(f, {"a": a, "gain": gain, "bias": bias}, {"a": da, "gain": dgain, "bias": dbias})
+    check_grads(f, {"a": a, "gain": gain, "bias": bias}, {"a": da, "gain": dgain, "bias": dbias},
+                atol=_fd_noise_floor(a, gain, bias, dy, cache))
+
+
+def _fd_noise_floor(a, gain, bias, dy, cache, step=1e-6):
+    """The absolute error a central difference of <dy, LN(a)> can carry from rounding alone.
+
+    The default float64 atol, 1e-9 ≈ 10 u / step, is the noise floor of an O(1) objective whose
+    value is computed to a few ulps.  This pairing is computed less well: centring a (a − μ, an
+    error of u‖a‖∞) is amplified by r = 1/√(σ² + ε), so f carries an error of about
+    u Σ_b r_b ‖a_b‖∞ Σ_i |g_i dy_bi| (plus u Σ |b dy| from the bias term), and its difference
+    quotient that divided by the step.  At n = 2 layer norm is nearly degenerate:
+    â = ±d/√(d² + 4ε) with d = a_1 − a_2, so ∂f/∂a is O(ε r³), a few 1e-3, while r reaches 15
+    for close units; the quotient's rounding noise (1.6e-9 for B = 4, n = 2, seed 101) is then
+    above 1e-9 while its truncation error is far smaller (steps of 1e-5 and 1e-4 agree better,
+    1e-7 worse).  So the floor is 10 u κ / step with that κ: the default for κ = 1.  Over every
+    B ≤ 4, n ≤ 6 and 1000 seeds at n = 2 (5 400 points) the worst error is then 1.8e-7, against
+    rtol 1e-6; with the default floor 54 of those points fail.
+    """
+    u = np.finfo(np.float64).eps / 2
+    kappa = float((cache.r[:, 0] * np.abs(a).max(axis=1) * np.abs(gain * dy).sum(axis=1)).sum()
+                  + np.abs(bias * dy).sum())
+    return max(1e-9, 10 * u * kappa / step)
+
+
+def test_ln_vjp_fd_check_at_the_nearly_degenerate_two_unit_point_is_clean():
+    # The point where the default floor blamed a correct VJP (its FD noise, not its gradient).
+    a, gain, bias, r = _point(4, 2, 101)
+    dy = r.normal((4, 2))
+    _, cache = ln(a, gain, bias)
+    da, dgain, dbias = ln_vjp(cache, gain, dy)
+
+    def f(p):
+        return float((ln(p["a"], p["gain"], p["bias"])[0] * dy).sum())
+    report = check_grads(f, {"a": a, "gain": gain, "bias": bias}, {"a": da, "gain": dgain, "bias": dbias},
+                         atol=_fd_noise_floor(a, gain, bias, dy, cache))
+    assert report.max_rel_error < 1e-7
+
+
+def test_ln_vjp_fd_check_still_fails_a_vjp_missing_its_projection_term():
+    # The noise floor must not hide a wrong VJP at n = 2: drop â mean(dâ ⊙ â) from da.
+    a, gain, bias, r = _point(4, 2, 101)
+    dy = r.normal((4, 2))
+    _, cache = ln(a, gain, bias)
+    da, dgain, dbias = ln_vjp(cache, gain, dy)
+    g = gain * dy
+    wrong = cache.r * (g - g.mean(axis=1, keepdims=True))
+
+    def f(p):
+        return float((ln(p["a"], p["gain"], p["bias"])[0] * dy).sum())
+    report = check_grads(f, {"a": a, "gain": gain, "bias": bias}, {"a": wrong, "gain": dgain, "bias": dbias},
+                         atol=_fd_noise_floor(a, gain, bias, dy, cache), raise_on_failure=False)
+    assert not report.passed and report.params[0].name == "a"
 
 
 @settings(max_examples=20, deadline=None)

@@ -25,7 +25,7 @@ import os
 import numpy as np
 from scipy.sparse.csgraph import shortest_path
 
-from refnet.algorithms.kfrtrl import kfrtrl_init, kfrtrl_sensitivity, kfrtrl_update
+from refnet.algorithms.kfrtrl import kfrtrl
 from refnet.algorithms.rflo import rflo
 from refnet.algorithms.rtrl import rtrl, rtrl_update
 from refnet.algorithms.snap import (snap, snap_gradient, snap_init, snap_masked_update, snap_pattern,
@@ -227,17 +227,8 @@ def _fastrnn_kfrtrl(seed=7):
         r0 = rng(17, p.x.dtype)
         p.theta.update(U=r0.normal((H, H), 0.5), alpha=r0.normal((1,), 1.0), beta=r0.normal((1,), 1.0))
         x, s0, y, w = p.x[:, :1], p.s0[:1], p.y[:, :1], p.weights[:, :1]
-        g = to_numpy(_flat(p, rtrl(p.cell, p.theta, x, s0, p.head, p.beta, y, w).dtheta))
-        r = rng(seed, p.x.dtype)
-        shapes = p.cell.param_shapes()
-
-        def update(cache, state):
-            N = state.A.shape[0]
-            return kfrtrl_update(p.cell, p.theta, cache, state, r.signs((N,)), r.signs((N,)))
-
-        def per_example(state, ds):
-            return (ds[:, None, :] @ kfrtrl_sensitivity(state, shapes))[:, 0, :]
-        G = estimates(p, N_ESTIMATES, (lambda batch, like: kfrtrl_init(p.cell, batch, like), update, per_example))
+        g = to_numpy(p.cell.flat_params(rtrl(p.cell, p.theta, x, s0, p.head, p.beta, y, w).dtheta))
+        G = estimates(p, kfrtrl, N_ESTIMATES, seed=seed)      # the public kfrtrl(), batch 1
         test = z_test(G, g, rtol=exact_tol())
         return test.max_z, test.critical, test.passed, (f"max|z| over P={test.p} at N={test.n}, Bonferroni "
                                                         f"crit {test.critical:.2f} (alpha={ALPHA:g}); alpha, "
@@ -251,7 +242,7 @@ def checks():
     for name, factory in CELLS.items():
         out += cell_checks(name, factory)
         out += rtrl_checks(name, factory)            # RTRL = BPTT; UORO and KF-RTRL z-tests
-    out.append(Check("fastrnn", "kfrtrl", "mean of N -> rtrl (z-test; alpha, beta exact)", _fastrnn_kfrtrl()))
+    out.append(Check("fastrnn", "kfrtrl", f"mean of N={N_ESTIMATES} public calls -> rtrl (z-test; alpha, beta exact)", _fastrnn_kfrtrl()))
     for name, factory in SNAP_CELLS.items():
         out.append(Check(name, "snap(1,2)", "= dense masked twin (sensitivity, dtheta)", _snap_equals_twin(factory)))
         out.append(Check(name, "snap2", "= rtrl (W_hh as drawn, dense but iRNN: mask closed at n = 2)", _snap_equals_rtrl(factory, 2)))
