@@ -8,8 +8,9 @@ fixture for the same weights, inputs and loss (``refnet.fixtures``), and
 
 - ``correct``      the equations as nn.LSTM has them, float64: must agree to 1e-10;
 - ``float32``      the same module in float32: held to the float32 tolerances (1e-4);
-- ``gate order``   the weights read in the order i, f, o, g (Keras/TensorFlow's
-                   habit) instead of PyTorch's i, f, g, o: compare must name step 1, gate g.
+- ``gate order``   the weights read in the order i, f, o, g (Caffe's; Keras keeps
+                   i, f, c, o, PyTorch's order transposed) instead of PyTorch's i, f, g, o:
+                   compare must name step 1, gate g.
 
 Then the one-call check for the common case: ``gradcheck.check_torch`` on a
 ``torch.nn.LSTM`` holding the same weights, with the same loss written as a
@@ -110,7 +111,7 @@ def one_call_row(arrays, sizes):
 
     report = check_torch(lstm, arrays["inputs/x"], h0=arrays["inputs/h0"], c0=arrays["inputs/c0"], loss=loss)
     grads = [a.max_rel for a in report.arrays if a.key.startswith("grads/")]
-    return {"candidate": "nn.LSTM (check_torch)", "dtype": report.dtype, "passed": report.passed,
+    return {"candidate": "check_torch(nn.LSTM)", "dtype": report.dtype, "passed": report.passed,
             "max_rel_error_grads": max(grads), "rtol": report.rtol, "first_divergence": "none"
             if report.first_divergence is None else report.first_divergence.describe(),
             "expected": "agrees (one call, max rel error <= 1e-10)",

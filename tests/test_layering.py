@@ -23,7 +23,7 @@ LAYERS = [
     ("refnet.optim",),
     ("refnet.online",),
     ("refnet.tasks",),
-    ("refnet.interop",),
+    ("refnet.interop", "refnet.interop_keras", "refnet.interop_edgeml"),
     ("refnet.fixtures",),
     ("refnet.sweep",),
     ("refnet.bench",),
