@@ -23,7 +23,7 @@ def test_oracle_pytorch_quick_json_reports_each_candidate(tmp_path):
     assert rows["float32"]["passed"] and rows["float32"]["dtype"] == "float32"
     assert not rows["gate order i,f,o,g"]["passed"]
     assert rows["gate order i,f,o,g"]["first_divergence"] == "forward step 1, a_g (gate g)"
-    assert rows["check_torch(nn.LSTM)"]["passed"] and rows["nn.LSTM (check_torch)"]["max_rel_error_grads"] <= 1e-10
+    assert rows["check_torch(nn.LSTM)"]["passed"] and rows["check_torch(nn.LSTM)"]["max_rel_error_grads"] <= 1e-10
     assert png.stat().st_size > 0
 
 
