@@ -91,9 +91,9 @@ def _export_parser(exporters, cells):
 
 def export_main(argv=None):
     """``python -m gradcheck export --cell C --algorithm A --out DIR [...]``; returns the exit status."""
-    from refnet.fixtures import CELLS, EXPORTERS
+    from refnet.fixtures import ALL_CELLS, EXPORTERS
 
-    parser = _export_parser(EXPORTERS, CELLS)
+    parser = _export_parser(EXPORTERS, ALL_CELLS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     exporter = EXPORTERS[args.algorithm]
     shape_flags = {"seed": 0, "T": 5, "B": 2, "input_size": 3, "hidden_size": 4, "num_layers": 1}

@@ -7,10 +7,11 @@ TBPTT, the sequence VJP), ``interop`` (stacked layers, fixture traces),
 (Hopfield, RBP, CG-RBP, GMRES-RBP, Neumann-RBP), ``rtrl`` (RTRL = BPTT; UORO
 and KF-RTRL → RTRL by z-test), ``fpp`` (FPP's per-transition gradient = FD), ``rtrl_approx`` (leaky cells, SnAp-n, RFLO,
 KF-RTRL beyond Elman),
+``exporters`` (fixtures of FastRNN/FastGRNN and RTRL's M_t = FD),
 ``verdicts`` (gradcheck's own verdicts: a kink is named, no evidence is not a pass).
 :func:`checks` lists them all in display order.
 """
-from . import core, ernn, fast_weights, fpp, interop, rbp, rtrl, rtrl_approx, verdicts
+from . import core, ernn, exporters, fast_weights, fpp, interop, rbp, rtrl, rtrl_approx, verdicts
 from .common import CELLS, Check, Row, run_check
 
 __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
@@ -22,4 +23,4 @@ def checks():
                                for c in rtrl.rtrl_checks(name, factory, estimators=False)]
     return (core.checks() + interop.checks() + fast_weights.checks() + ernn.checks() + rbp.checks()
             + rtrl.checks() + rtrl_for_other_families + fpp.checks() + rtrl_approx.checks()
-            + verdicts.checks())
+            + exporters.checks() + verdicts.checks())
