@@ -16,6 +16,7 @@ from ..backend import to_numpy, xp_of
 from .._validate import check_array, check_int, check_same_dtype
 from ..params import axpy, zeros_like
 from .checks import check_finite_result, check_objective, check_run
+from .trainable import check_trainable
 
 __all__ = ["Trajectory", "GradResult", "SequenceVJP", "forward", "loss", "bptt",
            "tbptt", "tbptt_windows", "truncated_loss", "sequence_vjp"]
@@ -115,7 +116,7 @@ def loss(cell, theta, x, s0, head, beta, y, weights=None):
                      for t in range(1, x.shape[0] + 1) if active[t - 1]))
 
 
-def bptt(cell, theta, x, s0, head, beta, y, weights=None):
+def bptt(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
     """BPTT (Werbos 1990): the exact gradient of L over the whole sequence.
 
     Parameters
@@ -124,17 +125,21 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None):
     x : (T, B, I) inputs;  s0 : (B, n_state) initial state, or None for zeros
     head : refnet.heads.Head;  beta : its params dict
     y : (T, B) labels or (T, B, O) targets;  weights : (T, B), default every_step
+    trainable : collection of parameter names, optional (default: all); the others are frozen and
+        absent from ``dtheta`` (refnet/algorithms/trainable.py)
 
     Returns
     -------
     GradResult with dtheta, dbeta and ds0 = ∂L/∂s_0.
     """
+    names = check_trainable(cell, trainable)
     s0 = check_run(cell, theta, x, s0)
     weights = check_objective(head, beta, x, y, weights)
     T = x.shape[0]
     s, caches = _forward(cell, theta, x, s0)
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1))
     dtheta, _, ds0 = _backward(cell, theta, caches, ds_out, xp_of(s0).zeros_like(s0), T, 0)
+    dtheta = {k: dtheta[k] for k in names}
     check_finite_result("bptt", L, {**dtheta, **dbeta}, s)
     return GradResult(float(L), dtheta, dbeta, ds0, s[T], T)
 
