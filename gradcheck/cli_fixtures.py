@@ -1,7 +1,12 @@
 """``python -m gradcheck export …`` and ``python -m gradcheck compare REF CAND``.
 
 export: compute a golden fixture with refnet (imported only here, when
-exporting) and write ``OUT/NAME.npz`` + ``OUT/NAME.json``.  compare: compare a
+exporting) and write ``OUT/NAME.npz`` + ``OUT/NAME.json``: from a seed
+(``--cell``, sizes, ``--seed``), or from the user's own model and data with
+``--from FILE.npz`` (an .npz of the model's parameters under PyTorch's
+state_dict names or per-gate names, ``head.weight``/``head.bias`` and the
+data ``x``, ``h0``, ``c0``, ``y``, ``loss_weights``, ``dout``, ``h_n``,
+``c_n``, each bare or under its fixture key: ``refnet.fixtures.user_arrays``).  compare: compare a
 candidate (a fixture, or an ``.npz`` of arrays under the fixture's keys)
 with a reference fixture and print where it first diverges; NumPy only.
 
@@ -12,12 +17,13 @@ the file); 3 inconclusive (both files load but share no result array, so
 nothing was compared).  ``export``: 0, or 2 for a bad command line.
 """
 import argparse
+import inspect
 import json
 import os
 import sys
 
 from .compare import compare
-from .fixture_io import save_fixture
+from .fixture_io import load_npz, save_fixture
 
 __all__ = ["export_main", "compare_main", "main", "EXIT_AGREE", "EXIT_DIFFER", "EXIT_COULD_NOT_COMPARE",
            "EXIT_INCONCLUSIVE"]
@@ -53,17 +59,25 @@ def _non_negative_float(text):
 def _export_parser(exporters, cells):
     p = argparse.ArgumentParser(prog="python -m gradcheck export",
                                 description="Write a golden fixture (NAME.npz + NAME.json) computed by refnet.")
-    p.add_argument("--cell", required=True, choices=sorted(cells))
+    p.add_argument("--cell", choices=sorted(cells),
+                   help="the seeded model's cell (required without --from; with --from, checked against the file)")
     p.add_argument("--algorithm", required=True, choices=list(exporters))
     p.add_argument("--out", required=True, help="folder to write into (created if missing)")
-    p.add_argument("--name", help="file stem (default: CELL_ALGORITHM)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--name", help="file stem (default: CELL_ALGORITHM, or FILE_ALGORITHM with --from)")
+    p.add_argument("--from", dest="from_file", metavar="FILE.npz",
+                   help="export from your own model and data instead of a seed (an .npz of the model's "
+                        "weight_ih_l0 … or W_ii …, head.weight, head.bias, x, h0, c0, y, loss_weights, dout, "
+                        "h_n, c_n; see refnet.fixtures.user_arrays)")
+    p.add_argument("--nonlinearity", choices=("tanh", "relu"),
+                   help="with --from: an Elman RNN's nonlinearity (arrays do not record it; default tanh)")
+    p.add_argument("--seed", type=int, default=None, help="seed of every random draw (default 0; not with --from)")
     p.add_argument("--dtype", choices=("float64", "float32"),
                    help="sets REFNET_DTYPE for the export (default: the environment's, else float64)")
     for flag, default, what in _SHAPES:
-        p.add_argument(f"--{flag}", type=_positive_int, default=default, help=f"{what} (default {default})")
-    p.add_argument("--num-layers", type=_positive_int, default=1,
-                   help="stacked layers (default 1; algorithms that take them: "
+        p.add_argument(f"--{flag}", type=_positive_int, default=None,
+                       help=f"{what} (default {default}; not with --from, where the arrays say it)")
+    p.add_argument("--num-layers", type=_positive_int, default=None,
+                   help="stacked layers (default 1; not with --from; algorithms that take them: "
                         f"{', '.join(n for n, e in exporters.items() if e.layers)})")
     seen = set()
     for name, exporter in exporters.items():
@@ -77,25 +91,39 @@ def _export_parser(exporters, cells):
 
 def export_main(argv=None):
     """``python -m gradcheck export --cell C --algorithm A --out DIR [...]``; returns the exit status."""
-    from refnet.fixtures import CELLS, EXPORTERS
+    from refnet.fixtures import ALL_CELLS, EXPORTERS
 
-    parser = _export_parser(EXPORTERS, CELLS)
+    parser = _export_parser(EXPORTERS, ALL_CELLS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     exporter = EXPORTERS[args.algorithm]
-    kwargs = {"seed": args.seed, "T": args.T, "B": args.B, "input_size": args.input_size,
-              "hidden_size": args.hidden_size}
-    if exporter.layers:
-        kwargs["num_layers"] = args.num_layers
-    elif args.num_layers != 1:
-        parser.error(f"argument --num-layers: {args.algorithm} fixtures have one layer, got {args.num_layers}")
-    for option, (_, default, _) in exporter.options.items():
-        value = getattr(args, option)
-        kwargs[option] = default if value is None else value
+    shape_flags = {"seed": 0, "T": 5, "B": 2, "input_size": 3, "hidden_size": 4, "num_layers": 1}
+    if args.from_file is not None:
+        given = [f"--{k.replace('_', '-')}" for k in shape_flags if getattr(args, k) is not None]
+        if given:
+            parser.error(f"argument --from: the arrays fix the model and data; {', '.join(given)} cannot be "
+                         "given with it")
+        make = _from_file_maker(parser, args, exporter)
+    else:
+        if args.cell is None:
+            parser.error("one of the arguments --cell or --from is required")
+        if args.nonlinearity is not None:
+            parser.error("argument --nonlinearity: only with --from (the seeded cells name theirs: --cell)")
+        kwargs = {k: (default if getattr(args, k) is None else getattr(args, k))
+                  for k, default in shape_flags.items()}
+        if not exporter.layers:
+            if kwargs["num_layers"] != 1:
+                parser.error(f"argument --num-layers: {args.algorithm} fixtures have one layer, "
+                             f"got {kwargs['num_layers']}")
+            del kwargs["num_layers"]
+        for option, (_, default, _) in exporter.options.items():
+            value = getattr(args, option)
+            kwargs[option] = default if value is None else value
+        make = lambda: exporter.function(args.cell, **kwargs)  # noqa: E731
     saved = os.environ.get("REFNET_DTYPE")
     if args.dtype:
         os.environ["REFNET_DTYPE"] = args.dtype
     try:
-        fixture = exporter.function(args.cell, **kwargs)
+        fixture = make()
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     finally:
@@ -103,10 +131,42 @@ def export_main(argv=None):
             os.environ.pop("REFNET_DTYPE", None)
         else:
             os.environ["REFNET_DTYPE"] = saved
-    stem = os.path.join(args.out, args.name or f"{args.cell}_{args.algorithm}")
+    if args.from_file is not None and args.cell is not None and \
+            fixture.meta["cell"] != {"irnn": "elman_relu"}.get(args.cell, args.cell):
+        parser.error(f"argument --cell: {args.cell} contradicts {args.from_file!r}, which holds a "
+                     f"{fixture.meta['cell']} model")
+    default_stem = (os.path.splitext(os.path.basename(args.from_file))[0] if args.from_file is not None
+                    else args.cell)
+    stem = os.path.join(args.out, args.name or f"{default_stem}_{args.algorithm}")
     for path in save_fixture(fixture, stem):
         print(path)
     return 0
+
+
+def _from_file_maker(parser, args, exporter):
+    """A zero-argument function exporting from the user's arrays in ``args.from_file`` (``--from``)."""
+    from refnet.fixtures import user_arrays
+
+    if exporter.from_user is None:
+        parser.error(f"argument --from: {args.algorithm} fixtures cannot be made from your own arrays yet")
+    try:
+        arrays = load_npz(args.from_file)
+        model, data = user_arrays(arrays)
+    except (OSError, ValueError) as exc:       # FixtureError is a ValueError; it names the file
+        parser.error(f"argument --from: {args.from_file!r}: {exc}")
+    accepted = inspect.signature(exporter.from_user).parameters
+    options = {}
+    for option, (_, default, _) in exporter.options.items():
+        value = getattr(args, option)
+        if option in accepted:
+            options[option] = default if value is None else value
+        elif value is not None:
+            parser.error(f"argument --{option.replace('_', '-')}: with --from the arrays fix it")
+    unused = sorted(k for k in data if k not in accepted)
+    if unused:
+        parser.error(f"argument --from: {args.from_file!r} holds {unused}, which a {args.algorithm} fixture "
+                     f"does not use (it takes {', '.join(k for k in accepted if k != 'model')})")
+    return lambda: exporter.from_user(model, **data, **options, nonlinearity=args.nonlinearity)
 
 
 def compare_main(argv=None):

@@ -40,6 +40,8 @@ import math
 from collections import deque
 from typing import NamedTuple
 
+import numpy as np
+
 from ._validate import as_array, check_array, check_int, check_number, first_nonfinite
 from .algorithms.checks import check_cell, check_head
 from .algorithms.fpp import _fpp_grad, _fpp_refresh
@@ -48,6 +50,7 @@ from .algorithms.kfrtrl import EPS as KF_EPS
 from .algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
 from .algorithms.rflo import check_feedback, rflo_delta, rflo_gradient, rflo_init, rflo_update
 from .algorithms.rtrl import rtrl_update
+from .algorithms.trainable import check_trainable, trainable_columns
 from .algorithms.snap import snap_gradient, snap_init, snap_pattern, snap_update
 from .algorithms.uoro import EPS as UORO_EPS
 from .algorithms.uoro import uoro_gradient, uoro_init, uoro_update
@@ -107,6 +110,9 @@ class OnlineLearner:
     optimiser : refnet.optim.SGD, Adagrad or Adam (anything with init/update)
     s0 : (B, n_state) initial state, or None for zeros of batch ``batch``
     batch : int, the number of parallel streams when ``s0`` is None (default 1)
+    trainable : collection of θ's parameter names, optional (default all); the others are held
+        fixed: their gradient entries are zero and the optimiser never moves them
+        (:class:`RTRLLearner` also carries no sensitivity columns for them)
 
     Raises
     ------
@@ -124,8 +130,9 @@ class OnlineLearner:
     step before the optimiser updates θ and β.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1):
+    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1, trainable=None):
         check_cell(cell)
+        self.trainable = check_trainable(cell, trainable)
         cell.check_params(theta, "theta")
         check_head(head, cell)
         head.check_params(beta, "beta")
@@ -139,6 +146,8 @@ class OnlineLearner:
         self.grad = xp.zeros_like(self.w)
         self.theta, self.dtheta = self._views(self.w, ordered, 0), self._views(self.grad, ordered, 0)
         self.beta, self.dbeta = self._views(self.w, beta, self.n_theta), self._views(self.grad, beta, self.n_theta)
+        # frozen parameters (trainable=): their gradient entries are zeroed before every update
+        self._frozen = xp.asarray(np.setdiff1d(np.arange(self.n_theta), trainable_columns(cell, self.trainable)))
         if s0 is None:
             s0 = xp.zeros((check_int("batch", batch, 1), cell.n_state), dtype=dtype)
         s0 = as_array("s0", s0)
@@ -227,7 +236,12 @@ class OnlineLearner:
         return loss
 
     def _apply_gradient(self):
-        """The optimiser's step on w from ``self.grad``, refused (NumericalError) if the gradient is not finite."""
+        """The optimiser's step on w from ``self.grad``, refused (NumericalError) if the gradient is not finite.
+
+        Frozen parameters (``trainable=``) have their gradient entries zeroed first, so no optimiser moves them.
+        """
+        if self._frozen.size:
+            self.grad[self._frozen] = 0.0
         found = first_nonfinite([self.grad])
         if found is not None:
             raise self._fail("the gradient", found)
@@ -264,8 +278,8 @@ class TBPTTLearner(OnlineLearner):
     Extra argument: ``k``, the truncation.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, k, s0=None, batch=1):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+    def __init__(self, cell, head, theta, beta, optimiser, *, k, s0=None, batch=1, trainable=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
         self.k = check_int("k", k, 1)
         self.inputs = deque(maxlen=self.k)
         self.anchor = self.s        # s_{t−k}: the state before the first kept input
@@ -289,19 +303,28 @@ class TBPTTLearner(OnlineLearner):
 class RTRLLearner(OnlineLearner):
     """Online RTRL (Williams & Zipser 1989): M_t = J_s M_{t−1} + J_θ, gradient ∂ℓ_t/∂s_t M_t."""
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
-        self.M = xp_of(self.w).zeros((self.batch, cell.n_state, self.n_theta), dtype=self.w.dtype)
-        self._M_next = xp_of(self.w).empty_like(self.M)   # M_t is written here, then the two swap
+    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1, trainable=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
+        xp = xp_of(self.w)
+        # sensitivity columns of the trainable entries only: a frozen parameter costs no memory here
+        self._columns = xp.asarray(trainable_columns(cell, self.trainable))
+        self._all = self._columns.size == self.n_theta
+        self.M = xp.zeros((self.batch, cell.n_state, self._columns.size), dtype=self.w.dtype)
+        self._M_next = xp.empty_like(self.M)   # M_t is written here, then the two swap
 
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
         J_s, J_theta = self.cell.jacobians(self.theta, cache)
+        if not self._all:
+            J_theta = xp_of(J_theta).ascontiguousarray(J_theta[:, :, self._columns])
         self.M, self._M_next = rtrl_update(J_s, J_theta, self.M, out=self._M_next), self.M
         return s
 
     def _gradient(self, ds):
-        self.grad[:self.n_theta] = (ds[:, None, :] @ self.M).sum(axis=(0, 1))
+        if self._all:
+            self.grad[:self.n_theta] = (ds[:, None, :] @ self.M).sum(axis=(0, 1))
+        else:
+            self.grad[self._columns] = (ds[:, None, :] @ self.M).sum(axis=(0, 1))
 
 
 class UOROLearner(OnlineLearner):

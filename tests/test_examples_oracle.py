@@ -24,6 +24,7 @@ def test_oracle_pytorch_quick_json_reports_each_candidate(tmp_path):
     assert rows["float32"]["passed"] and rows["float32"]["dtype"] == "float32"
     assert not rows["gate order i,f,o,g"]["passed"]
     assert rows["gate order i,f,o,g"]["first_divergence"] == "forward step 1, a_g (gate g)"
+    assert rows["check_torch(nn.LSTM)"]["passed"] and rows["check_torch(nn.LSTM)"]["max_rel_error_grads"] <= 1e-10
     assert png_size(png)[0] <= MAX_WIDTH
     assert [json.loads(line) for line in (tmp_path / "oracle_pytorch_results.jsonl").open()] == list(rows.values())
 

@@ -35,7 +35,10 @@ def test_every_array_is_described_and_every_trace_is_time_major(cell, algorithm)
     assert set(fx.meta["arrays"]) == set(fx.arrays)
     assert all(entry["description"] for entry in fx.meta["arrays"].values())
     for key, info in fx.meta["traces"].items():
-        assert fx.arrays[key].shape == (4, 2, 4) and info["direction"] == key.split("/")[0]
+        # RTRL's sensitivity M_t is (T, B, n_state, P): one column per parameter entry
+        want = (4, 2, fx.meta["n_state"], fx.meta["param_columns"][-1][1] + int(np.prod(
+            fx.meta["param_columns"][-1][2]))) if info["quantity"] == "M" else (4, 2, 4)
+        assert fx.arrays[key].shape == want and info["direction"] == key.split("/")[0]
     json.dumps(fx.meta)
 
 

@@ -23,14 +23,15 @@ LAYERS = [
     ("refnet.optim",),
     ("refnet.online",),
     ("refnet.tasks",),
-    ("refnet.interop",),
+    ("refnet.interop", "refnet.interop_keras", "refnet.interop_edgeml"),
     ("refnet.fixtures",),
     ("refnet.sweep",),
     ("refnet.bench",),
 ]
 # gradcheck is NumPy-only except the matrix (one module per family) and the CLI (the matrix runner
 # and its ``export`` subcommand).
-GRADCHECK_MAY_IMPORT_REFNET = ("gradcheck.matrix", "gradcheck.__main__", "gradcheck.cli_fixtures")
+GRADCHECK_MAY_IMPORT_REFNET = ("gradcheck.matrix", "gradcheck.__main__", "gradcheck.cli_fixtures",
+                               "gradcheck.oracle")   # check_torch: imports refnet when called
 
 
 def _module_name(path):

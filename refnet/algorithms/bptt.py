@@ -17,6 +17,7 @@ from .._validate import as_array, check_array, check_int, check_same_dtype
 from ..params import axpy, zeros_like
 from .checks import (FiniteWatch, check_finite_steps, check_finite_tree, check_objective, check_sequence,
                      first_nonfinite)
+from .trainable import check_trainable
 
 __all__ = ["Trajectory", "GradResult", "SequenceVJP", "forward", "loss", "bptt",
            "tbptt", "tbptt_windows", "truncated_loss", "sequence_vjp"]
@@ -186,7 +187,7 @@ def loss(cell, theta, x, s0, head, beta, y, weights=None):
     return float(sum(terms.values()))
 
 
-def bptt(cell, theta, x, s0, head, beta, y, weights=None):
+def bptt(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
     """BPTT (Werbos 1990): the exact gradient of L over the whole sequence.
 
     Parameters
@@ -199,6 +200,8 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None):
     beta : dict {name: array}, the head's params
     y : (T, B) int class labels, or (T, B, O) float targets
     weights : (T, B) loss weights w[t−1, b], default ``every_step`` (the mean)
+    trainable : collection of parameter names, optional (default: all); the others are frozen and
+        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`)
 
     Returns
     -------
@@ -216,10 +219,12 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None):
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
+    names = check_trainable(cell, trainable)
     T = x.shape[0]
     s, caches = _forward(cell, theta, x, s0, function="bptt")
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1), "bptt")
     dtheta, _, ds0 = _backward(cell, theta, caches, ds_out, xp_of(s0).zeros_like(s0), T, 0, function="bptt")
+    dtheta = {k: dtheta[k] for k in names}
     return GradResult(float(L), dtheta, dbeta, ds0, s[T], T)
 
 

@@ -17,6 +17,7 @@ from ..backend import xp_of
 from ..params import axpy, unflatten, zeros_like
 from .bptt import GradResult
 from .checks import StepWatch, check_finite_tree, check_objective, check_sequence
+from .trainable import check_trainable, trainable_columns
 
 __all__ = ["rtrl_update", "rtrl", "KERNEL_MAX_WORK"]
 
@@ -67,12 +68,14 @@ def rtrl_update(J_s, J_theta, M, out=None):
     return out
 
 
-def rtrl(cell, theta, x, s0, head, beta, y, weights=None):
+def rtrl(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
     """RTRL (Williams & Zipser 1989): the exact gradient of L, carried forward with θ fixed.
 
     Arguments and result as :func:`refnet.algorithms.bptt.bptt` (whose
     gradient this equals to rounding); ``vjp_steps`` is 0, RTRL uses no VJP.
 
+    ``trainable`` (default all): M_t keeps the columns of those parameters only,
+    (B, n, P_trainable), and ``dtheta`` holds only them (:mod:`refnet.algorithms.trainable`).
     Raises
     ------
     TypeError, ValueError
@@ -83,10 +86,12 @@ def rtrl(cell, theta, x, s0, head, beta, y, weights=None):
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
+    names = check_trainable(cell, trainable)
     xp = xp_of(x)
     T, B = x.shape[:2]
     n = cell.n_state
-    ordered = {k: theta[k] for k in cell.param_shapes()}
+    ordered = {k: theta[k] for k in cell.param_shapes() if k in names}
+    columns = None if len(names) == len(cell.param_shapes()) else xp.asarray(trainable_columns(cell, names))
     M = xp.zeros((B, n, sum(int(v.size) for v in ordered.values())), dtype=x.dtype)
     S = xp.broadcast_to(xp.eye(n, dtype=x.dtype), (B, n, n))
     dtheta_flat = xp.zeros(M.shape[2], dtype=x.dtype)
@@ -98,6 +103,8 @@ def rtrl(cell, theta, x, s0, head, beta, y, weights=None):
         s_t, cache = cell.step(theta, s[t - 1], x[t - 1], t - 1)
         s.append(s_t)
         J_s, J_theta = cell.jacobians(theta, cache)
+        if columns is not None:                      # frozen parameters: no sensitivity columns
+            J_theta = xp.ascontiguousarray(J_theta[:, :, columns])
         M = rtrl_update(J_s, J_theta, M)
         S = J_s @ S
         L_t, dh, dbeta_t = head.loss_and_grad(beta, cell.output(s_t), y[t - 1], weights[t - 1], check=False)

@@ -20,8 +20,13 @@ zeta           (1,)       ζ̂, the logit of ζ; 1
 nu             (1,)       ν̂, the logit of ν; −4
 =============  =========  =====================================================
 
-EdgeML's shapes (1, H) and (1, 1) become (H,) and (1,); W and U have
-EdgeML's FastGRNNCell layout (``x Wᵀ``, ``h Uᵀ``).  The state is h.
+EdgeML's shapes (1, H) and (1, 1) become (H,) and (1,).  refnet applies W
+and U from the left (``x Wᵀ``, ``h Uᵀ``, W (H, I)), as EdgeML's
+FastGRNNCUDACell does; EdgeML's FastGRNNCell stores W (I, H) and applies
+both from the right (``x @ W``, ``h @ U``), so its weights load transposed:
+use :func:`refnet.interop_edgeml.from_edgeml` with the ``layout`` of your
+EdgeML release (a square U loads untransposed without any error otherwise).
+The state is h.
 """
 from dataclasses import dataclass
 from typing import NamedTuple

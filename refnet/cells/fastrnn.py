@@ -16,11 +16,13 @@ alpha          (1,)       α̂, the logit of α; −3
 beta           (1,)       β̂, the logit of β; 3
 =============  =========  =====================================================
 
-EdgeML's FastRNNCell stores W as (I, H) and U multiplied from the right
-(``x @ W``, ``h @ U``); refnet stores W (H, I) and U (H, H) as PyTorch and
-EdgeML's FastGRNNCell do (``x Wᵀ``, ``h Uᵀ``), so loading EdgeML FastRNN
-weights takes a transpose of both; its (1, 1) and (1, H) shapes become
-(1,) and (H,).  The state is h.
+EdgeML's FastRNNCell (and FastGRNNCell) store W as (I, H) and apply W and U
+from the right (``x @ W``, ``h @ U``); refnet stores W (H, I) and U (H, H)
+applied from the left (``x Wᵀ``, ``h Uᵀ``), as PyTorch and EdgeML's
+FastGRNNCUDACell do.  Loading EdgeML FastRNN weights therefore takes a
+transpose of both, which a square U does not reveal by its shape: use
+:func:`refnet.interop_edgeml.from_edgeml` with ``layout='right'``.  Its
+(1, 1) and (1, H) shapes become (1,) and (H,).  The state is h.
 """
 from dataclasses import dataclass
 from typing import NamedTuple
