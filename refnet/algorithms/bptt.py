@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from ..backend import to_numpy, xp_of
 from .._validate import check_array, check_int, check_same_dtype
 from ..params import axpy, zeros_like
+from . import fused
 from .checks import check_finite_result, check_objective, check_run
 
 __all__ = ["Trajectory", "GradResult", "SequenceVJP", "forward", "loss", "bptt",
@@ -132,6 +133,9 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None):
     s0 = check_run(cell, theta, x, s0)
     weights = check_objective(head, beta, x, y, weights)
     T = x.shape[0]
+    if fused.applies(cell):   # the cell's fused whole-sequence pair; this loop is its reference
+        L, dtheta, dbeta, ds0, s_T = fused.fused_bptt(cell, theta, x, s0, head, beta, y, weights)
+        return GradResult(float(L), dtheta, dbeta, ds0, s_T, T)
     s, caches = _forward(cell, theta, x, s0)
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1))
     dtheta, _, ds0 = _backward(cell, theta, caches, ds_out, xp_of(s0).zeros_like(s0), T, 0)
@@ -177,6 +181,10 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
     weights = check_objective(head, beta, x, y, weights)
     T = x.shape[0]
     windows = tbptt_windows(T, k1, k2)
+    if fused.applies(cell):   # the cell's fused whole-sequence pair; the loops below are its reference
+        L, dtheta, dbeta, ds0, s_T, vjp_steps = fused.fused_tbptt(cell, theta, x, s0, head, beta, y, weights,
+                                                                  windows)
+        return GradResult(float(L), dtheta, dbeta, ds0, s_T, vjp_steps)
     s, caches = _forward(cell, theta, x, s0)
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1))
     dtheta, ds0, vjp_steps = zeros_like(theta), xp_of(s0).zeros_like(s0), 0
@@ -230,6 +238,8 @@ def sequence_vjp(cell, theta, x, s0, dout, ds_T=None):
     check_array("ds_T", ds_T, shape=(B, cell.n_state))
     check_same_dtype({"x": x, "dout": dout, "ds_T": ds_T})
     xp = xp_of(x)
+    if fused.applies(cell):   # the cell's fused whole-sequence pair; the loop below is its reference
+        return SequenceVJP(*fused.fused_sequence_vjp(cell, theta, x, s0, dout, ds_T))
     s, caches = _forward(cell, theta, x, s0)
     ds_out = {t: cell.output_vjp(dout[t - 1]) for t in range(1, T + 1)}
     dtheta, dx, ds0 = _backward(cell, theta, caches, ds_out, ds_T, T, 0)

@@ -14,7 +14,9 @@ from typing import Any
 
 from ..backend import xp_of
 from .._validate import check_array
+from . import fused
 from .bptt import forward, sequence_vjp
+from .checks import check_run
 
 __all__ = ["StackedVJP", "stacked_forward", "stacked_sequence_vjp"]
 
@@ -98,7 +100,10 @@ def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
         raise ValueError(f"ds_T must hold one cotangent per layer ({len(cells)}), got {len(ds_T)}")
     inputs = [x]
     for cell, theta, s0 in zip(cells[:-1], thetas[:-1], s0s[:-1]):
-        inputs.append(_outputs(cell, forward(cell, theta, inputs[-1], s0).s))
+        if fused.applies(cell):   # the layer's fused forward; the per-step forward is its reference
+            inputs.append(fused.fused_outputs(cell, theta, inputs[-1], check_run(cell, theta, inputs[-1], s0)))
+        else:
+            inputs.append(_outputs(cell, forward(cell, theta, inputs[-1], s0).s))
     L = len(cells)
     dtheta, ds0, s_T = [None] * L, [None] * L, [None] * L
     outputs, d = None, dout

@@ -10,11 +10,14 @@ The state is s = [h, c] (B, 2H); the output is h.
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy
+
+from .. import kernels
 from ..backend import xp_of
 from .activations import sigmoid, tanh
-from .base import Cell, affine_jvp, affine_vjp
+from .base import Cell, affine_jvp, affine_vjp, input_projection, summed_outer
 
-__all__ = ["LSTM", "LSTMCache"]
+__all__ = ["LSTM", "LSTMCache", "LSTMFused"]
 
 
 class LSTMCache(NamedTuple):
@@ -26,6 +29,16 @@ class LSTMCache(NamedTuple):
     g: object       # (B, H) cell candidate
     o: object       # (B, H) output gate
     tanh_c: object  # (B, H) tanh(c_t)
+
+
+class LSTMFused(NamedTuple):
+    """The trace of ``LSTM.fused_sequence``, every array preallocated over the run."""
+
+    x: object       # (T, B, I)
+    hs: object      # (T + 1, B, H), hs[0] = h_0
+    cs: object      # (T + 1, B, H), cs[0] = c_0
+    gates: object   # (T, B, 4H): i, f, g, o of every step
+    tanh_c: object  # (T, B, H)
 
 
 @dataclass(frozen=True)
@@ -102,3 +115,75 @@ class LSTM(Cell):
         dc = df * cache.c_prev + cache.f * dc_prev + di * cache.g + cache.i * dg
         dh = do * cache.tanh_c + cache.o * tanh.grad(cache.tanh_c) * dc
         return xp.concatenate([dh, dc], axis=1)
+
+    def fused_sequence(self, params, x, s0):
+        """The whole run (Hochreiter & Schmidhuber 1997; PyTorch's gate order), ``Cell.fused_sequence``.
+
+        The gate pre-activations' input part x_t W_ihᵀ + b_ih + b_hh is one
+        GEMM over all T·B rows; per step, one product h_{t−1} W_hhᵀ and the
+        gate arithmetic, the whole loop in one numba kernel on NumPy
+        (:func:`refnet.kernels.fused._lstm_forward`), the array loop below otherwise.
+
+        Parameters
+        ----------
+        params : dict
+        x : (T, B, I)
+        s0 : (B, 2H) = [h_0, c_0]
+
+        Returns
+        -------
+        (outputs (T, B, H) = h_1..h_T, s_T (B, 2H), LSTMFused)
+        """
+        xp = xp_of(x, s0)
+        T, B, _ = x.shape
+        H = self.hidden_size
+        XW = input_projection(x, params["weight_ih"], params["bias_ih"] + params["bias_hh"])
+        hs = xp.empty((T + 1, B, H), dtype=x.dtype)
+        cs = xp.empty((T + 1, B, H), dtype=x.dtype)
+        hs[0], cs[0] = self.split_state(s0)
+        gates = xp.empty((T, B, 4 * H), dtype=x.dtype)
+        tanh_c = xp.empty((T, B, H), dtype=x.dtype)
+        W_hh = params["weight_hh"]
+        if kernels.applicable(XW, hs, W_hh):
+            kernels.load("fused")._lstm_forward(XW, numpy.ascontiguousarray(W_hh), hs, cs, gates, tanh_c,
+                                                numpy.empty((B, 4 * H), dtype=x.dtype))
+        else:
+            for t in range(T):
+                a = XW[t] + hs[t] @ W_hh.T
+                i = sigmoid.fn(a[:, :H])
+                f = sigmoid.fn(a[:, H:2 * H])
+                g = tanh.fn(a[:, 2 * H:3 * H])
+                o = sigmoid.fn(a[:, 3 * H:])
+                cs[t + 1] = f * cs[t] + i * g
+                tanh_c[t] = tanh.fn(cs[t + 1])
+                hs[t + 1] = o * tanh_c[t]
+                gates[t] = xp.concatenate([i, f, g, o], axis=1)
+        return hs[1:], xp.concatenate([hs[T], cs[T]], axis=1), LSTMFused(x, hs, cs, gates, tanh_c)
+
+    def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
+        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``): one product da W_hh per step,
+        then dW_ih, dW_hh, the biases and dx each as one GEMM or sum over the window's n·B rows."""
+        xp = xp_of(dout, ds_last)
+        n, B, H = dout.shape
+        W_ih, W_hh = params["weight_ih"], params["weight_hh"]
+        dA = xp.empty((n, B, 4 * H), dtype=dout.dtype)
+        dh, dc = ds_last[:, :H].copy(), ds_last[:, H:].copy()
+        if kernels.applicable(dout, dh, trace.hs, W_hh):
+            kernels.load("fused")._lstm_backward(numpy.ascontiguousarray(W_hh), trace.cs, trace.gates,
+                                                 trace.tanh_c, numpy.ascontiguousarray(dout), start, dh, dc, dA)
+        else:
+            for j in range(n - 1, -1, -1):
+                t = start + j
+                i, f, g, o = (trace.gates[t, :, k * H:(k + 1) * H] for k in range(4))
+                dh_t = dh + dout[j]
+                dc = dc + dh_t * o * tanh.grad(trace.tanh_c[t])
+                dA[j] = xp.concatenate([dc * g * sigmoid.grad(i), dc * trace.cs[t] * sigmoid.grad(f),
+                                        dc * i * tanh.grad(g), dh_t * trace.tanh_c[t] * sigmoid.grad(o)], axis=1)
+                dc = dc * f
+                dh = dA[j] @ W_hh
+        x = trace.x[start:start + n]
+        db = dA.sum(axis=(0, 1))
+        dparams = {"weight_ih": summed_outer(dA, x), "weight_hh": summed_outer(dA, trace.hs[start:start + n]),
+                   "bias_ih": db, "bias_hh": db.copy()}
+        dx = (dA.reshape(n * B, 4 * H) @ W_ih).reshape(n, B, x.shape[2])
+        return xp.concatenate([dh, dc], axis=1), dparams, dx
