@@ -8,7 +8,7 @@ TBPTT, the sequence VJP), ``interop`` (stacked layers, fixture traces),
 and KF-RTRL → RTRL by z-test), ``fpp`` (FPP's per-transition gradient = FD).
 :func:`checks` lists them all in display order.
 """
-from . import core, ernn, fast_weights, fpp, interop, rbp, rtrl
+from . import core, ernn, fast_weights, fpp, fused, interop, rbp, rtrl
 from .common import CELLS, Check, Row, run_check
 
 __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
@@ -19,4 +19,4 @@ def checks():
     rtrl_for_other_families = [c for family in (fast_weights,) for name, factory in family.CELLS.items()
                                for c in rtrl.rtrl_checks(name, factory, estimators=False)]
     return (core.checks() + interop.checks() + fast_weights.checks() + ernn.checks() + rbp.checks()
-            + rtrl.checks() + rtrl_for_other_families + fpp.checks())
+            + rtrl.checks() + rtrl_for_other_families + fpp.checks() + fused.checks())

@@ -29,11 +29,18 @@ from ..backend import get_dtype, get_xp, xp_of
 from .._validate import check_params
 from ..params import flatten
 
-__all__ = ["Cell", "affine_jvp", "affine_vjp", "FUSED_SEQUENCE", "supports_fused_sequence",
-           "input_projection", "summed_outer"]
+__all__ = ["Cell", "affine_jvp", "affine_vjp", "FUSED_SEQUENCE", "FORWARD_KERNEL_MAX_BLOCK",
+           "supports_fused_sequence", "forward_kernel_applies", "input_projection", "summed_outer"]
 
 # The optional fused whole-sequence capability: a forward over all T steps and its VJP.
 FUSED_SEQUENCE = ("fused_sequence", "fused_sequence_vjp")
+
+# A fused forward runs its numba kernel (refnet.kernels.fused) while one step's gate block
+# B x G holds at most this many numbers.  The kernel saves the per-step Python and NumPy
+# dispatch (a few microseconds per array call), but calls libm's scalar tanh (about 16 ns
+# a number here) where NumPy's SIMD tanh takes 0.4-2 ns: at B x G = 32 x 512 (LSTM, H = 128)
+# the array loop's forward measured 2-3x faster than the kernel's, at small blocks the kernel wins.
+FORWARD_KERNEL_MAX_BLOCK = 2048
 
 
 def _owner(klass, name):
@@ -55,6 +62,13 @@ def supports_fused_sequence(cell):
     if any(owner is Cell for owner in owners):
         return False
     return all(issubclass(owner, _owner(klass, name)) for owner in owners for name in ("step", "step_vjp"))
+
+
+def forward_kernel_applies(block, *arrays):
+    """Whether a fused forward takes its numba kernel: ``kernels.applicable(*arrays)`` and a
+    per-step gate block of at most :data:`FORWARD_KERNEL_MAX_BLOCK` numbers (``block`` = B × G)."""
+    from .. import kernels
+    return block <= FORWARD_KERNEL_MAX_BLOCK and kernels.applicable(*arrays)
 
 
 def input_projection(x, weight, bias):

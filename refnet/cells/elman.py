@@ -18,7 +18,7 @@ import numpy
 from .. import kernels
 from ..backend import xp_of
 from .activations import ACTIVATIONS
-from .base import Cell, affine_jvp, affine_vjp, input_projection, summed_outer
+from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
 
 __all__ = ["ElmanRNN", "IRNN", "ElmanCache", "ElmanSteps", "ElmanFused"]
 
@@ -172,7 +172,7 @@ class ElmanRNN(Cell):
         hs = xp.empty((T + 1, B, self.hidden_size), dtype=x.dtype)
         hs[0] = s0
         W_hh = params["weight_hh"]
-        if kernels.applicable(XW, hs, W_hh):
+        if forward_kernel_applies(B * self.hidden_size, XW, hs, W_hh):
             kernels.load("fused")._elman_forward(XW, numpy.ascontiguousarray(W_hh), self._code, hs,
                                                  numpy.empty_like(s0, order="C"))
         else:

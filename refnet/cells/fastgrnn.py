@@ -31,7 +31,7 @@ import numpy
 from .. import kernels
 from ..backend import get_dtype, get_xp, xp_of
 from .activations import ACTIVATIONS, sigmoid
-from .base import Cell, input_projection, summed_outer
+from .base import Cell, forward_kernel_applies, input_projection, summed_outer
 from .fastrnn import _CODES
 
 __all__ = ["FastGRNN", "FastGRNNCache", "FastGRNNFused"]
@@ -168,7 +168,7 @@ class FastGRNN(Cell):
         zeta, nu = sigmoid.fn(params["zeta"]), sigmoid.fn(params["nu"])
         U, b_z, b_h = params["U"], params["bias_gate"], params["bias_update"]
         gate, update = ACTIVATIONS[self.gate_nonlinearity], ACTIVATIONS[self.update_nonlinearity]
-        if kernels.applicable(XW, hs, U, b_z, b_h):
+        if forward_kernel_applies(B * H, XW, hs, U, b_z, b_h):
             kernels.load("fused")._fastgrnn_forward(
                 XW, numpy.ascontiguousarray(U), numpy.ascontiguousarray(b_z), numpy.ascontiguousarray(b_h),
                 _CODES[self.gate_nonlinearity], _CODES[self.update_nonlinearity], zeta[0], nu[0], hs, zs, h_tilde,

@@ -30,7 +30,7 @@ import numpy
 from .. import kernels
 from ..backend import get_dtype, get_xp, xp_of
 from .activations import ACTIVATIONS, sigmoid
-from .base import Cell, input_projection, summed_outer
+from .base import Cell, forward_kernel_applies, input_projection, summed_outer
 
 __all__ = ["FastRNN", "FastRNNCache", "FastRNNFused"]
 
@@ -175,7 +175,7 @@ class FastRNN(Cell):
         h_tilde = xp.empty((T, B, self.hidden_size), dtype=x.dtype)
         alpha, beta = sigmoid.fn(params["alpha"]), sigmoid.fn(params["beta"])
         U = params["U"]
-        if kernels.applicable(XW, hs, U):
+        if forward_kernel_applies(B * self.hidden_size, XW, hs, U):
             kernels.load("fused")._fastrnn_forward(XW, numpy.ascontiguousarray(U), _CODES[self.nonlinearity],
                                                    alpha[0], beta[0], hs, h_tilde, numpy.empty_like(s0, order="C"))
         else:

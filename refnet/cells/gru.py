@@ -15,7 +15,7 @@ import numpy
 from .. import kernels
 from ..backend import xp_of
 from .activations import sigmoid, tanh
-from .base import Cell, affine_jvp, affine_vjp, input_projection, summed_outer
+from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
 
 __all__ = ["GRU", "GRUCache", "GRUFused"]
 
@@ -112,24 +112,40 @@ class GRU(Cell):
         xp = xp_of(x, s0)
         T, B, _ = x.shape
         H = self.hidden_size
-        XI = input_projection(x, params["weight_ih"], params["bias_ih"])
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)
         hs[0] = s0
         gates = xp.empty((T, B, 3 * H), dtype=x.dtype)
         a_hn = xp.empty((T, B, H), dtype=x.dtype)
         W_hh, b_hh = params["weight_hh"], params["bias_hh"]
-        if kernels.applicable(XI, hs, W_hh, b_hh):
+        if forward_kernel_applies(B * 3 * H, x, hs, W_hh, b_hh):
+            XI = input_projection(x, params["weight_ih"], params["bias_ih"])
             kernels.load("fused")._gru_forward(XI, numpy.ascontiguousarray(W_hh), numpy.ascontiguousarray(b_hh),
                                                hs, gates, a_hn, numpy.empty((B, 3 * H), dtype=x.dtype))
-        else:
-            for t in range(T):
-                a_h = hs[t] @ W_hh.T + b_hh
-                r = sigmoid.fn(XI[t, :, :H] + a_h[:, :H])
-                z = sigmoid.fn(XI[t, :, H:2 * H] + a_h[:, H:2 * H])
-                a_hn[t] = a_h[:, 2 * H:]
-                n = tanh.fn(XI[t, :, 2 * H:] + r * a_hn[t])
-                hs[t + 1] = (1.0 - z) * n + z * hs[t]
-                gates[t] = xp.concatenate([r, z, n], axis=1)
+            return hs[1:], hs[T].copy(), GRUFused(x, hs, gates, a_hn)
+        # σ(a) = (tanh(a/2) + 1)/2 (activations.sigmoid): the r, z rows of both affine maps are
+        # halved (exact in binary floating point), so one tanh takes both gates.
+        half = xp.ones((3, 1), dtype=x.dtype)
+        half[:2] = 0.5
+        half = xp.broadcast_to(half, (3, H)).reshape(3 * H)
+        XI = input_projection(x, params["weight_ih"] * half[:, None], params["bias_ih"] * half)
+        W_half, b_half = W_hh * half[:, None], b_hh * half
+        a_h = xp.empty((B, 3 * H), dtype=x.dtype)
+        for t in range(T):
+            xp.matmul(hs[t], W_half.T, out=a_h)
+            a_h += b_half
+            rz = gates[t, :, :2 * H]
+            xp.add(XI[t, :, :2 * H], a_h[:, :2 * H], out=rz)
+            xp.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
+            r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
+            a_hn[t] = a_h[:, 2 * H:]
+            xp.multiply(r, a_hn[t], out=n)
+            n += XI[t, :, 2 * H:]
+            xp.tanh(n, out=n)
+            xp.subtract(hs[t], n, out=hs[t + 1])          # h = (1 − z) n + z h_prev = n + z (h_prev − n)
+            hs[t + 1] *= z
+            hs[t + 1] += n
         return hs[1:], hs[T].copy(), GRUFused(x, hs, gates, a_hn)
 
     def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):

@@ -15,7 +15,7 @@ import numpy
 from .. import kernels
 from ..backend import xp_of
 from .activations import sigmoid, tanh
-from .base import Cell, affine_jvp, affine_vjp, input_projection, summed_outer
+from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
 
 __all__ = ["LSTM", "LSTMCache", "LSTMFused"]
 
@@ -137,27 +137,37 @@ class LSTM(Cell):
         xp = xp_of(x, s0)
         T, B, _ = x.shape
         H = self.hidden_size
-        XW = input_projection(x, params["weight_ih"], params["bias_ih"] + params["bias_hh"])
+        W_hh = params["weight_hh"]
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)
         cs = xp.empty((T + 1, B, H), dtype=x.dtype)
         hs[0], cs[0] = self.split_state(s0)
         gates = xp.empty((T, B, 4 * H), dtype=x.dtype)
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)
-        W_hh = params["weight_hh"]
-        if kernels.applicable(XW, hs, W_hh):
+        if forward_kernel_applies(B * 4 * H, x, hs, W_hh):
+            XW = input_projection(x, params["weight_ih"], params["bias_ih"] + params["bias_hh"])
             kernels.load("fused")._lstm_forward(XW, numpy.ascontiguousarray(W_hh), hs, cs, gates, tanh_c,
                                                 numpy.empty((B, 4 * H), dtype=x.dtype))
-        else:
-            for t in range(T):
-                a = XW[t] + hs[t] @ W_hh.T
-                i = sigmoid.fn(a[:, :H])
-                f = sigmoid.fn(a[:, H:2 * H])
-                g = tanh.fn(a[:, 2 * H:3 * H])
-                o = sigmoid.fn(a[:, 3 * H:])
-                cs[t + 1] = f * cs[t] + i * g
-                tanh_c[t] = tanh.fn(cs[t + 1])
-                hs[t + 1] = o * tanh_c[t]
-                gates[t] = xp.concatenate([i, f, g, o], axis=1)
+            return hs[1:], xp.concatenate([hs[T], cs[T]], axis=1), LSTMFused(x, hs, cs, gates, tanh_c)
+        # σ(a) = (tanh(a/2) + 1)/2 (activations.sigmoid): the i, f, o rows of the weights and
+        # biases are halved (exact in binary floating point), so one tanh takes all four gates.
+        half = xp.ones((4, 1), dtype=x.dtype)
+        half[[0, 1, 3]] = 0.5
+        half = xp.broadcast_to(half, (4, H)).reshape(4 * H)
+        XW = input_projection(x, params["weight_ih"] * half[:, None], (params["bias_ih"] + params["bias_hh"]) * half)
+        W_half = W_hh * half[:, None]
+        for t in range(T):
+            a = gates[t]
+            xp.matmul(hs[t], W_half.T, out=a)
+            a += XW[t]
+            xp.tanh(a, out=a)
+            for sig in (a[:, :2 * H], a[:, 3 * H:]):
+                sig *= 0.5
+                sig += 0.5
+            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+            xp.multiply(f, cs[t], out=cs[t + 1])
+            cs[t + 1] += i * g
+            xp.tanh(cs[t + 1], out=tanh_c[t])
+            xp.multiply(o, tanh_c[t], out=hs[t + 1])
         return hs[1:], xp.concatenate([hs[T], cs[T]], axis=1), LSTMFused(x, hs, cs, gates, tanh_c)
 
     def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
