@@ -46,6 +46,7 @@ from .algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
 from .algorithms.rtrl import rtrl_update
 from .algorithms.uoro import EPS as UORO_EPS
 from .algorithms.uoro import uoro_gradient, uoro_init, uoro_update
+from . import online_kernels
 from .backend import Rng, xp_of
 from .errors import NumericalError
 from .params import flatten
@@ -188,6 +189,11 @@ class TBPTTLearner(OnlineLearner):
         self._second = None         # the state after the first kept input, the next anchor
         self.trace = None           # from cell.steps, for cell.steps_vjp
 
+    def step(self, x, y):
+        """``predict(x)`` then ``learn(y)``; one kernel call at batch 1 where :mod:`refnet.online_kernels` applies."""
+        fast = online_kernels.tbptt_step(self, x, y)
+        return super().step(x, y) if fast is None else fast
+
     def _advance(self, x):
         if len(self.inputs) == self.k:
             self.anchor = self._second
@@ -209,6 +215,11 @@ class RTRLLearner(OnlineLearner):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
         self.M = xp_of(self.w).zeros((self.batch, cell.n_state, self.n_theta), dtype=self.w.dtype)
         self._M_next = xp_of(self.w).empty_like(self.M)   # M_t is written here, then the two swap
+
+    def step(self, x, y):
+        """``predict(x)`` then ``learn(y)``; one kernel call at batch 1 where :mod:`refnet.online_kernels` applies."""
+        fast = online_kernels.rtrl_step(self, x, y)
+        return super().step(x, y) if fast is None else fast
 
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
