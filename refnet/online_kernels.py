@@ -43,6 +43,7 @@ class _Plan:
         n, I, O = cell.hidden_size, cell.input_size, head.n_out
         dtype = learner.w.dtype
         self.kind, self.dtype, self.n, self.O, self.label = kind, dtype, n, O, head.loss.label_target
+        self.x_shape, self.y_shape = learner._x_shape, learner._y_shape
         self.k = getattr(learner, "k", 1)
         if type(opt) is SGD:
             code = 1 if opt.momentum else 0
@@ -58,9 +59,10 @@ class _Plan:
         assert self.ints.size == _N_INTS
         self.floats = numpy.array([opt.lr, getattr(opt, "eps", 0.0), getattr(opt, "momentum", 0.0), 0.0, 1.0,
                                    getattr(opt, "beta1", 0.0), getattr(opt, "beta2", 0.0)], dtype=dtype)
-        self.scratch = numpy.zeros((4, max(n, O)), dtype=dtype)
-        self.hs = numpy.empty((self.k + 1, n), dtype=dtype)
-        self.xs = numpy.zeros((self.k, I), dtype=dtype)
+        # 1-D buffers: numba dispatches a 2-D argument ten times slower than a 1-D one
+        self.scratch = numpy.zeros(4 * max(n, O), dtype=dtype)
+        self.hs = numpy.empty((self.k + 1) * n, dtype=dtype)
+        self.xs = numpy.zeros(self.k * I, dtype=dtype)
         self.yv = numpy.zeros(O, dtype=dtype)
         self.t = None          # learner.t after the last kernel step (None: the window must be rebuilt)
         self.kernel = getattr(kernels.load("online"), f"_{kind}_step")
@@ -85,11 +87,15 @@ def _get_plan(learner, kind):
     return plan
 
 
-def _targets(plan, learner, x, y):
-    """x_t (I,) and the target's kernel form, or None if x, y are not what the kernel takes."""
-    if type(x) is not numpy.ndarray or x.dtype != plan.dtype or x.shape != learner._x_shape:
+def _targets(plan, x, y):
+    """x_t (I,) and the target's kernel form, or None if x, y are not what the kernel takes.
+
+    The checks are identity tests where they can be (``dtype is``): a miss only
+    sends the step down the learner's own path, which checks fully.
+    """
+    if x.__class__ is not numpy.ndarray or x.dtype is not plan.dtype or x.shape != plan.x_shape:
         return None
-    if type(y) is not numpy.ndarray or y.shape != learner._y_shape:
+    if y.__class__ is not numpy.ndarray or y.shape != plan.y_shape:
         return None
     if plan.label:
         if y.dtype.kind not in "iu":
@@ -99,7 +105,7 @@ def _targets(plan, learner, x, y):
             return None
         plan.ints[_I_LABEL] = label
         return x[0], plan.yv
-    if y.dtype != plan.dtype:
+    if y.dtype is not plan.dtype:
         return None
     return x[0], y[0]
 
@@ -145,13 +151,13 @@ def tbptt_step(learner, x, y):
     plan = _get_plan(learner, "tbptt")
     if plan is False or not kernels.enabled():
         return None
-    xy = _targets(plan, learner, x, y)
+    xy = _targets(plan, x, y)
     if xy is None:
         return None
     if plan.t != learner.t:                                  # the learner's own path ran since: rebuild
         count = len(learner.inputs)
         if count:
-            plan.xs[:count] = numpy.concatenate(list(learner.inputs))
+            plan.xs[:count * x.shape[1]] = numpy.concatenate(list(learner.inputs)).reshape(-1)
         plan.ints[_I_COUNT] = count
     full = len(learner.inputs) == learner.k
     anchor = learner._second if full else learner.anchor
@@ -195,7 +201,7 @@ def rtrl_step(learner, x, y):
     plan = _get_plan(learner, "rtrl")
     if plan is False or not kernels.enabled():
         return None
-    xy = _targets(plan, learner, x, y)
+    xy = _targets(plan, x, y)
     if xy is None:
         return None
     s = numpy.empty((1, plan.n), dtype=plan.dtype)
@@ -203,8 +209,9 @@ def rtrl_step(learner, x, y):
     opt_state = learner.opt_state
     if plan.adam:
         _adam_floats(plan, learner)
-    loss = plan.kernel(learner.w, learner.grad, plan.o1, plan.o2, learner.M[0], learner._M_next[0], learner.s[0],
-                       xy[0], xy[1], s[0], pred[0], plan.scratch, plan.ints, plan.floats)
+    loss = plan.kernel(learner.w, learner.grad, plan.o1, plan.o2, learner.M.reshape(-1),
+                       learner._M_next.reshape(-1), learner.s[0], xy[0], xy[1], s[0], pred[0], plan.scratch,
+                       plan.ints, plan.floats)
     if plan.ints[_I_STATUS] == 1:
         learner.opt_state = opt_state
         return None
