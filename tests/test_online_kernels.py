@@ -140,3 +140,19 @@ def test_an_overflowing_loss_raises_and_leaves_the_weights(monkeypatch):
     _close(learner.w, w)
     assert learner.opt_state.t == t_adam
 
+
+
+def test_warm_runs_every_kernel_path_and_times_it():
+    from refnet.kernels.warm import warm
+    seconds = warm(("float64",))
+    assert set(seconds) == {"fused float64", "online float64"}
+    assert all(s > 0 for s in seconds.values())
+
+
+def test_warm_refuses_a_bad_dtype_and_kernels_switched_off(monkeypatch):
+    from refnet.kernels.warm import warm
+    with pytest.raises(ValueError, match="'float16'"):
+        warm(("float16",))
+    monkeypatch.setenv("REFNET_NUMBA", "0")
+    with pytest.raises(ValueError, match="REFNET_NUMBA must be '1'"):
+        warm()
