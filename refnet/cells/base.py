@@ -25,6 +25,7 @@ State ``s`` is one array (B, n_state).  One transition is
 batch loss); a parameter tangent in ``step_jvp`` is shared by the batch.
 In ``step_jvp`` any tangent may be None, meaning zero.
 """
+from .. import kernels
 from ..backend import get_dtype, get_xp, xp_of
 from .._validate import check_params
 from ..params import flatten
@@ -67,7 +68,6 @@ def supports_fused_sequence(cell):
 def forward_kernel_applies(block, *arrays):
     """Whether a fused forward takes its numba kernel: ``kernels.applicable(*arrays)`` and a
     per-step gate block of at most :data:`FORWARD_KERNEL_MAX_BLOCK` numbers (``block`` = B × G)."""
-    from .. import kernels
     return block <= FORWARD_KERNEL_MAX_BLOCK and kernels.applicable(*arrays)
 
 
