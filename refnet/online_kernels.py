@@ -47,12 +47,9 @@ class _Plan:
         self.k = getattr(learner, "k", 1)
         if type(opt) is SGD:
             code = 1 if opt.momentum else 0
-            self.o1 = learner.opt_state.momentum["w"] if opt.momentum else learner.w[:1]
-            self.o2 = learner.w[:1]
-        elif type(opt) is Adagrad:
-            code, self.o1, self.o2 = 2, learner.opt_state.sum_squares["w"], learner.w[:1]
         else:
-            code, self.o1, self.o2 = 3, learner.opt_state.m["w"], learner.opt_state.v["w"]
+            code = 2 if type(opt) is Adagrad else 3
+        self.code = code
         self.adam = code == 3
         self.ints = numpy.array([I, n, O, self.k, 0, cell.nonlinearity == "relu", _LOSS_CODES[head.loss.name],
                                  code, 0, 0], dtype=numpy.int64)
@@ -69,20 +66,21 @@ class _Plan:
 
 
 def _plan(learner, kind):
-    """A :class:`_Plan` if the kernel can make this learner's steps, else False (decided once per learner)."""
+    """A :class:`_Plan` if the kernel can make this learner's steps, else False (decided once per learner;
+    ``REFNET_NUMBA`` is read at every step instead)."""
     from .online import RTRLLearner, Step, TBPTTLearner
     cls = TBPTTLearner if kind == "tbptt" else RTRLLearner
     w = learner.w
     ok = (type(learner) is cls and learner.batch == 1 and type(learner.cell) in (ElmanRNN, IRNN)
           and type(learner.head) is Head and learner.head.loss.name in _LOSS_CODES
           and type(learner.optimiser) in (SGD, Adagrad, Adam) and type(w) is numpy.ndarray
-          and w.dtype in (numpy.float64, numpy.float32) and kernels.enabled())
+          and w.dtype in (numpy.float64, numpy.float32))
     return _Plan(learner, kind, Step) if ok else False
 
 
 def _get_plan(learner, kind):
     plan = learner.__dict__.get("_kernel_plan")
-    if plan is None:
+    if plan is None and kernels.enabled():
         plan = learner.__dict__["_kernel_plan"] = _plan(learner, kind)
     return plan
 
@@ -108,6 +106,19 @@ def _targets(plan, x, y):
     if y.dtype is not plan.dtype:
         return None
     return x[0], y[0]
+
+
+def _optimiser_arrays(plan, learner):
+    """The optimiser's state arrays the kernel updates (read at every step, as the optimiser's own
+    ``update`` reads the state it is given); unused slots get a 1-element placeholder."""
+    state, spare = learner.opt_state, learner.w[:1]
+    if plan.code == 0:
+        return spare, spare
+    if plan.code == 1:
+        return state.momentum["w"], spare
+    if plan.code == 2:
+        return state.sum_squares["w"], spare
+    return state.m["w"], state.v["w"]
 
 
 def _adam_floats(plan, learner):
@@ -149,7 +160,7 @@ def tbptt_step(learner, x, y):
         If the loss or a gradient is not finite (the weights are left as they were).
     """
     plan = _get_plan(learner, "tbptt")
-    if plan is False or not kernels.enabled():
+    if not plan or not kernels.enabled():
         return None
     xy = _targets(plan, x, y)
     if xy is None:
@@ -167,7 +178,8 @@ def tbptt_step(learner, x, y):
     opt_state = learner.opt_state
     if plan.adam:
         _adam_floats(plan, learner)
-    loss = plan.kernel(learner.w, learner.grad, plan.o1, plan.o2, plan.xs, xy[0], xy[1], anchor[0], second[0],
+    o1, o2 = _optimiser_arrays(plan, learner)
+    loss = plan.kernel(learner.w, learner.grad, o1, o2, plan.xs, xy[0], xy[1], anchor[0], second[0],
                        s[0], pred[0], plan.hs, plan.scratch, plan.ints, plan.floats)
     if plan.ints[_I_STATUS] == 1:                            # non-finite x_t or y_t: nothing touched
         learner.opt_state, plan.t = opt_state, None
@@ -199,7 +211,7 @@ def rtrl_step(learner, x, y):
         If the loss or a gradient is not finite (the weights are left as they were).
     """
     plan = _get_plan(learner, "rtrl")
-    if plan is False or not kernels.enabled():
+    if not plan or not kernels.enabled():
         return None
     xy = _targets(plan, x, y)
     if xy is None:
@@ -209,7 +221,8 @@ def rtrl_step(learner, x, y):
     opt_state = learner.opt_state
     if plan.adam:
         _adam_floats(plan, learner)
-    loss = plan.kernel(learner.w, learner.grad, plan.o1, plan.o2, learner.M.reshape(-1),
+    o1, o2 = _optimiser_arrays(plan, learner)
+    loss = plan.kernel(learner.w, learner.grad, o1, o2, learner.M.reshape(-1),
                        learner._M_next.reshape(-1), learner.s[0], xy[0], xy[1], s[0], pred[0], plan.scratch,
                        plan.ints, plan.floats)
     if plan.ints[_I_STATUS] == 1:
