@@ -298,7 +298,10 @@ def _refnet_stepper(learner, x, y):
 
 
 def _agreement(torch, kind, method, n, jax=None):
-    """Weights of refnet's and PyTorch's (or, with ``jax``, JAX's) learner after AGREEMENT_STEPS steps: (error, name)."""
+    """Weights of refnet's and PyTorch's (or, with ``jax``, JAX's) learner after AGREEMENT_STEPS steps.
+
+    Returns ``(error, name)``; raises BenchmarkError beyond :data:`AGREEMENT_RTOL`.
+    """
     cell, head, theta, beta, x, y = _problem(n, AGREEMENT_STEPS)
     ours = _refnet_learner(kind, cell, head, theta, beta)
     theirs = (_Torch(torch, kind, cell, head, theta, beta, x, y) if jax is None

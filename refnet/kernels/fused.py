@@ -48,7 +48,10 @@ def _dact(y, code):
 
 @numba.njit(cache=True)
 def _elman_forward(XW, W_hh, code, hs, a):
-    """hs[t+1] = φ(XW[t] + hs[t] W_hhᵀ) for t = 0..T−1; XW (T, B, H) holds x W_ihᵀ + b_ih + b_hh; a (B, H) scratch."""
+    """hs[t+1] = φ(XW[t] + hs[t] W_hhᵀ) for t = 0..T−1.
+
+    XW (T, B, H) holds x W_ihᵀ + b_ih + b_hh; a (B, H) is scratch.
+    """
     for t in range(XW.shape[0]):
         np.dot(hs[t], W_hh.T, a)
         h = hs[t + 1]

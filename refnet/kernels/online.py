@@ -164,7 +164,8 @@ def _tbptt_step(w, grad, o1, o2, xs, x, yv, anchor, second, s, pred, hs, scratch
     """One TBPTT(1, k) learner step; returns ℓ_t (module docstring).
 
     Every array is 1-D (numba's dispatch of a 2-D argument costs about 0.5 µs, of a
-    1-D one 0.05 µs); the kernel views them 2-D.  xs (k·I) holds the kept inputs oldest first, ints[I_COUNT] of them; x (I,)
+    1-D one 0.05 µs); the kernel views them 2-D.  xs (k·I) holds the kept inputs
+    oldest first, ints[I_COUNT] of them; x (I,)
     is x_t.  ``anchor`` (n,) is s_{t−k} when the window is full, else s_0;
     the kernel shifts x_t in, runs hs ((k + 1)·n) from hs[0] = anchor to
     hs[count], writes the state after the window's first input to ``second``
