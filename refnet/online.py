@@ -54,6 +54,7 @@ from .algorithms.trainable import check_trainable, trainable_columns
 from .algorithms.snap import snap_gradient, snap_init, snap_pattern, snap_update
 from .algorithms.uoro import EPS as UORO_EPS
 from .algorithms.uoro import uoro_gradient, uoro_init, uoro_update
+from . import online_kernels
 from .backend import Rng, xp_of
 from .errors import NumericalError
 from .params import flatten
@@ -286,6 +287,11 @@ class TBPTTLearner(OnlineLearner):
         self._second = None         # the state after the first kept input, the next anchor
         self.trace = None           # from cell.steps, for cell.steps_vjp
 
+    def step(self, x, y):
+        """``predict(x)`` then ``learn(y)``; one kernel call at batch 1 where :mod:`refnet.online_kernels` applies."""
+        fast = online_kernels.tbptt_step(self, x, y, TBPTTLearner, Step)
+        return super().step(x, y) if fast is None else fast
+
     def _advance(self, x):
         if len(self.inputs) == self.k:
             self.anchor = self._second
@@ -311,6 +317,11 @@ class RTRLLearner(OnlineLearner):
         self._all = self._columns.size == self.n_theta
         self.M = xp.zeros((self.batch, cell.n_state, self._columns.size), dtype=self.w.dtype)
         self._M_next = xp.empty_like(self.M)   # M_t is written here, then the two swap
+
+    def step(self, x, y):
+        """``predict(x)`` then ``learn(y)``; one kernel call at batch 1 where :mod:`refnet.online_kernels` applies."""
+        fast = online_kernels.rtrl_step(self, x, y, RTRLLearner, Step)
+        return super().step(x, y) if fast is None else fast
 
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)

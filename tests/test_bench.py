@@ -13,6 +13,7 @@ from refnet.bench.timing import MIN_ROUNDS, gemm_flops, time_each
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_JAX = importlib.util.find_spec("jax") is not None
 ENV_KEYS = {"case", "numpy_version", "torch_version", "numpy_blas", "numpy_blas_threads",
             "torch_threads", "cpu_count"}
 TIME_KEYS = {"median_s", "min_s", "max_s", "repeats"}
@@ -43,32 +44,36 @@ def test_bptt_json_rows_carry_environment(bptt_rows):
 
 def test_bptt_json_timing_rows_have_positive_ordered_times(bptt_rows):
     timing = _rows(bptt_rows, "timing")
-    expected = {(impl, dtype) for impl in ["refnet"] + ["torch"] * HAS_TORCH
-                for dtype in ("float32", "float64")}
-    assert {(r["impl"], r["dtype"]) for r in timing} == expected
+    expected = {(cell, impl, dtype) for cell in ("lstm", "gru", "elman")
+                for impl in ["refnet"] + ["torch"] * HAS_TORCH + ["jax"] * HAS_JAX for dtype in ("float32", "float64")}
+    assert {(r["cell"], r["impl"], r["dtype"]) for r in timing} == expected
     for row in timing:
-        assert TIME_KEYS | {"gflop_per_s", "fraction_of_gemm_lstm", "fraction_of_gemm_square"} <= row.keys()
+        assert TIME_KEYS | {"gflop_per_s", "fraction_of_gemm_cell", "fraction_of_gemm_square"} <= row.keys()
+        assert row["kept_bytes"] > 0
         assert 0 < row["min_s"] <= row["median_s"] <= row["max_s"]
         assert row["repeats"] == 1
 
 
 def test_bptt_json_gemm_rows_have_positive_throughput(bptt_rows):
     gemm = _rows(bptt_rows, "gemm")
-    assert {(r["gemm"], r["dtype"]) for r in gemm} == {
-        (g, d) for g in ("lstm", "square") for d in ("float32", "float64")}
+    assert {(r["cell"], r["gemm"], r["dtype"]) for r in gemm} == {
+        (c, g, d) for c, g in (("lstm", "cell"), ("lstm", "square"), ("gru", "cell"), ("elman", "cell"))
+        for d in ("float32", "float64")}
     for row in gemm:
         assert row["median_s"] > 0 and row["gflop_per_s"] > 0
 
 
 def test_bptt_json_ratio_rows_compare_with_torch_when_installed(bptt_rows):
     ratio = _rows(bptt_rows, "ratio")
-    assert sorted(r["dtype"] for r in ratio) == ["float32", "float64"]
+    assert sorted((r["cell"], r["dtype"]) for r in ratio) == sorted(
+        (c, d) for c in ("lstm", "gru", "elman") for d in ("float32", "float64"))
     for row in ratio:
-        if HAS_TORCH:
-            assert row["refnet_over_torch"] > 0
-            assert row["grad_max_rel_err"] <= GRAD_RTOL[row["dtype"]]
-        else:
-            assert row["refnet_over_torch"] is None and row["grad_max_rel_err"] is None
+        for peer, present in (("torch", HAS_TORCH), ("jax", HAS_JAX)):
+            if present:
+                assert row[f"refnet_over_{peer}"] > 0 and row[f"refnet_over_{peer}_kept"] > 0
+                assert row[f"grad_max_rel_err_{peer}"] <= GRAD_RTOL[row["dtype"]]
+            else:
+                assert row[f"refnet_over_{peer}"] is None and row[f"grad_max_rel_err_{peer}"] is None
 
 
 def test_unknown_case_exits_2_naming_valid_cases():

@@ -21,12 +21,14 @@ LAYERS = [
     ("refnet.heads", "refnet.heads_mlp"),
     ("refnet.algorithms",),
     ("refnet.optim",),
-    ("refnet.online",),
+    ("refnet.online", "refnet.online_kernels"),
     ("refnet.tasks",),
     ("refnet.interop", "refnet.interop_keras", "refnet.interop_edgeml"),
     ("refnet.fixtures",),
     ("refnet.sweep",),
-    ("refnet.bench",),
+    # commands that drive the whole library: the benchmarks and the kernel-cache warmer
+    # (``python -m refnet.kernels`` compiles every kernel by running the learners that call them)
+    ("refnet.bench", "refnet.kernels.warm", "refnet.kernels.__main__"),
 ]
 # gradcheck is NumPy-only except the matrix (one module per family) and the CLI (the matrix runner
 # and its ``export`` subcommand).
@@ -75,10 +77,10 @@ def _imports(module, path):
 
 
 def _layer(module):
-    for index, prefixes in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return index
-    return None
+    """The layer of the longest prefix in LAYERS that names ``module`` or a package above it."""
+    matches = [(len(p), index) for index, prefixes in enumerate(LAYERS) for p in prefixes
+               if module == p or module.startswith(p + ".")]
+    return max(matches)[1] if matches else None
 
 
 def _refnet_targets(imports):

@@ -8,11 +8,12 @@ TBPTT, the sequence VJP), ``interop`` (stacked layers, fixture traces),
 and KF-RTRL → RTRL by z-test), ``fpp`` (FPP's per-transition gradient = FD), ``rtrl_approx`` (leaky cells, SnAp-n, RFLO,
 KF-RTRL beyond Elman),
 ``paths`` (numba kernels = their twins with the kernel watched, optimisers = their papers),
+``fused`` (fused whole-sequence path = per-step path, fused kernels = twins),
 ``exporters`` (fixtures of FastRNN/FastGRNN and RTRL's M_t = FD),
 ``verdicts`` (gradcheck's own verdicts: a kink is named, no evidence is not a pass).
 :func:`checks` lists them all in display order.
 """
-from . import core, ernn, exporters, fast_weights, fpp, interop, paths, rbp, rtrl, rtrl_approx, verdicts
+from . import core, ernn, exporters, fast_weights, fpp, fused, interop, paths, rbp, rtrl, rtrl_approx, verdicts
 from .common import CELLS, Check, Row, run_check
 
 __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
@@ -24,4 +25,4 @@ def checks():
                                for c in rtrl.rtrl_checks(name, factory, estimators=False)]
     return (core.checks() + interop.checks() + fast_weights.checks() + ernn.checks() + rbp.checks()
             + rtrl.checks() + rtrl_for_other_families + fpp.checks() + rtrl_approx.checks()
-            + paths.checks() + exporters.checks() + verdicts.checks())
+            + fused.checks() + paths.checks() + exporters.checks() + verdicts.checks())

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from ..backend import to_numpy, xp_of
 from .._validate import as_array, check_array, check_int, check_same_dtype
 from ..params import axpy, zeros_like
+from . import fused
 from .checks import (FiniteWatch, check_finite_steps, check_finite_tree, check_objective, check_sequence,
                      first_nonfinite)
 from .trainable import check_trainable
@@ -221,6 +222,9 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
     y, weights = check_objective(head, beta, x, y, weights, cell)
     names = check_trainable(cell, trainable)
     T = x.shape[0]
+    if fused.applies(cell):   # the cell's fused whole-sequence pair; this loop is its reference
+        L, dtheta, dbeta, ds0, s_T = fused.fused_bptt(cell, theta, x, s0, head, beta, y, weights)
+        return GradResult(float(L), {k: dtheta[k] for k in names}, dbeta, ds0, s_T, T)
     s, caches = _forward(cell, theta, x, s0, function="bptt")
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1), "bptt")
     dtheta, _, ds0 = _backward(cell, theta, caches, ds_out, xp_of(s0).zeros_like(s0), T, 0, function="bptt")
@@ -287,6 +291,10 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
     y, weights = check_objective(head, beta, x, y, weights, cell)
     T = x.shape[0]
     windows = tbptt_windows(T, k1, k2)
+    if fused.applies(cell):   # the cell's fused whole-sequence pair; the loops below are its reference
+        L, dtheta, dbeta, ds0, s_T, vjp_steps = fused.fused_tbptt(cell, theta, x, s0, head, beta, y, weights,
+                                                                  windows)
+        return GradResult(float(L), dtheta, dbeta, ds0, s_T, vjp_steps)
     s, caches = _forward(cell, theta, x, s0, function="tbptt")
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1), "tbptt")
     dtheta, ds0, vjp_steps = zeros_like(theta), xp_of(s0).zeros_like(s0), 0
@@ -400,6 +408,8 @@ def _sequence_vjp(cell, theta, x, s0, dout, ds_T, *, function):
     """:func:`sequence_vjp` on validated arguments; errors name ``function``."""
     T = x.shape[0]
     xp = xp_of(x)
+    if fused.applies(cell):   # the cell's fused whole-sequence pair; the loop below is its reference
+        return SequenceVJP(*fused.fused_sequence_vjp(cell, theta, x, s0, dout, ds_T, name=function))
     s, caches = _forward(cell, theta, x, s0, function=function)
     ds_out = {t: cell.output_vjp(dout[t - 1]) for t in range(1, T + 1)}
     dtheta, dx, ds0 = _backward(cell, theta, caches, ds_out, ds_T, T, 0, function=function)

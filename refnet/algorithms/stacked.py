@@ -14,8 +14,9 @@ from typing import Any
 
 from ..backend import xp_of
 from .._validate import as_array, check_array, check_same_dtype
+from . import fused
 from .bptt import _forward, _sequence_vjp
-from .checks import check_cell
+from .checks import check_cell, check_run
 
 __all__ = ["StackedVJP", "stacked_forward", "stacked_sequence_vjp"]
 
@@ -147,8 +148,12 @@ def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
     check_same_dtype({"x": x, "dout": dout, **{f"ds_T[{l}]": d for l, d in enumerate(ds_T)}})
     inputs = [x]
     for l, (cell, theta, s0) in enumerate(zip(cells[:-1], thetas[:-1], s0s[:-1])):
-        inputs.append(_outputs(cell, _forward(cell, theta, inputs[-1], s0,
-                                              function=f"stacked_sequence_vjp (layer {l})").s))
+        if fused.applies(cell):   # the layer's fused forward; the per-step forward is its reference
+            inputs.append(fused.fused_outputs(cell, theta, inputs[-1], check_run(cell, theta, inputs[-1], s0),
+                                              name=f"stacked_sequence_vjp (layer {l})"))
+        else:
+            inputs.append(_outputs(cell, _forward(cell, theta, inputs[-1], s0,
+                                                  function=f"stacked_sequence_vjp (layer {l})").s))
     L = len(cells)
     dtheta, ds0, s_T = [None] * L, [None] * L, [None] * L
     outputs, d = None, dout

@@ -23,8 +23,11 @@ Memory, per training step:
   (``tracemalloc``, which sees NumPy's buffers; PyTorch's CPU allocator is
   invisible to it, so there is no PyTorch figure);
 - ``kept``: the bytes held for the backward pass, the figure both libraries
-  have: for refnet the distinct buffers of the forward trajectory (states
-  s_0..s_T and the caches, :func:`refnet.forward`); for PyTorch the distinct
+  have: for refnet the distinct buffers of what its BPTT keeps — the fused
+  trace for the attention form (:meth:`FastWeightsAttention.fused_sequence`,
+  O(T·n)), the forward trajectory (states s_0..s_T and the caches,
+  :func:`refnet.forward`) for the explicit form
+  (:func:`refnet.bench.bptt.refnet_kept_bytes`); for PyTorch the distinct
   storages autograd saves (``torch.autograd.graph.saved_tensors_hooks``).
 
 Sizes grow along n at T = 11 (the task's K = 4 length) and along T at n = 50;
@@ -40,11 +43,11 @@ import os
 import numpy
 
 from .._validate import check_int
-from ..algorithms import bptt, forward
+from ..algorithms import bptt
 from ..cells.fast_weights import FastWeights, FastWeightsAttention
 from ..heads import last_step
 from ..heads_mlp import MLPHead
-from .bptt import max_rel_error
+from .bptt import max_rel_error, refnet_kept_bytes
 from .report import BenchmarkError, Report, format_table
 from .timing import import_torch, numpy_blas, one_thread, peak_bytes, time_each
 
@@ -226,8 +229,8 @@ def _measure(torch, env, form, n, T, batch, repeats):
     sizes = {"form": form, "B": batch, "I": INPUT, "n": n, "T": T, "S": problem.cell.S,
              "n_state": problem.cell.n_state}
     runs = {"refnet": problem.refnet_step}
-    agreement, kept = (None, None), {"refnet": kept_bytes(forward(problem.cell, problem.theta, problem.x,
-                                                                  problem.s0))}
+    agreement = (None, None)
+    kept = {"refnet": refnet_kept_bytes(problem.cell, problem.theta, problem.x, problem.s0)}
     if torch is not None:
         agreement = _check_agreement(torch, problem)
         runs["torch"] = _torch_step(torch, problem)[0]

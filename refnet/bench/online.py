@@ -28,6 +28,12 @@ algorithm's gradient to the exact one (RTRL's): UORO's is one random
 estimate, RFLO's with the readout's transpose and with a random feedback
 matrix B ~ N(0, 1/n).
 
+JAX (when importable): the whole step — window forward or sensitivity
+update, head, loss, gradient and Adagrad — as one ``jax.jit`` call on a
+carried state (``jax_jit``; float64 through ``jax_enable_x64``, XLA held to
+one thread as :func:`refnet.bench.bptt.import_jax` says), compiled before
+timing and checked like PyTorch's learners.
+
 refnet runs with its numba kernels (``REFNET_NUMBA=1``) and without
 (``REFNET_NUMBA=0``).  Before anything is timed, each PyTorch learner and
 refnet's are run side by side from the same weights on the same stream and
@@ -38,9 +44,11 @@ thread (NumPy's BLAS through threadpoolctl where importable,
 on a busy 2-core machine spinning BLAS workers slow them many times over.
 
 The kernels' first call is reported apart: ``first_step_s`` is the first
-refnet step in this process (numba's import and its on-disk cache), and
-``cold_compile_s`` the same step in a fresh process with an empty numba
-cache directory (compilation itself).  Ratios are PyTorch's time over
+refnet step in this process (numba's import and its on-disk cache),
+``cold_compile_s`` the first TBPTT and RTRL steps in a fresh process with an
+empty numba cache directory (compilation itself), and
+``warm_cache_first_step_s`` the same in a second fresh process on the cache
+the first wrote — what a user sees after ``python -m refnet.kernels``.  Ratios are PyTorch's time over
 refnet's (numba on): > 1 means refnet is faster.
 """
 import contextlib
@@ -64,6 +72,7 @@ from ..online import RFLOLearner, RTRLLearner, SnApLearner, TBPTTLearner, UOROLe
 from ..optim import Adagrad
 from ..tasks.cycleworld import cycleworld
 from .report import BenchmarkError, Report, format_table
+from .bptt import import_jax
 from .timing import numpy_blas, peak_bytes, time_each
 
 __all__ = ["CASES", "TARGETS", "AGREEMENT_RTOL", "APPROX_METHODS", "APPROX_ALPHA", "COSINE_STEPS", "run"]
@@ -80,7 +89,7 @@ AGREEMENT_STEPS = 30
 AGREEMENT_RTOL = 1e-9
 # The issue's targets: ratio name -> least PyTorch/refnet ratio.
 TARGETS = {("tbptt6", 4, "torch_eager"): 50.0, ("rtrl", 32, "torch_jacrev"): 10.0,
-           ("rtrl", 32, "torch_closed_form"): 1.0}
+           ("rtrl", 32, "torch_closed_form"): 1.0, ("tbptt6", 4, "jax_jit"): 1.0, ("rtrl", 32, "jax_jit"): 2.0}
 
 
 # RTRL's approximations: (method, REFNET_NUMBA) timed at each size; the leak of the cell they share.
@@ -270,6 +279,105 @@ class _Torch:
         return step
 
 
+class _Jax:
+    """The same online learners as one ``jax.jit`` step each on a carried state; ``stepper()`` as :class:`_Torch`.
+
+    The flat weight vector w = [θ (cell.param_shapes order); β] and Adagrad's
+    sum of squares are carried, as refnet's learners carry them.  TBPTT(1, k)
+    keeps the last k inputs right-aligned in a (k, 1, I) buffer with a count
+    and re-runs the valid ones from the anchor state; RTRL carries M (n, P)
+    and forms J_s, J_θ with ``jax.jacfwd``.
+    """
+
+    def __init__(self, jax, kind, cell, head, theta, beta, x, y):
+        self.jax, jnp = jax, jax.numpy
+        shapes = {**cell.param_shapes(), **{f"head_{k}": v for k, v in head.param_shapes().items()}}
+        sizes = [int(numpy.prod(v)) for v in shapes.values()]
+        offsets = numpy.cumsum([0] + sizes)
+        names = list(shapes)
+        self.n_theta = int(sum(sizes[:len(cell.param_shapes())]))
+        self.cell_names = list(cell.param_shapes())
+        n = cell.hidden_size
+
+        def unpack(w):
+            return {k: w[offsets[i]:offsets[i + 1]].reshape(shapes[k]) for i, k in enumerate(names)}
+        self.unpack = unpack
+
+        def cell_step(p, h, x_t):
+            return jnp.tanh(x_t @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"])
+
+        def loss_of(p, h, y_t):      # BCE on one logit, summed as refnet's batch mean at B = 1
+            z = h @ p["head_weight"].T + p["head_bias"]
+            return jnp.sum(jnp.maximum(z, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(z))) - y_t * z), z
+
+        def adagrad(w, G, g):
+            G = G + g * g
+            return w - LR * g / (jnp.sqrt(G) + 1e-10), G
+
+        def tbptt_step(carry, x_t, y_t):
+            w, G, xs, count, anchor, second = carry
+            anchor = jnp.where(count == K_TBPTT, second, anchor)
+            xs = jnp.concatenate([xs[1:], x_t[None]], axis=0)
+            count = jnp.minimum(count + 1, K_TBPTT)
+
+            def objective(w):
+                p = unpack(w)
+                h, second = jax.lax.stop_gradient(anchor), anchor
+                for j in range(K_TBPTT):
+                    valid = j >= K_TBPTT - count
+                    h_new = jnp.where(valid, cell_step(p, h, xs[j]), h)
+                    second = jnp.where(j == K_TBPTT - count, h_new, second)
+                    h = h_new
+                L, z = loss_of(p, h, y_t)
+                return L, (z, h, second)
+            (L, (z, h, second)), g = jax.value_and_grad(objective, has_aux=True)(w)
+            w, G = adagrad(w, G, g)
+            return (w, G, xs, count, anchor, jax.lax.stop_gradient(second)), z, L
+
+        def rtrl_step(carry, x_t, y_t):
+            w, G, h, M = carry
+            p = unpack(w)
+            theta_flat = w[:self.n_theta]
+
+            def f(h_prev, th):
+                return cell_step({**p, **unpack(jnp.concatenate([th, w[self.n_theta:]]))}, h_prev, x_t)[0]
+            h_new = f(h, theta_flat)[None]
+            J_s, J_theta = jax.jacfwd(f, argnums=(0, 1))(h, theta_flat)
+            M = J_s.reshape(n, n) @ M + J_theta
+            (L, z), (dh, dw_head) = jax.value_and_grad(lambda hh, ww: loss_of(unpack(ww), hh, y_t), argnums=(0, 1),
+                                                       has_aux=True)(h_new, w)
+            g = dw_head.at[:self.n_theta].set(dh[0] @ M)
+            w, G = adagrad(w, G, g)
+            return (w, G, h_new, M), z, L
+
+        w = numpy.concatenate([numpy.ravel(theta[k]) for k in cell.param_shapes()]
+                              + [numpy.ravel(beta[k]) for k in head.param_shapes()])
+        if kind == "tbptt":
+            self.carry = (w, numpy.zeros_like(w), numpy.zeros((K_TBPTT, 1, cell.input_size)), numpy.int64(0),
+                          numpy.zeros((1, n)), numpy.zeros((1, n)))
+            self.step_fn = jax.jit(tbptt_step)
+        else:
+            self.carry = (w, numpy.zeros_like(w), numpy.zeros((1, n)), numpy.zeros((n, self.n_theta)))
+            self.step_fn = jax.jit(rtrl_step)
+        self.carry = jax.device_put(self.carry)
+        self.x, self.y = jax.device_put(x), jax.device_put(y)
+
+    def weights(self):
+        p = self.unpack(numpy.asarray(self.carry[0]))
+        return {k: numpy.asarray(p[k]) for k in self.cell_names}
+
+    def stepper(self, method=None):
+        """A zero-argument step over the stream (compiled by its first call here)."""
+        t = [-1]
+
+        def step():
+            t[0] = (t[0] + 1) % len(self.x)
+            self.carry, z, L = self.step_fn(self.carry, self.x[t[0]], self.y[t[0]])
+            return z
+        self.jax.block_until_ready(self.step_fn(self.carry, self.x[0], self.y[0]))   # compile, result dropped
+        return step
+
+
 def _refnet_stepper(learner, x, y):
     t = [-1]
 
@@ -279,11 +387,15 @@ def _refnet_stepper(learner, x, y):
     return step
 
 
-def _agreement(torch, kind, method, n):
-    """Weights of refnet's and PyTorch's learner after AGREEMENT_STEPS steps: (error, name)."""
+def _agreement(torch, kind, method, n, jax=None):
+    """Weights of refnet's and PyTorch's (or, with ``jax``, JAX's) learner after AGREEMENT_STEPS steps.
+
+    Returns ``(error, name)``; raises BenchmarkError beyond :data:`AGREEMENT_RTOL`.
+    """
     cell, head, theta, beta, x, y = _problem(n, AGREEMENT_STEPS)
     ours = _refnet_learner(kind, cell, head, theta, beta)
-    theirs = _Torch(torch, kind, cell, head, theta, beta, x, y)
+    theirs = (_Torch(torch, kind, cell, head, theta, beta, x, y) if jax is None
+              else _Jax(jax, kind, cell, head, theta, beta, x, y))
     step_ours, step_theirs = _refnet_stepper(ours, x, y), theirs.stepper(method)
     for _ in range(AGREEMENT_STEPS):
         step_ours()
@@ -342,19 +454,23 @@ print(time.perf_counter() - start)
 
 
 def _cold_compile_seconds():
-    """The first TBPTT and RTRL steps in a fresh process whose numba cache starts empty."""
+    """The first TBPTT and RTRL steps in a fresh process whose numba cache starts empty (compilation), and
+    again in a second fresh process on the cache the first wrote (imports and cache loads only)."""
     with tempfile.TemporaryDirectory() as cache:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, REFNET_NUMBA="1",
                    PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        done = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True, text=True,
-                              timeout=300)
-    if done.returncode != 0:
-        raise BenchmarkError(f"the cold-compile probe failed: {done.stderr.strip()[-500:]}")
-    return float(done.stdout.strip().splitlines()[-1])
+        seconds = []
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True, text=True,
+                                  timeout=300)
+            if done.returncode != 0:
+                raise BenchmarkError(f"the cold-compile probe failed: {done.stderr.strip()[-500:]}")
+            seconds.append(float(done.stdout.strip().splitlines()[-1]))
+    return seconds
 
 
-def _measure(torch, name, kind, n, size, repeats):
+def _measure(torch, name, kind, n, size, repeats, jax=None):
     """Timings (per step) of every implementation of one case, agreement, first-step time."""
     per_call = STEPS_PER_CALL[size]
     cell, head, theta, beta, x, y = _problem(n, 600)
@@ -375,6 +491,9 @@ def _measure(torch, name, kind, n, size, repeats):
             agreement[method] = _agreement(torch, kind, method, n)
             runs[f"torch_{'eager' if method == 'tbptt' else method}"] = _steps(
                 _Torch(torch, kind, cell, head, theta, beta, x, y).stepper(method), per_call, None)
+    if jax is not None:
+        agreement["jax_jit"] = _agreement(torch, kind, "jax_jit", n, jax=jax)
+        runs["jax_jit"] = _steps(_Jax(jax, kind, cell, head, theta, beta, x, y).stepper(), per_call, None)
     timings = time_each(runs, repeats=repeats, max_seconds=BUDGET_S)
     return {impl: (t, per_call) for impl, t in timings.items()}, agreement, first_step
 
@@ -428,7 +547,7 @@ def _rows(env, measured):
                          "median_s": timing.median / per_call, "min_s": timing.min / per_call,
                          "max_s": timing.max / per_call, "repeats": timing.repeats, "steps_per_call": per_call})
         for impl, (timing, per_call) in timings.items():
-            if impl.startswith("torch"):
+            if impl.startswith(("torch", "jax")):
                 ratio = (timing.median / per_call) / base
                 target = TARGETS.get((name, n, impl))
                 rows.append({**env, "row": "ratio", "name": name, "n": n, "peer": impl,
@@ -452,7 +571,8 @@ def _table(rows, env, torch_missing):
         f"{env['cpu_count']} CPUs; 1-min load {_fmt_load(env['load_1min_start'])} at start, "
         f"{_fmt_load(env['load_1min_end'])} at end",
         ("numba kernels: cold compile not measured (--quick)" if env["cold_compile_s"] is None else
-         f"numba kernels: cold compile {env['cold_compile_s']:.2f} s (fresh process, empty cache)")
+         f"numba kernels: first steps {env['cold_compile_s']:.2f} s in a fresh process with an empty cache, "
+         f"{env['warm_cache_first_step_s']:.2f} s with the cache warm (python -m refnet.kernels)")
         + "; first step in this process below",
     ])
     timing = format_table(
@@ -526,13 +646,15 @@ def run(*, repeats=None, quick=False):
     except Exception as exc:  # ImportError, or a broken install failing at import
         torch, torch_missing = None, f"{type(exc).__name__}: {exc}"
     blas, _ = numpy_blas()
+    jax, jax_missing = import_jax(True)
     env = {"case": "online", "numpy_version": numpy.__version__,
            "torch_version": None if torch is None else torch.__version__, "numpy_blas": blas,
+           "jax_version": None if jax is None else jax.__version__, "jax_missing": jax_missing,
            "cpu_count": os.cpu_count(), "load_1min_start": _load_1min()}
     with _one_thread(torch):
-        measured = {case: _measure(torch, *case, size, repeats) for case in CASES}
+        measured = {case: _measure(torch, *case, size, repeats, jax=jax) for case in CASES}
         approx = {n: _measure_approx(n, size, repeats) for n in APPROX_SIZES[size]}
-    env["cold_compile_s"] = None if quick else _cold_compile_seconds()
+    env["cold_compile_s"], env["warm_cache_first_step_s"] = (None, None) if quick else _cold_compile_seconds()
     env["load_1min_end"] = _load_1min()
     rows = _rows(env, measured) + _approx_rows({**env, "size": size}, approx)
     return Report(tuple(rows), _table(rows, env, torch_missing))

@@ -14,6 +14,12 @@ State ``s`` is one array (B, n_state).  One transition is
 - ``steps(params, s0, xs, t) -> (states, trace)`` and ``steps_vjp(params, trace, ds)
   -> (ds0, dparams)``: k transitions and the VJP back through them (defaults
   loop over ``step`` and ``step_vjp``; online TBPTT(1, k) calls them every step).
+- Optional, the fused whole-sequence pair (:data:`FUSED_SEQUENCE`):
+  ``fused_sequence(params, x, s0) -> (outputs, s_T, trace)`` and
+  ``fused_sequence_vjp(params, trace, dout, ds_last, start=0) -> (ds_start, dparams, dx)``.
+  The default refuses ("not supported"); :func:`supports_fused_sequence` says
+  whether a cell has its own, and the sequence algorithms
+  (:mod:`refnet.algorithms.fused`) use it then.
 
 Optional capabilities (:data:`OPTIONAL_CAPABILITIES`; an algorithm that needs one refuses,
 naming the cell, where it is absent): ``steps``/``steps_vjp`` (defaults here loop over the
@@ -32,19 +38,24 @@ attribute: ERNN's dataclass field ``steps`` once hid the ``steps`` method and br
 online TBPTT on it.  :meth:`Cell.__init_subclass__` refuses such a class when it is
 defined, and :func:`contract_clashes` finds one on an instance.
 """
+from .. import kernels
 from ..backend import get_dtype, get_xp, xp_of
 from .._validate import check_params
 from ..params import flatten
 
 __all__ = ["Cell", "affine_jvp", "affine_vjp", "REQUIRED_METHODS", "OPTIONAL_CAPABILITIES", "CONTRACT_NAMES",
-           "contract_clashes"]
+           "contract_clashes", "FUSED_SEQUENCE", "FORWARD_KERNEL_MAX_BLOCK", "supports_fused_sequence",
+           "forward_kernel_applies", "input_projection", "summed_outer"]
 
 # What every cell has (DESIGN.md §3), and the helpers this base gives them all.
 REQUIRED_METHODS = ("param_shapes", "init", "step", "step_vjp", "step_jvp", "jacobians", "output",
                     "output_vjp", "n_state", "n_out", "init_state", "check_params", "flat_params",
                     "pytorch_init")
 # Optional capabilities: an algorithm that needs one looks it up by this name.
-OPTIONAL_CAPABILITIES = ("steps", "steps_vjp", "kronecker_factors", "state_jacobian", "jacobian_pattern", "leak")
+# The optional fused whole-sequence capability: a forward over all T steps and its VJP.
+FUSED_SEQUENCE = ("fused_sequence", "fused_sequence_vjp")
+OPTIONAL_CAPABILITIES = ("steps", "steps_vjp", "kronecker_factors", "state_jacobian", "jacobian_pattern",
+                         "leak") + FUSED_SEQUENCE
 CONTRACT_NAMES = REQUIRED_METHODS + OPTIONAL_CAPABILITIES
 
 
@@ -64,6 +75,73 @@ def contract_clashes(cell):
                     clashes.append(name)
                 break
     return sorted(set(clashes))
+
+
+# A fused forward runs its numba kernel (refnet.kernels.fused) while one step's gate block
+# B x G holds at most this many numbers.  The kernel saves the per-step Python and NumPy
+# dispatch (a few microseconds per array call), but calls libm's scalar tanh (about 16 ns
+# a number here) where NumPy's SIMD tanh takes 0.4-2 ns: at B x G = 32 x 512 (LSTM, H = 128)
+# the array loop's forward measured 2-3x faster than the kernel's, at small blocks the kernel wins.
+FORWARD_KERNEL_MAX_BLOCK = 2048
+
+
+def _owner(klass, name):
+    """The class in ``klass``'s MRO that defines ``name``."""
+    return next(k for k in klass.__mro__ if name in k.__dict__)
+
+
+def supports_fused_sequence(cell):
+    """Whether ``cell`` has its own fused whole-sequence pair for the transition it runs.
+
+    True when both :data:`FUSED_SEQUENCE` methods are overridden below
+    :class:`Cell`, in a class at or below the one that defines ``step`` and
+    ``step_vjp``: a subclass that changes the transition without writing its
+    own fused pair (it would inherit one for another transition) is refused,
+    and the algorithms then run the per-step path.
+    """
+    klass = type(cell)
+    owners = [_owner(klass, name) for name in FUSED_SEQUENCE]
+    if any(owner is Cell for owner in owners):
+        return False
+    return all(issubclass(owner, _owner(klass, name)) for owner in owners for name in ("step", "step_vjp"))
+
+
+def forward_kernel_applies(block, *arrays):
+    """Whether a fused forward takes its numba kernel: ``kernels.applicable(*arrays)`` and a
+    per-step gate block of at most :data:`FORWARD_KERNEL_MAX_BLOCK` numbers (``block`` = B × G)."""
+    return block <= FORWARD_KERNEL_MAX_BLOCK and kernels.applicable(*arrays)
+
+
+def input_projection(x, weight, bias):
+    """The input projection of every step as one GEMM over the T·B rows: x Wᵀ + b.
+
+    Parameters
+    ----------
+    x : (T, B, I)
+    weight : (G, I)
+    bias : (G,), or None for none
+
+    Returns
+    -------
+    (T, B, G) array
+    """
+    T, B, I = x.shape
+    out = x.reshape(T * B, I) @ weight.T
+    if bias is not None:
+        out += bias
+    return out.reshape(T, B, weight.shape[0])
+
+
+def summed_outer(dA, X):
+    """Σ_t Σ_b dA[t, b] ⊗ X[t, b] as one GEMM over the T·B rows: a weight gradient (G, K).
+
+    Parameters
+    ----------
+    dA : (T, B, G) cotangents of the pre-activations
+    X : (T, B, K) what the weight multiplied (inputs or previous states)
+    """
+    G, K = dA.shape[2], X.shape[2]
+    return dA.reshape(-1, G).T @ X.reshape(-1, K)
 
 
 class Cell:
@@ -180,6 +258,71 @@ class Cell:
             ds, dparams_j, _ = self.step_vjp(params, cache, ds)
             dparams = dparams_j if dparams is None else {k: dparams[k] + v for k, v in dparams_j.items()}
         return ds, dparams
+
+    def fused_sequence(self, params, x, s0):
+        """Optional: the whole run s_t = f(θ, s_{t−1}, x_t), t = 1..T, keeping what its VJP needs.
+
+        A cell that has it hoists the input projection into one GEMM over
+        T·B and keeps its trace in preallocated (T, B, ·) arrays
+        (:func:`supports_fused_sequence`).  Every step gets its time index
+        t − 1, as the algorithms' per-step loop passes it.
+
+        Parameters
+        ----------
+        params : dict
+            The cell's parameters.
+        x : (T, B, I)
+            Inputs; x[t − 1] is x_t.
+        s0 : (B, n_state)
+            Initial state.
+
+        Returns
+        -------
+        outputs : (T, B, n_out)
+            output(s_t) for t = 1..T.
+        s_T : (B, n_state)
+            The final state.
+        trace : NamedTuple
+            What :meth:`fused_sequence_vjp` reads.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, here: this cell does not support the fused path.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support the fused whole-sequence path "
+                                  "(fused_sequence); the algorithms run its per-step path")
+
+    def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
+        """Optional: the VJP of :meth:`fused_sequence` over the window of steps start+1..start+n.
+
+        Parameters
+        ----------
+        params : dict
+        trace : what :meth:`fused_sequence` returned
+        dout : (n, B, n_out)
+            Cotangents of output(s_t) for t = start+1..start+n.
+        ds_last : (B, n_state)
+            Cotangent of s_{start+n}.
+        start : int
+            The state s_start the window starts from (0: s_0).
+
+        Returns
+        -------
+        ds_start : (B, n_state)
+            ∂/∂s_start.
+        dparams : dict
+            ∂/∂θ summed over the window's steps and the batch.
+        dx : (n, B, I)
+            ∂/∂x_t for t = start+1..start+n.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, here: this cell does not support the fused path.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support the fused whole-sequence path "
+                                  "(fused_sequence_vjp); the algorithms run its per-step path")
 
 
 def affine_jvp(params, x, h_prev, dparams, dx, dh_prev):

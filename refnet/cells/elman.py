@@ -18,10 +18,10 @@ import numpy
 from .. import kernels
 from ..backend import to_numpy, xp_of
 from .activations import ACTIVATIONS
-from .base import Cell, affine_jvp, affine_vjp
+from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
 from .patterns import row_pattern
 
-__all__ = ["ElmanRNN", "IRNN", "ElmanCache", "ElmanSteps"]
+__all__ = ["ElmanRNN", "IRNN", "ElmanCache", "ElmanSteps", "ElmanFused"]
 
 
 class ElmanCache(NamedTuple):
@@ -35,6 +35,13 @@ class ElmanSteps(NamedTuple):
 
     xs: object  # (k, B, I)
     hs: object  # (k + 1, B, H), hs[0] = h_0
+
+
+class ElmanFused(NamedTuple):
+    """The trace of ``ElmanRNN.fused_sequence``: the inputs and every state of the run."""
+
+    x: object   # (T, B, I)
+    hs: object  # (T + 1, B, H), hs[0] = h_0
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,63 @@ class ElmanRNN(Cell):
         kernels.load("elman")._elman_steps_vjp(W_ih, W_hh, trace.xs, trace.hs, ds, self.nonlinearity == "relu",
                                                dh0, dW_ih, dW_hh, db, da)
         return dh0, {"weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db, "bias_hh": db.copy()}
+
+    def fused_sequence(self, params, x, s0):
+        """The whole run (Elman 1990) with W_ih x_t + b_ih + b_hh for all t as one GEMM (``Cell.fused_sequence``).
+
+        Per step: one product h_{t−1} W_hhᵀ and φ, in one numba kernel for the
+        whole loop on NumPy (:func:`refnet.kernels.fused._elman_forward`), the
+        array loop below otherwise.
+
+        Parameters
+        ----------
+        params : dict
+        x : (T, B, I)
+        s0 : (B, H)
+
+        Returns
+        -------
+        (outputs (T, B, H), s_T (B, H), ElmanFused)
+        """
+        xp = xp_of(x, s0)
+        T, B, _ = x.shape
+        XW = input_projection(x, params["weight_ih"], params["bias_ih"] + params["bias_hh"])
+        hs = xp.empty((T + 1, B, self.hidden_size), dtype=x.dtype)
+        hs[0] = s0
+        W_hh = params["weight_hh"]
+        if forward_kernel_applies(B * self.hidden_size, XW, hs, W_hh):
+            kernels.load("fused")._elman_forward(XW, numpy.ascontiguousarray(W_hh), self._code, hs,
+                                                 numpy.empty_like(s0, order="C"))
+        else:
+            for t in range(T):
+                hs[t + 1] = self.phi.fn(XW[t] + hs[t] @ W_hh.T)
+        return hs[1:], hs[T].copy(), ElmanFused(x, hs)
+
+    def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
+        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``): one product da W_hh per step,
+        then dW_ih, dW_hh, the biases and dx each as one GEMM or sum over the window's n·B rows."""
+        xp = xp_of(dout, ds_last)
+        n, B, H = dout.shape
+        W_ih, W_hh = params["weight_ih"], params["weight_hh"]
+        dA = xp.empty((n, B, H), dtype=dout.dtype)
+        dh = ds_last.copy()
+        if kernels.applicable(dout, dh, trace.hs, W_hh):
+            kernels.load("fused")._elman_backward(numpy.ascontiguousarray(W_hh), trace.hs,
+                                                  numpy.ascontiguousarray(dout), start, self._code, dh, dA)
+        else:
+            for j in range(n - 1, -1, -1):
+                dA[j] = (dh + dout[j]) * self.phi.grad(trace.hs[start + j + 1])
+                dh = dA[j] @ W_hh
+        x = trace.x[start:start + n]
+        db = dA.sum(axis=(0, 1))
+        dparams = {"weight_ih": summed_outer(dA, x), "weight_hh": summed_outer(dA, trace.hs[start:start + n]),
+                   "bias_ih": db, "bias_hh": db.copy()}
+        return dh, dparams, (dA.reshape(n * B, H) @ W_ih).reshape(n, B, x.shape[2])
+
+    @property
+    def _code(self):
+        """φ's code for :mod:`refnet.kernels.fused`."""
+        return 2 if self.nonlinearity == "relu" else 1
 
     def _step_kernel(self, params, s_prev, x):
         """``step`` by :func:`refnet.kernels.elman._elman_step`."""

@@ -46,10 +46,10 @@ from typing import NamedTuple
 
 from ..backend import get_dtype, get_xp, xp_of
 from .activations import relu
-from .base import Cell
-from .layer_norm import EPS, ln, ln_jvp, ln_vjp
+from .base import Cell, input_projection, summed_outer
+from .layer_norm import EPS, LNCache, ln, ln_jvp, ln_vjp
 
-__all__ = ["FastWeights", "FastWeightsAttention", "FastWeightsCache", "W_INIT_SCALE"]
+__all__ = ["FastWeights", "FastWeightsAttention", "FastWeightsCache", "AttentionFused", "W_INIT_SCALE"]
 
 W_INIT_SCALE = 0.05
 
@@ -68,6 +68,17 @@ def _check_real(name, value, low=-math.inf, high=math.inf):
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or not low <= value <= high):
         raise ValueError(f"{name} must be a finite real number in [{low}, {high}], got {value!r}")
+
+
+class AttentionFused(NamedTuple):
+    """The trace of ``FastWeightsAttention.fused_sequence``: O(T n) per sequence, no history per state."""
+
+    x: object       # (T, B, I)
+    h0: object      # (B, n) h(0)
+    hist: object    # (B, T, n) h(1..T): the history every read of the run reads from
+    inner: object   # (T, S + 1, B, n) h_s(t+1), s = 0..S; f' is read from them
+    a_hat: object   # (T, S + 1, B, n) the layer norms' normalised inputs
+    r: object       # (T, S + 1, B, 1) the layer norms' 1/√(σ² + ε)
 
 
 @dataclass(frozen=True)
@@ -356,3 +367,104 @@ class FastWeightsAttention(_FastWeightsCell):
             dhistory = dhistory_prev.copy()
         dhistory[:, cache.t] = dh
         return self.join_state(dh, dhistory)
+
+    def fused_sequence(self, params, x, s0):
+        """The whole run in the attention form (Ba et al. 2016, Eqs. 2–3), ``Cell.fused_sequence``.
+
+        Unlike the per-step path, whose every state carries the history
+        (T·n·(1 + T_max) numbers kept under BPTT), the run keeps h(1..T) once
+        (B, T, n) and the inner loop's layer-norm caches: O(T (S + 1) n) per
+        sequence.  x(t) Cᵀ for all t is one GEMM over the T·B rows; the reads
+        are the cell's own :meth:`read` on the shared history.
+
+        Parameters
+        ----------
+        params : dict
+        x : (T, B, I)
+        s0 : (B, n (1 + capacity)); only its h block and its slots beyond T are used
+            (slots 1..T are written before any read)
+
+        Returns
+        -------
+        (outputs (T, B, n) = h(1..T), s_T (B, n (1 + capacity)), AttentionFused)
+
+        Raises
+        ------
+        ValueError
+            If T > capacity (the state cannot hold the history).
+        """
+        xp = xp_of(x, s0)
+        T, B, _ = x.shape
+        n, S = self.hidden_size, self.S
+        if T > self.capacity:
+            raise ValueError(f"x must have at most capacity = {self.capacity} steps (the history holds "
+                             f"h(1..capacity)), got T = {T}; make the cell with capacity >= the sequence length")
+        W = params["weight_hh"]
+        XC = input_projection(x, params["weight_ih"], None)
+        h0 = s0[:, :n].copy()
+        hist = xp.empty((B, T, n), dtype=x.dtype)
+        inner = xp.empty((T, S + 1, B, n), dtype=x.dtype)
+        a_hat = xp.empty((T, S + 1, B, n), dtype=x.dtype)
+        r = xp.empty((T, S + 1, B, 1), dtype=x.dtype)
+        h_prev = h0
+        for t in range(T):
+            z = h_prev @ W.T + XC[t]
+            a = z
+            for s in range(S + 1):
+                if s > 0:
+                    a = z + self.read(hist[:, :t], inner[t, s - 1], t)
+                h_s, cache = self._ln_relu(params, a)
+                inner[t, s], a_hat[t, s], r[t, s] = h_s, cache.a_hat, cache.r
+            hist[:, t] = inner[t, S]
+            h_prev = hist[:, t]
+        s_T = s0.copy()
+        s_T[:, :n] = hist[:, T - 1]
+        self.split_state(s_T)[1][:, :T] = hist
+        return hist.transpose(1, 0, 2), s_T, AttentionFused(x, h0, hist, inner, a_hat, r)
+
+    def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
+        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``).
+
+        The cotangent of h(τ) gathers its three uses: the h block of the next
+        state (through W), the output, and every later read of the history
+        (Eq. 3), accumulated in one (B, start + n, n) array instead of a
+        history cotangent per state.  dW, dC and dx are one GEMM each over the
+        window's n·B rows.  ``ds_start``'s history block holds the slots the
+        window's reads and ``ds_last`` reach (1..start), zero for the slots
+        the window writes, and ``ds_last``'s own beyond them.
+        """
+        xp = xp_of(dout, ds_last)
+        n_steps, B, n = dout.shape
+        stop = start + n_steps
+        W, gain = params["weight_hh"], params["ln_weight"]
+        dh_last, dhist_last = self.split_state(ds_last)
+        acc = dhist_last[:, :stop].copy()          # ∂/∂h(τ), τ = 1..stop, through the history slots
+        dZ = xp.empty((n_steps, B, n), dtype=dout.dtype)
+        dgain = xp.zeros_like(gain)
+        dbias = xp.zeros_like(gain)
+        dh_next = dh_last
+        for j in range(n_steps - 1, -1, -1):
+            t = start + j
+            dh = dh_next + dout[j] + acc[:, t]
+            dz = 0.0
+            for s in range(self.S, -1, -1):
+                da, dgain_s, dbias_s = ln_vjp(LNCache(trace.a_hat[t, s], trace.r[t, s]), gain,
+                                              dh * relu.grad(trace.inner[t, s]))
+                dz, dgain, dbias = dz + da, dgain + dgain_s, dbias + dbias_s
+                if s > 0:
+                    dh, dH = self.read_vjp(trace.hist[:, :t], trace.inner[t, s - 1], da, t)
+                    acc[:, :t] += dH
+            dZ[j] = dz
+            dh_next = dz @ W
+        h_prev = xp.concatenate([trace.h0[None], trace.hist[:, :stop - 1].transpose(1, 0, 2)])[start:]
+        x = trace.x[start:stop]
+        dparams = {"weight_ih": summed_outer(dZ, x), "weight_hh": summed_outer(dZ, h_prev),
+                   "ln_weight": dgain, "ln_bias": dbias}
+        ds_start = xp.empty_like(ds_last)
+        ds_start[:, :n] = dh_next
+        dhist = self.split_state(ds_start)[1]
+        dhist[:, :start] = acc[:, :start]
+        dhist[:, start:stop] = 0.0
+        dhist[:, stop:] = dhist_last[:, stop:]
+        dx = (dZ.reshape(n_steps * B, n) @ params["weight_ih"]).reshape(n_steps, B, x.shape[2])
+        return ds_start, dparams, dx

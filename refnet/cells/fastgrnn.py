@@ -31,11 +31,15 @@ The state is h.
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy
+
+from .. import kernels
 from ..backend import get_dtype, get_xp, xp_of
 from .activations import ACTIVATIONS, sigmoid
-from .base import Cell
+from .base import Cell, forward_kernel_applies, input_projection, summed_outer
+from .fastrnn import _CODES
 
-__all__ = ["FastGRNN", "FastGRNNCache"]
+__all__ = ["FastGRNN", "FastGRNNCache", "FastGRNNFused"]
 
 
 class FastGRNNCache(NamedTuple):
@@ -43,6 +47,17 @@ class FastGRNNCache(NamedTuple):
     h_prev: object   # (B, H) previous state
     z: object        # (B, H) gate σ_g(a + b_z)
     h_tilde: object  # (B, H) candidate σ_u(a + b_h)
+    zeta: object     # (1,) ζ = sigmoid(ζ̂)
+    nu: object       # (1,) ν = sigmoid(ν̂)
+
+
+class FastGRNNFused(NamedTuple):
+    """The trace of ``FastGRNN.fused_sequence``."""
+
+    x: object        # (T, B, I)
+    hs: object       # (T + 1, B, H), hs[0] = h_0
+    z: object        # (T, B, H) gates
+    h_tilde: object  # (T, B, H) candidates
     zeta: object     # (1,) ζ = sigmoid(ζ̂)
     nu: object       # (1,) ν = sigmoid(ν̂)
 
@@ -129,3 +144,80 @@ class FastGRNN(Cell):
         dz = ACTIVATIONS[self.gate_nonlinearity].grad(c.z) * (da + da_z)
         dh_tilde = ACTIVATIONS[self.update_nonlinearity].grad(c.h_tilde) * (da + da_h)
         return dh + dz * (c.h_prev - c.zeta * c.h_tilde) + (c.zeta * (1.0 - c.z) + c.nu) * dh_tilde
+
+    def fused_sequence(self, params, x, s0):
+        """The whole run (Kusupati et al. 2018, Eqs. 3–4), ``Cell.fused_sequence``.
+
+        x_t Wᵀ for all t is one GEMM over the T·B rows; per step, one product
+        h_{t−1} Uᵀ and the gate arithmetic, the whole loop in one numba kernel
+        on NumPy (:func:`refnet.kernels.fused._fastgrnn_forward`), the array loop below otherwise.
+
+        Parameters
+        ----------
+        params : dict
+        x : (T, B, I)
+        s0 : (B, H)
+
+        Returns
+        -------
+        (outputs (T, B, H), s_T (B, H), FastGRNNFused)
+        """
+        xp = xp_of(x, s0)
+        T, B, _ = x.shape
+        H = self.hidden_size
+        XW = input_projection(x, params["W"], None)
+        hs = xp.empty((T + 1, B, H), dtype=x.dtype)
+        hs[0] = s0
+        zs = xp.empty((T, B, H), dtype=x.dtype)
+        h_tilde = xp.empty((T, B, H), dtype=x.dtype)
+        zeta, nu = sigmoid.fn(params["zeta"]), sigmoid.fn(params["nu"])
+        U, b_z, b_h = params["U"], params["bias_gate"], params["bias_update"]
+        gate, update = ACTIVATIONS[self.gate_nonlinearity], ACTIVATIONS[self.update_nonlinearity]
+        if forward_kernel_applies(B * H, XW, hs, U, b_z, b_h):
+            kernels.load("fused")._fastgrnn_forward(
+                XW, numpy.ascontiguousarray(U), numpy.ascontiguousarray(b_z), numpy.ascontiguousarray(b_h),
+                _CODES[self.gate_nonlinearity], _CODES[self.update_nonlinearity], zeta[0], nu[0], hs, zs, h_tilde,
+                numpy.empty_like(s0, order="C"))
+        else:
+            for t in range(T):
+                a = XW[t] + hs[t] @ U.T
+                zs[t] = gate.fn(a + b_z)
+                h_tilde[t] = update.fn(a + b_h)
+                hs[t + 1] = (zeta * (1.0 - zs[t]) + nu) * h_tilde[t] + zs[t] * hs[t]
+        return hs[1:], hs[T].copy(), FastGRNNFused(x, hs, zs, h_tilde, zeta, nu)
+
+    def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
+        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``): one product da U per step, then
+        dW, dU, the biases, dζ̂, dν̂ and dx each as one GEMM or sum over the window's n·B rows."""
+        xp = xp_of(dout, ds_last)
+        n, B, H = dout.shape
+        W, U = params["W"], params["U"]
+        zeta, nu = trace.zeta, trace.nu
+        dS, dA_z, dA_h, dA = (xp.empty((n, B, H), dtype=dout.dtype) for _ in range(4))
+        dh = ds_last.copy()
+        gate, update = ACTIVATIONS[self.gate_nonlinearity], ACTIVATIONS[self.update_nonlinearity]
+        if kernels.applicable(dout, dh, trace.hs, U):
+            kernels.load("fused")._fastgrnn_backward(
+                numpy.ascontiguousarray(U), trace.hs, trace.z, trace.h_tilde, numpy.ascontiguousarray(dout), start,
+                _CODES[self.gate_nonlinearity], _CODES[self.update_nonlinearity], zeta[0], nu[0], dh, dS, dA_z,
+                dA_h, dA)
+        else:
+            for j in range(n - 1, -1, -1):
+                t = start + j
+                z, y = trace.z[t], trace.h_tilde[t]
+                dS[j] = dh + dout[j]
+                dA_z[j] = dS[j] * (trace.hs[t] - zeta * y) * gate.grad(z)
+                dA_h[j] = dS[j] * (zeta * (1.0 - z) + nu) * update.grad(y)
+                dA[j] = dA_z[j] + dA_h[j]
+                dh = dA[j] @ U + dS[j] * z
+        window = slice(start, start + n)
+        x, z, y = trace.x[window], trace.z[window], trace.h_tilde[window]
+        dparams = {
+            "W": summed_outer(dA, x),
+            "U": summed_outer(dA, trace.hs[window]),
+            "bias_gate": dA_z.sum(axis=(0, 1)),
+            "bias_update": dA_h.sum(axis=(0, 1)),
+            "zeta": xp.reshape((dS * (1.0 - z) * y).sum(), (1,)) * sigmoid.grad(zeta),
+            "nu": xp.reshape((dS * y).sum(), (1,)) * sigmoid.grad(nu),
+        }
+        return dh, dparams, (dA.reshape(n * B, H) @ W).reshape(n, B, x.shape[2])

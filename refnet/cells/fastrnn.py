@@ -27,17 +27,33 @@ transpose of both, which a square U does not reveal by its shape: use
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy
+
+from .. import kernels
 from ..backend import get_dtype, get_xp, xp_of
 from .activations import ACTIVATIONS, sigmoid
-from .base import Cell
+from .base import Cell, forward_kernel_applies, input_projection, summed_outer
 
-__all__ = ["FastRNN", "FastRNNCache"]
+__all__ = ["FastRNN", "FastRNNCache", "FastRNNFused"]
+
+# Nonlinearity codes of refnet.kernels.fused (written here so that the kernels' numba stays unimported).
+_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2}
 
 
 class FastRNNCache(NamedTuple):
     x: object        # (B, I) input
     h_prev: object   # (B, H) previous state
     h_tilde: object  # (B, H) σ(a); σ' is read from it
+    alpha: object    # (1,) α = sigmoid(α̂)
+    beta: object     # (1,) β = sigmoid(β̂)
+
+
+class FastRNNFused(NamedTuple):
+    """The trace of ``FastRNN.fused_sequence``."""
+
+    x: object        # (T, B, I)
+    hs: object       # (T + 1, B, H), hs[0] = h_0
+    h_tilde: object  # (T, B, H) σ(a_t)
     alpha: object    # (1,) α = sigmoid(α̂)
     beta: object     # (1,) β = sigmoid(β̂)
 
@@ -157,3 +173,66 @@ class FastRNN(Cell):
         xp = xp_of(cache.x)
         D = cache.alpha * self.phi.grad(cache.h_tilde)
         return cache.beta * xp.eye(self.hidden_size, dtype=D.dtype)[None] + D[:, :, None] * params["U"][None]
+
+    def fused_sequence(self, params, x, s0):
+        """The whole run (Kusupati et al. 2018, Eqs. 1–2), ``Cell.fused_sequence``.
+
+        x_t Wᵀ + b for all t is one GEMM over the T·B rows; per step, one
+        product h_{t−1} Uᵀ and the update, the whole loop in one numba kernel
+        on NumPy (:func:`refnet.kernels.fused._fastrnn_forward`), the array loop below otherwise.
+
+        Parameters
+        ----------
+        params : dict
+        x : (T, B, I)
+        s0 : (B, H)
+
+        Returns
+        -------
+        (outputs (T, B, H), s_T (B, H), FastRNNFused)
+        """
+        xp = xp_of(x, s0)
+        T, B, _ = x.shape
+        XW = input_projection(x, params["W"], params["bias_update"])
+        hs = xp.empty((T + 1, B, self.hidden_size), dtype=x.dtype)
+        hs[0] = s0
+        h_tilde = xp.empty((T, B, self.hidden_size), dtype=x.dtype)
+        alpha, beta = sigmoid.fn(params["alpha"]), sigmoid.fn(params["beta"])
+        U = params["U"]
+        if forward_kernel_applies(B * self.hidden_size, XW, hs, U):
+            kernels.load("fused")._fastrnn_forward(XW, numpy.ascontiguousarray(U), _CODES[self.nonlinearity],
+                                                   alpha[0], beta[0], hs, h_tilde, numpy.empty_like(s0, order="C"))
+        else:
+            for t in range(T):
+                h_tilde[t] = self.phi.fn(XW[t] + hs[t] @ U.T)
+                hs[t + 1] = alpha * h_tilde[t] + beta * hs[t]
+        return hs[1:], hs[T].copy(), FastRNNFused(x, hs, h_tilde, alpha, beta)
+
+    def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
+        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``): one product da U per step, then
+        dW, dU, db, dα̂, dβ̂ and dx each as one GEMM or sum over the window's n·B rows."""
+        xp = xp_of(dout, ds_last)
+        n, B, H = dout.shape
+        W, U = params["W"], params["U"]
+        alpha, beta = trace.alpha, trace.beta
+        dS = xp.empty((n, B, H), dtype=dout.dtype)
+        dA = xp.empty((n, B, H), dtype=dout.dtype)
+        dh = ds_last.copy()
+        if kernels.applicable(dout, dh, trace.hs, U):
+            kernels.load("fused")._fastrnn_backward(numpy.ascontiguousarray(U), trace.h_tilde,
+                                                    numpy.ascontiguousarray(dout), start, _CODES[self.nonlinearity],
+                                                    alpha[0], beta[0], dh, dS, dA)
+        else:
+            for j in range(n - 1, -1, -1):
+                dS[j] = dh + dout[j]
+                dA[j] = alpha * dS[j] * self.phi.grad(trace.h_tilde[start + j])
+                dh = dA[j] @ U + beta * dS[j]
+        x, h_prev = trace.x[start:start + n], trace.hs[start:start + n]
+        dparams = {
+            "W": summed_outer(dA, x),
+            "U": summed_outer(dA, h_prev),
+            "bias_update": dA.sum(axis=(0, 1)),
+            "alpha": xp.reshape((dS * trace.h_tilde[start:start + n]).sum(), (1,)) * sigmoid.grad(alpha),
+            "beta": xp.reshape((dS * h_prev).sum(), (1,)) * sigmoid.grad(beta),
+        }
+        return dh, dparams, (dA.reshape(n * B, H) @ W).reshape(n, B, x.shape[2])

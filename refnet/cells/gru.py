@@ -12,12 +12,13 @@ from typing import NamedTuple
 
 import numpy
 
+from .. import kernels
 from ..backend import to_numpy, xp_of
 from .activations import sigmoid, tanh
-from .base import Cell, affine_jvp, affine_vjp
+from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
 from .patterns import row_pattern
 
-__all__ = ["GRU", "GRUCache"]
+__all__ = ["GRU", "GRUCache", "GRUFused"]
 
 
 class GRUCache(NamedTuple):
@@ -27,6 +28,15 @@ class GRUCache(NamedTuple):
     z: object       # (B, H) update gate
     n: object       # (B, H) candidate
     a_hn: object    # (B, H) W_hn h_{t−1} + b_hn, which r multiplies
+
+
+class GRUFused(NamedTuple):
+    """The trace of ``GRU.fused_sequence``, every array preallocated over the run."""
+
+    x: object      # (T, B, I)
+    hs: object     # (T + 1, B, H), hs[0] = h_0
+    gates: object  # (T, B, 3H): r, z, n of every step
+    a_hn: object   # (T, B, H): W_hn h_{t−1} + b_hn, which r multiplies
 
 
 @dataclass(frozen=True)
@@ -92,3 +102,90 @@ class GRU(Cell):
         W = to_numpy(params["weight_hh"]) != 0
         S = W[:H] | W[H:2 * H] | W[2 * H:] | numpy.eye(H, dtype=bool)
         return S, row_pattern(self.param_shapes(), numpy.tile(numpy.eye(H, dtype=bool), (3, 1)))
+
+    def fused_sequence(self, params, x, s0):
+        """The whole run (Cho et al. 2014, PyTorch's form), ``Cell.fused_sequence``.
+
+        x_t W_ihᵀ + b_ih is one GEMM over all T·B rows (b_hh stays inside,
+        since r multiplies W_hn h + b_hn); per step, one product h_{t−1} W_hhᵀ
+        and the gate arithmetic, the whole loop in one numba kernel on NumPy
+        (:func:`refnet.kernels.fused._gru_forward`), the array loop below otherwise.
+
+        Parameters
+        ----------
+        params : dict
+        x : (T, B, I)
+        s0 : (B, H)
+
+        Returns
+        -------
+        (outputs (T, B, H), s_T (B, H), GRUFused)
+        """
+        xp = xp_of(x, s0)
+        T, B, _ = x.shape
+        H = self.hidden_size
+        hs = xp.empty((T + 1, B, H), dtype=x.dtype)
+        hs[0] = s0
+        gates = xp.empty((T, B, 3 * H), dtype=x.dtype)
+        a_hn = xp.empty((T, B, H), dtype=x.dtype)
+        W_hh, b_hh = params["weight_hh"], params["bias_hh"]
+        if forward_kernel_applies(B * 3 * H, x, hs, W_hh, b_hh):
+            XI = input_projection(x, params["weight_ih"], params["bias_ih"])
+            kernels.load("fused")._gru_forward(XI, numpy.ascontiguousarray(W_hh), numpy.ascontiguousarray(b_hh),
+                                               hs, gates, a_hn, numpy.empty((B, 3 * H), dtype=x.dtype))
+            return hs[1:], hs[T].copy(), GRUFused(x, hs, gates, a_hn)
+        # σ(a) = (tanh(a/2) + 1)/2 (activations.sigmoid): the r, z rows of both affine maps are
+        # halved (exact in binary floating point), so one tanh takes both gates.
+        half = xp.ones((3, 1), dtype=x.dtype)
+        half[:2] = 0.5
+        half = xp.broadcast_to(half, (3, H)).reshape(3 * H)
+        XI = input_projection(x, params["weight_ih"] * half[:, None], params["bias_ih"] * half)
+        W_half, b_half = W_hh * half[:, None], b_hh * half
+        a_h = xp.empty((B, 3 * H), dtype=x.dtype)
+        for t in range(T):
+            xp.matmul(hs[t], W_half.T, out=a_h)
+            a_h += b_half
+            rz = gates[t, :, :2 * H]
+            xp.add(XI[t, :, :2 * H], a_h[:, :2 * H], out=rz)
+            xp.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
+            r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
+            a_hn[t] = a_h[:, 2 * H:]
+            xp.multiply(r, a_hn[t], out=n)
+            n += XI[t, :, 2 * H:]
+            xp.tanh(n, out=n)
+            xp.subtract(hs[t], n, out=hs[t + 1])          # h = (1 − z) n + z h_prev = n + z (h_prev − n)
+            hs[t + 1] *= z
+            hs[t + 1] += n
+        return hs[1:], hs[T].copy(), GRUFused(x, hs, gates, a_hn)
+
+    def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
+        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``): one product da_h W_hh per step,
+        then dW_ih, dW_hh, the biases and dx each as one GEMM or sum over the window's n·B rows."""
+        xp = xp_of(dout, ds_last)
+        n, B, H = dout.shape
+        W_ih, W_hh = params["weight_ih"], params["weight_hh"]
+        dA_i = xp.empty((n, B, 3 * H), dtype=dout.dtype)
+        dA_h = xp.empty((n, B, 3 * H), dtype=dout.dtype)
+        dh = ds_last.copy()
+        if kernels.applicable(dout, dh, trace.hs, W_hh):
+            kernels.load("fused")._gru_backward(numpy.ascontiguousarray(W_hh), trace.hs, trace.gates, trace.a_hn,
+                                                numpy.ascontiguousarray(dout), start, dh, dA_i, dA_h,
+                                                numpy.empty_like(dh))
+        else:
+            for j in range(n - 1, -1, -1):
+                t = start + j
+                r, z, n_t = (trace.gates[t, :, k * H:(k + 1) * H] for k in range(3))
+                dh_t = dh + dout[j]
+                dn = dh_t * (1.0 - z) * tanh.grad(n_t)
+                dr = dn * trace.a_hn[t] * sigmoid.grad(r)
+                dz = dh_t * (trace.hs[t] - n_t) * sigmoid.grad(z)
+                dA_i[j] = xp.concatenate([dr, dz, dn], axis=1)
+                dA_h[j] = xp.concatenate([dr, dz, dn * r], axis=1)
+                dh = dA_h[j] @ W_hh + dh_t * z
+        x = trace.x[start:start + n]
+        dparams = {"weight_ih": summed_outer(dA_i, x), "weight_hh": summed_outer(dA_h, trace.hs[start:start + n]),
+                   "bias_ih": dA_i.sum(axis=(0, 1)), "bias_hh": dA_h.sum(axis=(0, 1))}
+        dx = (dA_i.reshape(n * B, 3 * H) @ W_ih).reshape(n, B, x.shape[2])
+        return dh, dparams, dx

@@ -12,12 +12,13 @@ from typing import NamedTuple
 
 import numpy
 
+from .. import kernels
 from ..backend import to_numpy, xp_of
 from .activations import sigmoid, tanh
-from .base import Cell, affine_jvp, affine_vjp
+from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
 from .patterns import row_pattern
 
-__all__ = ["LSTM", "LSTMCache"]
+__all__ = ["LSTM", "LSTMCache", "LSTMFused"]
 
 
 class LSTMCache(NamedTuple):
@@ -29,6 +30,16 @@ class LSTMCache(NamedTuple):
     g: object       # (B, H) cell candidate
     o: object       # (B, H) output gate
     tanh_c: object  # (B, H) tanh(c_t)
+
+
+class LSTMFused(NamedTuple):
+    """The trace of ``LSTM.fused_sequence``, every array preallocated over the run."""
+
+    x: object       # (T, B, I)
+    hs: object      # (T + 1, B, H), hs[0] = h_0
+    cs: object      # (T + 1, B, H), cs[0] = c_0
+    gates: object   # (T, B, 4H): i, f, g, o of every step
+    tanh_c: object  # (T, B, H)
 
 
 @dataclass(frozen=True)
@@ -121,3 +132,85 @@ class LSTM(Cell):
         no = numpy.zeros((H, H), dtype=bool)
         owner = numpy.block([[eye, eye], [eye, eye], [eye, eye], [eye, no]])   # gate rows i, f, g, o -> [h, c]
         return S, row_pattern(self.param_shapes(), owner)
+
+    def fused_sequence(self, params, x, s0):
+        """The whole run (Hochreiter & Schmidhuber 1997; PyTorch's gate order), ``Cell.fused_sequence``.
+
+        The gate pre-activations' input part x_t W_ihᵀ + b_ih + b_hh is one
+        GEMM over all T·B rows; per step, one product h_{t−1} W_hhᵀ and the
+        gate arithmetic, the whole loop in one numba kernel on NumPy
+        (:func:`refnet.kernels.fused._lstm_forward`), the array loop below otherwise.
+
+        Parameters
+        ----------
+        params : dict
+        x : (T, B, I)
+        s0 : (B, 2H) = [h_0, c_0]
+
+        Returns
+        -------
+        (outputs (T, B, H) = h_1..h_T, s_T (B, 2H), LSTMFused)
+        """
+        xp = xp_of(x, s0)
+        T, B, _ = x.shape
+        H = self.hidden_size
+        W_hh = params["weight_hh"]
+        hs = xp.empty((T + 1, B, H), dtype=x.dtype)
+        cs = xp.empty((T + 1, B, H), dtype=x.dtype)
+        hs[0], cs[0] = self.split_state(s0)
+        gates = xp.empty((T, B, 4 * H), dtype=x.dtype)
+        tanh_c = xp.empty((T, B, H), dtype=x.dtype)
+        if forward_kernel_applies(B * 4 * H, x, hs, W_hh):
+            XW = input_projection(x, params["weight_ih"], params["bias_ih"] + params["bias_hh"])
+            kernels.load("fused")._lstm_forward(XW, numpy.ascontiguousarray(W_hh), hs, cs, gates, tanh_c,
+                                                numpy.empty((B, 4 * H), dtype=x.dtype))
+            return hs[1:], xp.concatenate([hs[T], cs[T]], axis=1), LSTMFused(x, hs, cs, gates, tanh_c)
+        # σ(a) = (tanh(a/2) + 1)/2 (activations.sigmoid): the i, f, o rows of the weights and
+        # biases are halved (exact in binary floating point), so one tanh takes all four gates.
+        half = xp.ones((4, 1), dtype=x.dtype)
+        half[[0, 1, 3]] = 0.5
+        half = xp.broadcast_to(half, (4, H)).reshape(4 * H)
+        XW = input_projection(x, params["weight_ih"] * half[:, None], (params["bias_ih"] + params["bias_hh"]) * half)
+        W_half = W_hh * half[:, None]
+        for t in range(T):
+            a = gates[t]
+            xp.matmul(hs[t], W_half.T, out=a)
+            a += XW[t]
+            xp.tanh(a, out=a)
+            for sig in (a[:, :2 * H], a[:, 3 * H:]):
+                sig *= 0.5
+                sig += 0.5
+            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+            xp.multiply(f, cs[t], out=cs[t + 1])
+            cs[t + 1] += i * g
+            xp.tanh(cs[t + 1], out=tanh_c[t])
+            xp.multiply(o, tanh_c[t], out=hs[t + 1])
+        return hs[1:], xp.concatenate([hs[T], cs[T]], axis=1), LSTMFused(x, hs, cs, gates, tanh_c)
+
+    def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
+        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``): one product da W_hh per step,
+        then dW_ih, dW_hh, the biases and dx each as one GEMM or sum over the window's n·B rows."""
+        xp = xp_of(dout, ds_last)
+        n, B, H = dout.shape
+        W_ih, W_hh = params["weight_ih"], params["weight_hh"]
+        dA = xp.empty((n, B, 4 * H), dtype=dout.dtype)
+        dh, dc = ds_last[:, :H].copy(), ds_last[:, H:].copy()
+        if kernels.applicable(dout, dh, trace.hs, W_hh):
+            kernels.load("fused")._lstm_backward(numpy.ascontiguousarray(W_hh), trace.cs, trace.gates,
+                                                 trace.tanh_c, numpy.ascontiguousarray(dout), start, dh, dc, dA)
+        else:
+            for j in range(n - 1, -1, -1):
+                t = start + j
+                i, f, g, o = (trace.gates[t, :, k * H:(k + 1) * H] for k in range(4))
+                dh_t = dh + dout[j]
+                dc = dc + dh_t * o * tanh.grad(trace.tanh_c[t])
+                dA[j] = xp.concatenate([dc * g * sigmoid.grad(i), dc * trace.cs[t] * sigmoid.grad(f),
+                                        dc * i * tanh.grad(g), dh_t * trace.tanh_c[t] * sigmoid.grad(o)], axis=1)
+                dc = dc * f
+                dh = dA[j] @ W_hh
+        x = trace.x[start:start + n]
+        db = dA.sum(axis=(0, 1))
+        dparams = {"weight_ih": summed_outer(dA, x), "weight_hh": summed_outer(dA, trace.hs[start:start + n]),
+                   "bias_ih": db, "bias_hh": db.copy()}
+        dx = (dA.reshape(n * B, 4 * H) @ W_ih).reshape(n, B, x.shape[2])
+        return xp.concatenate([dh, dc], axis=1), dparams, dx
