@@ -191,6 +191,12 @@ class Rng:
         """Integers in [low, high), as int64."""
         return _place(self.generator.integers(low, high, size=shape), numpy.int64, like)
 
+    def constant(self, values, *, like=None):
+        """``values`` (a NumPy array or nested list) as a float array in this rng's dtype: the
+        constants of a parameter initialisation (zeros, ones, a scaled identity), made in the same
+        dtype and on the same backend as its random draws."""
+        return self._float(numpy.asarray(values, dtype=numpy.float64), like)
+
     def signs(self, shape, *, like=None):
         """Independent ±1 with probability ½ each (Rademacher)."""
         return self._float(self.generator.integers(0, 2, size=shape) * 2.0 - 1.0, like)

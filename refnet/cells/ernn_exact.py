@@ -71,7 +71,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import numpy
 
-from ..backend import get_dtype, get_xp, xp_of
+from ..backend import xp_of
 from ..errors import NumericalError
 from ..solvers.info import DEFAULT_TOL, settle
 from ..solvers.nonlinear import fixed_point_then_hybr, hybr
@@ -173,9 +173,9 @@ class ExactERNN(Cell):
 
     def init(self, rng):
         """W, V ~ 0.1·N(0, 1); U = 0; b = 1 (as :class:`refnet.cells.ernn.ERNN`)."""
-        xp, dtype, H, I = get_xp(), get_dtype(), self.hidden_size, self.input_size
-        theta = {"W": rng.normal((H, I), 0.1), "V": rng.normal((H, H), 0.1),
-                 "U": xp.zeros((H, H), dtype=dtype), "b": xp.ones(H, dtype=dtype)}
+        H, I = self.hidden_size, self.input_size
+        theta = {"W": rng.normal((H, I), 0.1), "V": rng.normal((H, H), 0.1),   # all in the rng's dtype
+                 "U": rng.constant(numpy.zeros((H, H))), "b": rng.constant(numpy.ones(H))}
         return {k: theta[k] for k in self.param_shapes()}
 
     def feedback(self, params, h):

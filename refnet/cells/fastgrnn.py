@@ -23,10 +23,11 @@ nu             (1,)       ν̂, the logit of ν; −4
 EdgeML's shapes (1, H) and (1, 1) become (H,) and (1,); W and U have
 EdgeML's FastGRNNCell layout (``x Wᵀ``, ``h Uᵀ``).  The state is h.
 """
+import numpy
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..backend import get_dtype, get_xp, xp_of
+from ..backend import xp_of
 from .activations import ACTIVATIONS, sigmoid
 from .base import Cell
 
@@ -67,14 +68,14 @@ class FastGRNN(Cell):
 
     def init(self, rng):
         """EdgeML's init: W, U ~ 0.1·N(0, 1), b_z = b_h = 1, ζ̂ = 1, ν̂ = −4."""
-        xp, dtype, H, I = get_xp(), get_dtype(), self.hidden_size, self.input_size
-        return {
+        H, I = self.hidden_size, self.input_size
+        return {                                    # constants too in the rng's dtype (rng.constant)
             "W": rng.normal((H, I), 0.1),
             "U": rng.normal((H, H), 0.1),
-            "bias_gate": xp.ones(H, dtype=dtype),
-            "bias_update": xp.ones(H, dtype=dtype),
-            "zeta": xp.full(1, self.zeta_init, dtype=dtype),
-            "nu": xp.full(1, self.nu_init, dtype=dtype),
+            "bias_gate": rng.constant(numpy.ones(H)),
+            "bias_update": rng.constant(numpy.ones(H)),
+            "zeta": rng.constant([self.zeta_init]),
+            "nu": rng.constant([self.nu_init]),
         }
 
     def step(self, params, s_prev, x, t=None):
