@@ -60,11 +60,16 @@ class Counts:
     """Tallies of one counting block: ``syncs``, ``implicit`` and ``transfers``, with call sites."""
 
     def __init__(self):
-        self.syncs = 0
-        self.implicit = 0
-        self.transfers = 0
+        self.syncs = 0          # float/int/bool/item/tolist/index of a device array: the host waits
+        self.transfers = 0      # explicit device-to-host copies (get, to_numpy): the host waits too
+        self.implicit = 0       # refused implicit conversions to NumPy (each raised TypeError)
         self.sync_sites = collections.Counter()
         self.implicit_sites = collections.Counter()
+
+    @property
+    def reads(self):
+        """Host read-backs of any kind: syncs + explicit transfers (each one waits for the device)."""
+        return self.syncs + self.transfers
 
     def __repr__(self):
         return (f"Counts(syncs={self.syncs}, implicit={self.implicit}, transfers={self.transfers}, "
@@ -77,16 +82,15 @@ _stack = [Counts()]          # the global tally at the bottom; counting() blocks
 
 
 def _site():
-    """``file:line`` of the first caller frame outside this module and NumPy."""
-    frame = sys._getframe(2)
-    while frame is not None:
+    """Where a sync was asked for: ``file:line`` of the first two caller frames outside this module
+    and NumPy, innermost first (``_validate.py:152 < optim.py:40``), so a shared helper names its caller."""
+    frame, found = sys._getframe(2), []
+    while frame is not None and len(found) < 2:
         path = os.path.abspath(frame.f_code.co_filename)
         if path != _HERE and not path.startswith(_NUMPY_DIR):
-            parts = path.split(os.sep)
-            short = os.sep.join(parts[-3:])
-            return f"{short}:{frame.f_lineno}"
+            found.append(f"{os.sep.join(path.split(os.sep)[-2:])}:{frame.f_lineno}")
         frame = frame.f_back
-    return "?"
+    return " < ".join(found) or "?"
 
 
 def _count(kind):
@@ -101,6 +105,7 @@ def _count(kind):
                 c.implicit_sites[site] += 1
             else:
                 c.transfers += 1
+                c.sync_sites["transfer: " + site] += 1
 
 
 def counts():
