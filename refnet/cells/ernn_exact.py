@@ -65,17 +65,18 @@ solver layer, which sits below the cells (DESIGN.md §2).
 
 **Cost on a device.**  This cell certifies every step's root before the
 next step starts, so it reads back to the host inside the time loop, by
-design: the step settles a failed solve (ConvergenceError) where it happens.
-Measured with the device double (``REFNET_BACKEND=strict``, B = 2, H = 4) at
-about 9 read-backs per time step: the solver's (one per
-:data:`~refnet.solvers.info.CHECK_EVERY` fixed-point iterations, plus its
-verdict), two finiteness checks of the Newton solves, and the polished
-residual and error bound.  Where the solver falls back to
-:func:`~refnet.solvers.nonlinear.hybr` (MINPACK), each unsolved *example*
-is solved on the host, with two device-to-host copies per evaluation of G
-and its Jacobian (H×H): O(B · evaluations) transfers per step.  On a GPU
-this cell is for checking gradients, not for speed; its BPTT through time
-otherwise runs as any cell's.
+design: a failed solve is settled (ConvergenceError) at the step where it
+happens.  The default solver, :func:`~refnet.solvers.nonlinear.hybr`
+(MINPACK), solves each *example* on the host, with two device-to-host copies
+per evaluation of G and of its H×H Jacobian: O(B · evaluations) transfers
+per step.  :func:`~refnet.solvers.nonlinear.fixed_point_then_hybr` iterates
+the whole batch on the device (one read-back per
+:data:`~refnet.solvers.info.CHECK_EVERY` iterations) and hands only the
+examples it leaves to hybr.  The Newton polish adds four read-backs per step
+(two finiteness checks of its solves, the residual, the error bound).
+Measured with the device double (``REFNET_BACKEND=strict``, B = 2, H = 4, hybr):
+about 9 read-backs per time step.  On a GPU this cell is for checking
+gradients, not for speed.
 
 Parameters (the paper's names; init as :class:`refnet.cells.ernn.ERNN`):
 W (H, I), V (H, H), U (H, H) (not in :class:`ToyERNN`), b (H,).
