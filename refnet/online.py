@@ -97,15 +97,15 @@ class _Signs:
 
     BLOCK = 1024
 
-    def __init__(self, rng, shape, dtype):
+    def __init__(self, rng, shape, like):
         if not isinstance(rng, Rng):
             raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
-        self.rng, self.shape, self.dtype = rng, tuple(shape), dtype
+        self.rng, self.shape, self.like = rng, tuple(shape), like
         self.block, self.used = None, self.BLOCK
 
     def next(self):
-        if self.used == self.BLOCK:
-            self.block = self.rng.signs((self.BLOCK,) + self.shape).astype(self.dtype, copy=False)
+        if self.used == self.BLOCK:     # on the learner's backend and in its dtype, whatever REFNET_BACKEND says
+            self.block = self.rng.signs((self.BLOCK,) + self.shape, like=self.like)
             self.used = 0
         self.used += 1
         return self.block[self.used - 1]
@@ -427,7 +427,7 @@ class UOROLearner(OnlineLearner):
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=UORO_EPS, s0=None, batch=1):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
         self.eps = check_number("eps", eps, low=0.0, low_open=True)
-        self.signs = _Signs(rng, (self.batch, cell.n_state), self.w.dtype)
+        self.signs = _Signs(rng, (self.batch, cell.n_state), self.w)
         self.uoro = uoro_init(cell, self.batch, self.w)
 
     def _advance(self, x):
@@ -449,7 +449,7 @@ class KFRTRLLearner(OnlineLearner):
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=KF_EPS, s0=None, batch=1):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
         self.eps = check_number("eps", eps, low=0.0, low_open=True)
-        self.signs = _Signs(rng, (2, self.batch), self.w.dtype)
+        self.signs = _Signs(rng, (2, self.batch), self.w)
         self.kf = kfrtrl_init(cell, self.batch, self.w)
         self._shapes = cell.param_shapes()
 

@@ -287,13 +287,13 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
     s, caches = _forward(cell, theta, x, s0, function="tbptt")
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1), "tbptt")
     dtheta, ds0, vjp_steps = zeros_like(theta), xp_of(s0).zeros_like(s0), 0
-    pending, pending_steps = [], 0   # windows made since the last check: one read-back per CHECK_EVERY VJPs
+    pending, pending_steps = [], 0   # windows since the last check: one read-back per CHECK_EVERY steps
     for first, end, fixed in windows:
         window_out = {t: ds_out[t] for t in range(first, end + 1) if t in ds_out}
         dtheta_w, _, ds_fixed = _backward(cell, theta, caches, window_out, xp_of(s0).zeros_like(s0), end, fixed,
                                           function="tbptt", check=False)
         pending.append((window_out, end, fixed, dtheta_w, ds_fixed))
-        pending_steps += end - fixed
+        pending_steps += end - first + 1            # time steps this window's losses cover
         if pending_steps >= CHECK_EVERY:
             _check_windows(cell, theta, caches, s0, pending)
             pending, pending_steps = [], 0
