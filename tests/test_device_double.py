@@ -331,6 +331,6 @@ def test_deferred_check_names_the_first_bad_step_and_keeps_the_parameters(monkey
     with pytest.raises(refnet.NumericalError, match=f"step t={on_host.value.step} ") as on_device:
         device.flush()
     assert on_device.value.step == on_host.value.step
-    # equal to rounding (the two paths order a few sums differently); before step t, w is O(1), after it
-    # O(1e198): a kept bad update would differ by 200 orders of magnitude
+    # equal to rounding (the two paths order a few sums differently); an update kept from the bad
+    # step on would have made w non-finite
     np.testing.assert_allclose(to_numpy(device.w), host.w, rtol=1e-13, atol=0)
