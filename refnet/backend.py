@@ -120,9 +120,9 @@ def xp_of(*arrays):
         raise TypeError(
             "arrays from two backends were mixed in one call: a "
             f"{type(first_numpy).__module__}.{type(first_numpy).__name__} of shape "
-            f"{getattr(first_numpy, 'shape', '?')} and a {type(first_device).__module__}."
-            f"{type(first_device).__name__} of shape {first_device.shape}; move them to one backend "
-            "first (refnet.to_numpy or refnet.asarray)")
+            f"{getattr(first_numpy, 'shape', '?')} and a "
+            f"{'cupy.ndarray' if _is_cupy_array(first_device) else 'StrictArray (the device double)'} "
+            f"of shape {first_device.shape}; move them to one backend first (refnet.to_numpy or refnet.asarray)")
     if first_device is None:
         return numpy
     if _is_cupy_array(first_device):

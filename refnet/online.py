@@ -588,7 +588,8 @@ class FPPLearner(OnlineLearner):
 
     def _write_back(self, tr):
         """s_{T+1} ← f_W(f_W(s_{T−1}, o_T), o_{T+1}) under the current W."""
-        s_new = _fpp_refresh(self.cell, self.theta, tr.s_prev, tr.x, tr.x_next, t=tr.T - 1, check=not self.deferred)[1]
+        s_new = _fpp_refresh(self.cell, self.theta, tr.s_prev, tr.x, tr.x_next, t=tr.T - 1,
+                             check=not self.deferred)[1]
         if self.deferred:                        # a non-finite s'_{T+1} is recorded, not written back
             ok = self._xp.isfinite(s_new).all()
             self._flag("state", ok)
