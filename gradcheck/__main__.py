@@ -16,8 +16,9 @@ import sys
 def _parser():
     p = argparse.ArgumentParser(prog="python -m gradcheck", description=__doc__)
     p.add_argument("--json", action="store_true", help="one JSON object per check, one per line")
-    p.add_argument("--backend", choices=("numpy", "cupy"),
-                   help="sets REFNET_BACKEND for this run (default: the environment's, else numpy)")
+    p.add_argument("--backend", choices=("numpy", "cupy", "strict"),
+                   help="sets REFNET_BACKEND for this run (default: the environment's, else numpy; "
+                        "strict is the device double of refnet._strict)")
     p.add_argument("--dtype", choices=("float64", "float32"),
                    help="sets REFNET_DTYPE for this run (default: the environment's, else float64)")
     p.add_argument("--cell", action="append", help="only this cell (repeatable)")

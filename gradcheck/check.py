@@ -176,7 +176,7 @@ def _least_precise(arrays):
 def _as_numpy(value, where):
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    if type(value).__module__.split(".")[0] == "cupy":
+    if type(value).__module__.split(".")[0] == "cupy" or type(value).__name__ == "StrictArray":
         value = value.get()
     try:
         array = np.asarray(value)

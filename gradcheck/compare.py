@@ -212,7 +212,7 @@ def _to_numpy(value, key):
     """A NumPy array from a NumPy, torch (detached, on the CPU), JAX or CuPy array, or a number."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    if type(value).__module__.split(".")[0] == "cupy":
+    if type(value).__module__.split(".")[0] == "cupy" or type(value).__name__ == "StrictArray":
         value = value.get()
     try:
         array = np.asarray(value)

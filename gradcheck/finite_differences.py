@@ -45,7 +45,7 @@ def as_float64(params, name="params"):
     for key, value in params.items():
         if hasattr(value, "detach"):                        # a torch tensor
             value = value.detach().cpu().numpy()
-        if type(value).__module__.split(".")[0] == "cupy":
+        if type(value).__module__.split(".")[0] == "cupy" or type(value).__name__ == "StrictArray":
             value = value.get()
         try:
             array = np.asarray(value)

@@ -92,8 +92,13 @@ def check_params(name, params, shapes):
             f"{name} must have exactly the keys {sorted(shapes)}; "
             f"missing {missing}, unexpected {extra}")
     for key, shape in shapes.items():
-        check_array(f"{name}[{key!r}]", params[key], shape=shape)
+        check_array(f"{name}[{key!r}]", params[key], shape=shape, finite=False)
     check_same_dtype({f"{name}[{k!r}]": params[k] for k in shapes})
+    keys = list(shapes)          # one finiteness read-back for the whole dict, not one per array
+    found = first_nonfinite([params[k] for k in keys])
+    if found is not None:
+        k, index, value = found
+        raise ValueError(f"{name}[{keys[k]!r}] must be finite, got {value} at index {index}")
     return params
 
 

@@ -1,9 +1,14 @@
 """Array backend and floating dtype.
 
-``REFNET_BACKEND=numpy|cupy`` decides where *new* arrays are made (parameter
-initialisation, zero states, random numbers).  Compute functions never consult
-it: they take the array module from their inputs with :func:`xp_of`, so one
-process can hold NumPy and CuPy models side by side.
+``REFNET_BACKEND=numpy|cupy|strict`` decides where *new* arrays are made
+(parameter initialisation, zero states).  Compute functions never consult it:
+they take the array module from their inputs with :func:`xp_of`, and random
+numbers drawn inside them land on their inputs' backend (the ``like=``
+argument of :class:`Rng`'s methods), so one process can hold NumPy and CuPy
+models side by side.  ``strict`` is the device double (:mod:`refnet._strict`):
+NumPy behind a device-like wall that refuses implicit conversion to NumPy and
+counts host synchronisations, so CI without a GPU proves the discipline a GPU
+needs.
 
 ``REFNET_DTYPE=float64|float32`` is the dtype of new arrays; float64 by
 default, because an oracle must be exact first.
@@ -22,7 +27,7 @@ __all__ = [
     "to_numpy", "asarray", "Rng", "rng",
 ]
 
-BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "cupy", "strict")
 DTYPES = ("float64", "float32")
 
 _cupy = None
@@ -66,8 +71,12 @@ def backend_name():
 
 def get_xp():
     """The array module in which new arrays are made (numpy or cupy)."""
-    if backend_name() == "cupy":
+    name = backend_name()
+    if name == "cupy":
         return _import_cupy()
+    if name == "strict":
+        from . import _strict
+        return _strict.xp
     return numpy
 
 
@@ -80,35 +89,51 @@ def _is_cupy_array(a):
     return type(a).__module__.split(".")[0] == "cupy"
 
 
+def _is_strict_array(a):
+    return type(a).__name__ == "StrictArray" and type(a).__module__ == "refnet._strict"
+
+
+def _is_device_array(a):
+    """A CuPy array or a device-double array: lives behind a host/device wall."""
+    return _is_cupy_array(a) or _is_strict_array(a)
+
+
 def xp_of(*arrays):
     """The array module of ``arrays`` (None and Python scalars are ignored).
 
-    Raises TypeError if NumPy and CuPy arrays are mixed.  With no arrays at
+    Raises TypeError if NumPy arrays are mixed with device (CuPy or strict)
+    arrays, or arrays of two device backends are mixed.  With no arrays at
     all, returns NumPy.
     """
-    first_numpy = first_cupy = None
+    first_numpy = first_device = None
     for a in arrays:
         if a is None or isinstance(a, (bool, int, float, complex)):
             continue
-        if _is_cupy_array(a):
-            first_cupy = a if first_cupy is None else first_cupy
+        if _is_device_array(a):
+            if first_device is not None and _is_cupy_array(a) != _is_cupy_array(first_device):
+                raise TypeError("arrays from two device backends (cupy and the strict double) were mixed "
+                                "in one call; move them to one backend first")
+            first_device = a if first_device is None else first_device
         else:
             first_numpy = a if first_numpy is None else first_numpy
-    if first_cupy is not None and first_numpy is not None:
+    if first_device is not None and first_numpy is not None:
         raise TypeError(
             "arrays from two backends were mixed in one call: a "
             f"{type(first_numpy).__module__}.{type(first_numpy).__name__} of shape "
-            f"{getattr(first_numpy, 'shape', '?')} and a cupy.ndarray of shape "
-            f"{first_cupy.shape}; move them to one backend first (refnet.to_numpy "
-            "or refnet.asarray)")
-    if first_cupy is not None:
+            f"{getattr(first_numpy, 'shape', '?')} and a "
+            f"{'cupy.ndarray' if _is_cupy_array(first_device) else 'StrictArray (the device double)'} "
+            f"of shape {first_device.shape}; move them to one backend first (refnet.to_numpy or refnet.asarray)")
+    if first_device is None:
+        return numpy
+    if _is_cupy_array(first_device):
         return _import_cupy()
-    return numpy
+    from . import _strict
+    return _strict.xp
 
 
 def to_numpy(a):
-    """A NumPy copy (or view) of ``a``, wherever it lives."""
-    if _is_cupy_array(a):
+    """A NumPy copy (or view) of ``a``, wherever it lives: the explicit device-to-host door."""
+    if _is_device_array(a):
         return a.get()
     return numpy.asarray(a)
 
@@ -116,18 +141,29 @@ def to_numpy(a):
 def asarray(a, dtype=None):
     """``a`` on the active backend, as ``dtype`` (default: the active float dtype)."""
     xp = get_xp()
-    if _is_cupy_array(a) and xp is numpy:
+    if _is_device_array(a) and xp_of(a) is not xp:
         a = a.get()
     return xp.asarray(a, dtype=get_dtype() if dtype is None else dtype)
 
 
+def _place(a, dtype, like):
+    """Host draws ``a`` on ``like``'s backend (as ``dtype``, default like's), or on the active one."""
+    if like is None:
+        return asarray(a, dtype=dtype)
+    return xp_of(like).asarray(a, dtype=like.dtype if dtype is None else dtype)
+
+
 class Rng:
-    """A seeded random source whose arrays land on the active backend.
+    """A seeded random source.
 
     Numbers are drawn by NumPy's PCG64 and then moved, so a seed gives the same
     values on NumPy and on CuPy: a model initialised on the GPU equals the one
-    initialised on the CPU.  Floats are made in ``dtype`` (default: the active
-    ``REFNET_DTYPE`` at each call).
+    initialised on the CPU.  Every method takes ``like=``: with an array there,
+    the draw lands on that array's backend and (floats) in its dtype — what a
+    compute function does, so its random numbers follow its inputs, not
+    ``REFNET_BACKEND``.  Without it (parameter initialisation) the draw lands
+    on the active backend, in ``dtype`` (default: the active ``REFNET_DTYPE``
+    at each call).
     """
 
     def __init__(self, seed, dtype=None):
@@ -138,24 +174,32 @@ class Rng:
         self.generator = numpy.random.default_rng(int(seed))
         self.dtype = None if dtype is None else numpy.dtype(dtype)
 
-    def _float(self, a):
-        return asarray(a, dtype=self.dtype)
+    def _float(self, a, like):
+        if like is None:
+            return asarray(a, dtype=self.dtype)
+        return _place(a, None, like)
 
-    def normal(self, shape, scale=1.0):
+    def normal(self, shape, scale=1.0, *, like=None):
         """Samples of N(0, scale²)."""
-        return self._float(self.generator.normal(0.0, scale, size=shape))
+        return self._float(self.generator.normal(0.0, scale, size=shape), like)
 
-    def uniform(self, shape, low=0.0, high=1.0):
+    def uniform(self, shape, low=0.0, high=1.0, *, like=None):
         """Samples of U(low, high)."""
-        return self._float(self.generator.uniform(low, high, size=shape))
+        return self._float(self.generator.uniform(low, high, size=shape), like)
 
-    def integers(self, low, high, shape):
+    def integers(self, low, high, shape, *, like=None):
         """Integers in [low, high), as int64."""
-        return asarray(self.generator.integers(low, high, size=shape), dtype=numpy.int64)
+        return _place(self.generator.integers(low, high, size=shape), numpy.int64, like)
 
-    def signs(self, shape):
+    def constant(self, values, *, like=None):
+        """``values`` (a NumPy array or nested list) as a float array in this rng's dtype: the
+        constants of a parameter initialisation (zeros, ones, a scaled identity), made in the same
+        dtype and on the same backend as its random draws."""
+        return self._float(numpy.asarray(values, dtype=numpy.float64), like)
+
+    def signs(self, shape, *, like=None):
         """Independent ±1 with probability ½ each (Rademacher)."""
-        return self._float(self.generator.integers(0, 2, size=shape) * 2.0 - 1.0)
+        return self._float(self.generator.integers(0, 2, size=shape) * 2.0 - 1.0, like)
 
 
 def rng(seed, dtype=None):

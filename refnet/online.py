@@ -35,15 +35,33 @@ A learner owns copies of θ and β: they live in one flat vector ``w``
 ``{"w": w}`` with the flat gradient, one array operation per optimiser
 formula rather than one per parameter — at batch 1 and a few hidden units
 the per-call overhead is the cost.
+
+**On a device** (CuPy, or the strict double) a learner makes no host round-trip
+per step.  Its checks are deferred: each step records, on the device, whether
+its state, loss and gradient were finite; the optimiser's step is applied and
+then undone on the device if anything so far was not (so θ and β keep their
+values from before the first bad step); the flags are read back once every
+``check_every`` steps (:data:`refnet.algorithms.checks.CHECK_EVERY` by
+default, 1 on NumPy, where there is no device) and by :meth:`OnlineLearner.flush`,
+and the :class:`refnet.NumericalError` then names the first bad step.  The loss
+``step``/``learn`` return is a 0-d device array when checks are deferred
+(``float(loss)`` reads it: one synchronisation), a float otherwise.
+Observations may be NumPy arrays on a device learner: they are validated on the
+host and copied over (no synchronisation); a device observation costs one
+read-back for its finiteness (and one for a label range) per step.  FPP's
+prioritised sampling reads its sampled index back, once per sampled transition.
 """
 import math
 from collections import deque
 from typing import NamedTuple
 
+import inspect
+
+import numpy
 import numpy as np
 
 from ._validate import as_array, check_array, check_int, check_number, first_nonfinite
-from .algorithms.checks import check_cell, check_head
+from .algorithms.checks import CHECK_EVERY, check_cell, check_head
 from .algorithms.fpp import _fpp_grad, _fpp_refresh
 from .algorithms.fpp_buffer import FPPBuffer
 from .algorithms.kfrtrl import EPS as KF_EPS
@@ -55,7 +73,7 @@ from .algorithms.snap import snap_gradient, snap_init, snap_pattern, snap_update
 from .algorithms.uoro import EPS as UORO_EPS
 from .algorithms.uoro import uoro_gradient, uoro_init, uoro_update
 from . import online_kernels
-from .backend import Rng, xp_of
+from .backend import Rng, to_numpy, xp_of
 from .errors import NumericalError
 from .params import flatten
 
@@ -82,15 +100,15 @@ class _Signs:
 
     BLOCK = 1024
 
-    def __init__(self, rng, shape, dtype):
+    def __init__(self, rng, shape, like):
         if not isinstance(rng, Rng):
             raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
-        self.rng, self.shape, self.dtype = rng, tuple(shape), dtype
+        self.rng, self.shape, self.like = rng, tuple(shape), like
         self.block, self.used = None, self.BLOCK
 
     def next(self):
-        if self.used == self.BLOCK:
-            self.block = self.rng.signs((self.BLOCK,) + self.shape).astype(self.dtype, copy=False)
+        if self.used == self.BLOCK:     # on the learner's backend and in its dtype, whatever REFNET_BACKEND says
+            self.block = self.rng.signs((self.BLOCK,) + self.shape, like=self.like)
             self.used = 0
         self.used += 1
         return self.block[self.used - 1]
@@ -114,6 +132,8 @@ class OnlineLearner:
     trainable : collection of θ's parameter names, optional (default all); the others are held
         fixed: their gradient entries are zero and the optimiser never moves them
         (:class:`RTRLLearner` also carries no sensitivity columns for them)
+    check_every : int >= 1 or None, steps between two reads of the finiteness flags (module
+        docstring); None: 1 on NumPy, :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device
 
     Raises
     ------
@@ -131,7 +151,8 @@ class OnlineLearner:
     step before the optimiser updates θ and β.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1, trainable=None):
+    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1, trainable=None,
+                 check_every=None):
         check_cell(cell)
         self.trainable = check_trainable(cell, trainable)
         cell.check_params(theta, "theta")
@@ -162,6 +183,14 @@ class OnlineLearner:
         self._x_shape = (self.batch, cell.input_size)
         self._y_shape = (self.batch,) if head.loss.label_target else (self.batch, head.n_out)
         self.t = 0
+        self._xp = xp
+        self.check_every = (1 if xp is numpy else CHECK_EVERY) if check_every is None \
+            else check_int("check_every", check_every, 1)
+        self.deferred = self.check_every > 1
+        self._pending = []               # (t, (3,) device bools: state, loss, gradient finite)
+        self._ok = xp.ones((), dtype=bool)   # every step so far was finite (sticky, on the device)
+        self._step_flags = {}
+        self._unchecked_update = "check" in inspect.signature(optimiser.update).parameters
 
     @staticmethod
     def _views(flat, like, start):
@@ -178,7 +207,13 @@ class OnlineLearner:
         check_array("x", x, shape=self._x_shape)
         if x.dtype != self.w.dtype:
             raise TypeError(f"x must have the learner's dtype {self.w.dtype}, got {x.dtype}")
-        return x
+        return self._to_device(x)
+
+    def _to_device(self, a):
+        """A host observation (validated on the host) copied to a device learner's backend."""
+        if self._xp is not numpy and isinstance(a, numpy.ndarray):
+            return self._xp.asarray(a)
+        return a
 
     def _check_y(self, y):
         """y_t as an array of the learner's shape, finite labels in range or float targets."""
@@ -188,7 +223,7 @@ class OnlineLearner:
         self.head.check_targets(y, (self.batch,), "y")
         if y.dtype.kind == "f" and y.dtype != self.w.dtype:
             raise TypeError(f"y must have the learner's dtype {self.w.dtype}, got {y.dtype}")
-        return y
+        return self._to_device(y)
 
     def _fail(self, what, found):
         """The NumericalError for a non-finite ``what`` at this step (``found`` from first_nonfinite)."""
@@ -198,9 +233,72 @@ class OnlineLearner:
                               where=f"step {self.t}: {what}", step=self.t, index=index)
 
     def _check_state(self, s):
+        if self.deferred:
+            self._flag("state", self._xp.isfinite(s).all())
+            return
         found = first_nonfinite([s])
         if found is not None:
             raise self._fail(f"state s_{self.t}", found)
+
+    # --- deferred checks (module docstring) -----------------------------------------------------------
+    _QUANTITIES = ("state", "loss", "gradient")
+
+    def _flag(self, quantity, ok):
+        """Record this step's finiteness flag (a 0-d device bool) for ``quantity`` (one of _QUANTITIES)."""
+        if quantity in self._step_flags:            # several FPP updates in one step
+            ok = self._step_flags[quantity] & ok
+        self._step_flags[quantity] = ok
+        self._ok = self._ok & ok
+
+    def _end_step(self):
+        """Close this step's flags; read the pending ones back every ``check_every`` steps."""
+        if not self.deferred:
+            return
+        flags, self._step_flags = self._step_flags, {}
+        if not flags:
+            return
+        xp = self._xp
+        self._pending.append((self.t, xp.stack([flags.get(q, xp.ones((), dtype=bool)) for q in self._QUANTITIES])))
+        if len(self._pending) >= self.check_every:
+            self.flush()
+
+    def flush(self):
+        """Read the deferred finiteness flags back (one transfer) and raise for the first bad step.
+
+        Raises
+        ------
+        refnet.NumericalError
+            Names the first step whose state, loss or gradient was NaN/Inf; θ and β keep their
+            values from before that step (its update and every later one were undone on the device).
+        """
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        flags = to_numpy(self._xp.stack([f for _, f in pending]))
+        bad = numpy.argwhere(~flags)
+        if bad.size == 0:
+            return
+        row, column = (int(i) for i in bad[0])
+        t = pending[row][0]
+        what = self._QUANTITIES[column]
+        name = {"state": f"state s_{t}", "loss": "the loss", "gradient": "the gradient"}[what]
+        self._ok = self._xp.ones((), dtype=bool)     # the learner goes on from θ, β as they were before t
+        raise NumericalError(f"{type(self).__name__}: {name} became non-finite at step t={t} (found at the "
+                             f"check after step {self.t}; θ and β keep their values from before step {t}); "
+                             "the state or the parameters have overflowed", where=f"step {t}: {what}", step=t)
+
+    def _optimiser_step(self):
+        """The optimiser's step on w from ``self.grad``; undone on the device unless every step so far
+        was finite (deferred checks), so no read-back is needed."""
+        if not self._unchecked_update:
+            self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+            return
+        arrays = [self.w] + [a for field in self.opt_state if isinstance(field, dict) for a in field.values()]
+        saved = [a.copy() for a in arrays]
+        self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state, check=False)
+        keep_old = ~self._ok
+        for a, old in zip(arrays, saved):
+            self._xp.copyto(a, old, where=keep_old)
 
     def predict(self, x):
         """Observe x_t (B, I): advance the state and return the head's output (B, O).
@@ -210,6 +308,7 @@ class OnlineLearner:
         return self._predict(self._check_x(x))
 
     def _predict(self, x):
+        self._end_step()                 # a step that was predicted but not learnt from
         self.t += 1
         self.s = self._advance(x)
         self._check_state(self.s)
@@ -221,10 +320,19 @@ class OnlineLearner:
         Raises ValueError/TypeError (nothing changed) for a bad y_t; NumericalError, before θ and β
         are updated, if ℓ_t or its gradient is NaN/Inf.
         """
-        return self._learn(self._check_y(y))
+        loss = self._learn(self._check_y(y))
+        self._end_step()
+        return loss
 
     def _learn(self, y):
         L, dh, dbeta = self.head.loss_and_grad(self.beta, self.cell.output(self.s), y, self._mean, check=False)
+        if self.deferred:
+            self._flag("loss", self._xp.isfinite(L))
+            for k, v in dbeta.items():
+                self.dbeta[k][...] = v
+            self._gradient(self.cell.output_vjp(dh))
+            self._apply_gradient()
+            return L
         loss = float(L)
         if not math.isfinite(loss):
             raise NumericalError(f"{type(self).__name__}: the loss at step {self.t} is {loss}; "
@@ -243,6 +351,10 @@ class OnlineLearner:
         """
         if self._frozen.size:
             self.grad[self._frozen] = 0.0
+        if self.deferred:
+            self._flag("gradient", self._xp.isfinite(self.grad).all())
+            self._optimiser_step()
+            return
         found = first_nonfinite([self.grad])
         if found is not None:
             raise self._fail("the gradient", found)
@@ -255,7 +367,9 @@ class OnlineLearner:
         """
         x, y = self._check_x(x), self._check_y(y)
         prediction = self._predict(x)
-        return Step(prediction, self._learn(y))
+        loss = self._learn(y)
+        self._end_step()
+        return Step(prediction, loss)
 
     def _advance(self, x):
         """Make s_t from x_t and update the algorithm's carried quantities; returns s_t."""
@@ -347,7 +461,7 @@ class UOROLearner(OnlineLearner):
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=UORO_EPS, s0=None, batch=1):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
         self.eps = check_number("eps", eps, low=0.0, low_open=True)
-        self.signs = _Signs(rng, (self.batch, cell.n_state), self.w.dtype)
+        self.signs = _Signs(rng, (self.batch, cell.n_state), self.w)
         self.uoro = uoro_init(cell, self.batch, self.w)
 
     def _advance(self, x):
@@ -369,7 +483,7 @@ class KFRTRLLearner(OnlineLearner):
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=KF_EPS, s0=None, batch=1):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
         self.eps = check_number("eps", eps, low=0.0, low_open=True)
-        self.signs = _Signs(rng, (2, self.batch), self.w.dtype)
+        self.signs = _Signs(rng, (2, self.batch), self.w)
         self.kf = kfrtrl_init(cell, self.batch, self.w)
         self._shapes = cell.param_shapes()
 
@@ -458,7 +572,7 @@ class FPPLearner(OnlineLearner):
     def _advance(self, x):
         s, _ = self.cell.step(self.theta, self.buffer.state(self.t - 1), x, self.t - 1)
         self._check_state(s)                      # before the buffer records it
-        self.buffer.push(x, s)
+        self.buffer.push(x, s, check=not self.deferred)
         return s
 
     def _sample(self):
@@ -467,11 +581,15 @@ class FPPLearner(OnlineLearner):
 
     def _learn(self, y):
         """Take ℓ_t on y_t (returned), record y_t, then make the n FPP updates and the refreshes."""
-        loss = float(self.head.loss_value(self.beta, self.cell.output(self.s), y, self._mean, check=False))
-        if not math.isfinite(loss):
-            raise NumericalError(f"{type(self).__name__}: the loss at step {self.t} is {loss}; "
-                                 "the state or the parameters have overflowed", where=f"step {self.t}")
-        self.buffer.set_target(y)
+        loss = self.head.loss_value(self.beta, self.cell.output(self.s), y, self._mean, check=False)
+        if self.deferred:
+            self._flag("loss", self._xp.isfinite(loss))
+        else:
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise NumericalError(f"{type(self).__name__}: the loss at step {self.t} is {loss}; "
+                                     "the state or the parameters have overflowed", where=f"step {self.t}")
+        self.buffer.set_target(y, check=not self.deferred)
         if len(self.buffer) == 0:
             return loss
         for _ in range(self.n):
@@ -484,8 +602,10 @@ class FPPLearner(OnlineLearner):
         """One FPP update on transition T: gradient, optimiser step, write-back."""
         tr = self.buffer.transition(T)
         g = _fpp_grad(self.cell, self.theta, self.head, self.beta, tr.s_prev, tr.x, tr.x_next, tr.s_next, tr.y,
-                      self._mean, state_weight=self.state_weight, t=T - 1)
-        if not math.isfinite(g.loss):
+                      self._mean, state_weight=self.state_weight, t=T - 1, check=not self.deferred)
+        if self.deferred:
+            self._flag("loss", self._xp.isfinite(g.loss))
+        elif not math.isfinite(g.loss):
             raise NumericalError(f"{type(self).__name__}: the FPP loss of transition {T} at step {self.t} "
                                  f"is {g.loss}", where=f"step {self.t}: FPP loss", step=self.t)
         for k, v in g.dtheta.items():
@@ -495,14 +615,20 @@ class FPPLearner(OnlineLearner):
         self._apply_gradient()
         self.updates += 1
         if self.prioritised:
-            self.buffer.set_priority(T, g.loss)
+            self.buffer.set_priority(T, g.loss, check=not self.deferred)
         if self.state_lr:
             tr.s_prev[...] -= self.state_lr * g.ds_prev
         self._write_back(tr)
 
     def _write_back(self, tr):
         """s_{T+1} ← f_W(f_W(s_{T−1}, o_T), o_{T+1}) under the current W."""
-        tr.s_next[...] = _fpp_refresh(self.cell, self.theta, tr.s_prev, tr.x, tr.x_next, t=tr.T - 1)[1]
+        s_new = _fpp_refresh(self.cell, self.theta, tr.s_prev, tr.x, tr.x_next, t=tr.T - 1,
+                             check=not self.deferred)[1]
+        if self.deferred:                        # a non-finite s'_{T+1} is recorded, not written back
+            ok = self._xp.isfinite(s_new).all()
+            self._flag("state", ok)
+            s_new = self._xp.where(ok, s_new, tr.s_next)
+        tr.s_next[...] = s_new
 
 
 class SnApLearner(OnlineLearner):

@@ -137,7 +137,8 @@ def _finish(learner, plan, loss, opt_state):
     if not math.isfinite(loss):
         learner.opt_state = opt_state
         raise NumericalError(f"{type(learner).__name__}: the loss at step {learner.t} is {float(loss)}; "
-                             "the state or the parameters have overflowed", where=f"step {learner.t}")
+                             "the state or the parameters have overflowed", where=f"step {learner.t}: loss",
+                             step=learner.t)
     if plan.ints[_I_STATUS] == 2:      # the message of the learner's own path (OnlineLearner._fail)
         learner.opt_state = opt_state
         raise learner._fail("the gradient", first_nonfinite([learner.grad]))

@@ -46,8 +46,9 @@ def _check_tree(name, tree):
                             f"{getattr(v, 'dtype', type(v).__name__)}")
 
 
-def _check_update(params, grads, state, state_type):
-    """Validate one ``update`` call before anything is changed: same keys and shapes, finite grads."""
+def _check_update(params, grads, state, state_type, check=True):
+    """Validate one ``update`` call before anything is changed: same keys and shapes, finite grads
+    (unless ``check`` is false: the caller guards the step on the device, refnet.online)."""
     _check_tree("params", params)
     _check_tree("grads", grads)
     if set(grads) != set(params):
@@ -59,6 +60,8 @@ def _check_update(params, grads, state, state_type):
     if not isinstance(state, state_type):
         raise TypeError(f"state must be the {state_type.__name__} this optimiser's init returned, got "
                         f"{type(state).__name__}")
+    if not check:
+        return
     keys = list(grads)
     found = first_nonfinite([grads[k] for k in keys])
     if found is not None:
@@ -92,13 +95,14 @@ class SGD:
         _check_tree("params", params)
         return SGDState(zeros_like(params) if self.momentum else {})
 
-    def update(self, params, grads, state):
+    def update(self, params, grads, state, *, check=True):
         """θ ← θ − lr g, or θ ← θ − lr b with b ← μ b + g.
 
         Raises TypeError/ValueError, with nothing updated, for mismatched keys or shapes,
-        non-finite gradients or a foreign state.
+        non-finite gradients or a foreign state.  ``check=False`` skips the finiteness test (one
+        read-back on a device), for a caller that guards the step itself (refnet.online).
         """
-        _check_update(params, grads, state, SGDState)
+        _check_update(params, grads, state, SGDState, check)
         for k, p in params.items():
             g = grads[k]
             if self.momentum:
@@ -130,9 +134,9 @@ class Adagrad:
         _check_tree("params", params)
         return AdagradState(zeros_like(params))
 
-    def update(self, params, grads, state):
+    def update(self, params, grads, state, *, check=True):
         """G ← G + g²;  θ ← θ − lr g / (√G + ε).  Raises as :meth:`SGD.update`."""
-        _check_update(params, grads, state, AdagradState)
+        _check_update(params, grads, state, AdagradState, check)
         for k, p in params.items():
             g, G = grads[k], state.sum_squares[k]
             G += g * g
@@ -166,9 +170,9 @@ class Adam:
         _check_tree("params", params)
         return AdamState(0, zeros_like(params), zeros_like(params))
 
-    def update(self, params, grads, state):
+    def update(self, params, grads, state, *, check=True):
         """Moments, then the bias-corrected step (module docstring).  Raises as :meth:`SGD.update`."""
-        _check_update(params, grads, state, AdamState)
+        _check_update(params, grads, state, AdamState, check)
         t = state.t + 1
         step_size = self.lr / (1.0 - self.beta1 ** t)
         root_correction = math.sqrt(1.0 - self.beta2 ** t)

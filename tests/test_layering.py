@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # DESIGN.md §2, lowest first: a module may import modules of its own layer or of a lower one.
 LAYERS = [
-    ("refnet.backend", "refnet.errors", "refnet._validate", "refnet._version"),
+    ("refnet.backend", "refnet._strict", "refnet.errors", "refnet._validate", "refnet._version"),
     ("refnet.params",),
     ("refnet.kernels",),
     ("refnet.solvers",),

@@ -16,8 +16,8 @@ from ..backend import to_numpy, xp_of
 from .._validate import as_array, check_array, check_int, check_same_dtype
 from ..params import axpy, zeros_like
 from . import fused
-from .checks import (FiniteWatch, check_finite_steps, check_finite_tree, check_objective, check_sequence,
-                     first_nonfinite)
+from .checks import (CHECK_EVERY, FiniteWatch, check_finite_steps, check_finite_tree, check_objective,
+                     check_sequence, first_nonfinite)
 from .trainable import check_trainable
 
 __all__ = ["Trajectory", "GradResult", "SequenceVJP", "forward", "loss", "bptt",
@@ -126,13 +126,15 @@ def _step_losses(cell, head, beta, s, y, weights, steps, function):
     return total, ds_out, dbeta
 
 
-def _backward(cell, theta, caches, ds_out, ds_T, t_end, t_start, *, function, locate=False):
+def _backward(cell, theta, caches, ds_out, ds_T, t_end, t_start, *, function, locate=False, check=True):
     """Back-propagate from s_{t_end} to s_{t_start}.
 
     ``ds_out[t]`` (missing = zero) is the direct cotangent on s_t and ``ds_T``
     the cotangent arriving at s_{t_end}.  Returns (dθ, {t: dx_t}, ∂/∂s_{t_start}).
-    The result is checked once; if it holds NaN/Inf the pass is re-run with
-    ``locate=True``, which checks every adjoint and raises at the first bad one.
+    The result is checked once (unless ``check`` is false: the caller checks
+    several passes in one read-back, :func:`_check_windows`); if it holds NaN/Inf
+    the pass is re-run with ``locate=True``, which checks every adjoint and
+    raises at the first bad one.
     """
     dtheta, dx = None, {}
     ds_next = ds_T
@@ -142,7 +144,7 @@ def _backward(cell, theta, caches, ds_out, ds_T, t_end, t_start, *, function, lo
             check_finite_steps(function, "adjoint", "ds", [ds], first=t, hint=" (the backward pass overflowed)")
         ds_next, dtheta_t, dx[t] = cell.step_vjp(theta, caches[t], ds)
         dtheta = dtheta_t if dtheta is None else axpy(1.0, dtheta_t, dtheta)
-    if not locate and first_nonfinite([ds_next, *dtheta.values()]) is not None:
+    if check and not locate and first_nonfinite([ds_next, *dtheta.values()]) is not None:
         _backward(cell, theta, caches, ds_out, ds_T, t_end, t_start, function=function, locate=True)
         check_finite_steps(function, "adjoint", "ds", [ds_next], first=t_start,
                            hint=" (the backward pass overflowed)")
@@ -298,16 +300,37 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
     s, caches = _forward(cell, theta, x, s0, function="tbptt")
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1), "tbptt")
     dtheta, ds0, vjp_steps = zeros_like(theta), xp_of(s0).zeros_like(s0), 0
+    pending, pending_steps = [], 0   # windows since the last check: one read-back per CHECK_EVERY steps
     for first, end, fixed in windows:
         window_out = {t: ds_out[t] for t in range(first, end + 1) if t in ds_out}
         dtheta_w, _, ds_fixed = _backward(cell, theta, caches, window_out, xp_of(s0).zeros_like(s0), end, fixed,
-                                          function="tbptt")
+                                          function="tbptt", check=False)
+        pending.append((window_out, end, fixed, dtheta_w, ds_fixed))
+        pending_steps += end - first + 1            # time steps this window's losses cover
+        if pending_steps >= CHECK_EVERY:
+            _check_windows(cell, theta, caches, s0, pending)
+            pending, pending_steps = [], 0
         axpy(1.0, dtheta_w, dtheta)
         vjp_steps += end - fixed
         if fixed == 0:
             ds0 = ds0 + ds_fixed
+    _check_windows(cell, theta, caches, s0, pending)
     check_finite_tree("tbptt", "dtheta", dtheta, " (the sum over windows overflowed)")
     return GradResult(float(L), dtheta, dbeta, ds0, s[T], vjp_steps)
+
+
+def _check_windows(cell, theta, caches, s0, pending):
+    """Check the results of several TBPTT windows in one read-back; re-run the first bad one with
+    ``locate=True`` so that the error names its first non-finite adjoint."""
+    arrays, owner = [], []
+    for k, (_, _, _, dtheta_w, ds_fixed) in enumerate(pending):
+        arrays += [ds_fixed, *dtheta_w.values()]
+        owner += [k] * (1 + len(dtheta_w))
+    found = first_nonfinite(arrays)
+    if found is None:
+        return
+    window_out, end, fixed, _, _ = pending[owner[found[0]]]
+    _backward(cell, theta, caches, window_out, xp_of(s0).zeros_like(s0), end, fixed, function="tbptt")
 
 
 def truncated_loss(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2, fixed_states):

@@ -180,22 +180,29 @@ def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None
     return g
 
 
-def _fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None):
-    """:func:`fpp_grad` without the checks (the learner's inner loop, which checks what it uses)."""
+def _fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None,
+              check=True):
+    """:func:`fpp_grad` without the entry checks (the learner's inner loop, which checks what it uses).
+
+    ``check=False`` (a learner on a device, deferring its checks) skips the re-run states' check and
+    leaves the losses as 0-d device arrays: no host read-back."""
     v = w if v is None else v
     s_T, cache_T = cell.step(theta, s_prev, x, t)
     s_pred, cache_next = cell.step(theta, s_T, x_next, _second_t(t))
-    _check_states("fpp_grad", {"s_T": s_T, "s'_{T+1}": s_pred})
+    if check:
+        _check_states("fpp_grad", {"s_T": s_T, "s'_{T+1}": s_pred})
     r = s_pred - s_next
     coef = (2.0 * state_weight / cell.n_state) * v[:, None]     # ∂L_s/∂s'_{T+1} = coef · r
     ds_pred = coef * r
-    L_s = state_weight * float((v * (r * r).sum(axis=1)).sum()) / cell.n_state
+    L_s = state_weight * (v * (r * r).sum(axis=1)).sum() / cell.n_state
     L_t, dh, dbeta = head.loss_and_grad(beta, cell.output(s_T), y, w, check=False)
     ds_T, dtheta_next, _ = cell.step_vjp(theta, cache_next, ds_pred)
     ds_T = ds_T + cell.output_vjp(dh)
     ds_prev, dtheta_T, _ = cell.step_vjp(theta, cache_T, ds_T)
     dtheta = {k: dtheta_T[k] + dtheta_next[k] for k in dtheta_T}
-    return FPPGrad(L_s, float(L_t), dtheta, dbeta, ds_prev, -ds_pred)
+    if check:
+        L_s, L_t = float(L_s), float(L_t)
+    return FPPGrad(L_s, L_t, dtheta, dbeta, ds_prev, -ds_pred)
 
 
 def fpp_refresh(cell, theta, s_prev, x, x_next, *, t=None):
@@ -225,9 +232,11 @@ def fpp_refresh(cell, theta, s_prev, x, x_next, *, t=None):
     return _fpp_refresh(cell, theta, arrays["s_prev"], arrays["x"], arrays["x_next"], t=t)
 
 
-def _fpp_refresh(cell, theta, s_prev, x, x_next, *, t=None):
-    """:func:`fpp_refresh` without the entry checks; its states are still checked."""
+def _fpp_refresh(cell, theta, s_prev, x, x_next, *, t=None, check=True):
+    """:func:`fpp_refresh` without the entry checks; its states are still checked unless ``check`` is
+    false (a learner deferring its checks on a device checks s'_{T+1} itself)."""
     s_T, _ = cell.step(theta, s_prev, x, t)
     s_pred, _ = cell.step(theta, s_T, x_next, _second_t(t))
-    _check_states("fpp_refresh", {"s_T": s_T, "s'_{T+1}": s_pred})
+    if check:
+        _check_states("fpp_refresh", {"s_T": s_T, "s'_{T+1}": s_pred})
     return s_T, s_pred

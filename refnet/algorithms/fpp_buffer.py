@@ -79,23 +79,26 @@ class FPPBuffer:
     def _slot(self, t):
         return t % self.S.shape[0]
 
-    def push(self, x, s):
+    def push(self, x, s, *, check=True):
         """Record step t + 1: the observation o_{t+1} and the state s_{t+1} it led to.
 
         Raises ValueError (nothing recorded) for a shape other than the buffer's or NaN/Inf.
+        ``check=False`` skips the finiteness test (a read-back on a device) for a caller that
+        checks them itself (refnet.online's deferred checks).
         """
-        check_array("x", as_array("x", x), shape=self.X.shape[1:])
-        check_array("s", as_array("s", s), shape=self.S.shape[1:])
+        check_array("x", as_array("x", x), shape=self.X.shape[1:], finite=check)
+        check_array("s", as_array("s", s), shape=self.S.shape[1:], finite=check)
         self.t += 1
         self.X[self._slot(self.t)] = x
         self.S[self._slot(self.t)] = s
         if self.t >= 2:
             self.priority[self._slot(self.t - 1)] = self.max_priority
 
-    def set_target(self, y):
-        """Record y_t, the target of the newest step (ValueError for another shape or NaN/Inf)."""
+    def set_target(self, y, *, check=True):
+        """Record y_t, the target of the newest step (ValueError for another shape or NaN/Inf;
+        ``check=False`` as in :meth:`push`)."""
         y = as_array("y", y)
-        check_array("y", y, shape=self.Y.shape[1:], floating=False)
+        check_array("y", y, shape=self.Y.shape[1:], floating=False, finite=check)
         self.Y[self._slot(self.t)] = y
 
     @property
@@ -123,9 +126,16 @@ class FPPBuffer:
         return Transition(T, self.S[self._slot(T - 1)], self.X[self._slot(T)], self.X[self._slot(T + 1)],
                           self.S[self._slot(T + 1)], self.Y[self._slot(T)])
 
-    def set_priority(self, T, value):
-        """The priority of transition T (its last loss, for prioritised sampling)."""
+    def set_priority(self, T, value, *, check=True):
+        """The priority of transition T (its last loss, for prioritised sampling).
+
+        ``check=False`` takes ``value`` as a 0-d device array, unchecked, and keeps the largest
+        priority on the device too (no read-back; refnet.online's deferred checks)."""
         self._check_time("T", T, self.first, self.t - 1)
+        if not check:
+            self.priority[self._slot(T)] = value
+            self.max_priority = xp_of(self.priority).maximum(self.max_priority, value)
+            return
         value = check_number("value", value, low=0.0)
         self.priority[self._slot(T)] = value
         self.max_priority = max(self.max_priority, float(value))

@@ -187,7 +187,7 @@ def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     T, B = x.shape[:2]
     shapes = cell.param_shapes()
     state = kfrtrl_init(cell, B, x)
-    c = rng.signs((T, 2, B)).astype(x.dtype, copy=False)
+    c = rng.signs((T, 2, B), like=x)                 # on x's backend, in its dtype
     dtheta = {k: xp_of(x).zeros(shape, dtype=x.dtype) for k, shape in shapes.items()}
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]

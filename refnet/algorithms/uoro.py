@@ -138,7 +138,7 @@ def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     y, weights = check_objective(head, beta, x, y, weights, cell)
     T, B = x.shape[:2]
     state = uoro_init(cell, B, x)
-    nu = rng.signs((T, B, cell.n_state)).astype(x.dtype, copy=False)
+    nu = rng.signs((T, B, cell.n_state), like=x)      # on x's backend, in its dtype
     dtheta_flat = xp_of(x).zeros(state.theta_tilde.shape[1], dtype=x.dtype)
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]

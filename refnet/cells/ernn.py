@@ -42,10 +42,11 @@ eta    (K,) or (T, K)  step sizes η, 1e-2 (paper, §4)
 The state is h.  ``step``'s ``t`` (0-based index of x_t) picks the row of a
 (T, K) η and is ignored for a (K,) one.
 """
+import numpy
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
-from ..backend import get_dtype, get_xp, xp_of
+from ..backend import xp_of
 from .activations import ACTIVATIONS
 from .base import Cell
 
@@ -108,13 +109,13 @@ class ERNN(Cell):
 
     def init(self, rng):
         """W, V ~ 0.1·N(0, 1); U = 0; b = 1; η = 1e-2 (module docstring)."""
-        xp, dtype, H, I = get_xp(), get_dtype(), self.hidden_size, self.input_size
-        return {
+        H, I = self.hidden_size, self.input_size
+        return {                                    # constants too in the rng's dtype (rng.constant)
             "W": rng.normal((H, I), 0.1),
             "V": rng.normal((H, H), 0.1),
-            "U": xp.zeros((H, H), dtype=dtype),
-            "b": xp.ones(H, dtype=dtype),
-            "eta": xp.full(self.param_shapes()["eta"], self.eta_init, dtype=dtype),
+            "U": rng.constant(numpy.zeros((H, H))),
+            "b": rng.constant(numpy.ones(H)),
+            "eta": rng.constant(numpy.full(self.param_shapes()["eta"], self.eta_init)),
         }
 
     def _eta_row(self, eta, t):

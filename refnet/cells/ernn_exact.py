@@ -63,6 +63,21 @@ static input c_t = V h_{t−1} + W x_t + b, with the ``rows`` and ``jacobian``
 that :func:`~refnet.solvers.nonlinear.hybr` needs.  The cell imports the
 solver layer, which sits below the cells (DESIGN.md §2).
 
+**Cost on a device.**  This cell certifies every step's root before the
+next step starts, so it reads back to the host inside the time loop, by
+design: a failed solve is settled (ConvergenceError) at the step where it
+happens.  The default solver, :func:`~refnet.solvers.nonlinear.hybr`
+(MINPACK), solves each *example* on the host, with two device-to-host copies
+per evaluation of G and of its H×H Jacobian: O(B · evaluations) transfers
+per step.  :func:`~refnet.solvers.nonlinear.fixed_point_then_hybr` iterates
+the whole batch on the device (one read-back per
+:data:`~refnet.solvers.info.CHECK_EVERY` iterations) and hands only the
+examples it leaves to hybr.  The Newton polish adds four read-backs per step
+(two finiteness checks of its solves, the residual, the error bound).
+Measured with the device double (``REFNET_BACKEND=strict``, B = 2, H = 4, hybr):
+about 9 read-backs per time step.  On a GPU this cell is for checking
+gradients, not for speed.
+
 Parameters (the paper's names; init as :class:`refnet.cells.ernn.ERNN`):
 W (H, I), V (H, H), U (H, H) (not in :class:`ToyERNN`), b (H,).
 """
@@ -71,7 +86,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import numpy
 
-from ..backend import get_dtype, get_xp, xp_of
+from ..backend import xp_of
 from ..errors import NumericalError
 from ..solvers.info import DEFAULT_TOL, settle
 from ..solvers.nonlinear import fixed_point_then_hybr, hybr
@@ -173,9 +188,9 @@ class ExactERNN(Cell):
 
     def init(self, rng):
         """W, V ~ 0.1·N(0, 1); U = 0; b = 1 (as :class:`refnet.cells.ernn.ERNN`)."""
-        xp, dtype, H, I = get_xp(), get_dtype(), self.hidden_size, self.input_size
-        theta = {"W": rng.normal((H, I), 0.1), "V": rng.normal((H, H), 0.1),
-                 "U": xp.zeros((H, H), dtype=dtype), "b": xp.ones(H, dtype=dtype)}
+        H, I = self.hidden_size, self.input_size
+        theta = {"W": rng.normal((H, I), 0.1), "V": rng.normal((H, H), 0.1),   # all in the rng's dtype
+                 "U": rng.constant(numpy.zeros((H, H))), "b": rng.constant(numpy.ones(H))}
         return {k: theta[k] for k in self.param_shapes()}
 
     def feedback(self, params, h):

@@ -40,11 +40,12 @@ Under BPTT every state s_0..s_T is kept, so a whole sequence holds
 T·(n + n²) numbers in the explicit form and T·n·(1 + T_max) in the attention
 form: the attention form is the smaller one while T_max < n.
 """
+import numpy
 import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ..backend import get_dtype, get_xp, xp_of
+from ..backend import xp_of
 from .activations import relu
 from .base import Cell, input_projection, summed_outer
 from .layer_norm import EPS, LNCache, ln, ln_jvp, ln_vjp
@@ -106,13 +107,13 @@ class _FastWeightsCell(Cell):
 
     def init(self, rng):
         """W = 0.05·I (Ba et al.), C ~ U(−1/√I, 1/√I), LN gain 1 and bias 0."""
-        xp, dtype, n = get_xp(), get_dtype(), self.hidden_size
+        n = self.hidden_size
         bound = self.input_size ** -0.5
-        return {
+        return {                                    # constants too in the rng's dtype (rng.constant)
             "weight_ih": rng.uniform((n, self.input_size), -bound, bound),
-            "weight_hh": W_INIT_SCALE * xp.eye(n, dtype=dtype),
-            "ln_weight": xp.ones(n, dtype=dtype),
-            "ln_bias": xp.zeros(n, dtype=dtype),
+            "weight_hh": rng.constant(W_INIT_SCALE * numpy.eye(n)),
+            "ln_weight": rng.constant(numpy.ones(n)),
+            "ln_bias": rng.constant(numpy.zeros(n)),
         }
 
     def output(self, s):

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import kernels
-from ..backend import get_dtype, get_xp, xp_of
+from ..backend import xp_of
 from .activations import ACTIVATIONS, sigmoid
 from .base import Cell, forward_kernel_applies, input_projection, summed_outer
 from .fastrnn import _CODES
@@ -87,14 +87,14 @@ class FastGRNN(Cell):
 
     def init(self, rng):
         """EdgeML's init: W, U ~ 0.1·N(0, 1), b_z = b_h = 1, ζ̂ = 1, ν̂ = −4."""
-        xp, dtype, H, I = get_xp(), get_dtype(), self.hidden_size, self.input_size
-        return {
+        H, I = self.hidden_size, self.input_size
+        return {                                    # constants too in the rng's dtype (rng.constant)
             "W": rng.normal((H, I), 0.1),
             "U": rng.normal((H, H), 0.1),
-            "bias_gate": xp.ones(H, dtype=dtype),
-            "bias_update": xp.ones(H, dtype=dtype),
-            "zeta": xp.full(1, self.zeta_init, dtype=dtype),
-            "nu": xp.full(1, self.nu_init, dtype=dtype),
+            "bias_gate": rng.constant(numpy.ones(H)),
+            "bias_update": rng.constant(numpy.ones(H)),
+            "zeta": rng.constant([self.zeta_init]),
+            "nu": rng.constant([self.nu_init]),
         }
 
     def step(self, params, s_prev, x, t=None):

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import kernels
-from ..backend import get_dtype, get_xp, xp_of
+from ..backend import xp_of
 from .activations import ACTIVATIONS, sigmoid
 from .base import Cell, forward_kernel_applies, input_projection, summed_outer
 
@@ -84,13 +84,13 @@ class FastRNN(Cell):
 
     def init(self, rng):
         """EdgeML's init: W, U ~ 0.1·N(0, 1), b = 1, α̂ = −3, β̂ = 3."""
-        xp, dtype, H, I = get_xp(), get_dtype(), self.hidden_size, self.input_size
-        return {
+        H, I = self.hidden_size, self.input_size
+        return {                                    # constants too in the rng's dtype (rng.constant)
             "W": rng.normal((H, I), 0.1),
             "U": rng.normal((H, H), 0.1),
-            "bias_update": xp.ones(H, dtype=dtype),
-            "alpha": xp.full(1, self.alpha_init, dtype=dtype),
-            "beta": xp.full(1, self.beta_init, dtype=dtype),
+            "bias_update": rng.constant(numpy.ones(H)),
+            "alpha": rng.constant([self.alpha_init]),
+            "beta": rng.constant([self.beta_init]),
         }
 
     def step(self, params, s_prev, x, t=None):

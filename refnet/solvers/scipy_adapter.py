@@ -83,10 +83,14 @@ class KrylovBackend:
 
 
 def backend_for(xp):
-    """SciPy's Krylov backend for NumPy, cupyx's for CuPy."""
+    """SciPy's Krylov backend for NumPy, cupyx's for CuPy (SciPy's behind the wall for the device double)."""
     if xp is numpy:
         import scipy.sparse.linalg as linalg
         return KrylovBackend("scipy", linalg.cg, linalg.gmres, linalg.LinearOperator, True)
+    if getattr(xp, "__name__", "") == "refnet.strict":
+        from .._strict import krylov
+        cg, gmres, LinearOperator = krylov()
+        return KrylovBackend("scipy (device double)", cg, gmres, LinearOperator, True)
     import cupyx.scipy.sparse.linalg as linalg
     return KrylovBackend("cupyx", linalg.cg, linalg.gmres, linalg.LinearOperator, False)
 
