@@ -15,6 +15,11 @@ neumann_rbp(K)     = TBPTT through K + 1 applications of F on a trajectory
                    is the README's Reference-section index convention)
 neumann_rbp(T−1)   = BPTT through a T-step trajectory that converged to h*,
                    exactly up to the transient's ρ^(T − t) terms (Prop. 1)
+operators          linearise(...)'s A = I − Jᵀ, Aᵀ = I − J, J and Jᵀ = the dense J_s of the
+                   cell's ``jacobians`` at h* (elman_tanh, hopfield_leak)
+claims             a solve's reported residual = ‖∂L/∂h* − (I − Jᵀ) z‖₂ measured from the
+                   cell's step_vjp, and converged ⇔ it meets the tolerance (rbp, cg_rbp,
+                   gmres_rbp, neumann_rbp(300) given an rtol; on elman_tanh and hopfield_leak)
 prop 3             ‖g_K − z*‖ <= ‖(I − Jᵀ)^{-1}‖ ‖J‖^{K+1} ‖∂L/∂h*‖ per example,
                    K = 0..8, on random contractive cells (ratio <= 1)
 =================  ===========================================================
@@ -32,6 +37,7 @@ from refnet.algorithms.rbp import cg_rbp, gmres_rbp, neumann_rbp, rbp
 from refnet.backend import get_dtype, rng, to_numpy
 from refnet.cells.hopfield import Hopfield
 from refnet.solvers import fixed_point
+from refnet.solvers.operators import linearise
 
 from ..check import check_directional, compare_grads
 from ..tolerances import tolerances_for
@@ -189,6 +195,68 @@ def _prop3(name, seeds=5, K_max=8):
     return run
 
 
+def _operators():
+    """``linearise(...).adjoint_system()`` A = I − Jᵀ and its Aᵀ = I − J, and the Jacobian operators,
+    against the dense J_s of the cell's ``jacobians`` at h*, on elman_tanh and hopfield_leak (J not symmetric)."""
+    def run():
+        worst_err, details = 0.0, []
+        for name in ("elman_tanh", "hopfield_leak"):
+            p = _Problem(name)
+            lin = linearise(p.cell, p.theta, p.x, p.h_star)
+            J = p.cell.jacobians(p.theta, lin.cache)[0]                      # (B, n, n)
+            v = rng(3).normal(p.h_star.shape)
+            Jv, JTv = (J @ v[:, :, None])[:, :, 0], (v[:, None, :] @ J)[:, 0, :]
+            A = lin.adjoint_system()
+            ours = {"A v": A.matvec(v), "A^T v": A.rmatvec(v), "A v (flat)": A.matvec(v.reshape(-1)),
+                    "J v": lin.jacobian().matvec(v), "J^T v": lin.jacobian_transpose().matvec(v)}
+            dense = {"A v": v - JTv, "A^T v": v - Jv, "A v (flat)": (v - JTv).reshape(-1), "J v": Jv, "J^T v": JTv}
+            report = compare_grads({k: to_numpy(a) for k, a in ours.items()},
+                                   {k: to_numpy(a) for k, a in dense.items()},
+                                   rtol=exact_tol(), reference_name="jacobians", raise_on_failure=False)
+            worst_err = max(worst_err, report.max_rel_error)
+            details.append(f"{name}: {worst(report) or 'all agree'}")
+        return worst_err, exact_tol(), worst_err <= exact_tol(), "; ".join(details)
+    return run
+
+
+CLAIM_RTOL = {np.dtype("float64"): 1e-6, np.dtype("float32"): 1e-3}
+
+
+def _claims(solver, **kwargs):
+    """What a solve claims against what it returned, on elman_tanh (J not symmetric) and hopfield_leak:
+    its ``residual`` = ‖∂L/∂h* − (I − Jᵀ) z‖₂, measured here from the cell's own step_vjp (not the
+    solver's operator), and ``converged`` ⇔ that is <= max(rtol ‖∂L/∂h*‖₂, 0) = ``info.tolerance``.
+
+    rtol (CLAIM_RTOL) is loose so that the residual left is far above rounding: the reported and
+    the measured residual then agree to ~1e-9 relative, while a residual of another system (the
+    normal equations', (I − J)'s) differs by O(1).  Rounding of b − A z, up to 10 ε ‖b‖, is
+    allowed for, for a solver that overshoots to rounding (GMRES in B·n steps, CG here).
+    """
+    def run():
+        worst_err, details, ok = 0.0, [], True
+        for name in ("elman_tanh", "hopfield_leak"):
+            p = _Problem(name)
+            rtol = CLAIM_RTOL[np.dtype(get_dtype())]
+            res = solver(p.cell, p.theta, p.x, p.h_star, p.dh, rtol=rtol, **kwargs)
+            _, cache = p.cell.step(p.theta, p.h_star, p.x)
+            r = p.dh - res.z + p.cell.step_vjp(p.theta, cache, res.z)[0]
+            measured = float(np.linalg.norm(to_numpy(r).astype(np.float64)))
+            b_norm = float(np.linalg.norm(to_numpy(p.dh).astype(np.float64)))
+            # relative error, against at least 1e7 ε ‖b‖: a difference of 10 ε ‖b‖ (rounding) passes
+            err = abs(res.residual - measured) / max(measured, 1e7 * float(np.finfo(get_dtype()).eps) * b_norm)
+            # the solver's ‖b‖ is summed in the active dtype: its threshold agrees with ours to its rounding
+            threshold = rtol * b_norm
+            claimed = (res.converged == (measured <= res.info.tolerance)
+                       and abs(res.info.tolerance - threshold) <= 1e-5 * threshold)
+            ok = ok and claimed
+            worst_err = max(worst_err, err)
+            details.append(f"{name}: reported {res.residual:.3e}, measured {measured:.3e}, converged "
+                           f"{res.converged}" + ("" if claimed else " (wrong claim)"))
+        tol = 1e-6
+        return worst_err, tol, ok and worst_err <= tol, "; ".join(details)
+    return run
+
+
 def checks():
     """The RBP family: implicit gradients against FD, Neumann-RBP against (T)BPTT, Prop. 3; Hopfield rows."""
     out = []
@@ -206,6 +274,12 @@ def checks():
         ]
     out += [Check(name, "neumann_rbp(0..8)", "Prop. 3 error bound holds (ratio <= 1)", _prop3(name))
             for name in ("elman_tanh", "hopfield", "hopfield_leak")]
+    out.append(Check("elman,hopfield", "operators", "A = I - J^T, A^T = I - J, J, J^T = dense jacobians()",
+                     _operators()))
+    out += [Check("elman,hopfield", f"{algorithm} claims", "residual = |dL/dh* - (I - J^T) z| measured, "
+                  "converged <=> <= tolerance", _claims(solver, **kwargs))
+            for algorithm, solver, kwargs in (("rbp", rbp, {}), ("cg_rbp", cg_rbp, {}), ("gmres_rbp", gmres_rbp, {}),
+                                              ("neumann_rbp(300)", neumann_rbp, {"K": 300}))]
     out += cell_checks("hopfield", CONVERGENT["hopfield"])
     out += cell_checks("hopfield_leak", CONVERGENT["hopfield_leak"])
     return out

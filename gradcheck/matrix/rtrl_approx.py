@@ -6,7 +6,10 @@ algorithm           relation
 (leaky cells)       every standard row of ``core.cell_checks``; RTRL = BPTT; UORO and KF-RTRL
                     unbiased (z-test, :mod:`gradcheck.matrix.rtrl`)
 kfrtrl (FastRNN)    unbiased for RTRL, W/U/b factored and α̂, β̂ carried exactly
+kfrtrl(B=3)         FastRNN's α̂, β̂ (RTRL's recursion on their columns) = RTRL exactly, one call
 snap(n)             = its dense twin M̃ = (J_s M̃ + J_θ) ⊙ 𝟙_n (n = 1, 2): sensitivity and dθ
+snap mask           𝟙_n = the reach of the numerical nonzeros of jacobians(), computed here
+                    (n = 1, 2, 3, ring W_hh; smooth cells, where structural = numerical)
 snap2               = RTRL, W_hh as drawn (dense; the iRNN's I: the mask is closed at n = 2)
 snap1 (snap2 LSTM)  = RTRL, diagonal W_hh (any α; the LSTM's o rows reach c_i in a second step)
 snap(d+1), snap(d)  = RTRL once n = d + 1, d the diameter of a ring W_hh (by breadth-first
@@ -14,14 +17,13 @@ snap(d+1), snap(d)  = RTRL once n = d + 1, d the diameter of a ring W_hh (by bre
 rflo                = RTRL at W_hh = 0 (every parameter, W_hh's own columns included);
                     with random feedback B, = Σ_t (B e_t)ᵀ M_t with RTRL's M_t there;
                     = its dense twin M̃ = (1 − α) M̃ + J_θ at W_hh ≠ 0
-kernel twins        SnAp-1's and RFLO's trace kernel at batch 1 = REFNET_NUMBA=0, NumPy only
+kernel twins        SnAp-1's and RFLO's trace kernel at batch 1 = REFNET_NUMBA=0, NumPy only,
+                    the kernel watched: it ran at every step, the twin ran none
 ==================  ==========================================================================
 
 The exact relations are held to the dtype's ``exact`` tolerance; the
 statistical one (KF-RTRL on FastRNN) to the z-test of :mod:`gradcheck.matrix.rtrl`.
 """
-import os
-
 import numpy as np
 from scipy.sparse.csgraph import shortest_path
 
@@ -38,6 +40,7 @@ from ..check import compare_grads
 from .common import CELLS as CORE_CELLS
 from .common import B, Check, H, I, Problem, T, exact_tol, worst
 from .core import cell_checks
+from .paths import kernel_path
 from .rtrl import ALPHA, N_ESTIMATES, estimates, rtrl_checks, z_test
 
 __all__ = ["CELLS", "SNAP_CELLS", "checks"]
@@ -110,6 +113,37 @@ def _snap_equals_rtrl(cell, n, mask_of=None, label=""):
         report = _relative(_flat(p, ours.dtheta), _flat(p, exact.dtheta))
         passed = report.passed and pattern.exact
         return report.max_rel_error, report.rtol, passed, f"{label}mask closed: {pattern.exact}; {worst(report)}"
+    return run
+
+
+def _snap_mask(cell, orders=(1, 2, 3)):
+    """SnAp-n's mask = the reach of the numerical nonzeros of J_s and J_θ, computed here (ring W_hh).
+
+    The patterns are read off the cell's dense ``jacobians`` over every step and example of the
+    problem (a generic point: no structural nonzero is numerically zero for these smooth cells), and
+    𝟙_1 = Θ, 𝟙_{k+1} = 𝟙_k ∨ (S 𝟙_k) by integer matrix products; on a ring, unlike a dense or
+    diagonal W_hh, a transposed pattern or a reversed edge changes the mask at n = 2, 3.
+    """
+    def run():
+        p = Problem(cell)
+        theta = _with_recurrence(p, _ring)
+        S = np.zeros((p.cell.n_state,) * 2, dtype=bool)
+        Theta = np.zeros((p.cell.n_state, _flat(p, theta).size), dtype=bool)
+        s = p.s0
+        for t in range(T):
+            s, cache = p.cell.step(theta, s, p.x[t], t)
+            J_s, J_theta = (to_numpy(J) != 0 for J in p.cell.jacobians(theta, cache))
+            S, Theta = S | J_s.any(axis=0), Theta | J_theta.any(axis=0)
+        mask, wrong, details = Theta, 0, []
+        for n in range(1, max(orders) + 1):
+            if n > 1:
+                mask = mask | ((S.astype(np.int64) @ mask.astype(np.int64)) > 0)
+            if n in orders:
+                ours = np.asarray(snap_pattern(p.cell, theta, n).mask, dtype=bool)
+                differ = int((ours != mask).sum())
+                wrong += differ
+                details.append(f"n={n}: {int(mask.sum())} kept, {differ} differ")
+        return float(wrong), 0.0, wrong == 0, "ring W_hh; " + ", ".join(details)
     return run
 
 
@@ -196,27 +230,45 @@ def _rflo_equals_twin(cell):
 
 
 def _kernel_twin(cell, algorithm):
-    """The same batch-1 run with REFNET_NUMBA=1 and =0: SnAp-1's or RFLO's trace kernel against its twin."""
+    """The same batch-1 run with REFNET_NUMBA=1 and =0: SnAp-1's or RFLO's trace kernel against its twin.
+
+    Passing also needs the trace kernel to have run at every step on the one side and no kernel on
+    the other (watched at ``refnet.kernels.load``), so the row never compares the array code with itself.
+    """
     def run():
         p = Problem(cell)
         x, s0, y, w = p.x[:, :1], p.s0[:1], p.y[:, :1], p.weights[:, :1]
-        results = {}
-        previous = os.environ.get("REFNET_NUMBA")
-        try:
-            for flag in ("1", "0"):
-                os.environ["REFNET_NUMBA"] = flag
+        results, calls = {}, {}
+        for flag in ("1", "0"):
+            with kernel_path(flag) as called:
                 if algorithm == "snap1":
                     res = snap(p.cell, p.theta, x, s0, p.head, p.beta, y, w, n=1)
                 else:
                     res = rflo(p.cell, p.theta, x, s0, p.head, p.beta, y, w)
-                results[flag] = _flat(p, res.dtheta)
-        finally:
-            if previous is None:
-                os.environ.pop("REFNET_NUMBA", None)
-            else:
-                os.environ["REFNET_NUMBA"] = previous
+            results[flag], calls[flag] = _flat(p, res.dtheta), list(called)
         report = _relative(results["1"], results["0"])
-        return report.max_rel_error, report.rtol, report.passed, "batch 1, numba vs NumPy"
+        ran = calls["1"].count("_trace_update")
+        took = ran == T and not calls["0"]
+        detail = (f"batch 1, numba vs NumPy; _trace_update ran {ran} times (of {T} steps), "
+                  f"REFNET_NUMBA=0 ran {calls['0'] or 'no kernel'}")
+        return report.max_rel_error, report.rtol, report.passed and took, detail
+    return run
+
+
+def _fastrnn_kfrtrl_exact_columns(batch=B, seed=3):
+    """One public kfrtrl() call on FastRNN at batch > 1: α̂ and β̂, carried by RTRL's own recursion
+    (not factored), get RTRL's gradient to rounding, whatever the random signs."""
+    def run():
+        p = Problem(lambda: FastRNN(I, H))
+        r0 = rng(17, p.x.dtype)            # the lively point of _fastrnn_kfrtrl: J_s far from beta I
+        p.theta.update(U=r0.normal((H, H), 0.5), alpha=r0.normal((1,), 1.0), beta=r0.normal((1,), 1.0))
+        x, s0, y, w = p.x[:, :batch], p.s0[:batch], p.y[:, :batch], p.weights[:, :batch]
+        ours = kfrtrl(p.cell, p.theta, x, s0, p.head, p.beta, y, w, rng=rng(seed, p.x.dtype)).dtheta
+        exact = rtrl(p.cell, p.theta, x, s0, p.head, p.beta, y, w).dtheta
+        names = ("alpha", "beta")
+        report = compare_grads({k: to_numpy(ours[k]) for k in names}, {k: to_numpy(exact[k]) for k in names},
+                               rtol=exact_tol(), reference_name="rtrl", raise_on_failure=False)
+        return report.max_rel_error, report.rtol, report.passed, f"B={batch}; {worst(report)}"
     return run
 
 
@@ -243,12 +295,17 @@ def checks():
         out += cell_checks(name, factory)
         out += rtrl_checks(name, factory)            # RTRL = BPTT; UORO and KF-RTRL z-tests
     out.append(Check("fastrnn", "kfrtrl", f"mean of N={N_ESTIMATES} public calls -> rtrl (z-test; alpha, beta exact)", _fastrnn_kfrtrl()))
+    out.append(Check("fastrnn", f"kfrtrl(B={B})", "alpha, beta (not factored) = rtrl exactly, one public call",
+                     _fastrnn_kfrtrl_exact_columns()))
     for name, factory in SNAP_CELLS.items():
         out.append(Check(name, "snap(1,2)", "= dense masked twin (sensitivity, dtheta)", _snap_equals_twin(factory)))
         out.append(Check(name, "snap2", "= rtrl (W_hh as drawn, dense but iRNN: mask closed at n = 2)", _snap_equals_rtrl(factory, 2)))
         n_diag = 2 if name == "lstm" else 1
         out.append(Check(name, f"snap{n_diag}", "= rtrl (diagonal W_hh)",
                          _snap_equals_rtrl(factory, n_diag, lambda n: np.eye(n), "diagonal W_hh; ")))
+        if "relu" not in name and name != "irnn":   # a silent ReLU unit zeroes structural nonzeros
+            out.append(Check(name, "snap mask", "= reach of the jacobians' nonzeros, n = 1, 2, 3 (ring)",
+                             _snap_mask(factory)))
         if name != "lstm":
             out.append(Check(name, "snap(d+1)", "= rtrl at n = diameter + 1, != at n = diameter (ring)",
                              _snap_diameter(factory, strict="relu" not in name and name != "irnn")))

@@ -27,9 +27,8 @@ chosen = {id(c) for c in first}
 order = first + [c for c in rows if id(c) not in chosen]
 for n, check in enumerate(order, 1):
     row = run_check(check)
-    verdict = getattr(row, "verdict", None)
-    passed = row.passed if verdict is None else str(getattr(verdict, "value", verdict)).lower() == "pass"
-    if not passed:
+    # Row.passed is the verdict's own: a PASS (with or without a reason), never an inconclusive one
+    if not row.passed:
         print(json.dumps({"killed": True, "by": f"{row.cell} {row.algorithm}: {row.relation}",
                           "detail": " ".join(str(row.detail).split())[:160], "rows_run": n, "rows": len(order)}))
         sys.exit(0)
