@@ -155,7 +155,7 @@ def _uoro_fd(name):
         parts = [_fd_part("a_t", along, {"eps": np.zeros(a.shape[:2])}, {"eps": np.einsum("tbn,tbn->tb", r, a)}),
                  _fd_part("b_t", paired, {k: np.asarray(v) for k, v in theta.items()},
                           _split(np.einsum("tb,tbp->p", q, b), fx.meta["param_columns"]))]
-        # Alg. 1 written out, per example: ρ0 = sqrt(‖θ̃‖/(‖a‖+ε)) + ε, ρ1 = sqrt(‖b‖/(‖ν‖+ε)) + ε
+        # Alg. 1 written out, per example: rho0 = sqrt(|θ̃|/(|a|+ε)) + ε, rho1 = sqrt(|b|/(|ν|+ε)) + ε
         eps, norm = 1e-7, (lambda v: np.sqrt((v * v).sum(axis=-1, keepdims=True)))
         theta_before = _previous(theta_tilde)
         rho0 = np.sqrt(norm(theta_before) / (norm(a) + eps)) + eps
