@@ -18,6 +18,11 @@ fixture(kfrtrl)        J_s A_{t−1} = FD of the step along A_{t−1}'s columns 
                        and column); diag(D_t) ⊗ ĥ_t = FD in θ of the step on the factored blocks;
                        M_rest as fixture(rtrl) on its columns; A_t, u_t = Eq. 5 with Lemma 1's p1,
                        p2 written out from the recorded products and stored signs c1, c2
+fixture(<rbp variant>) z = FD of L = ⟨g, h*⟩ under a kick ε to the map, h* = F(h*) + ε (each
+                       evaluation re-solves the equilibrium to 1e-14); dθ, dx = FD of L(h*(θ, x));
+                       Neumann-RBP(K): the same through K + 1 applications of F from h* (Prop. 2);
+                       h* an equilibrium; RBP/Neumann's iterates z_i = Jᵀ z_{i−1} + g with Jᵀ z
+                       by FD of ⟨z, F(h*)⟩ in h (the last iterate: Neumann-RBP's z)
 =====================  ==========================================================================
 
 The "written out" parts replay the paper's update independently of
@@ -29,7 +34,9 @@ import refnet
 from refnet.algorithms.bptt import forward
 from refnet.backend import rng, xp_of
 from refnet.fixtures import CELLS as FIXTURE_CELLS
-from refnet.fixtures import STEP_CELLS, cell_bptt_fixture, kfrtrl_fixture, rtrl_fixture, uoro_fixture
+from refnet.fixtures import (RBP_VARIANTS, STEP_CELLS, cell_bptt_fixture, implicit_fixture, kfrtrl_fixture,
+                             rtrl_fixture, uoro_fixture)
+from refnet.solvers.nonlinear import fixed_point as map_fixed_point
 from refnet.fixtures.steps import _problem
 
 from .common import Check, O, check_fd, exact_tol, f64, worst
@@ -218,6 +225,43 @@ def _kfrtrl_fd(name):
     return run
 
 
+def _implicit_fd(name, variant):
+    def run():
+        fx = implicit_fixture(name, variant=variant, B=B, input_size=I, hidden_size=H, K=40)
+        A = fx.arrays
+        c = _problem(name, 0, 1, B, I, H, O)[0]
+        theta = {k: f64(A[f"params/{k}"]) for k in c.param_shapes()}
+        x, g, h_star = f64(A["inputs/x"]), f64(A["cotangents/h_star"]), f64(A["forward/h_star"])
+
+        def solved(th, xx, kick):          # h* of h = F(h) + kick, from the fixture's h* (close by)
+            if variant == "neumann_rbp":     # Prop. 2: TBPTT through K + 1 applications of F from h* (held)
+                h = h_star
+                for _ in range(fx.meta["options"]["K"] + 1):
+                    h = c.step(th, h, xx)[0] + kick
+            else:
+                h, _ = map_fixed_point(lambda h: c.step(th, h, xx)[0] + kick, h_star, tol=1e-14, maxiter=20000)
+            return float((g * h).sum())
+        zero = np.zeros(A["backward/z"].shape)
+        parts = [_fd_part("z", lambda p: solved(theta, x, f64(p["eps"])), {"eps": zero}, {"eps": A["backward/z"]}),
+                 _fd_part("dtheta, dx", lambda p: solved({k: f64(p[k]) for k in theta}, f64(p["x"]), f64(zero)),
+                          {**{k: np.asarray(v) for k, v in theta.items()}, "x": np.asarray(x)},
+                          {**{k: A[f"grads/{k}"] for k in theta}, "x": A["grads/x"]})]
+        gap = float(np.abs(np.asarray(c.step(theta, h_star, x)[0]) - np.asarray(h_star)).max())
+        parts.append(("h* = F(h*)", gap, 1e-12, gap <= 1e-12, ""))
+        if "backward/z_iterates_l0" in A:  # z_i = Jᵀ z_{i−1} + g, Jᵀ z by FD of ⟨z, F(h)⟩ in h at h*
+            Z = A["backward/z_iterates_l0"]
+            before = _previous(Z)
+            r = np.asarray(rng(4).normal(Z.shape[:1]))          # a weight per iterate: one FD for all
+
+            def pulled(p):
+                h = f64(p["h"])
+                return float(sum(r[i] * (f64(before[i]) * c.step(theta, h, x)[0]).sum() for i in range(len(Z))))
+            JTz = {"h": np.einsum("i,ibn->bn", r, Z) - r.sum() * np.asarray(g)}   # Σ_i r_i (z_i − g)
+            parts.append(_fd_part("z_i", pulled, {"h": np.asarray(h_star)}, JTz))
+        return _worst_of(parts)
+    return run
+
+
 UORO_CELLS = ("elman_tanh", "lstm", "gru", *STEP_CELLS)
 KFRTRL_CELLS = ("elman_tanh", "fastrnn")     # the smooth cells with kronecker_factors (ReLU's kinks spoil FD)
 
@@ -232,4 +276,6 @@ def checks():
                   _uoro_fd(name)) for name in UORO_CELLS]
     out += [Check(name, "fixture(kfrtrl)", "J_s A, D (x) h^ = FD of kicks; A, u = Eq. 5 from the stored signs",
                   _kfrtrl_fd(name)) for name in KFRTRL_CELLS]
+    out += [Check(name, f"fixture({variant})", "z, dtheta, dx = FD of kicks through the re-solved equilibrium",
+                  _implicit_fd(name, variant)) for variant in RBP_VARIANTS for name in ("elman_tanh", "gru")]
     return out
