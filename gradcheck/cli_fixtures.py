@@ -110,6 +110,10 @@ def export_main(argv=None):
             parser.error("argument --nonlinearity: only with --from (the seeded cells name theirs: --cell)")
         kwargs = {k: (default if getattr(args, k) is None else getattr(args, k))
                   for k, default in shape_flags.items()}
+        if getattr(exporter, "static", False):      # a static problem (an RBP equilibrium) has no T
+            if args.T is not None:
+                parser.error(f"argument --T: {args.algorithm} fixtures are of a static problem, with no T")
+            del kwargs["T"]
         if not exporter.layers:
             if kwargs["num_layers"] != 1:
                 parser.error(f"argument --num-layers: {args.algorithm} fixtures have one layer, "

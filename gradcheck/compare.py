@@ -24,7 +24,8 @@ Localisation
 The first forward divergence is searched in the order the forward computes:
 layer 0 up, step t = 1..T, and within a step in the fixture's order (gate
 pre-activations, then states).  The first backward divergence in the order
-back-propagation computes: top layer down, t = T..1, within a step the state
+back-propagation computes: top layer down, t = T..1 (a trace whose rows are a
+solve's iterations, ``rows: 'ascending'`` in its meta, i = 1 up), within a step the state
 adjoints (dh, dc), the gate adjoints (da_o … da_i), then each gate's share of
 ∂L/∂h_{t−1} (dh_prev_from_a_o …).  The report names the step (1-based, as
 s_t), the quantity, its gate, and the batch element and unit with the largest
@@ -303,7 +304,9 @@ def _first_divergence(key, info, a, r, rtol, atol):
     steps = np.flatnonzero(over.reshape(over.shape[0], -1).any(axis=1))
     if steps.size == 0:
         return None
-    forward = info["direction"] == "forward"
+    # rows in the order they were computed: forward traces, and backward ones whose rows are iterations
+    # of a solve (meta traces[key]['rows'] == 'ascending', e.g. RBP's z_i) rather than steps back in time
+    forward = info["direction"] == "forward" or info.get("rows") == "ascending"
     row = int(steps[0] if forward else steps[-1])
     excess = np.where(over[row], diff[row] - bound[row], -np.inf)
     where = np.unravel_index(int(np.argmax(excess)), excess.shape)
@@ -313,7 +316,7 @@ def _first_divergence(key, info, a, r, rtol, atol):
                             float(diff[row][where]), float(bound[row][where]), int(over[row].sum()),
                             int(over[row].size))
     layer, order = int(info["layer"]), int(info.get("order", 0))
-    sort_key = (layer, row, order) if forward else (-layer, -row, order)
+    sort_key = (layer, row, order) if info["direction"] == "forward" else (-layer, -row if not forward else row, order)
     return sort_key, divergence
 
 

@@ -130,8 +130,11 @@ class OnlineLearner:
     s0 : (B, n_state) initial state, or None for zeros of batch ``batch``
     batch : int, the number of parallel streams when ``s0`` is None (default 1)
     trainable : collection of θ's parameter names, optional (default all); the others are held
-        fixed: their gradient entries are zero and the optimiser never moves them
-        (:class:`RTRLLearner` also carries no sensitivity columns for them)
+        fixed: their gradient entries are zero and the optimiser never moves them.  The learners
+        that carry a sensitivity carry none for them: RTRL's M_t, UORO's θ̃, KF-RTRL's u and
+        M_rest, SnAp's kept entries and RFLO's trace hold the trainable parameters only
+        (KF-RTRL's A (n, n) is shared by every factored block and stays; TBPTT and FPP carry
+        no sensitivity, their VJPs compute a frozen parameter's gradient and drop it)
     check_every : int >= 1 or None, steps between two reads of the finiteness flags (module
         docstring); None: 1 on NumPy, :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device
 
@@ -458,11 +461,12 @@ class UOROLearner(OnlineLearner):
     Extra arguments: ``rng`` (a refnet.backend.Rng) for the signs ν, ``eps``.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=UORO_EPS, s0=None, batch=1):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+    def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=UORO_EPS, s0=None, batch=1,
+                 trainable=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
         self.eps = check_number("eps", eps, low=0.0, low_open=True)
         self.signs = _Signs(rng, (self.batch, cell.n_state), self.w)
-        self.uoro = uoro_init(cell, self.batch, self.w)
+        self.uoro = uoro_init(cell, self.batch, self.w, self.trainable)   # θ̃: the trainable entries only
 
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
@@ -470,7 +474,10 @@ class UOROLearner(OnlineLearner):
         return s
 
     def _gradient(self, ds):
-        self.grad[:self.n_theta] = uoro_gradient(self.uoro, ds)
+        if self.uoro.columns is None:
+            self.grad[:self.n_theta] = uoro_gradient(self.uoro, ds)
+        else:
+            self.grad[self.uoro.columns] = uoro_gradient(self.uoro, ds)
 
 
 class KFRTRLLearner(OnlineLearner):
@@ -480,11 +487,12 @@ class KFRTRLLearner(OnlineLearner):
     ``rng`` (a refnet.backend.Rng) for the signs c1, c2, ``eps``.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=KF_EPS, s0=None, batch=1):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+    def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=KF_EPS, s0=None, batch=1,
+                 trainable=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
         self.eps = check_number("eps", eps, low=0.0, low_open=True)
         self.signs = _Signs(rng, (2, self.batch), self.w)
-        self.kf = kfrtrl_init(cell, self.batch, self.w)
+        self.kf = kfrtrl_init(cell, self.batch, self.w, self.trainable)     # u, M_rest: trainable only
         self._shapes = cell.param_shapes()
 
     def _advance(self, x):
@@ -554,8 +562,8 @@ class FPPLearner(OnlineLearner):
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, n=1, buffer_size=100, state_weight=1.0,
-                 refresh=0, prioritised=False, state_lr=0.0, s0=None, batch=1):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+                 refresh=0, prioritised=False, state_lr=0.0, s0=None, batch=1, trainable=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
         self.n = check_int("n", n, 1)
         self.refresh = check_int("refresh", refresh, 0)
         self.state_weight = _check_nonnegative("state_weight", state_weight)
@@ -641,9 +649,9 @@ class SnApLearner(OnlineLearner):
     argument: ``n`` (int >= 1), the SnAp order.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, n, s0=None, batch=1):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
-        self.pattern = snap_pattern(cell, self.theta, n)
+    def __init__(self, cell, head, theta, beta, optimiser, *, n, s0=None, batch=1, trainable=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
+        self.pattern = snap_pattern(cell, self.theta, n, self.trainable)     # frozen columns keep nothing
         self.snap = snap_init(self.pattern, self.batch, self.w)
 
     def _advance(self, x):
@@ -665,10 +673,10 @@ class RFLOLearner(OnlineLearner):
     Extra argument: ``feedback``.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, feedback=None, s0=None, batch=1):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
+    def __init__(self, cell, head, theta, beta, optimiser, *, feedback=None, s0=None, batch=1, trainable=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
         self.feedback = check_feedback(feedback, cell, head, self.w)
-        self.rflo = rflo_init(cell, self.batch, self.w)
+        self.rflo = rflo_init(cell, self.batch, self.w, self.trainable)      # trace: trainable columns only
         self._shapes = cell.param_shapes()
         self._y = None
 

@@ -10,7 +10,23 @@ fixture(bptt)          FastRNN/FastGRNN fixture: every step's dL/dh_t and dL/da_
 fixture(rtrl)          every step's sensitivity M_t in an RTRL fixture: Σ_t Σ_b ⟨r_t[b], M_t[b]⟩ =
                        FD in θ of Σ_t ⟨r_t, s_t(θ)⟩ for random weights r_t (all t at once; a
                        wrong M at one step changes the sum)
+fixture(uoro)          the products UORO takes at every step = FD of kicks: a_t = J_s s̃_{t−1} =
+                       FD of the step along s̃_{t−1} (one kick per step and example), b_t = ν_tᵀ J_θ
+                       = FD in θ of Σ_t Σ_b q_t[b] ⟨ν_t[b], s_t⟩; and s̃_t, θ̃_t = Alg. 1 written out
+                       from the recorded a_t, b_t and stored signs ν_t (to rounding)
+fixture(kfrtrl)        J_s A_{t−1} = FD of the step along A_{t−1}'s columns (a kick per step, example
+                       and column); diag(D_t) ⊗ ĥ_t = FD in θ of the step on the factored blocks;
+                       M_rest as fixture(rtrl) on its columns; A_t, u_t = Eq. 5 with Lemma 1's p1,
+                       p2 written out from the recorded products and stored signs c1, c2
+fixture(<rbp variant>) z = FD of L = ⟨g, h*⟩ under a kick ε to the map, h* = F(h*) + ε (each
+                       evaluation re-solves the equilibrium to 1e-14); dθ, dx = FD of L(h*(θ, x));
+                       Neumann-RBP(K): the same through K + 1 applications of F from h* (Prop. 2);
+                       h* an equilibrium; RBP/Neumann's iterates z_i = Jᵀ z_{i−1} + g with Jᵀ z
+                       by FD of ⟨z, F(h*)⟩ in h (the last iterate: Neumann-RBP's z)
 =====================  ==========================================================================
+
+The "written out" parts replay the paper's update independently of
+:mod:`refnet.algorithms`; the worst of a row's parts (error over its bound) is its result.
 """
 import numpy as np
 
@@ -18,10 +34,12 @@ import refnet
 from refnet.algorithms.bptt import forward
 from refnet.backend import rng, xp_of
 from refnet.fixtures import CELLS as FIXTURE_CELLS
-from refnet.fixtures import STEP_CELLS, cell_bptt_fixture, rtrl_fixture
+from refnet.fixtures import (RBP_VARIANTS, STEP_CELLS, cell_bptt_fixture, implicit_fixture, kfrtrl_fixture,
+                             rtrl_fixture, uoro_fixture)
+from refnet.solvers.nonlinear import fixed_point as map_fixed_point
 from refnet.fixtures.steps import _problem
 
-from .common import Check, O, check_fd, f64, worst
+from .common import Check, O, check_fd, exact_tol, f64, worst
 
 __all__ = ["checks"]
 
@@ -84,10 +102,180 @@ def _rtrl_sensitivities_fd(name):
     return run
 
 
+def _replayed(fx, name):
+    """The fixture's cell, θ (float64), x and the states s[0..T] re-run from its own data."""
+    c = _problem(name, 0, T, B, I, H, O)[0]
+    A, suffix = fx.arrays, ("_l0" if name in FIXTURE_CELLS else "")
+    theta = {k: f64(A[f"params/{k}{suffix}"]) for k in c.param_shapes()}
+    x = f64(A["inputs/x"])
+    s0 = np.concatenate([A["inputs/h0"][0]] + ([A["inputs/c0"][0]] if "inputs/c0" in A else []), axis=1)
+    return c, theta, x, forward(c, theta, x, f64(s0)).s
+
+
+def _split(flat, columns, names=None):
+    """A flat (P,) vector as a params dict by ``meta['param_columns']`` ([name, first, shape])."""
+    return {k: flat[first:first + int(np.prod(shape))].reshape(shape) for k, first, shape in columns
+            if names is None or k in names}
+
+
+def _previous(trace):
+    """The trace shifted by one step: row t − 1 holds the value before step t (zeros before step 1)."""
+    return np.concatenate([np.zeros_like(trace[:1]), trace[:-1]])
+
+
+def _relative(ours, recorded):
+    """max |ours − recorded| / max(‖recorded‖_∞, tiny) over a list of pairs."""
+    return max(float(np.abs(a - r).max() / max(np.abs(r).max(), 1e-300)) for a, r in zip(ours, recorded))
+
+
+def _worst_of(parts):
+    """One row's result from its parts [(label, error, bound, passed, detail)]: the largest error/bound."""
+    label, error, bound, passed, detail = max(parts, key=lambda p: p[1] / max(p[2], 1e-300))
+    return error, bound, all(p[3] for p in parts), f"{label}: {detail}" if detail else label
+
+
+def _fd_part(label, f, point, grads):
+    report = check_fd(f, point, grads)
+    return label, report.max_rel_error, report.rtol, report.passed, worst(report)
+
+
+def _uoro_fd(name):
+    def run():
+        fx = uoro_fixture(name, T=T, B=B, input_size=I, hidden_size=H, output_size=O)
+        c, theta, x, s = _replayed(fx, name)
+        A = fx.arrays
+        a, b, nu = A["forward/J_s_s_tilde_l0"], A["forward/nu_J_theta_l0"], A["inputs/nu"]
+        s_tilde, theta_tilde = A["forward/s_tilde_l0"], A["forward/theta_tilde_l0"]
+        before = f64(_previous(s_tilde))
+        r, q = np.asarray(rng(1).normal(a.shape)), np.asarray(rng(2).normal(a.shape[:2]))
+        r64, q64, nu64 = f64(r), f64(q), f64(nu)
+
+        def along(point):                  # a kick ε_{t,b} along s̃_{t−1}[b] at step t
+            eps = f64(point["eps"])
+            return float(sum((r64[t - 1] * c.step(theta, s[t - 1] + eps[t - 1][:, None] * before[t - 1],
+                                                  x[t - 1], t - 1)[0]).sum() for t in range(1, T + 1)))
+
+        def paired(point):
+            th = {k: f64(point[k]) for k in theta}
+            return float(sum((q64[t - 1][:, None] * nu64[t - 1] * c.step(th, s[t - 1], x[t - 1], t - 1)[0]).sum()
+                             for t in range(1, T + 1)))
+        parts = [_fd_part("a_t", along, {"eps": np.zeros(a.shape[:2])}, {"eps": np.einsum("tbn,tbn->tb", r, a)}),
+                 _fd_part("b_t", paired, {k: np.asarray(v) for k, v in theta.items()},
+                          _split(np.einsum("tb,tbp->p", q, b), fx.meta["param_columns"]))]
+        # Alg. 1 written out, per example: rho0 = sqrt(|θ̃|/(|a|+ε)) + ε, rho1 = sqrt(|b|/(|ν|+ε)) + ε
+        eps, norm = 1e-7, (lambda v: np.sqrt((v * v).sum(axis=-1, keepdims=True)))
+        theta_before = _previous(theta_tilde)
+        rho0 = np.sqrt(norm(theta_before) / (norm(a) + eps)) + eps
+        rho1 = np.sqrt(norm(b) / (norm(nu) + eps)) + eps
+        error = _relative([rho0 * a + rho1 * nu, theta_before / rho0 + b / rho1], [s_tilde, theta_tilde])
+        parts.append(("Alg. 1", error, exact_tol(), error <= exact_tol(), ""))
+        return _worst_of(parts)
+    return run
+
+
+def _kfrtrl_fd(name):
+    def run():
+        fx = kfrtrl_fixture(name, T=T, B=B, input_size=I, hidden_size=H, output_size=O)
+        c, theta, x, s = _replayed(fx, name)
+        A = fx.arrays
+        JA, D, h_hat, A_t, u = (A[f"forward/{q}_l0"] for q in ("J_s_A", "D", "h_hat", "A", "u"))
+        signs = A["inputs/c"]
+        A_before, u_before = _previous(A_t), _previous(u)
+        A64 = f64(A_before)
+        r, R = np.asarray(rng(1).normal(D.shape)), np.asarray(rng(2).normal(D.shape))
+        r64, R64 = f64(r), f64(R)
+
+        def along(point):                  # kicks ε_{t,b,j} along column j of A_{t−1}[b] at step t
+            eps = f64(point["eps"])
+            return float(sum((r64[t - 1] * c.step(theta, s[t - 1] + np.einsum("bij,bj->bi", A64[t - 1], eps[t - 1]),
+                                                  x[t - 1], t - 1)[0]).sum() for t in range(1, T + 1)))
+        blocks = fx.meta["u_blocks"]
+
+        def paired(point):
+            th = dict(theta, **{k: f64(point[k]) for k in blocks})
+            return float(sum((R64[t - 1] * c.step(th, s[t - 1], x[t - 1], t - 1)[0]).sum() for t in range(1, T + 1)))
+        RD = R * D
+        analytic = {k: np.einsum("tbi,tbj->ij", RD, h_hat[:, :, first:last]).reshape(theta[k].shape)
+                    for k, (first, last) in blocks.items()}
+        parts = [_fd_part("J_s A_(t-1)", along, {"eps": np.zeros(D.shape)},
+                          {"eps": np.einsum("tbi,tbij->tbj", r, JA)}),
+                 _fd_part("D (x) h_hat", paired, {k: np.asarray(theta[k]) for k in blocks}, analytic)]
+        if "forward/M_rest_l0" in A:      # the exactly carried columns: as fixture(rtrl)
+            M, rest = A["forward/M_rest_l0"], fx.meta["rest_columns"]
+            w = np.asarray(rng(3).normal(M.shape[:3]))
+            w64 = f64(w)
+            g = np.einsum("tbn,tbnp->p", w, M)
+
+            def pairing(point):
+                states = forward(c, dict(theta, **{k: f64(point[k]) for k in rest}), x, s[0]).s
+                return float(sum((states[t] * w64[t - 1]).sum() for t in range(1, T + 1)))
+            parts.append(_fd_part("M_rest", pairing, {k: np.asarray(theta[k]) for k in rest},
+                                  {k: g[first:last].reshape(theta[k].shape) for k, (first, last) in rest.items()}))
+        # Eq. 5 with Lemma 1's p1, p2 written out
+        eps = 1e-7
+        norm = (lambda v: np.sqrt((v * v).reshape(v.shape[0], v.shape[1], -1).sum(axis=-1)))
+        p1 = np.sqrt((norm(JA) + eps) / (norm(u_before) + eps))
+        p2 = np.sqrt((norm(D) + eps) / (norm(h_hat) + eps))
+        c1, c2 = signs[:, 0], signs[:, 1]                                  # (T, B)
+        u_ours = (c1 * p1)[..., None] * u_before + (c2 * p2)[..., None] * h_hat
+        A_ours = (c1 / p1)[..., None, None] * JA + (c2 / p2)[..., None, None] * (D[..., :, None] * np.eye(D.shape[-1]))
+        error = _relative([A_ours, u_ours], [A_t, u])
+        parts.append(("Eq. 5", error, exact_tol(), error <= exact_tol(), ""))
+        return _worst_of(parts)
+    return run
+
+
+def _implicit_fd(name, variant):
+    def run():
+        fx = implicit_fixture(name, variant=variant, B=B, input_size=I, hidden_size=H, K=40)
+        A = fx.arrays
+        c = _problem(name, 0, 1, B, I, H, O)[0]
+        theta = {k: f64(A[f"params/{k}"]) for k in c.param_shapes()}
+        x, g, h_star = f64(A["inputs/x"]), f64(A["cotangents/h_star"]), f64(A["forward/h_star"])
+
+        def solved(th, xx, kick):          # h* of h = F(h) + kick, from the fixture's h* (close by)
+            if variant == "neumann_rbp":     # Prop. 2: TBPTT through K + 1 applications of F from h* (held)
+                h = h_star
+                for _ in range(fx.meta["options"]["K"] + 1):
+                    h = c.step(th, h, xx)[0] + kick
+            else:
+                h, _ = map_fixed_point(lambda h: c.step(th, h, xx)[0] + kick, h_star, tol=1e-14, maxiter=20000)
+            return float((g * h).sum())
+        zero = np.zeros(A["backward/z"].shape)
+        parts = [_fd_part("z", lambda p: solved(theta, x, f64(p["eps"])), {"eps": zero}, {"eps": A["backward/z"]}),
+                 _fd_part("dtheta, dx", lambda p: solved({k: f64(p[k]) for k in theta}, f64(p["x"]), f64(zero)),
+                          {**{k: np.asarray(v) for k, v in theta.items()}, "x": np.asarray(x)},
+                          {**{k: A[f"grads/{k}"] for k in theta}, "x": A["grads/x"]})]
+        gap = float(np.abs(np.asarray(c.step(theta, h_star, x)[0]) - np.asarray(h_star)).max())
+        parts.append(("h* = F(h*)", gap, 1e-12, gap <= 1e-12, ""))
+        if "backward/z_iterates_l0" in A:  # z_i = Jᵀ z_{i−1} + g, Jᵀ z by FD of ⟨z, F(h)⟩ in h at h*
+            Z = A["backward/z_iterates_l0"]
+            before = _previous(Z)
+            r = np.asarray(rng(4).normal(Z.shape[:1]))          # a weight per iterate: one FD for all
+
+            def pulled(p):
+                h = f64(p["h"])
+                return float(sum(r[i] * (f64(before[i]) * c.step(theta, h, x)[0]).sum() for i in range(len(Z))))
+            JTz = {"h": np.einsum("i,ibn->bn", r, Z) - r.sum() * np.asarray(g)}   # Σ_i r_i (z_i − g)
+            parts.append(_fd_part("z_i", pulled, {"h": np.asarray(h_star)}, JTz))
+        return _worst_of(parts)
+    return run
+
+
+UORO_CELLS = ("elman_tanh", "lstm", "gru", *STEP_CELLS)
+KFRTRL_CELLS = ("elman_tanh", "fastrnn")     # the smooth cells with kronecker_factors (ReLU's kinks spoil FD)
+
+
 def checks():
     """The exporters family's checks, in display order: one row per table entry."""
     out = [Check(name, "fixture(bptt)", "traces dh, da_* = FD of kicks at step t", _cell_traces_fd(name))
            for name in STEP_CELLS]
     out += [Check(name, "fixture(rtrl)", "sum_t <r_t, M_t> = FD of sum_t <r_t, s_t(theta)>",
                   _rtrl_sensitivities_fd(name)) for name in ("elman_tanh", "lstm", "gru", *STEP_CELLS)]
+    out += [Check(name, "fixture(uoro)", "a_t, b_t = FD of kicks; s~, theta~ = Alg. 1 from the stored signs",
+                  _uoro_fd(name)) for name in UORO_CELLS]
+    out += [Check(name, "fixture(kfrtrl)", "J_s A, D (x) h^ = FD of kicks; A, u = Eq. 5 from the stored signs",
+                  _kfrtrl_fd(name)) for name in KFRTRL_CELLS]
+    out += [Check(name, f"fixture({variant})", "z, dtheta, dx = FD of kicks through the re-solved equilibrium",
+                  _implicit_fd(name, variant)) for variant in RBP_VARIANTS for name in ("elman_tanh", "gru")]
     return out

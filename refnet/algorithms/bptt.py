@@ -9,7 +9,7 @@ states are kept as ``s[0..T]`` with ``s[0] = s_0``, so step t reads
 (``refnet.heads``).  The carried adjoint ``ds_next`` is ∂L/∂s_t from the
 future; the cell's ``step_vjp`` turns it into ∂L/∂s_{t−1}.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from ..backend import to_numpy, xp_of
@@ -18,7 +18,7 @@ from ..params import axpy, zeros_like
 from . import fused
 from .checks import (CHECK_EVERY, FiniteWatch, check_finite_steps, check_finite_tree, check_objective,
                      check_sequence, first_nonfinite)
-from .trainable import check_trainable
+from .trainable import check_trainable, restrict
 
 __all__ = ["Trajectory", "GradResult", "SequenceVJP", "forward", "loss", "bptt",
            "tbptt", "tbptt_windows", "truncated_loss", "sequence_vjp"]
@@ -226,12 +226,11 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
     T = x.shape[0]
     if fused.applies(cell):   # the cell's fused whole-sequence pair; this loop is its reference
         L, dtheta, dbeta, ds0, s_T = fused.fused_bptt(cell, theta, x, s0, head, beta, y, weights)
-        return GradResult(float(L), {k: dtheta[k] for k in names}, dbeta, ds0, s_T, T)
+        return GradResult(float(L), restrict(dtheta, names), dbeta, ds0, s_T, T)
     s, caches = _forward(cell, theta, x, s0, function="bptt")
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1), "bptt")
     dtheta, _, ds0 = _backward(cell, theta, caches, ds_out, xp_of(s0).zeros_like(s0), T, 0, function="bptt")
-    dtheta = {k: dtheta[k] for k in names}
-    return GradResult(float(L), dtheta, dbeta, ds0, s[T], T)
+    return GradResult(float(L), restrict(dtheta, names), dbeta, ds0, s[T], T)
 
 
 def tbptt_windows(T, k1, k2):
@@ -259,7 +258,7 @@ def tbptt_windows(T, k1, k2):
     return windows
 
 
-def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
+def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2, trainable=None):
     """TBPTT(k1, k2) (Williams & Peng 1990), gradient summed over the sequence, θ fixed.
 
     Every k1 steps the losses of those k1 steps are back-propagated through
@@ -273,6 +272,8 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
     cell, theta, x, s0, head, beta, y, weights : as :func:`bptt`
     k1 : int >= 1, steps between two backward passes
     k2 : int >= k1, steps each backward pass reaches back
+    trainable : collection of parameter names, optional (default: all); the others are frozen and
+        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`)
 
     Returns
     -------
@@ -291,12 +292,13 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
         as it is made."""
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
+    names = check_trainable(cell, trainable)
     T = x.shape[0]
     windows = tbptt_windows(T, k1, k2)
     if fused.applies(cell):   # the cell's fused whole-sequence pair; the loops below are its reference
         L, dtheta, dbeta, ds0, s_T, vjp_steps = fused.fused_tbptt(cell, theta, x, s0, head, beta, y, weights,
                                                                   windows)
-        return GradResult(float(L), dtheta, dbeta, ds0, s_T, vjp_steps)
+        return GradResult(float(L), restrict(dtheta, names), dbeta, ds0, s_T, vjp_steps)
     s, caches = _forward(cell, theta, x, s0, function="tbptt")
     L, ds_out, dbeta = _step_losses(cell, head, beta, s, y, weights, range(1, T + 1), "tbptt")
     dtheta, ds0, vjp_steps = zeros_like(theta), xp_of(s0).zeros_like(s0), 0
@@ -316,7 +318,7 @@ def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2):
             ds0 = ds0 + ds_fixed
     _check_windows(cell, theta, caches, s0, pending)
     check_finite_tree("tbptt", "dtheta", dtheta, " (the sum over windows overflowed)")
-    return GradResult(float(L), dtheta, dbeta, ds0, s[T], vjp_steps)
+    return GradResult(float(L), restrict(dtheta, names), dbeta, ds0, s[T], vjp_steps)
 
 
 def _check_windows(cell, theta, caches, s0, pending):
@@ -383,7 +385,7 @@ def truncated_loss(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2, f
     return float(sum(terms.values()))
 
 
-def sequence_vjp(cell, theta, x, s0, dout, ds_T=None):
+def sequence_vjp(cell, theta, x, s0, dout, ds_T=None, *, trainable=None):
     """Pull back cotangents through a whole run: the call an oracle user compares autograd with.
 
     Given ``dout`` (T, B, n_out), the cotangent of every step's output(s_t),
@@ -400,6 +402,8 @@ def sequence_vjp(cell, theta, x, s0, dout, ds_T=None):
     s0 : (B, n_state) initial state, or None for zeros
     dout : (T, B, n_out) cotangents of output(s_t), t = 1..T
     ds_T : (B, n_state) cotangent of s_T, or None for zero
+    trainable : collection of parameter names, optional (default: all); the others are frozen and
+        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`); ``dx`` and ``ds0`` are always returned
 
     Returns
     -------
@@ -424,7 +428,9 @@ def sequence_vjp(cell, theta, x, s0, dout, ds_T=None):
     ds_T = as_array("ds_T", ds_T)
     check_array("ds_T", ds_T, shape=(B, cell.n_state))
     check_same_dtype({"x": x, "dout": dout, "ds_T": ds_T})
-    return _sequence_vjp(cell, theta, x, s0, dout, ds_T, function="sequence_vjp")
+    names = check_trainable(cell, trainable)
+    res = _sequence_vjp(cell, theta, x, s0, dout, ds_T, function="sequence_vjp")
+    return replace(res, dtheta=restrict(res.dtheta, names))
 
 
 def _sequence_vjp(cell, theta, x, s0, dout, ds_T, *, function):

@@ -26,11 +26,12 @@ of W, :func:`fpp_refresh` recomputes s'_{T+1} for writing back into the
 buffer (:mod:`refnet.algorithms.fpp_buffer`).
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .._validate import as_array, check_array, check_int, check_number, check_same_dtype
 from ..errors import NumericalError
 from .checks import check_cell, check_finite_tree, check_head, first_nonfinite
+from .trainable import check_trainable, restrict
 
 __all__ = ["FPPGrad", "fpp_loss", "fpp_grad", "fpp_refresh"]
 
@@ -147,12 +148,16 @@ def _check_losses(function, L_s, L_t):
             raise NumericalError(f"{function}: the {name} is {value}", where=f"{function}: {name.split()[-1]}")
 
 
-def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None):
+def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None,
+             trainable=None):
     """FPP's per-transition gradient (Algorithm 1, "Calculate ∂L/∂W & ∂L_t/∂β").
 
     Back through the second step from the state loss, add the target loss's
     cotangent on s_T, back through the first step; the two steps share W, so
-    their parameter gradients add.  Arguments as :func:`fpp_loss`.
+    their parameter gradients add.  Arguments as :func:`fpp_loss`, plus
+    ``trainable`` (collection of parameter names, default all): the others are
+    frozen and absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`); the
+    state gradients are always returned.
 
     Returns
     -------
@@ -165,19 +170,20 @@ def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None
         argument that is not one, mixed dtypes, ``t`` not an int.
     ValueError
         A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, labels out
-        of range, ``state_weight`` < 0, ``t`` < 0.
+        of range, ``state_weight`` < 0, ``t`` < 0, a ``trainable`` name the cell lacks.
     refnet.NumericalError
         s_T, s'_{T+1}, a loss or a gradient is NaN/Inf, named.
     """
     arrays, y, w, v = _check(cell, theta, head, beta, {"s_prev": s_prev, "x": x, "x_next": x_next,
                                                        "s_next": s_next}, y, w, v, state_weight, t)
+    names = check_trainable(cell, trainable)
     g = _fpp_grad(cell, theta, head, beta, arrays["s_prev"], arrays["x"], arrays["x_next"], arrays["s_next"],
                   y, w, v=v, state_weight=state_weight, t=t)
     _check_losses("fpp_grad", g.state_loss, g.target_loss)
     check_finite_tree("fpp_grad", "dtheta", g.dtheta)
     check_finite_tree("fpp_grad", "dbeta", g.dbeta)
     check_finite_tree("fpp_grad", "adjoint", {"ds_prev": g.ds_prev, "ds_next": g.ds_next})
-    return g
+    return replace(g, dtheta=restrict(g.dtheta, names))
 
 
 def _fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None,

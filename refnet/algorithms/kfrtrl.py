@@ -32,6 +32,14 @@ M^r_t = J_s M^r_{t−1} + J_θ^r (the columns by one JVP each), so the estimate
 stays unbiased.  Gated cells (GRU, LSTM) are refused with a TypeError naming
 the cell: their J_θ is a sum of Kronecker products with one diagonal per gate,
 which one A ⊗ u cannot carry (Mujika et al. 2018 restrict KF-RTRL to that class).
+
+Frozen parameters (``trainable=``): u holds the ĥ_k of the trainable factored
+parameters only and M_rest the columns of the trainable others, so a frozen
+parameter costs no sensitivity memory (A stays (n, n): it is shared by every
+factored block).  The restricted estimate is unbiased for the trainable
+columns by the same induction; it is not the full run's estimate restricted
+(p2 sees ‖ĥ‖ over fewer blocks), except at the first step, where A ⊗ u =
+diag(D) ⊗ ĥ whatever p2.
 """
 import math
 from typing import NamedTuple
@@ -42,6 +50,7 @@ from ..params import axpy, zeros_like
 from .bptt import GradResult
 from .checks import StepWatch, check_cell, check_objective, check_sequence
 from .structure import kronecker_layout, state_jacobian
+from .trainable import check_trainable, restrict
 from .uoro import check_rng
 
 __all__ = ["KFRTRLState", "kfrtrl_init", "kfrtrl_update", "kfrtrl_gradient", "kfrtrl_sensitivity",
@@ -64,26 +73,38 @@ def _check_kronecker(cell):
     kronecker_layout(cell)
 
 
-def kfrtrl_init(cell, batch, like):
+def kfrtrl_init(cell, batch, like, trainable=None):
     """A = 0, u = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``.
 
-    Raises TypeError for a cell without ``kronecker_factors`` (module docstring),
-    ValueError for ``batch`` < 1.
+    ``trainable`` (collection of parameter names, default all): u and M_rest
+    carry those parameters only (module docstring).
+
+    Raises TypeError for a cell without ``kronecker_factors`` (module docstring) or a
+    ``trainable`` that is not a collection of names; ValueError for ``batch`` < 1 or a
+    name the cell lacks.
     """
     check_cell(cell)
     layout = kronecker_layout(cell)
     batch = check_int("batch", batch, 1)
     check_array("like", like, finite=False)
+    names = check_trainable(cell, trainable)
     xp = xp_of(like)
     n = cell.n_state
+    blocks, m = {}, 0                     # the trainable factored blocks, renumbered side by side in u
+    for k, (first, last) in layout.blocks.items():
+        if k in names:
+            blocks[k] = (m, m + last - first)
+            m += last - first
     rest, width = {}, 0
     for k in layout.rest:
+        if k not in names:
+            continue
         size = math.prod(cell.param_shapes()[k])
         rest[k] = (width, width + size)
         width += size
     M_rest = xp.zeros((batch, n, width), dtype=like.dtype) if rest else None
-    return KFRTRLState(xp.zeros((batch, n, n), dtype=like.dtype), xp.zeros((batch, layout.width), dtype=like.dtype),
-                       layout.blocks, M_rest, rest)
+    return KFRTRLState(xp.zeros((batch, n, n), dtype=like.dtype), xp.zeros((batch, m), dtype=like.dtype),
+                       blocks, M_rest, rest)
 
 
 def _rest_columns(cell, theta, cache, rest, like):
@@ -122,7 +143,8 @@ def kfrtrl_update(cell, theta, cache, state, c1, c2, *, eps=EPS):
     xp = xp_of(c1)
     A, u, blocks, M_rest, rest = state
     D, h_hat = cell.kronecker_factors(theta, cache)
-    h_hat = xp.concatenate([h_hat[k] for k in blocks], axis=1)
+    h_hat = (xp.concatenate([h_hat[k] for k in blocks], axis=1) if blocks      # trainable blocks only
+             else xp.zeros((D.shape[0], 0), dtype=D.dtype))
     J_s = state_jacobian(cell, theta, cache)
     JA = J_s @ A
     p1 = xp.sqrt((_norms(xp, JA) + eps) / (_norms(xp, u) + eps))
@@ -138,14 +160,15 @@ def kfrtrl_update(cell, theta, cache, state, c1, c2, *, eps=EPS):
 
 def kfrtrl_gradient(state, ds, shapes):
     """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b] as a params dict: θ_k ← Σ_b (ds A)[b] ⊗ u_k[b]
-    for the factored parameters, Σ_b ds[b] M_rest[b] for the others; in ``shapes`` order."""
+    for the factored parameters, Σ_b ds[b] M_rest[b] for the others; in ``shapes`` order, the
+    parameters the state carries only (the trainable ones)."""
     v = (ds[:, None, :] @ state.A)[:, 0, :]                         # (B, n)
     G = v.T @ state.u                                               # (n, m), every θ_k side by side
     out = {k: G[:, first:last].reshape(shapes[k]) for k, (first, last) in state.blocks.items()}
     if state.rest:
         g = (ds[:, None, :] @ state.M_rest)[:, 0, :].sum(axis=0)
         out.update({k: g[first:last].reshape(shapes[k]) for k, (first, last) in state.rest.items()})
-    return {k: out[k] for k in shapes}
+    return {k: out[k] for k in shapes if k in out}
 
 
 def kfrtrl_sensitivity(state, shapes=None):
@@ -153,29 +176,32 @@ def kfrtrl_sensitivity(state, shapes=None):
 
     A ⊗ u_k for the factored parameters, M_rest's columns for the others; ``shapes``
     (the cell's ``param_shapes()``) orders them, and may be None when every parameter is factored.
+    Only the parameters the state carries (the trainable ones) have columns.
     """
     xp = xp_of(state.A)
     B, n, _ = state.A.shape
     parts = {k: (state.A[:, :, :, None] * state.u[:, None, None, first:last]).reshape(B, n, -1)
              for k, (first, last) in state.blocks.items()}
     parts.update({k: state.M_rest[:, :, first:last] for k, (first, last) in state.rest.items()})
-    order = list(parts) if shapes is None else list(shapes)
+    order = list(parts) if shapes is None else [k for k in shapes if k in parts]
     return xp.concatenate([parts[k] for k in order], axis=2)
 
 
-def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
+def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS, trainable=None):
     """One KF-RTRL estimate of L's gradient over a sequence with θ fixed (Mujika et al. 2018).
 
     Arguments as :func:`refnet.algorithms.bptt.bptt`, plus ``rng`` (a
     :class:`refnet.backend.Rng`) for the signs c1, c2.  Returns a GradResult
     whose ``dtheta`` is a random, unbiased estimate of RTRL's; ``dbeta`` and
     ``loss`` are exact; ``ds0`` is None (not estimated); ``vjp_steps`` is 0.
+    ``trainable`` (collection of names, default all): u, M_rest and ``dtheta``
+    hold those parameters only, frozen ones are absent (module docstring).
 
     Raises
     ------
     TypeError, ValueError
         Bad arguments, as :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a Rng; ``eps`` <= 0;
-        a cell without ``kronecker_factors`` (TypeError naming the cell).
+        a cell without ``kronecker_factors`` (TypeError naming the cell); a bad ``trainable``.
     refnet.NumericalError
         Names the first non-finite state s_t, loss term or gradient term (from A_t, u_t).
     """
@@ -184,11 +210,12 @@ def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     _check_kronecker(cell)
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
+    names = check_trainable(cell, trainable)
     T, B = x.shape[:2]
     shapes = cell.param_shapes()
-    state = kfrtrl_init(cell, B, x)
+    state = kfrtrl_init(cell, B, x, names)
     c = rng.signs((T, 2, B), like=x)                 # on x's backend, in its dtype
-    dtheta = {k: xp_of(x).zeros(shape, dtype=x.dtype) for k, shape in shapes.items()}
+    dtheta = restrict({k: xp_of(x).zeros(shape, dtype=x.dtype) for k, shape in shapes.items()}, names)
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]
     watch = StepWatch("kfrtrl")

@@ -64,6 +64,7 @@ from ..solvers import linear
 from ..solvers.info import DEFAULT_TOL, SolveInfo, settle
 from ..solvers.operators import linearise
 from ..solvers.problem import check_problem, check_tolerance
+from .trainable import check_trainable, restrict
 
 __all__ = ["ImplicitGradient", "implicit_vjp", "rbp", "cg_rbp", "gmres_rbp", "neumann_rbp"]
 
@@ -91,7 +92,7 @@ class ImplicitGradient:
 
 
 def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium=True,
-                 equilibrium_tol=None, name="implicit_vjp"):
+                 equilibrium_tol=None, name="implicit_vjp", trainable=None):
     """The VJP of the equilibrium map θ, x ↦ h*(θ, x) (Liao et al. 2018, Eqs. 1–2).
 
     Linearises F at h*, solves (I − Jᵀ) z = dh with ``solve``, applies the
@@ -111,6 +112,9 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
     check_equilibrium : bool, whether to require ‖F(h*) − h*‖_∞ <= equilibrium_tol
     equilibrium_tol : float >= 0 or None (DEFAULT_TOL of the dtype)
     name : str, the entry point named in messages
+    trainable : collection of parameter names, optional (default all); the others are frozen and
+        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`).  z and dx do not depend on it:
+        the adjoint system is the state's
 
     Returns
     -------
@@ -126,6 +130,7 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
         F(h*), z, dθ or dx not finite.
     """
     h_star = check_problem(cell, theta, x, h_star, "h_star", needs=("step", "step_vjp", "step_jvp"))
+    names = check_trainable(cell, trainable)
     check_array("dh", dh, shape=h_star.shape)
     check_same_dtype({"h_star": h_star, "dh": dh})
     if not callable(solve):
@@ -150,6 +155,7 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
         info = replace(info, solver=f"{name} ({info.solver})", message=f"{name}: {info.message}")
     settle(info, stacklevel=4)
     _, dtheta, dx = lin.vjp(z)
+    dtheta = restrict(dtheta, names)
     xp = xp_of(z)
     for quantity, value in [("dx", dx)] + [(f"dtheta[{k!r}]", v) for k, v in dtheta.items()]:
         if not bool(xp.isfinite(value).all()):
@@ -158,7 +164,7 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
 
 
 def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=1000, t=None,
-        check_equilibrium=True):
+        check_equilibrium=True, trainable=None):
     """Original RBP (Liao et al. 2018, Alg. 1): z_i = Jᵀ z_{i−1} + ∂L/∂h* (Eq. 3), :func:`refnet.solvers.fixed_point_iteration`.
 
     Stops on ‖∂L/∂h* − (I − Jᵀ) z_i‖₂ <= max(rtol ‖∂L/∂h*‖₂, atol) (Alg. 1's
@@ -166,7 +172,7 @@ def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=100
 
     Parameters
     ----------
-    cell, theta, x, h_star, dh, t, check_equilibrium : as :func:`implicit_vjp`
+    cell, theta, x, h_star, dh, t, check_equilibrium, trainable : as :func:`implicit_vjp`
     z0 : (B, n_state) start, default 0 (Liao et al.'s code draws U(0, 1):
         ``refnet.rng(seed).uniform(dh.shape)``)
     rtol, atol : float >= 0 (rtol default DEFAULT_RTOL of the dtype)
@@ -182,11 +188,12 @@ def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=100
     """
     if z0 is not None:
         check_array("z0", z0, shape=getattr(h_star, "shape", None))
-    return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, name="rbp",
+    return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, trainable=trainable,
+                        name="rbp",
                         solve=partial(linear.fixed_point_iteration, x0=z0, rtol=rtol, atol=atol, maxiter=maxiter))
 
 
-def neumann_rbp(cell, theta, x, h_star, dh, *, K, rtol=None, t=None, check_equilibrium=True):
+def neumann_rbp(cell, theta, x, h_star, dh, *, K, rtol=None, t=None, check_equilibrium=True, trainable=None):
     """Neumann-RBP(K) (Liao et al. 2018, Alg. 2): z = Σ_{k=0..K} (Jᵀ)^k ∂L/∂h*, :func:`refnet.solvers.neumann`.
 
     K + 1 terms, K VJPs (plus one for dθ): equals TBPTT through K + 1
@@ -207,12 +214,12 @@ def neumann_rbp(cell, theta, x, h_star, dh, *, K, rtol=None, t=None, check_equil
     ------
     As :func:`implicit_vjp`.
     """
-    return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium,
+    return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, trainable=trainable,
                         name="neumann_rbp", solve=partial(linear.neumann, rtol=rtol, maxiter=check_int("K", K, 0)))
 
 
 def cg_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, maxiter=None, damping=0.0, t=None,
-           check_equilibrium=True):
+           check_equilibrium=True, trainable=None):
     """CG-RBP (Liao et al. 2018): CG on (I − J)(I − Jᵀ) z = (I − J) ∂L/∂h*, :func:`refnet.solvers.cg_normal`.
 
     Converged is decided on (I − Jᵀ) z = ∂L/∂h* itself, not on the normal
@@ -232,12 +239,13 @@ def cg_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, maxiter=None, dam
     ------
     As :func:`implicit_vjp`.
     """
-    return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, name="cg_rbp",
+    return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, trainable=trainable,
+                        name="cg_rbp",
                         solve=partial(linear.cg_normal, rtol=rtol, atol=atol, maxiter=maxiter, damping=damping))
 
 
 def gmres_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, restart=20, maxiter=None, t=None,
-              check_equilibrium=True):
+              check_equilibrium=True, trainable=None):
     """GMRES-RBP: GMRES(restart) on (I − Jᵀ) z = ∂L/∂h* (Liao et al. 2018, Eq. 2), :func:`refnet.solvers.gmres`.
 
     Conditioning of the system itself, no JVP, and no need for ρ(J) < 1
@@ -256,5 +264,6 @@ def gmres_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, restart=20, ma
     ------
     As :func:`implicit_vjp`.
     """
-    return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, name="gmres_rbp",
+    return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, trainable=trainable,
+                        name="gmres_rbp",
                         solve=partial(linear.gmres, rtol=rtol, atol=atol, restart=restart, maxiter=maxiter))

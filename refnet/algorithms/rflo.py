@@ -29,6 +29,10 @@ columns included (their immediate part, D ⊗ h_{t−1}, is kept) — so with
 biased approximation; the bench reports its cosine similarity to the exact
 gradient.  RFLO needs a cell with ``kronecker_factors`` and a ``leak``
 (1 − α): LeakyRNN (the Elman cell is LeakyRNN with α = 1).
+
+Frozen parameters (``trainable=``): E holds the ĥ_k columns of the trainable
+parameters only, so a frozen one costs no trace memory; every entry's trace
+is its own, so the restricted RFLO is the full one's trainable part exactly.
 """
 from typing import NamedTuple
 
@@ -39,6 +43,7 @@ from .bptt import GradResult
 from .checks import StepWatch, check_finite_tree, check_objective, check_sequence
 from .structure import kronecker_layout
 from .traces import split_blocks, trace_gradient, trace_update
+from .trainable import check_trainable
 
 __all__ = ["RFLOState", "rflo_init", "rflo_update", "rflo_gradient", "rflo_sensitivity", "rflo_delta",
            "check_feedback", "rflo"]
@@ -62,17 +67,32 @@ def _check_cell(cell):
     return layout, float(leak)
 
 
-def rflo_init(cell, batch, like):
+def rflo_init(cell, batch, like, trainable=None):
     """E = 0 (M_0 = 0) for ``batch`` examples on the backend and dtype of ``like``.
+
+    ``trainable`` (collection of parameter names, default all): E has the
+    columns of those parameters only (module docstring).
 
     Raises
     ------
     TypeError
-        A cell without ``kronecker_factors`` and ``leak`` (module docstring).
+        A cell without ``kronecker_factors`` and ``leak`` (module docstring); ``trainable``
+        not a collection of names.
+    ValueError
+        ``trainable`` names a parameter the cell does not have, or none.
     """
     layout, leak = _check_cell(cell)
-    E = xp_of(like).zeros((batch, cell.n_state, layout.width), dtype=like.dtype)
-    return RFLOState(E, layout.blocks, leak)
+    names = check_trainable(cell, trainable)
+    if not names:
+        raise ValueError(f"trainable is empty: RFLO has no trace to carry; expected at least one of "
+                         f"{list(cell.param_shapes())}")
+    blocks, m = {}, 0                     # the trainable blocks, renumbered side by side in E
+    for k, (first, last) in layout.blocks.items():
+        if k in names:
+            blocks[k] = (m, m + last - first)
+            m += last - first
+    E = xp_of(like).zeros((batch, cell.n_state, m), dtype=like.dtype)
+    return RFLOState(E, blocks, leak)
 
 
 def rflo_update(cell, theta, cache, state, out=None):
@@ -97,17 +117,19 @@ def rflo_update(cell, theta, cache, state, out=None):
 
 
 def rflo_gradient(state, delta, shapes):
-    """RFLO's gradient for the learning signal δ (B, n_state): {θ_k: Σ_b δ[b, i] E[b, i, first_k + j]}."""
+    """RFLO's gradient for the learning signal δ (B, n_state): {θ_k: Σ_b δ[b, i] E[b, i, first_k + j]},
+    for the parameters the trace carries (the trainable ones)."""
     return split_blocks(trace_gradient(state.E, delta), state.blocks, shapes)
 
 
 def rflo_sensitivity(state, shapes):
-    """The dense M̃ (B, n, P) the trace stands for (zero off each parameter's own unit), flatten order."""
+    """The dense M̃ (B, n, P) the trace stands for (zero off each parameter's own unit), flatten order;
+    P counts the parameters the trace carries (the trainable ones)."""
     xp = xp_of(state.E)
     B, n, _ = state.E.shape
     eye = xp.eye(n, dtype=state.E.dtype)
     return xp.concatenate([(eye[None, :, :, None] * state.E[:, :, None, first:last]).reshape(B, n, -1)
-                           for first, last in (state.blocks[k] for k in shapes)], axis=2)
+                           for first, last in (state.blocks[k] for k in shapes if k in state.blocks)], axis=2)
 
 
 def check_feedback(feedback, cell, head, like):
@@ -135,7 +157,7 @@ def rflo_delta(cell, head, beta, h_out, y, w, dh, feedback):
     return cell.output_vjp((error * w[:, None]) @ feedback.T)
 
 
-def rflo(cell, theta, x, s0, head, beta, y, weights=None, *, feedback=None):
+def rflo(cell, theta, x, s0, head, beta, y, weights=None, *, feedback=None, trainable=None):
     """RFLO's approximation of L's gradient over a sequence, θ fixed (Murray 2019; module docstring).
 
     Arguments as :func:`refnet.algorithms.bptt.bptt`, plus
@@ -143,6 +165,8 @@ def rflo(cell, theta, x, s0, head, beta, y, weights=None, *, feedback=None):
     feedback : (cell.n_out, head.n_out) array or None
         A fixed random feedback matrix B in place of the readout's transpose
         (Murray's random-feedback rule), or None for the readout's transpose.
+    trainable : collection of parameter names, optional (default all); the others are frozen,
+        carry no trace and are absent from ``dtheta``
 
     Returns a GradResult whose ``dtheta`` is RFLO's (RTRL's exactly when
     W_hh = 0 and ``feedback`` is None); ``dbeta`` and ``loss`` are exact;
@@ -151,7 +175,7 @@ def rflo(cell, theta, x, s0, head, beta, y, weights=None, *, feedback=None):
     Raises
     ------
     TypeError, ValueError
-        Bad arguments, named; a cell RFLO does not apply to (not leaky, not factored).
+        Bad arguments, named; a cell RFLO does not apply to (not leaky, not factored); a bad ``trainable``.
     refnet.NumericalError
         A non-finite loss or gradient, naming the first non-finite state.
     """
@@ -161,8 +185,8 @@ def rflo(cell, theta, x, s0, head, beta, y, weights=None, *, feedback=None):
     feedback = check_feedback(feedback, cell, head, x)
     T, B = x.shape[:2]
     shapes = cell.param_shapes()
-    state = rflo_init(cell, B, x)
-    dtheta = {k: xp_of(x).zeros(shape, dtype=x.dtype) for k, shape in shapes.items()}
+    state = rflo_init(cell, B, x, trainable)
+    dtheta = {k: xp_of(x).zeros(shape, dtype=x.dtype) for k, shape in shapes.items() if k in state.blocks}
     dbeta = zeros_like(beta)
     L, s = 0.0, [s0]
     watch = StepWatch("rflo")

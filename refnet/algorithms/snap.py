@@ -40,6 +40,12 @@ n + P JVPs per step).  SnAp-1 on a factored cell keeps the layout of
 :mod:`refnet.algorithms.traces` (one row per unit) and runs its trace update,
 with a numba kernel at batch 1.  :func:`snap_masked_update` is the dense
 equation above, the plain twin the grouped update is tested against.
+
+Frozen parameters (``trainable=``): their columns are taken out of 𝟙_1 = Θ,
+so they keep no entry at any order (a column no state entry depends on is in
+no group): V holds the trainable columns' kept entries only.  A column's kept
+rows depend on its own pattern and S alone, so the restricted SnAp-n is the
+full one's trainable columns exactly.
 """
 from typing import NamedTuple
 
@@ -52,6 +58,7 @@ from .bptt import GradResult
 from .checks import StepWatch, check_objective, check_sequence
 from .structure import has_kronecker, kronecker_layout, state_jacobian
 from .traces import trace_update
+from .trainable import check_trainable, restrict, trainable_columns
 
 __all__ = ["SnApPattern", "SnApState", "snap_pattern", "snap_init", "snap_update", "snap_gradient",
            "snap_sensitivity", "snap_masked_update", "snap"]
@@ -83,7 +90,7 @@ def _closure_step(S, mask):
     return mask | ((S.astype(numpy.int64) @ mask.astype(numpy.int64)) > 0)
 
 
-def snap_pattern(cell, theta, n):
+def snap_pattern(cell, theta, n, trainable=None):
     """The SnAp-n mask of ``cell`` at θ and its grouped layout (Menick et al. 2021, §3).
 
     Parameters
@@ -92,6 +99,8 @@ def snap_pattern(cell, theta, n):
     theta : dict, the cell's params; J_s's pattern reads W_hh's zeros from it, so
         the mask is that of the network's sparsity at θ and is fixed from then on
     n : int >= 1, the SnAp order
+    trainable : collection of parameter names, optional (default all); the other parameters'
+        columns keep no entry (module docstring)
 
     Returns
     -------
@@ -100,11 +109,13 @@ def snap_pattern(cell, theta, n):
     Raises
     ------
     TypeError
-        ``n`` not an int, or the cell has no ``jacobian_pattern``.
+        ``n`` not an int, the cell has no ``jacobian_pattern``, ``trainable`` not a collection of names.
     ValueError
-        n < 1, or the patterns the cell returns have the wrong shapes.
+        n < 1, the patterns the cell returns have the wrong shapes, ``trainable`` names a parameter the
+        cell does not have or leaves no column with a kept entry.
     """
     n = check_int("n", n, 1)
+    names = check_trainable(cell, trainable)
     if not callable(getattr(cell, "jacobian_pattern", None)):
         raise TypeError(f"SnAp needs the structural nonzero patterns of J_s and J_theta, a "
                         f"jacobian_pattern(params) method (ElmanRNN, IRNN, LeakyRNN, GRU, LSTM); "
@@ -117,6 +128,14 @@ def snap_pattern(cell, theta, n):
         raise ValueError(f"{type(cell).__name__}.jacobian_pattern must return shapes ({N}, {N}) and ({N}, {P}), "
                          f"got {S.shape} and {Theta.shape}")
     mask = Theta
+    if len(names) < len(cell.param_shapes()):          # frozen columns: nothing kept, at any order
+        mask = numpy.zeros_like(Theta)
+        columns = trainable_columns(cell, names)
+        mask[:, columns] = Theta[:, columns]
+    if not mask.any():
+        raise ValueError(f"trainable = {list(names)} leaves SnAp no sensitivity entry to carry (every "
+                         f"parameter the state depends on is frozen); expected at least one of "
+                         f"{list(cell.param_shapes())}")
     for _ in range(n - 1):
         mask = _closure_step(S, mask)
     exact = bool((_closure_step(S, mask) == mask).all())
@@ -259,25 +278,27 @@ def snap_masked_update(J_s, J_theta, M, mask):
     return (J_s @ M + J_theta) * xp.asarray(mask).astype(M.dtype)
 
 
-def snap(cell, theta, x, s0, head, beta, y, weights=None, *, n):
+def snap(cell, theta, x, s0, head, beta, y, weights=None, *, n, trainable=None):
     """SnAp-n's approximation of L's gradient over a sequence, θ fixed (Menick et al. 2021).
 
     Arguments as :func:`refnet.algorithms.bptt.bptt`, plus ``n``, the SnAp order.
     Returns a GradResult whose ``dtheta`` is Σ_t Σ_b (∂L_t/∂s_t)[b] M̃_t[b] —
     RTRL's gradient when the mask is closed (``snap_pattern(...).exact``), a
     biased approximation otherwise; ``dbeta`` and ``loss`` are exact; ``ds0``
-    is None (not carried); ``vjp_steps`` is 0.
+    is None (not carried); ``vjp_steps`` is 0.  ``trainable`` (collection of names,
+    default all): only those parameters keep entries and appear in ``dtheta`` (module docstring).
 
     Raises
     ------
     TypeError, ValueError
-        Bad arguments (named), a cell without ``jacobian_pattern``, n < 1.
+        Bad arguments (named), a cell without ``jacobian_pattern``, n < 1, a bad ``trainable``.
     refnet.NumericalError
         A non-finite loss or gradient, naming the first non-finite state.
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
-    pattern = snap_pattern(cell, theta, n)
+    names = check_trainable(cell, trainable)
+    pattern = snap_pattern(cell, theta, n, names)
     T, B = x.shape[:2]
     state = snap_init(pattern, B, x)
     dtheta_flat = xp_of(x).zeros(pattern.mask.shape[1], dtype=x.dtype)
@@ -296,4 +317,4 @@ def snap(cell, theta, x, s0, head, beta, y, weights=None, *, n):
         watch(t, s_t, L_t, g_t)
     watch.flush()
     dtheta = unflatten(dtheta_flat, {k: theta[k] for k in cell.param_shapes()})
-    return GradResult(float(L), dtheta, dbeta, None, s[T], 0)
+    return GradResult(float(L), restrict(dtheta, names), dbeta, None, s[T], 0)

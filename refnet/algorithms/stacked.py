@@ -17,6 +17,7 @@ from .._validate import as_array, check_array, check_same_dtype
 from . import fused
 from .bptt import _forward, _sequence_vjp
 from .checks import check_cell, check_run
+from .trainable import check_trainable, restrict
 
 __all__ = ["StackedVJP", "stacked_forward", "stacked_sequence_vjp"]
 
@@ -109,7 +110,7 @@ def _outputs(cell, s):
     return xp_of(s[1]).stack([cell.output(s_t) for s_t in s[1:]])
 
 
-def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
+def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None, *, trainable=None):
     """Sequence VJP of a stack: gradients of ⟨dout, outputs⟩ + Σ_l ⟨ds_T[l], s^l_T⟩.
 
     PyTorch: ``torch.autograd.grad`` of a multi-layer module's ``(output, h_n)``
@@ -122,6 +123,9 @@ def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
     cells, thetas, x, s0s : as :func:`stacked_forward`
     dout : (T, B, n_out of the top layer), the cotangent of the top layer's outputs
     ds_T : L cotangents (B, n_state) of the final states, or None for zeros
+    trainable : list of L collections of parameter names (an entry None: all of that layer's), or None
+        for all; a frozen parameter is absent from its layer's ``dtheta`` (:mod:`refnet.algorithms.trainable`).
+        The cotangents still pass through every layer: dx and the layers below are unchanged.
 
     Returns
     -------
@@ -130,7 +134,8 @@ def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
     Raises
     ------
     TypeError, ValueError
-        As :func:`stacked_forward`, and for ``dout`` or ``ds_T[l]`` of a wrong type, shape or dtype.
+        As :func:`stacked_forward`, and for ``dout`` or ``ds_T[l]`` of a wrong type, shape or dtype, or
+        ``trainable`` not one entry per layer or naming a parameter a layer does not have.
     refnet.NumericalError
         A layer's forward or backward pass overflowed: names the layer's pass and the first bad step.
     """
@@ -146,6 +151,12 @@ def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
             ds_T[l] = as_array(f"ds_T[{l}]", ds_T[l])
             check_array(f"ds_T[{l}]", ds_T[l], shape=(B, cell.n_state))
     check_same_dtype({"x": x, "dout": dout, **{f"ds_T[{l}]": d for l, d in enumerate(ds_T)}})
+    trainable = [None] * len(cells) if trainable is None else _as_list("trainable", trainable,
+                                                                        "one collection of names (or None)")
+    if len(trainable) != len(cells):
+        raise ValueError(f"trainable must hold one collection of names (or None) per layer ({len(cells)}), "
+                         f"got {len(trainable)}")
+    names = [check_trainable(cell, k) for cell, k in zip(cells, trainable)]
     inputs = [x]
     for l, (cell, theta, s0) in enumerate(zip(cells[:-1], thetas[:-1], s0s[:-1])):
         if fused.applies(cell):   # the layer's fused forward; the per-step forward is its reference
@@ -161,6 +172,6 @@ def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None):
         ds_T_l = xp_of(x).zeros_like(s0s[l]) if ds_T[l] is None else ds_T[l]
         res = _sequence_vjp(cells[l], thetas[l], inputs[l], s0s[l], d, ds_T_l,
                             function=f"stacked_sequence_vjp (layer {l})")
-        dtheta[l], ds0[l], s_T[l], d = res.dtheta, res.ds0, res.s_T, res.dx
+        dtheta[l], ds0[l], s_T[l], d = restrict(res.dtheta, names[l]), res.ds0, res.s_T, res.dx
         outputs = res.outputs if outputs is None else outputs
     return StackedVJP(outputs, s_T, dtheta, d, ds0)

@@ -10,7 +10,7 @@ of the flat gradient are zero and the optimiser never moves them.
 """
 import numpy as np
 
-__all__ = ["check_trainable", "trainable_columns"]
+__all__ = ["check_trainable", "trainable_columns", "restrict"]
 
 
 def check_trainable(cell, trainable):
@@ -44,3 +44,8 @@ def trainable_columns(cell, names):
             columns.extend(range(start, start + size))
         start += size
     return np.asarray(columns, dtype=np.int64)
+
+
+def restrict(dtheta, names):
+    """``dtheta`` with the trainable ``names`` only, in that order (a frozen parameter is absent, not zero)."""
+    return {k: dtheta[k] for k in names}

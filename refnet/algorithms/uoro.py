@@ -27,6 +27,7 @@ from ..backend import Rng, xp_of
 from ..params import axpy, flatten, unflatten, zeros_like
 from .bptt import GradResult
 from .checks import StepWatch, check_cell, check_objective, check_sequence
+from .trainable import check_trainable, trainable_columns
 
 __all__ = ["UOROState", "check_rng", "uoro_init", "uoro_update", "uoro_gradient", "uoro", "EPS"]
 
@@ -35,7 +36,8 @@ EPS = 1e-7   # the paper's ε: keeps ρ0, ρ1 finite and positive when a factor 
 
 class UOROState(NamedTuple):
     s_tilde: object      # (B, n)
-    theta_tilde: object  # (B, P), columns in flatten order of cell.param_shapes()
+    theta_tilde: object  # (B, P_trainable), columns in flatten order of cell.param_shapes()
+    columns: object = None   # the trainable columns of J_θ (flatten order), None for all
 
 
 def check_rng(rng):
@@ -45,30 +47,42 @@ def check_rng(rng):
     return rng
 
 
-def uoro_init(cell, batch, like):
+def uoro_init(cell, batch, like, trainable=None):
     """s̃ = 0, θ̃ = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``.
 
-    Raises TypeError for a non-cell or a ``like`` that is not a floating array,
-    ValueError for ``batch`` < 1.
+    ``trainable`` (collection of parameter names, default all): θ̃ gets the
+    entries of those parameters only (module docstring).
+
+    Raises TypeError for a non-cell, a ``like`` that is not a floating array or a ``trainable``
+    that is not a collection of names; ValueError for ``batch`` < 1 or a name the cell lacks.
     """
     check_cell(cell)
     batch = check_int("batch", batch, 1)
     check_array("like", like, finite=False)
+    names = check_trainable(cell, trainable)
     xp = xp_of(like)
     P = sum(math.prod(shape) for shape in cell.param_shapes().values())
-    return UOROState(xp.zeros((batch, cell.n_state), dtype=like.dtype), xp.zeros((batch, P), dtype=like.dtype))
+    columns = None
+    if len(names) < len(cell.param_shapes()):
+        columns = xp.asarray(trainable_columns(cell, names))
+        P = int(columns.size)
+    return UOROState(xp.zeros((batch, cell.n_state), dtype=like.dtype), xp.zeros((batch, P), dtype=like.dtype),
+                     columns)
 
 
-def _nu_J_theta(cell, theta, cache, nu):
-    """b = νᵀ J_θ for each example, (B, P).
+def _nu_J_theta(cell, theta, cache, nu, columns):
+    """b = νᵀ J_θ for each example, (B, P), on the trainable ``columns`` only (None: all).
 
     At B = 1 one VJP; at B > 1 a VJP would sum over the batch, so b is read
     off the per-example J_θ of ``cell.jacobians`` instead.
     """
     if nu.shape[0] == 1:
         dparams = cell.step_vjp(theta, cache, nu)[1]
-        return flatten({k: dparams[k] for k in cell.param_shapes()})[None, :]
+        b = flatten({k: dparams[k] for k in cell.param_shapes()})
+        return (b if columns is None else b[columns])[None, :]
     J_theta = cell.jacobians(theta, cache)[1]
+    if columns is not None:
+        J_theta = J_theta[:, :, columns]
     return (nu[:, None, :] @ J_theta)[:, 0, :]
 
 
@@ -95,14 +109,14 @@ def uoro_update(cell, theta, cache, state, nu, *, eps=EPS):
     check_array("nu", nu, shape=tuple(state.s_tilde.shape), finite=False)
     check_number("eps", eps, low=0.0, low_open=True)
     xp = xp_of(nu)
-    s_tilde, theta_tilde = state
+    s_tilde, theta_tilde, columns = state
     a = cell.step_jvp(theta, cache, s_tilde, None, None)
-    b = _nu_J_theta(cell, theta, cache, nu)
+    b = _nu_J_theta(cell, theta, cache, nu, columns)
     norm_theta, norm_a, norm_b, norm_nu = (xp.sqrt((v * v).sum(axis=1, keepdims=True))   # per example
                                            for v in (theta_tilde, a, b, nu))
     rho0 = xp.sqrt(norm_theta / (norm_a + eps)) + eps
     rho1 = xp.sqrt(norm_b / (norm_nu + eps)) + eps
-    return UOROState(rho0 * a + rho1 * nu, theta_tilde / rho0 + b / rho1)
+    return UOROState(rho0 * a + rho1 * nu, theta_tilde / rho0 + b / rho1, columns)
 
 
 def uoro_gradient(state, ds):
@@ -116,7 +130,7 @@ def uoro_gradient(state, ds):
     return (ds * state.s_tilde).sum(axis=1) @ state.theta_tilde
 
 
-def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
+def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS, trainable=None):
     """One UORO estimate of L's gradient over a sequence with θ fixed (Tallec & Ollivier 2017).
 
     Arguments as :func:`refnet.algorithms.bptt.bptt`, plus ``rng`` (a
@@ -124,11 +138,14 @@ def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     ``dtheta`` is a random, unbiased estimate of RTRL's (= BPTT's); ``dbeta``
     and ``loss`` are exact; ``ds0`` is None (not estimated); ``vjp_steps``
     counts the VJPs spent (T at B = 1, else 0: J_θ is used instead).
+    ``trainable`` (collection of names, default all): θ̃ and ``dtheta`` hold those
+    parameters only, frozen ones are absent (module docstring).
 
     Raises
     ------
     TypeError, ValueError
-        Bad arguments, as :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a Rng; ``eps`` <= 0.
+        Bad arguments, as :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a Rng; ``eps`` <= 0;
+        a bad ``trainable``.
     refnet.NumericalError
         Names the first non-finite state s_t, loss term or gradient term (from s̃, θ̃).
     """
@@ -136,8 +153,9 @@ def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
     check_number("eps", eps, low=0.0, low_open=True)
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
+    names = check_trainable(cell, trainable)
     T, B = x.shape[:2]
-    state = uoro_init(cell, B, x)
+    state = uoro_init(cell, B, x, names)
     nu = rng.signs((T, B, cell.n_state), like=x)      # on x's backend, in its dtype
     dtheta_flat = xp_of(x).zeros(state.theta_tilde.shape[1], dtype=x.dtype)
     dbeta = zeros_like(beta)
@@ -154,5 +172,5 @@ def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS):
         L = L + L_t
         watch(t, s_t, L_t, g_t)
     watch.flush()
-    dtheta = unflatten(dtheta_flat, {k: theta[k] for k in cell.param_shapes()})
+    dtheta = unflatten(dtheta_flat, {k: theta[k] for k in cell.param_shapes() if k in names})
     return GradResult(float(L), dtheta, dbeta, None, s[T], T if B == 1 else 0)
