@@ -32,7 +32,7 @@ import numpy as np
 
 import refnet
 from refnet.algorithms.bptt import forward
-from refnet.backend import rng, xp_of
+from refnet.backend import rng, to_numpy, xp_of
 from refnet.fixtures import CELLS as FIXTURE_CELLS
 from refnet.fixtures import (RBP_VARIANTS, STEP_CELLS, cell_bptt_fixture, implicit_fixture, kfrtrl_fixture,
                              rtrl_fixture, uoro_fixture)
@@ -87,7 +87,7 @@ def _rtrl_sensitivities_fd(name):
         x = A["inputs/x"]
         s0 = np.concatenate([A["inputs/h0"][0]] + ([A["inputs/c0"][0]] if "inputs/c0" in A else []), axis=1)
         M = fx.arrays["forward/M_l0"]                                   # (T, B, n, P)
-        r = np.asarray(rng(1).normal(M.shape[:3]))                       # weights r_t (T, B, n)
+        r = to_numpy(rng(1).normal(M.shape[:3]))                         # weights r_t (T, B, n)
         analytic = np.einsum("tbn,tbnp->p", r, M)
         columns = {k: (first, shape) for k, first, shape in fx.meta["param_columns"]}
         grads = {k: analytic[first:first + int(np.prod(shape))].reshape(shape) for k, (first, shape) in columns.items()}
@@ -96,7 +96,7 @@ def _rtrl_sensitivities_fd(name):
         def pairing(flat):
             s = forward(c, {k: f64(flat[k]) for k in theta}, f64(x), f64(s0)).s
             return float(sum((s[t] * r64[t - 1]).sum() for t in range(1, T + 1)))
-        point = {k: np.asarray(theta[k]) for k in theta}
+        point = {k: to_numpy(theta[k]) for k in theta}
         report = check_fd(pairing, point, grads)
         return report.max_rel_error, report.rtol, report.passed, worst(report)
     return run
@@ -147,7 +147,7 @@ def _uoro_fd(name):
         a, b, nu = A["forward/J_s_s_tilde_l0"], A["forward/nu_J_theta_l0"], A["inputs/nu"]
         s_tilde, theta_tilde = A["forward/s_tilde_l0"], A["forward/theta_tilde_l0"]
         before = f64(_previous(s_tilde))
-        r, q = np.asarray(rng(1).normal(a.shape)), np.asarray(rng(2).normal(a.shape[:2]))
+        r, q = to_numpy(rng(1).normal(a.shape)), to_numpy(rng(2).normal(a.shape[:2]))
         r64, q64, nu64 = f64(r), f64(q), f64(nu)
 
         def along(point):                  # a kick ε_{t,b} along s̃_{t−1}[b] at step t
@@ -160,7 +160,7 @@ def _uoro_fd(name):
             return float(sum((q64[t - 1][:, None] * nu64[t - 1] * c.step(th, s[t - 1], x[t - 1], t - 1)[0]).sum()
                              for t in range(1, T + 1)))
         parts = [_fd_part("a_t", along, {"eps": np.zeros(a.shape[:2])}, {"eps": np.einsum("tbn,tbn->tb", r, a)}),
-                 _fd_part("b_t", paired, {k: np.asarray(v) for k, v in theta.items()},
+                 _fd_part("b_t", paired, {k: to_numpy(v) for k, v in theta.items()},
                           _split(np.einsum("tb,tbp->p", q, b), fx.meta["param_columns"]))]
         # Alg. 1 written out, per example: rho0 = sqrt(|θ̃|/(|a|+ε)) + ε, rho1 = sqrt(|b|/(|ν|+ε)) + ε
         eps, norm = 1e-7, (lambda v: np.sqrt((v * v).sum(axis=-1, keepdims=True)))
@@ -182,7 +182,7 @@ def _kfrtrl_fd(name):
         signs = A["inputs/c"]
         A_before, u_before = _previous(A_t), _previous(u)
         A64 = f64(A_before)
-        r, R = np.asarray(rng(1).normal(D.shape)), np.asarray(rng(2).normal(D.shape))
+        r, R = to_numpy(rng(1).normal(D.shape)), to_numpy(rng(2).normal(D.shape))
         r64, R64 = f64(r), f64(R)
 
         def along(point):                  # kicks ε_{t,b,j} along column j of A_{t−1}[b] at step t
@@ -199,17 +199,17 @@ def _kfrtrl_fd(name):
                     for k, (first, last) in blocks.items()}
         parts = [_fd_part("J_s A_(t-1)", along, {"eps": np.zeros(D.shape)},
                           {"eps": np.einsum("tbi,tbij->tbj", r, JA)}),
-                 _fd_part("D (x) h_hat", paired, {k: np.asarray(theta[k]) for k in blocks}, analytic)]
+                 _fd_part("D (x) h_hat", paired, {k: to_numpy(theta[k]) for k in blocks}, analytic)]
         if "forward/M_rest_l0" in A:      # the exactly carried columns: as fixture(rtrl)
             M, rest = A["forward/M_rest_l0"], fx.meta["rest_columns"]
-            w = np.asarray(rng(3).normal(M.shape[:3]))
+            w = to_numpy(rng(3).normal(M.shape[:3]))
             w64 = f64(w)
             g = np.einsum("tbn,tbnp->p", w, M)
 
             def pairing(point):
                 states = forward(c, dict(theta, **{k: f64(point[k]) for k in rest}), x, s[0]).s
                 return float(sum((states[t] * w64[t - 1]).sum() for t in range(1, T + 1)))
-            parts.append(_fd_part("M_rest", pairing, {k: np.asarray(theta[k]) for k in rest},
+            parts.append(_fd_part("M_rest", pairing, {k: to_numpy(theta[k]) for k in rest},
                                   {k: g[first:last].reshape(theta[k].shape) for k, (first, last) in rest.items()}))
         # Eq. 5 with Lemma 1's p1, p2 written out
         eps = 1e-7
@@ -244,20 +244,20 @@ def _implicit_fd(name, variant):
         zero = np.zeros(A["backward/z"].shape)
         parts = [_fd_part("z", lambda p: solved(theta, x, f64(p["eps"])), {"eps": zero}, {"eps": A["backward/z"]}),
                  _fd_part("dtheta, dx", lambda p: solved({k: f64(p[k]) for k in theta}, f64(p["x"]), f64(zero)),
-                          {**{k: np.asarray(v) for k, v in theta.items()}, "x": np.asarray(x)},
+                          {**{k: to_numpy(v) for k, v in theta.items()}, "x": to_numpy(x)},
                           {**{k: A[f"grads/{k}"] for k in theta}, "x": A["grads/x"]})]
-        gap = float(np.abs(np.asarray(c.step(theta, h_star, x)[0]) - np.asarray(h_star)).max())
+        gap = float(np.abs(to_numpy(c.step(theta, h_star, x)[0]) - to_numpy(h_star)).max())
         parts.append(("h* = F(h*)", gap, 1e-12, gap <= 1e-12, ""))
         if "backward/z_iterates_l0" in A:  # z_i = Jᵀ z_{i−1} + g, Jᵀ z by FD of ⟨z, F(h)⟩ in h at h*
             Z = A["backward/z_iterates_l0"]
             before = _previous(Z)
-            r = np.asarray(rng(4).normal(Z.shape[:1]))          # a weight per iterate: one FD for all
+            r = to_numpy(rng(4).normal(Z.shape[:1]))          # a weight per iterate: one FD for all
 
             def pulled(p):
                 h = f64(p["h"])
                 return float(sum(r[i] * (f64(before[i]) * c.step(theta, h, x)[0]).sum() for i in range(len(Z))))
-            JTz = {"h": np.einsum("i,ibn->bn", r, Z) - r.sum() * np.asarray(g)}   # Σ_i r_i (z_i − g)
-            parts.append(_fd_part("z_i", pulled, {"h": np.asarray(h_star)}, JTz))
+            JTz = {"h": np.einsum("i,ibn->bn", r, Z) - r.sum() * to_numpy(g)}   # Σ_i r_i (z_i − g)
+            parts.append(_fd_part("z_i", pulled, {"h": to_numpy(h_star)}, JTz))
         return _worst_of(parts)
     return run
 
