@@ -23,6 +23,11 @@ fixture(<rbp variant>) z = FD of L = ⟨g, h*⟩ under a kick ε to the map, h* 
                        Neumann-RBP(K): the same through K + 1 applications of F from h* (Prop. 2);
                        h* an equilibrium; RBP/Neumann's iterates z_i = Jᵀ z_{i−1} + g with Jᵀ z
                        by FD of ⟨z, F(h*)⟩ in h (the last iterate: Neumann-RBP's z)
+fixture(fpp)           FPP transition (Algorithm 1): ∂L/∂s_T and ∂L/∂s'_{T+1} = FD of L = L_s + L_t
+                       under a kick to the state after step 1 and after step 2 (one per example and
+                       unit); grads = FD of L in θ, β, s_{T−1}, s_{T+1}; s_T, s'_{T+1}, the losses and
+                       the written-back state (both steps re-run under θ − lr ∂L/∂θ) = written out
+                       from ``cell.step`` and the head (to rounding)
 =====================  ==========================================================================
 
 The "written out" parts replay the paper's update independently of
@@ -34,8 +39,8 @@ import refnet
 from refnet.algorithms.bptt import forward
 from refnet.backend import rng, xp_of
 from refnet.fixtures import CELLS as FIXTURE_CELLS
-from refnet.fixtures import (RBP_VARIANTS, STEP_CELLS, cell_bptt_fixture, implicit_fixture, kfrtrl_fixture,
-                             rtrl_fixture, uoro_fixture)
+from refnet.fixtures import (RBP_VARIANTS, STEP_CELLS, cell_bptt_fixture, fpp_fixture, implicit_fixture,
+                             kfrtrl_fixture, rtrl_fixture, uoro_fixture)
 from refnet.solvers.nonlinear import fixed_point as map_fixed_point
 from refnet.fixtures.steps import _problem
 
@@ -262,7 +267,52 @@ def _implicit_fd(name, variant):
     return run
 
 
+def _fpp_fd(name):
+    def run():
+        fx = fpp_fixture(name, B=B, input_size=I, hidden_size=H, output_size=O, state_weight=0.7, lr=0.3)
+        A, options = fx.arrays, fx.meta["options"]
+        c = _problem(name, 0, 1, B, I, H, O)[0]
+        suffix = "_l0" if name in FIXTURE_CELLS else ""
+        theta = {k: f64(A[f"params/{k}{suffix}"]) for k in c.param_shapes()}
+        head = refnet.Head(c.n_out, O)
+        beta = {"weight": f64(A["params/head.weight"]), "bias": f64(A["params/head.bias"])}
+        s_prev, s_next, x, x_next = (f64(A[f"inputs/{k}"]) for k in ("s_prev", "s_next", "x", "x_next"))
+        y, w, v, lam = A["inputs/y"], f64(A["inputs/loss_weights"]), f64(A["inputs/state_weights"]), options[
+            "state_weight"]
+
+        def objective(th, be, sp, sn, kick1, kick2):    # Algorithm 1 written out, with a kick after each step
+            s_T = c.step(th, sp, x)[0] + kick1
+            s_pred = c.step(th, s_T, x_next)[0] + kick2
+            r = s_pred - sn
+            L_s = lam * float((v * (r * r).sum(axis=1)).sum()) / c.n_state
+            return L_s, float(head.loss_value(be, c.output(s_T), y, w)), s_T, s_pred
+        zero = np.zeros(A["inputs/s_prev"].shape)
+        ds = A["backward/ds_l0"]
+        parts = [_fd_part("ds_T, ds'_T+1", lambda p: sum(objective(theta, beta, s_prev, s_next, f64(p["k1"]),
+                                                                   f64(p["k2"]))[:2]),
+                          {"k1": zero, "k2": zero}, {"k1": ds[0], "k2": ds[1]})]
+        point = {**{f"theta/{k}": np.asarray(v_) for k, v_ in theta.items()},
+                 **{f"beta/{k}": np.asarray(v_) for k, v_ in beta.items()},
+                 "s_prev": np.asarray(s_prev), "s_next": np.asarray(s_next)}
+        grads = {**{f"theta/{k}": A[f"grads/{k}{suffix}"] for k in theta},
+                 **{f"beta/{k}": A[f"grads/head.{k}"] for k in beta},
+                 "s_prev": A["grads/s_prev"], "s_next": A["grads/s_next"]}
+        parts.append(_fd_part("grads", lambda p: sum(objective(
+            {k: f64(p[f"theta/{k}"]) for k in theta}, {k: f64(p[f"beta/{k}"]) for k in beta}, f64(p["s_prev"]),
+            f64(p["s_next"]), 0.0, 0.0)[:2]), point, grads))
+        L_s, L_t, s_T, s_pred = objective(theta, beta, s_prev, s_next, 0.0, 0.0)
+        updated = {k: theta[k] - options["lr"] * f64(A[f"grads/{k}{suffix}"]) for k in theta}
+        _, _, fresh_T, written = objective(updated, beta, s_prev, s_next, 0.0, 0.0)
+        error = _relative([np.stack([s_T, s_pred]), np.array([L_s, L_t, L_s + L_t]), np.stack([fresh_T, written])],
+                          [A["forward/s_l0"], np.array([A["forward/state_loss"], A["forward/target_loss"],
+                                                        A["forward/loss"]]), A["forward/refreshed"]])
+        parts.append(("steps, losses, written back", error, exact_tol(), error <= exact_tol(), ""))
+        return _worst_of(parts)
+    return run
+
+
 UORO_CELLS = ("elman_tanh", "lstm", "gru", *STEP_CELLS)
+FPP_CELLS = ("elman_tanh", "lstm", "gru", *STEP_CELLS)
 KFRTRL_CELLS = ("elman_tanh", "fastrnn")     # the smooth cells with kronecker_factors (ReLU's kinks spoil FD)
 
 
@@ -278,4 +328,6 @@ def checks():
                   _kfrtrl_fd(name)) for name in KFRTRL_CELLS]
     out += [Check(name, f"fixture({variant})", "z, dtheta, dx = FD of kicks through the re-solved equilibrium",
                   _implicit_fd(name, variant)) for variant in RBP_VARIANTS for name in ("elman_tanh", "gru")]
+    out += [Check(name, "fixture(fpp)", "ds_T, ds'_T+1, grads = FD of kicks; steps, write-back = written out",
+                  _fpp_fd(name)) for name in FPP_CELLS]
     return out
