@@ -35,12 +35,14 @@ def test_every_array_is_described_and_every_trace_is_time_major(cell, algorithm)
         with pytest.raises(ValueError, match="kronecker_factors"):      # refused by name
             EXPORTERS[algorithm].function(cell, T=4, B=2)
         return
-    static = EXPORTERS[algorithm].static      # an equilibrium (RBP): no T; its trace's rows are K + 1 iterates
-    if static and cell == "irnn":            # W_hh = I: no equilibrium to converge to, refused by name
+    static = EXPORTERS[algorithm].static      # no T: an equilibrium (RBP), or FPP's one transition
+    rbp = static and "K" in EXPORTERS[algorithm].options     # RBP's trace's rows are K + 1 iterates, FPP's 2 steps
+    if rbp and cell == "irnn":            # W_hh = I: no equilibrium to converge to, refused by name
         with pytest.raises(refnet.ConvergenceError, match="fixed_point"):
             EXPORTERS[algorithm].function(cell, B=2, K=3)
         return
-    fx = EXPORTERS[algorithm].function(cell, B=2, K=3) if static else EXPORTERS[algorithm].function(cell, T=4, B=2)
+    fx = (EXPORTERS[algorithm].function(cell, B=2, **({"K": 3} if rbp else {})) if static
+          else EXPORTERS[algorithm].function(cell, T=4, B=2))
     assert set(fx.meta["arrays"]) == set(fx.arrays)
     assert all(entry["description"] for entry in fx.meta["arrays"].values())
     P = fx.meta["param_columns"][-1][1] + int(np.prod(fx.meta["param_columns"][-1][2])) \
@@ -50,7 +52,7 @@ def test_every_array_is_described_and_every_trace_is_time_major(cell, algorithm)
     special = {"M": (4, 2, fx.meta.get("n_state"), P), "theta_tilde": (4, 2, P), "nu_J_theta": (4, 2, P)}
     for key, info in fx.meta["traces"].items():
         want = special.get(info["quantity"], (4, 2, 4) if algorithm not in ("uoro", "kfrtrl") else None)
-        want = (4, 2, fx.meta["n_state"]) if static else want
+        want = (4 if rbp else 2, 2, fx.meta["n_state"]) if static else want
         shape = fx.arrays[key].shape
         assert (shape == want if want else shape[:2] == (4, 2)) and info["direction"] == key.split("/")[0]
     json.dumps(fx.meta)

@@ -23,6 +23,17 @@ fixture(<rbp variant>) z = FD of L = ⟨g, h*⟩ under a kick ε to the map, h* 
                        Neumann-RBP(K): the same through K + 1 applications of F from h* (Prop. 2);
                        h* an equilibrium; RBP/Neumann's iterates z_i = Jᵀ z_{i−1} + g with Jᵀ z
                        by FD of ⟨z, F(h*)⟩ in h (the last iterate: Neumann-RBP's z)
+fixture(bptt) inner    ERNN and both fast-weight forms (refnet/fixtures/inner.py): every step's
+                       inner adjoints (ERNN: dh_k, da_k per inner iteration k; fast weights:
+                       dh_s, da_s per inner step s, and dz) = FD of L under a kick to that inner
+                       quantity at step t of one example (the step written out here from Eq. 9/12,
+                       resp. Eq. 2 with the cell's memory read and write); the forward inner
+                       traces = that write-out (to rounding)
+fixture(fpp)           FPP transition (Algorithm 1): ∂L/∂s_T and ∂L/∂s'_{T+1} = FD of L = L_s + L_t
+                       under a kick to the state after step 1 and after step 2 (one per example and
+                       unit); grads = FD of L in θ, β, s_{T−1}, s_{T+1}; s_T, s'_{T+1}, the losses and
+                       the written-back state (both steps re-run under θ − lr ∂L/∂θ) = written out
+                       from ``cell.step`` and the head (to rounding)
 =====================  ==========================================================================
 
 The "written out" parts replay the paper's update independently of
@@ -34,8 +45,10 @@ import refnet
 from refnet.algorithms.bptt import forward
 from refnet.backend import rng, to_numpy, xp_of
 from refnet.fixtures import CELLS as FIXTURE_CELLS
-from refnet.fixtures import (RBP_VARIANTS, STEP_CELLS, cell_bptt_fixture, implicit_fixture, kfrtrl_fixture,
-                             rtrl_fixture, uoro_fixture)
+from refnet.cells.activations import relu
+from refnet.cells.layer_norm import ln
+from refnet.fixtures import (INNER_CELLS, RBP_VARIANTS, STEP_CELLS, cell_bptt_fixture, fpp_fixture,
+                             implicit_fixture, inner_bptt_fixture, kfrtrl_fixture, rtrl_fixture, uoro_fixture)
 from refnet.solvers.nonlinear import fixed_point as map_fixed_point
 from refnet.fixtures.steps import _problem
 
@@ -262,7 +275,127 @@ def _implicit_fd(name, variant):
     return run
 
 
+def _ernn_written_out(cell, theta, s_prev, x, t, kick):
+    """One ERNN step, Eq. 9 with Eq. 12's φ (I + U series), a kick added after each inner quantity."""
+    eta = theta["eta"] if theta["eta"].ndim == 1 else theta["eta"][t]
+    inp = x @ theta["W"].T + theta["b"]
+    h = s_prev + kick("dh_k0")
+    values = {}
+    for k in range(1, cell.K + 1):
+        a = h @ theta["V"].T + inp
+        phi = cell.sigma.fn(a + a @ theta["U"].T)
+        values[f"a_k{k}"], values[f"phi_k{k}"] = a, phi
+        a = a + kick(f"da_k{k}")
+        phi = cell.sigma.fn(a + a @ theta["U"].T)
+        h = h + eta[k - 1] * (phi - h)
+        values[f"h_k{k}"] = h
+        h = h + kick(f"dh_k{k}")
+    return h, values
+
+
+def _fast_weights_written_out(cell, theta, s_prev, x, t, kick):
+    """One fast-weight step, Eq. 2 (f = ReLU, LN with gain and bias), a kick after each inner quantity."""
+    def f(a):
+        return relu.fn(ln(a, theta["ln_weight"], theta["ln_bias"], cell.ln_eps)[0])
+    h_prev, memory = cell.read_memory(s_prev, t)
+    z = h_prev @ theta["weight_hh"].T + x @ theta["weight_ih"].T
+    values = {"z": z}
+    z = z + kick("dz")
+    h = f(z + kick("da_s0"))
+    values["h_s0"] = h
+    h = h + kick("dh_s0")
+    for k in range(1, cell.S + 1):
+        read = cell.read(memory, h, t)
+        values[f"read_s{k}"] = read
+        h = f(z + read + kick(f"da_s{k}"))
+        values[f"h_s{k}"] = h
+        h = h + kick(f"dh_s{k}")
+    return cell.write(s_prev, h, t), values
+
+
+def _inner_fd(name, steps):
+    def run():
+        fx = inner_bptt_fixture(name, T=T, B=B, input_size=I, hidden_size=H, output_size=O, inner_steps=steps)
+        A = fx.arrays
+        c = INNER_CELLS[name].factory(I, H, T, steps)
+        step = _ernn_written_out if name == "ernn" else _fast_weights_written_out
+        theta = {k: f64(A[f"params/{k}"]) for k in c.param_shapes()}
+        head = refnet.Head(c.n_out, O)
+        beta = {"weight": f64(A["params/head.weight"]), "bias": f64(A["params/head.bias"])}
+        x, y, w = f64(A["inputs/x"]), A["inputs/y"], f64(A["inputs/loss_weights"])
+        s0 = np.zeros((B, c.n_state))
+        s0[:, :H] = A["inputs/h0"][0]
+        s0 = f64(s0)
+        backward = [k for k, info in fx.meta["traces"].items() if info["direction"] == "backward"]
+        forward_keys = [k for k, info in fx.meta["traces"].items() if info["direction"] == "forward"]
+
+        def run_sequence(kicks):
+            s, total, values = s0, 0.0, {k: [] for k in forward_keys}
+            for t in range(1, T + 1):
+                s, v = step(c, theta, s, x[t - 1], t - 1,
+                            lambda q: 0.0 if kicks is None else f64(kicks[q][t - 1]))
+                for k in forward_keys:
+                    values[k].append(np.asarray(v[fx.meta["traces"][k]["quantity"]]))
+                total += float(head.loss_value(beta, c.output(s), y[t - 1], w[t - 1]))
+            return total, values
+        quantities = {fx.meta["traces"][k]["quantity"]: k for k in backward}
+        grads = {q: A[k] for q, k in quantities.items()}
+        parts = [_fd_part("inner adjoints", lambda p: run_sequence(p)[0],
+                          {q: np.zeros(g.shape) for q, g in grads.items()}, grads)]
+        _, values = run_sequence(None)
+        error = _relative([np.stack(values[k]) for k in forward_keys], [A[k] for k in forward_keys])
+        parts.append(("forward inner traces", error, exact_tol(), error <= exact_tol(), ""))
+        return _worst_of(parts)
+    return run
+
+
+def _fpp_fd(name):
+    def run():
+        fx = fpp_fixture(name, B=B, input_size=I, hidden_size=H, output_size=O, state_weight=0.7, lr=0.3)
+        A, options = fx.arrays, fx.meta["options"]
+        c = _problem(name, 0, 1, B, I, H, O)[0]
+        suffix = "_l0" if name in FIXTURE_CELLS else ""
+        theta = {k: f64(A[f"params/{k}{suffix}"]) for k in c.param_shapes()}
+        head = refnet.Head(c.n_out, O)
+        beta = {"weight": f64(A["params/head.weight"]), "bias": f64(A["params/head.bias"])}
+        s_prev, s_next, x, x_next = (f64(A[f"inputs/{k}"]) for k in ("s_prev", "s_next", "x", "x_next"))
+        y, w, v, lam = A["inputs/y"], f64(A["inputs/loss_weights"]), f64(A["inputs/state_weights"]), options[
+            "state_weight"]
+
+        def objective(th, be, sp, sn, kick1, kick2):    # Algorithm 1 written out, with a kick after each step
+            s_T = c.step(th, sp, x)[0] + kick1
+            s_pred = c.step(th, s_T, x_next)[0] + kick2
+            r = s_pred - sn
+            L_s = lam * float((v * (r * r).sum(axis=1)).sum()) / c.n_state
+            return L_s, float(head.loss_value(be, c.output(s_T), y, w)), s_T, s_pred
+        zero = np.zeros(A["inputs/s_prev"].shape)
+        ds = A["backward/ds_l0"]
+        parts = [_fd_part("ds_T, ds'_T+1", lambda p: sum(objective(theta, beta, s_prev, s_next, f64(p["k1"]),
+                                                                   f64(p["k2"]))[:2]),
+                          {"k1": zero, "k2": zero}, {"k1": ds[0], "k2": ds[1]})]
+        point = {**{f"theta/{k}": np.asarray(v_) for k, v_ in theta.items()},
+                 **{f"beta/{k}": np.asarray(v_) for k, v_ in beta.items()},
+                 "s_prev": np.asarray(s_prev), "s_next": np.asarray(s_next)}
+        grads = {**{f"theta/{k}": A[f"grads/{k}{suffix}"] for k in theta},
+                 **{f"beta/{k}": A[f"grads/head.{k}"] for k in beta},
+                 "s_prev": A["grads/s_prev"], "s_next": A["grads/s_next"]}
+        parts.append(_fd_part("grads", lambda p: sum(objective(
+            {k: f64(p[f"theta/{k}"]) for k in theta}, {k: f64(p[f"beta/{k}"]) for k in beta}, f64(p["s_prev"]),
+            f64(p["s_next"]), 0.0, 0.0)[:2]), point, grads))
+        L_s, L_t, s_T, s_pred = objective(theta, beta, s_prev, s_next, 0.0, 0.0)
+        updated = {k: theta[k] - options["lr"] * f64(A[f"grads/{k}{suffix}"]) for k in theta}
+        _, _, fresh_T, written = objective(updated, beta, s_prev, s_next, 0.0, 0.0)
+        error = _relative([np.stack([s_T, s_pred]), np.array([L_s, L_t, L_s + L_t]), np.stack([fresh_T, written])],
+                          [A["forward/s_l0"], np.array([A["forward/state_loss"], A["forward/target_loss"],
+                                                        A["forward/loss"]]), A["forward/refreshed"]])
+        parts.append(("steps, losses, written back", error, exact_tol(), error <= exact_tol(), ""))
+        return _worst_of(parts)
+    return run
+
+
 UORO_CELLS = ("elman_tanh", "lstm", "gru", *STEP_CELLS)
+INNER_ROWS = (("ernn", 1), ("ernn", 3), ("fast_weights", 2), ("fast_weights_attention", 2))
+FPP_CELLS = ("elman_tanh", "lstm", "gru", *STEP_CELLS)
 KFRTRL_CELLS = ("elman_tanh", "fastrnn")     # the smooth cells with kronecker_factors (ReLU's kinks spoil FD)
 
 
@@ -278,4 +411,9 @@ def checks():
                   _kfrtrl_fd(name)) for name in KFRTRL_CELLS]
     out += [Check(name, f"fixture({variant})", "z, dtheta, dx = FD of kicks through the re-solved equilibrium",
                   _implicit_fd(name, variant)) for variant in RBP_VARIANTS for name in ("elman_tanh", "gru")]
+    out += [Check(name, f"fixture(bptt,{INNER_CELLS[name].inner}={steps})",
+                  "inner adjoints = FD of kicks at (t, inner step); inner forward = written out",
+                  _inner_fd(name, steps)) for name, steps in INNER_ROWS]
+    out += [Check(name, "fixture(fpp)", "ds_T, ds'_T+1, grads = FD of kicks; steps, write-back = written out",
+                  _fpp_fd(name)) for name in FPP_CELLS]
     return out
