@@ -335,7 +335,7 @@ def _inner_fd(name, steps):
                 s, v = step(c, theta, s, x[t - 1], t - 1,
                             lambda q: 0.0 if kicks is None else f64(kicks[q][t - 1]))
                 for k in forward_keys:
-                    values[k].append(np.asarray(v[fx.meta["traces"][k]["quantity"]]))
+                    values[k].append(to_numpy(v[fx.meta["traces"][k]["quantity"]]))
                 total += float(head.loss_value(beta, c.output(s), y[t - 1], w[t - 1]))
             return total, values
         quantities = {fx.meta["traces"][k]["quantity"]: k for k in backward}
@@ -373,9 +373,9 @@ def _fpp_fd(name):
         parts = [_fd_part("ds_T, ds'_T+1", lambda p: sum(objective(theta, beta, s_prev, s_next, f64(p["k1"]),
                                                                    f64(p["k2"]))[:2]),
                           {"k1": zero, "k2": zero}, {"k1": ds[0], "k2": ds[1]})]
-        point = {**{f"theta/{k}": np.asarray(v_) for k, v_ in theta.items()},
-                 **{f"beta/{k}": np.asarray(v_) for k, v_ in beta.items()},
-                 "s_prev": np.asarray(s_prev), "s_next": np.asarray(s_next)}
+        point = {**{f"theta/{k}": to_numpy(v_) for k, v_ in theta.items()},
+                 **{f"beta/{k}": to_numpy(v_) for k, v_ in beta.items()},
+                 "s_prev": to_numpy(s_prev), "s_next": to_numpy(s_next)}
         grads = {**{f"theta/{k}": A[f"grads/{k}{suffix}"] for k in theta},
                  **{f"beta/{k}": A[f"grads/head.{k}"] for k in beta},
                  "s_prev": A["grads/s_prev"], "s_next": A["grads/s_next"]}
@@ -385,6 +385,8 @@ def _fpp_fd(name):
         L_s, L_t, s_T, s_pred = objective(theta, beta, s_prev, s_next, 0.0, 0.0)
         updated = {k: theta[k] - options["lr"] * f64(A[f"grads/{k}{suffix}"]) for k in theta}
         _, _, fresh_T, written = objective(updated, beta, s_prev, s_next, 0.0, 0.0)
+        s_T, s_pred, fresh_T, written = (to_numpy(a) for a in (s_T, s_pred, fresh_T, written))
+        L_s, L_t = float(L_s), float(L_t)
         error = _relative([np.stack([s_T, s_pred]), np.array([L_s, L_t, L_s + L_t]), np.stack([fresh_T, written])],
                           [A["forward/s_l0"], np.array([A["forward/state_loss"], A["forward/target_loss"],
                                                         A["forward/loss"]]), A["forward/refreshed"]])
