@@ -32,9 +32,13 @@ through a converged trajectory (Prop. 1), with error
 ‖(I − Jᵀ)^{-1}‖ ‖J‖^{K+1} ‖∂L/∂h*‖ at most (Prop. 3).
 
 **Claims, premises, failures.**
-- ``converged`` means ‖∂L/∂h* − (I − Jᵀ) z‖₂ <= max(rtol ‖∂L/∂h*‖₂, atol)
-  on the returned z, for every variant (CG-RBP's normal equations are only
-  its means); Neumann-RBP without a tolerance claims nothing (None).
+- ``converged`` means that every example b of the batch meets
+  ‖∂L/∂h*_b − (I − J_bᵀ) z_b‖₂ <= max(rtol ‖∂L/∂h*_b‖₂, atol) on the
+  returned z, each against its own cotangent, for every variant (CG-RBP's
+  normal equations are only its means; one 2-norm over the stacked batch
+  would let an example with a small cotangent go unsolved).  A solve that
+  leaves any example short raises, naming the example.  Neumann-RBP without
+  a tolerance claims nothing (None).
 - A singular or nearly singular I − J (the residual left is a null vector of
   I − J) raises :class:`refnet.SingularSystemError`; any other miss raises
   :class:`refnet.ConvergenceError`; both carry the residual and the
@@ -75,7 +79,8 @@ class ImplicitGradient:
     dtheta : dict, zᵀ ∂F/∂θ summed over the batch;  dx : (B, I) zᵀ ∂F/∂x;
     z : (B, n_state) the adjoint;  iterations : the solver's iterations;
     residual : ‖∂L/∂h* − (I − Jᵀ) z‖₂ over the batch;  converged : whether
-    that met the tolerance (None where none was asked: Neumann-RBP by
+    every example met its own tolerance, ``info.example_residual`` <=
+    ``info.example_tolerance`` (None where none was asked: Neumann-RBP by
     default);  fixed_point_residual : ‖F(h*) − h*‖_∞;  info : the solver's
     :class:`~refnet.solvers.info.SolveInfo` (traces, per-example results).
     """
@@ -161,8 +166,10 @@ def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=100
         check_equilibrium=True):
     """Original RBP (Liao et al. 2018, Alg. 1): z_i = Jᵀ z_{i−1} + ∂L/∂h* (Eq. 3), :func:`refnet.solvers.fixed_point_iteration`.
 
-    Stops on ‖∂L/∂h* − (I − Jᵀ) z_i‖₂ <= max(rtol ‖∂L/∂h*‖₂, atol) (Alg. 1's
-    ‖z_{i+1} − z_i‖ is that residual); converges iff ρ(J) < 1.
+    Stops when every example b has ‖∂L/∂h*_b − (I − J_bᵀ) z_i,b‖₂ <=
+    max(rtol ‖∂L/∂h*_b‖₂, atol) (Alg. 1's ‖z_{i+1} − z_i‖ is that residual):
+    it iterates until the slowest example meets its own rule; converges iff
+    ρ(J) < 1.
 
     Parameters
     ----------
@@ -215,8 +222,9 @@ def cg_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, maxiter=None, dam
            check_equilibrium=True):
     """CG-RBP (Liao et al. 2018): CG on (I − J)(I − Jᵀ) z = (I − J) ∂L/∂h*, :func:`refnet.solvers.cg_normal`.
 
-    Converged is decided on (I − Jᵀ) z = ∂L/∂h* itself, not on the normal
-    equations (whose condition number is squared); ``damping`` η adds η I
+    Converged is decided on (I − Jᵀ) z = ∂L/∂h* itself, per example (rule
+    of :func:`rbp`), not on the normal equations (whose condition number is
+    squared); ``damping`` η adds η I
     (Liao et al.'s code: 1e-5) and biases z by O(η).
 
     Parameters
@@ -241,7 +249,7 @@ def gmres_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, restart=20, ma
     """GMRES-RBP: GMRES(restart) on (I − Jᵀ) z = ∂L/∂h* (Liao et al. 2018, Eq. 2), :func:`refnet.solvers.gmres`.
 
     Conditioning of the system itself, no JVP, and no need for ρ(J) < 1
-    (only I − J invertible).
+    (only I − J invertible).  Converged per example (rule of :func:`rbp`).
 
     Parameters
     ----------

@@ -97,7 +97,10 @@ class SolveInfo:
     residual : float
         Final residual of the returned x in ``norm``.
     tolerance : float or None
-        The threshold ``residual`` was held to.
+        A summary of the rule: for a linear solve max(rtol ‖b‖₂, atol) of the
+        stacked batch (reported only; ``converged`` is decided per example
+        against ``example_tolerance``); for a fixed point the largest
+        per-example threshold atol + rtol ‖h_b‖_∞.
     norm : str
         The norm of ``residual``, ``abs_trace`` and ``lowest``, in words.
     abs_trace, rel_trace : (m,) NumPy arrays
@@ -112,9 +115,12 @@ class SolveInfo:
     example_residual : (B,) NumPy array
         Final residual of each example (its rows of x), in ``norm``.
     example_converged : (B,) bool NumPy array or None
-        Each example against its own threshold (same rule, its own ‖b_b‖).
+        Each example against its own threshold (same rule, its own ‖b_b‖ or
+        ‖h_b‖); ``converged`` is True only where every entry is.
     singular : bool
         The residual left is (nearly) a null vector of Aᵀ (:data:`SINGULAR_TOL`).
+    example_tolerance : (B,) NumPy array or None
+        Each example's own threshold (None where no tolerance was asked).
     diagnostics : dict
         Solver-specific evidence (e.g. Neumann's per-example growth factor,
         ``sigma_min_bound`` = ‖Aᵀ r‖ / ‖r‖ per example for a failed linear solve).
@@ -136,6 +142,7 @@ class SolveInfo:
     example_residual: Any
     example_converged: Any
     singular: bool = False
+    example_tolerance: Any = None
     diagnostics: dict = field(default_factory=dict)
     message: str = ""
 
