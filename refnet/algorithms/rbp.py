@@ -45,8 +45,10 @@ through a converged trajectory (Prop. 1), with error
   iteration count.  ``with refnet.solvers.failures("warn"):`` turns them into
   a :class:`refnet.solvers.ConvergenceWarning` (policy in
   :mod:`refnet.solvers.info`).  NaN/Inf always raises :class:`refnet.NumericalError`.
-- h* must be an equilibrium: ‖F(h*) − h*‖_∞ <= ``equilibrium_tol`` (default
-  :data:`refnet.solvers.DEFAULT_TOL` of the dtype), else ValueError; pass
+- h* must be an equilibrium: every example has ‖F(h*)_b − h*_b‖_∞ <=
+  ``equilibrium_tol`` + ``equilibrium_rtol`` ‖h*_b‖_∞ (defaults
+  :data:`refnet.solvers.DEFAULT_TOL` and :data:`refnet.solvers.DEFAULT_FP_RTOL`
+  of the dtype: the rule the fixed-point solvers certify), else ValueError; pass
   ``check_equilibrium=False`` to linearise at any state (as the
   truncated-backprop uses of Neumann-RBP do), the residual is then reported
   in ``fixed_point_residual``.
@@ -65,7 +67,7 @@ from .._validate import check_array, check_int, check_same_dtype
 from ..backend import to_numpy, xp_of
 from ..errors import NumericalError
 from ..solvers import linear
-from ..solvers.info import DEFAULT_TOL, SolveInfo, settle
+from ..solvers.info import DEFAULT_FP_RTOL, DEFAULT_TOL, SolveInfo, settle
 from ..solvers.operators import linearise
 from ..solvers.problem import check_problem, check_tolerance
 
@@ -96,7 +98,7 @@ class ImplicitGradient:
 
 
 def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium=True,
-                 equilibrium_tol=None, name="implicit_vjp"):
+                 equilibrium_tol=None, equilibrium_rtol=None, name="implicit_vjp"):
     """The VJP of the equilibrium map θ, x ↦ h*(θ, x) (Liao et al. 2018, Eqs. 1–2).
 
     Linearises F at h*, solves (I − Jᵀ) z = dh with ``solve``, applies the
@@ -113,8 +115,10 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
     solve : callable (A, b) -> (z, SolveInfo), e.g. ``partial(refnet.solvers.gmres, rtol=1e-12)``;
         A = I − Jᵀ is a :class:`~refnet.solvers.operators.IdentityMinus` on (B, n_state)
     t : passed to ``cell.step``
-    check_equilibrium : bool, whether to require ‖F(h*) − h*‖_∞ <= equilibrium_tol
+    check_equilibrium : bool, whether to require ‖F(h*)_b − h*_b‖_∞ <= equilibrium_tol
+        + equilibrium_rtol ‖h*_b‖_∞ for every example b
     equilibrium_tol : float >= 0 or None (DEFAULT_TOL of the dtype)
+    equilibrium_rtol : float >= 0 or None (DEFAULT_FP_RTOL of the dtype)
     name : str, the entry point named in messages
 
     Returns
@@ -139,17 +143,21 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
         raise TypeError(f"check_equilibrium must be a bool, got {type(check_equilibrium).__name__}")
     equilibrium_tol = check_tolerance("equilibrium_tol", equilibrium_tol,
                                       DEFAULT_TOL[numpy.dtype(h_star.dtype)])
+    equilibrium_rtol = check_tolerance("equilibrium_rtol", equilibrium_rtol,
+                                       DEFAULT_FP_RTOL[numpy.dtype(h_star.dtype)])
     lin = linearise(cell, theta, x, h_star, t)
     per_example = to_numpy(lin.fixed_point_residual)
     fp_residual = float(per_example.max())
     if not math.isfinite(fp_residual):
         raise NumericalError(f"{name}: F(h_star) is not finite (example {int(numpy.argmax(~numpy.isfinite(per_example)))}): "
                              "the cell overflowed at h_star", where="F(h_star)")
-    if check_equilibrium and fp_residual > equilibrium_tol:
+    allowed = equilibrium_tol + equilibrium_rtol * to_numpy(xp_of(h_star).abs(h_star).max(axis=1))
+    if check_equilibrium and (per_example > allowed).any():
+        worst = int(numpy.argmax(per_example / numpy.maximum(allowed, numpy.finfo(float).tiny)))
         raise ValueError(f"h_star must be an equilibrium of the cell on x: ‖F(h_star) − h_star‖_∞ = "
-                         f"{fp_residual:.3e} > equilibrium_tol = {equilibrium_tol:.3e} (example "
-                         f"{int(per_example.argmax())}); solve it further (refnet.fixed_point) or pass "
-                         "check_equilibrium=False to linearise at a non-equilibrium")
+                         f"{per_example[worst]:.3e} > equilibrium_tol + equilibrium_rtol ‖h_star‖_∞ = "
+                         f"{allowed[worst]:.3e} (example {worst}); solve it further (refnet.fixed_point) "
+                         "or pass check_equilibrium=False to linearise at a non-equilibrium")
     z, info = solve(lin.adjoint_system(), dh)
     if info.message:
         info = replace(info, solver=f"{name} ({info.solver})", message=f"{name}: {info.message}")
