@@ -378,10 +378,11 @@ def as_fixture(obj):
         fixture = obj if isinstance(obj, Fixture) else Fixture(dict(obj.meta), dict(obj.arrays))
         where = f"fixture {fixture.path!r}" if fixture.path else "the fixture given in memory"
         meta = fixture.meta if isinstance(fixture.meta, dict) else None
-        if meta is not None and "format" not in meta:
-            # an in-memory fixture from refnet.fixtures before saving: the sidecar fields are added by
-            # save_fixture, so check only what is there
-            meta = dict(meta, format=FORMAT, version=VERSIONS[-1], arrays=meta.get("arrays", {}))
+        if meta is not None and fixture.path is None:
+            # an in-memory fixture (refnet.fixtures, or the user's own) before saving: save_fixture adds
+            # format, version and the arrays table, so check only the fields that are there
+            meta = dict(meta, format=meta.get("format", FORMAT), version=meta.get("version", VERSIONS[-1]),
+                        arrays=meta.get("arrays") or {})
         validate_meta(meta, where)
         check_meta_against_arrays(fixture.meta, fixture.arrays, where)
         return fixture
