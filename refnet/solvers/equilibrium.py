@@ -29,7 +29,8 @@ class Equilibrium:
 
     h : (B, n_state) the returned state;  residuals : ‖F(h_i) − h_i‖_∞ as
     traced (start first, the returned ``h`` last);  steps : iterations
-    spent;  converged : whether ``residuals[-1] <= tol``;  info : the
+    spent;  converged : whether every example met tol + rtol ‖h_b‖_∞ with no
+    runaway iterate (``info.example_converged``);  info : the
     :class:`~refnet.solvers.info.SolveInfo` (per-example residuals, relative
     trace, lowest residual and its iterate).
     """
