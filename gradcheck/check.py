@@ -18,11 +18,15 @@ out of tolerance is examined before it is blamed on the gradient:
   (``estimate_noise``) lets a central difference resolve, 4σ/ε (≈ 5.7 standard
   deviations of the difference's noise σ/(√2 ε)): inconclusive;
 * *kink* — the second-order one-sided derivatives (``one_sided_derivatives``)
-  disagree beyond tolerance, so f is not differentiable at θ: inconclusive when
-  the analytic value is one of them (a convention such as refnet's
-  relu′(0) = 0, PyTorch's, picks one side) or strictly between them (a
-  convention such as PyTorch's sign′(0) = 0 for |x|: blaming it would blame a
-  correct convention), a fail when it is outside [left, right];
+  disagree beyond tolerance, so f is not differentiable at θ: inconclusive,
+  whatever the analytic value, reported with left, right and analytic and
+  whether it matches one side.  Where f has no derivative, finite
+  differences can neither confirm nor refute a value: a convention such as
+  refnet's relu′(0) = 0 (PyTorch's, taking the left derivative of a unit
+  whose pre-activation rises with the coordinate) picks one side for one
+  unit, but a coordinate (or direction) that moves several units sitting at
+  0 with slopes of both signs legitimately gets a value that is neither one
+  side nor between them (it mixes each unit's own side);
 * otherwise the gradient is wrong: fail.
 
 A kink the central difference averages away (|x| at 0 with analytic 0) is
@@ -281,8 +285,8 @@ def _classify(phi, f0, analytic, central, eps, bound, sigma, name, index, in_tol
 
 
 def _decides_fail(kind, kink):
-    """A wrong coordinate, or a kink at θ whose analytic value is outside [left, right]."""
-    return kind == "wrong" or (kind == "kink" and kink.matches is None and kink.at_theta)
+    """Only a wrong coordinate at a differentiable point: no FD verdict can refute a value at a kink."""
+    return kind == "wrong"
 
 
 def _verdict_from(examined, worst, rtol, title):
@@ -472,7 +476,7 @@ def check_grads(f, params, grads, *, eps=None, rtol=None, atol=None, equal_nan=F
 
 
 def compare_grads(grads, reference, *, rtol, atol=0.0, reference_name="reference",
-                  raise_on_failure=True, allow_inconclusive=False):
+                  raise_on_failure=True, allow_inconclusive=False, zeros_are_evidence=False):
     """Compare two analytic gradients (a relation such as RTRL = BPTT) with the same measure.
 
     Parameters
@@ -481,10 +485,19 @@ def compare_grads(grads, reference, *, rtol, atol=0.0, reference_name="reference
     rtol, atol : float >= 0
     reference_name : str, the reference's column title
     raise_on_failure, allow_inconclusive : as :func:`check_grads`
+    zeros_are_evidence : bool, default False
+        Two gradients that are both identically zero agree about nothing (a
+        loss with all weights 0, a detached head: any two algorithms give
+        zeros), so by default that is INCONCLUSIVE, as :func:`dot_product_test`
+        says of two exact zeros.  Pass True only when the relation itself is
+        "this gradient is exactly zero" (e.g. a frozen or disconnected
+        parameter): matching zeros then pass.
 
     Returns
     -------
-    GradReport; INCONCLUSIVE when every array is empty (nothing compared).
+    GradReport; INCONCLUSIVE when every array is empty, or when both sides are
+    identically zero (unless ``zeros_are_evidence``): nothing that could differ
+    was compared.
 
     Raises
     ------
@@ -501,9 +514,17 @@ def compare_grads(grads, reference, *, rtol, atol=0.0, reference_name="reference
                             "reference")
     a = _check_grads_like(grads, ref, "grads")
     atol = max(atol or 0.0, 1e-300)
+    if not isinstance(zeros_are_evidence, bool):
+        raise TypeError(f"zeros_are_evidence must be a bool, got {type(zeros_are_evidence).__name__}")
     rows, _, worst, compared = _compare(a, ref, rtol, atol, False, reference_name)
+    all_zero = all(not np.any(v) for v in ref.values()) and all(not np.any(v) for v in a.values())
     if compared == 0:
         verdict = Verdict.inconclusive("every array is empty: nothing was compared")
+    elif all_zero and not zeros_are_evidence:
+        verdict = Verdict.inconclusive(
+            f"both gradients are identically zero ({compared} entries): no evidence about either (a zero loss "
+            "weight or a detached output gives zeros for any algorithm); make the loss depend on the "
+            "parameters, or pass zeros_are_evidence=True if the relation is that the gradient vanishes")
     elif worst <= rtol:
         verdict = Verdict.pass_(f"max rel error {worst:.2e} <= rtol {rtol:g}")
     else:
@@ -656,6 +677,7 @@ class TaylorReport:
     noise: float = 0.0          # measured σ of f at θ, in the evaluation dtype
     usable: tuple = ()          # the ε whose remainder is above the floor
     dtype: str = "float64"      # the dtype f was evaluated in
+    kink: Optional[Kink] = None  # f not differentiable at θ along v (then INCONCLUSIVE)
 
     @property
     def passed(self):
@@ -676,6 +698,33 @@ class TaylorReport:
         return "\n".join(rows + [f"evaluated in {self.dtype}; noise σ = {self.noise:.2e}, floor "
                                  f"{self.floor:.2e}; order {self.order:.2f} (min {self.min_order}): "
                                  f"{self.verdict}"])
+
+
+def _kink_along(phi, f0, analytic, dtype, sigma):
+    """A :class:`Kink` when φ(t) = f(θ + t v) has one-sided derivatives at 0 that disagree beyond noise, else None.
+
+    Steps and tolerance from the evaluation dtype's row (``gradcheck.tolerances``), as
+    :func:`check_directional` examines a direction.
+    """
+    row = tolerances_for(dtype)
+    h = row["eps"]
+    left, right, left_half, right_half = one_sided_derivatives(phi, f0, h)
+    if not all(math.isfinite(x) for x in (left, right, left_half, right_half)):
+        return None
+    one_sided = row["rtol"] * max(abs(left), abs(right), abs(analytic), row["atol"] / row["rtol"]) \
+        + _ONE_SIDED_NOISE * sigma / h
+    if abs(left - right) <= 2 * one_sided:
+        return None
+    at_theta = abs(left - left_half) <= 3 * one_sided and abs(right - right_half) <= 3 * one_sided
+    if abs(analytic - left) <= one_sided:
+        matches = "left"
+    elif abs(analytic - right) <= one_sided:
+        matches = "right"
+    elif min(left, right) < analytic < max(left, right):
+        matches = "between"
+    else:
+        matches = None
+    return Kink("direction v", (), analytic, left, right, 0.5 * (left + right), matches, at_theta)
 
 
 def _evaluation_point(params):
@@ -700,7 +749,11 @@ def taylor_test(f, params, grads, *, eps=None, seed=0, min_order=1.8, raise_on_f
     INCONCLUSIVE (the remainder is at the noise floor), never a pass; a
     non-finite f is a FAIL naming where; otherwise PASS when the observed
     order where ε is smallest (the median of the last three slopes) is at
-    least ``min_order``.  The default sweep continues halving ε below 1e-3
+    least ``min_order``.  A lower order is a FAIL unless f is not
+    differentiable at θ along v — its left and right one-sided derivatives
+    there disagree beyond noise (a kink, e.g. ReLU units at pre-activation
+    0): the remainder then falls as ε whatever the gradient, and the verdict
+    is INCONCLUSIVE, reporting left, right and ⟨g, v⟩ (``report.kink``).  The default sweep continues halving ε below 1e-3
     while the remainder stays 10× above the floor (at most 40 points): a
     small gradient error δ only shows once ε|δ| outweighs ε²|f''|.
 
@@ -756,8 +809,9 @@ def taylor_test(f, params, grads, *, eps=None, seed=0, min_order=1.8, raise_on_f
         value = objective(p, f"f(θ + ε v) at ε = {e:.3e}")
         return value, abs(value - f0 - sum(float((g[k] * d[k]).sum()) for k in g))
 
-    def report_of(verdict, order=float("nan"), remainders=(), floor=0.0, sigma=0.0, usable=()):
-        return TaylorReport(eps, tuple(remainders), order, min_order, verdict, floor, sigma, tuple(usable), dtype)
+    def report_of(verdict, order=float("nan"), remainders=(), floor=0.0, sigma=0.0, usable=(), kink=None):
+        return TaylorReport(eps, tuple(remainders), order, min_order, verdict, floor, sigma, tuple(usable), dtype,
+                            kink)
 
     f0 = objective(at, "f(θ)")
     if not math.isfinite(f0):
@@ -803,10 +857,21 @@ def taylor_test(f, params, grads, *, eps=None, seed=0, min_order=1.8, raise_on_f
     else:
         orders = [math.log(r1 / r2) / math.log(e1 / e2) for (e1, r1), (e2, r2) in zip(usable, usable[1:])]
         order = float(np.median(orders[-3:]))     # the three smallest-ε slopes: the asymptotic regime
-        verdict = (Verdict.pass_(f"remainder order {order:.2f} >= {min_order} at the smallest of {len(usable)} ε")
-                   if order >= min_order else
-                   Verdict.fail(f"Taylor remainder falls with order {order:.2f} < {min_order} at the smallest of "
-                                f"{len(usable)} ε above the noise floor {floor:.2e} (a wrong gradient gives ~1)"))
-        report = report_of(verdict, order, remainders, floor, sigma, [e for e, _ in usable])
+        kink = None
+        if order >= min_order:
+            verdict = Verdict.pass_(f"remainder order {order:.2f} >= {min_order} at the smallest of {len(usable)} ε")
+        else:
+            # At a kink along v the remainder falls as ε whatever the gradient: look before blaming it.
+            kink = _kink_along(lambda t: objective(displaced(t)[0], f"f(θ {t:+.1e} v) (kink probe)"), f0,
+                               sum(float((g[k] * v[k]).sum()) for k in g), dtype, sigma)
+            if kink is not None:
+                verdict = Verdict.inconclusive(
+                    f"{kink.describe()}: the Taylor remainder falls with order {order:.2f} at a kink whatever "
+                    "the gradient, so it cannot judge one there")
+            else:
+                verdict = Verdict.fail(f"Taylor remainder falls with order {order:.2f} < {min_order} at the "
+                                       f"smallest of {len(usable)} ε above the noise floor {floor:.2e} (a wrong "
+                                       "gradient gives ~1)")
+        report = report_of(verdict, order, remainders, floor, sigma, [e for e, _ in usable], kink)
     return raise_for(report, "Taylor test", raise_on_failure=raise_on_failure,
                      allow_inconclusive=allow_inconclusive)

@@ -192,6 +192,14 @@ def compare_main(argv=None):
     except (OSError, ValueError, TypeError) as exc:      # FixtureError is a ValueError
         print(f"{p.prog}: error: could not compare: {exc}", file=sys.stderr)
         return EXIT_COULD_NOT_COMPARE
+    except (MemoryError, RecursionError, ArithmeticError, LookupError, AttributeError) as exc:
+        # Not a named refusal (a bug in refnet, or a file kind not yet validated): still "could not
+        # compare", never exit 1 ("differ"); the traceback stays visible for the report.
+        import traceback
+        traceback.print_exc(file=sys.stderr)
+        print(f"{p.prog}: error: could not compare ({type(exc).__name__}: {exc}); please report this",
+              file=sys.stderr)
+        return EXIT_COULD_NOT_COMPARE
     print(json.dumps(report.to_dict()) if args.json else report.table())
     if report.verdict.is_inconclusive:
         print(f"{p.prog}: inconclusive: {report.reason}", file=sys.stderr)

@@ -13,11 +13,17 @@ Measures
 --------
 Per array: the max absolute error ``max|a − r|`` and the normwise relative
 error ``max|a − r| / max(‖r‖_∞, atol / rtol)`` of ``gradcheck.check``; an
-array passes when that is at most ``rtol``.  A trace (T, B, H) is measured
+array passes when every entry has ``|a − r| <= max(rtol ‖r‖_∞, atol)``, i.e.
+the relative error is at most ``rtol``.  ``rtol = 0`` is an exact comparison
+up to ``atol`` (and ``rtol = atol = 0`` exact equality), as in ``gradcheck.check``.  A trace (T, B, H) is measured
 step by step, each step against its own scale ``‖r_t‖_∞``, so an error in an
 adjoint that has decayed is not hidden by a large adjoint elsewhere: entry
 (t, b, j) *diverges* when ``|a − r| > max(rtol · ‖r_t‖_∞, atol)`` or ``a`` is
-NaN.  NaN in the reference means "not defined" and is skipped.
+NaN.  NaN in the reference means "not defined" and is skipped; a result
+array whose reference is NaN everywhere compares nothing (listed as
+undefined), and when no result entry at all was defined the verdict is
+INCONCLUSIVE (a reference that is all NaN — a diverged run — is evidence of
+nothing), never PASS.
 
 Localisation
 ------------
@@ -35,11 +41,16 @@ derivative rule that is wrong.
 
 Verdict: PASS when every compared array agrees; FAIL naming the worst
 array (and the first non-finite candidate entry, by array and index);
-INCONCLUSIVE when the candidate holds none of the reference's results
-(nothing was compared), never "0 of 0 agree: passed".
+INCONCLUSIVE when the candidate holds none of the reference's results, or
+the reference defines none of their entries (nothing was compared), never
+"0 of 0 agree: passed".
 
-Tolerances by dtype (:data:`COMPARE_TOLERANCES`), the row of the *less*
-precise real dtype of the compared arrays (never a sidecar's claim):
+Tolerances by dtype (:data:`COMPARE_TOLERANCES`), **per array**: each array
+is judged by the row of the less precise real dtype of its own two versions
+(reference and candidate; never a sidecar's claim, never another array's
+dtype: a float32 copy of a set-up array such as ``inputs/x`` does not loosen
+the float64 gradients).  The report's ``dtype``/``rtol``/``atol`` are those of
+the least precise result array; each :class:`ArrayDiff` carries its own:
 
 =========  ===========  ==========================================================
 dtype      rtol / atol  why
@@ -95,6 +106,10 @@ class ArrayDiff:
     unit: Optional[int] = None
     step: Optional[int] = None    # traces: t of the worst entry (1-based)
     batch: Optional[int] = None   # traces: its batch element
+    dtype: Optional[str] = None   # the dtype whose row judged this array
+    rtol: Optional[float] = None
+    atol: Optional[float] = None
+    defined: Optional[int] = None  # entries the reference defines (not NaN): 0 means nothing compared
 
     def where(self):
         """The worst entry in words: ``step 3 batch 1 unit 2``, ``[5, 1] gate f unit 1``."""
@@ -150,6 +165,7 @@ class CompareReport:
     missing: list = field(default_factory=list)    # result keys (forward/, backward/, grads/) the candidate lacks
     ignored: list = field(default_factory=list)    # candidate keys the reference lacks
     context: dict = field(default_factory=dict)    # cell, algorithm, sizes from the reference's meta
+    undefined: list = field(default_factory=list)  # result keys whose reference is NaN everywhere (nothing compared)
 
     @property
     def passed(self):
@@ -186,6 +202,8 @@ class CompareReport:
                          f"{'pass' if a.passed else 'FAIL'}")
         if self.missing:
             lines.append(f"not compared (absent from the candidate): {', '.join(self.missing)}")
+        if self.undefined:
+            lines.append(f"not compared (the reference is NaN everywhere): {', '.join(self.undefined)}")
         if self.ignored:
             lines.append(f"ignored (not in the reference): {', '.join(self.ignored)}")
         lines.append(f"{len(self.arrays) - len(self.failed)} of {len(self.arrays)} arrays agree: "
@@ -203,7 +221,8 @@ class CompareReport:
                 "first_forward": None if self.first_forward is None else asdict(self.first_forward),
                 "first_backward": None if self.first_backward is None else asdict(self.first_backward),
                 "arrays": [dict(asdict(a), index=list(a.index)) for a in self.arrays],
-                "missing": self.missing, "ignored": self.ignored, "context": self.context}
+                "missing": self.missing, "undefined": self.undefined, "ignored": self.ignored,
+                "context": self.context}
 
 
 _RESULTS = ("forward", "backward", "grads")   # the groups a candidate computes; the rest is set-up
@@ -275,14 +294,21 @@ def _measure(a, r, rtol, atol, trace):
         scale = scale.reshape((-1,) + (1,) * (r0.ndim - 1))
     else:
         scale = np.asarray(r0.max() if r0.size else 0.0)
-    scale = np.maximum(scale, atol / rtol)
-    return diff, scale, np.broadcast_to(rtol * scale, diff.shape)
+    if rtol > 0:
+        scale = np.maximum(scale, atol / rtol)
+        bound = rtol * scale                         # = max(rtol ‖r‖, atol)
+    else:                                            # exact up to atol (module docstring)
+        scale = np.maximum(scale, np.finfo(np.float64).tiny)
+        bound = np.full(scale.shape, float(atol))
+    return diff, scale, np.broadcast_to(bound, diff.shape)
 
 
-def _array_diff(key, a, r, rtol, atol, trace, blocks):
+def _array_diff(key, a, r, rtol, atol, trace, blocks, dtype=None):
     diff, scale, bound = _measure(a, r, rtol, atol, trace)
+    defined = int((~np.isnan(r.astype(np.float64))).sum())
+    tol = {"dtype": None if dtype is None else str(dtype), "rtol": rtol, "atol": atol, "defined": defined}
     if diff.size == 0:
-        return ArrayDiff(key, 0.0, 0.0, True, (), float("nan"), float("nan"))
+        return ArrayDiff(key, 0.0, 0.0, True, (), float("nan"), float("nan"), **tol)
     rel = diff / scale
     index = np.unravel_index(int(np.argmax(rel)), rel.shape)
     gate = unit = step = batch = None
@@ -293,8 +319,8 @@ def _array_diff(key, a, r, rtol, atol, trace, blocks):
     elif trace:
         step, batch, unit = int(index[0]) + 1, int(index[1]), int(index[-1])
     max_rel = float(rel[index])
-    return ArrayDiff(key, float(diff.max()), max_rel, bool(max_rel <= rtol), tuple(int(i) for i in index),
-                     float(a[index]), float(r[index]), gate, unit, step, batch)
+    return ArrayDiff(key, float(diff.max()), max_rel, bool((diff <= bound).all()), tuple(int(i) for i in index),
+                     float(a[index]), float(r[index]), gate, unit, step, batch, **tol)
 
 
 def _first_divergence(key, info, a, r, rtol, atol):
@@ -341,8 +367,10 @@ def compare(reference, candidate, *, rtol=None, atol=None):
         (possibly nested) dict {key: array or tensor} under the fixture's keys,
         e.g. ``{'grads': {'weight_ih_l0': …}}``
     rtol, atol : float >= 0, optional
-        Override the :data:`COMPARE_TOLERANCES` row of the less precise real
-        dtype of the compared arrays (what the arrays are, not what a sidecar says).
+        Override, for every array, the :data:`COMPARE_TOLERANCES` row of the
+        less precise real dtype of that array's two versions (what the arrays
+        are, not what a sidecar says).  ``rtol = 0`` compares exactly up to
+        ``atol``; ``rtol = atol = 0`` asks for exact equality.
 
     Returns
     -------
@@ -352,13 +380,17 @@ def compare(reference, candidate, *, rtol=None, atol=None):
     Raises
     ------
     FixtureError (a ValueError) naming the file for a missing, unreadable or
-    inconsistent fixture or candidate file; ValueError when a shared key's
-    shapes differ or for a negative tolerance; TypeError for a candidate that
-    is not arrays.
+    inconsistent fixture or candidate file (and for a sidecar field of the
+    wrong type); ValueError when a shared key's shapes differ or for a
+    negative or non-finite tolerance; TypeError for a tolerance that is not a
+    number or a candidate that is not arrays.
     """
     for name, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-                                      and np.isfinite(value) and value >= 0):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a finite number >= 0 or None, got {type(value).__name__} {value!r}")
+        if not (np.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     ref = as_fixture(reference)
     ref_arrays = {k: _to_numpy(v, k) for k, v in ref.arrays.items()}
@@ -368,11 +400,19 @@ def compare(reference, candidate, *, rtol=None, atol=None):
         if np.shape(cand[k]) != np.shape(ref_arrays[k]):
             raise ValueError(f"candidate[{k!r}] must have shape {np.shape(ref_arrays[k])}, "
                              f"got {np.shape(cand[k])}")
-    # tolerances from the arrays' real dtypes: a sidecar's 'dtype' is a claim, the arrays are the fact
-    dtype = _less_precise([ref_arrays[k].dtype for k in shared] + [cand[k].dtype for k in shared])
+    # Tolerances from each array's own real dtypes (module docstring): a sidecar's 'dtype' is a claim,
+    # the arrays are the fact, and a float32 set-up array says nothing about float64 results.
+    def tolerances(k):
+        dtype = _less_precise([ref_arrays[k].dtype, cand[k].dtype])
+        row = compare_tolerances(dtype)
+        return (dtype, row["rtol"] if rtol is None else float(rtol),
+                row["atol"] if atol is None else float(atol))
+    per_array = {k: tolerances(k) for k in shared}
+    summary = [k for k in shared if k.split("/")[0] in _RESULTS] or shared
+    dtype = _less_precise([per_array[k][0] for k in summary]) if summary else np.dtype("float64")
     row = compare_tolerances(dtype)
-    rtol = row["rtol"] if rtol is None else float(rtol)
-    atol = row["atol"] if atol is None else float(atol)
+    report_rtol = row["rtol"] if rtol is None else float(rtol)
+    report_atol = row["atol"] if atol is None else float(atol)
     context = {k: ref.meta[k] for k in ("cell", "algorithm", "T", "B", "hidden_size", "num_layers")
                if k in ref.meta}
     missing = [k for k in ref_arrays if k not in cand and k.split("/")[0] in _RESULTS]
@@ -383,8 +423,8 @@ def compare(reference, candidate, *, rtol=None, atol=None):
                   f"compared" if shared else
                   f"the candidate shares no key with the reference (e.g. {sorted(ref_arrays)[:4]}; got "
                   f"{sorted(cand)[:8]}): nothing was compared")
-        return CompareReport(Verdict.inconclusive(reason), str(dtype), rtol, atol, [], None, None, missing,
-                             ignored, context)
+        return CompareReport(Verdict.inconclusive(reason), str(dtype), report_rtol, report_atol, [], None, None,
+                             missing, ignored=ignored, context=context)
 
     traces = ref.meta.get("traces", {})
     blocks = ref.meta.get("gate_blocks", {})
@@ -393,9 +433,10 @@ def compare(reference, candidate, *, rtol=None, atol=None):
     for k in shared:
         a, r = np.asarray(cand[k]), np.asarray(ref_arrays[k])
         is_trace = k in traces and r.ndim >= 2
-        diffs.append(_array_diff(k, a, r, rtol, atol, is_trace, blocks.get(k)))
+        k_dtype, k_rtol, k_atol = per_array[k]
+        diffs.append(_array_diff(k, a, r, k_rtol, k_atol, is_trace, blocks.get(k), k_dtype))
         if is_trace:
-            found = _first_divergence(k, traces[k], a, r, rtol, atol)
+            found = _first_divergence(k, traces[k], a, r, k_rtol, k_atol)
             if found is not None:
                 firsts[traces[k]["direction"]].append(found)
         bad = _first_non_finite(k, a, r)
@@ -403,14 +444,24 @@ def compare(reference, candidate, *, rtol=None, atol=None):
             non_finite.append(bad)
     first = {d: min(found, key=lambda item: item[0])[1] if found else None for d, found in firsts.items()}
     failed = [d for d in diffs if not d.passed]
+    undefined = [d.key for d in diffs if d.key in results and d.defined == 0 and np.size(ref_arrays[d.key])]
+    compared = sum(d.defined for d in diffs if d.key in results)
     if non_finite:
         verdict = Verdict.fail("; ".join(non_finite[:3]))
     elif failed:
-        d = max(failed, key=lambda d: d.max_rel)
+        d = max(failed, key=lambda d: d.max_rel / max(d.rtol, np.finfo(np.float64).tiny))
         verdict = Verdict.fail(f"{len(failed)} of {len(diffs)} arrays differ; worst {d.key} at {d.where()}: "
                                f"candidate {d.candidate:.6e}, reference {d.reference:.6e} "
-                               f"(rel error {d.max_rel:.2e} > rtol {rtol:g})")
+                               f"(rel error {d.max_rel:.2e} > rtol {d.rtol:g}, {d.dtype}"
+                               + (f", atol {d.atol:g}" if d.rtol == 0 else "") + ")")
+    elif compared == 0:
+        verdict = Verdict.inconclusive(
+            f"nothing was compared: the reference defines no entry of its results ({', '.join(undefined[:4])}"
+            f"{', …' if len(undefined) > 4 else ''} are NaN everywhere); a reference whose results are all NaN "
+            "(e.g. a diverged run) is evidence of nothing")
     else:
-        verdict = Verdict.pass_(f"{len(diffs)} arrays agree ({len(results)} results) to rtol {rtol:g}")
-    return CompareReport(verdict, str(dtype), rtol, atol, diffs, first["forward"], first["backward"],
-                         missing, ignored, context)
+        verdict = Verdict.pass_(f"{len(diffs)} arrays agree ({len(results)} results) to rtol {report_rtol:g}"
+                                + (f" ({len(undefined)} result arrays undefined in the reference, not compared)"
+                                   if undefined else ""))
+    return CompareReport(verdict, str(dtype), report_rtol, report_atol, diffs, first["forward"], first["backward"],
+                         missing, ignored, context, undefined)

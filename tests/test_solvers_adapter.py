@@ -75,7 +75,9 @@ def test_the_tolerance_keyword_is_chosen_by_the_solvers_signature(keyword, monke
         assert info.converged
     assert [name for name, _ in calls] == ["cg", "gmres"]
     for _, options in calls:
-        assert options[keyword] == 1e-11 and options["atol"] == 0.0
+        # refnet hands the backend its per-example target as an absolute one on the row-equilibrated
+        # system (refnet.solvers.linear), so the relative keyword carries 0.
+        assert options[keyword] == 0.0 and options["atol"] > 0.0
         assert ({"tol", "rtol"} - {keyword}).isdisjoint(options)
     assert calls[1][1]["callback_type"] == "x"
 

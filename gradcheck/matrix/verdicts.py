@@ -15,6 +15,11 @@ taylor, no evidence    the same f with its exact g = 1: every remainder is round
 taylor, NaN f          f(θ) = NaN is a FAIL naming f(θ)
 dot product 0 = 0      ⟨u, J v⟩ = ⟨Jᵀ u, v⟩ = 0 is INCONCLUSIVE (no evidence about J)
 compare, no overlap    a candidate sharing no key with the fixture is INCONCLUSIVE
+kink, every check      check_directional and taylor_test on the iRNN kink problem are
+                       INCONCLUSIVE naming the kink (no FD verdict refutes a value at a
+                       kink), while a wrong gradient at a smooth point still FAILs them
+compare_grads 0 = 0    two identically zero gradients are INCONCLUSIVE (no evidence)
+compare, NaN reference a reference whose results are all NaN compares nothing: INCONCLUSIVE
 =====================  ===================================================================
 """
 import numpy as np
@@ -23,7 +28,7 @@ import refnet
 from refnet import heads
 from refnet.backend import get_dtype, rng, to_numpy
 
-from ..check import check_grads, dot_product_test, taylor_test
+from ..check import check_directional, check_grads, compare_grads, dot_product_test, taylor_test
 from ..compare import compare
 from ..fixture_io import FORMAT, Fixture
 from ..tolerances import tolerances_for
@@ -124,6 +129,38 @@ def _compare_nothing_shared():
     return None, report.rtol, verdict, f"compare verdict {report.verdict.label}"
 
 
+def _kink_every_check():
+    objective, point, grads = irnn_kink_problem()
+    directional = check_directional(objective, point, grads, seed=0, raise_on_failure=False)
+    taylor = taylor_test(objective, point, grads, raise_on_failure=False)
+    # A gradient 10% off at a smooth point (f = Σ w², g = 2.2 w) must still FAIL: the kink rule
+    # only applies where the one-sided derivatives disagree.
+    smooth_wrong = taylor_test(lambda q: float((q["w"] ** 2).sum()), {"w": np.ones(3)}, {"w": 2.2 * np.ones(3)},
+                               raise_on_failure=False)
+    ok = (directional.verdict.is_inconclusive and directional.kinks and taylor.verdict.is_inconclusive
+          and taylor.kink is not None and smooth_wrong.verdict.failed)
+    verdict = (Verdict.pass_("kink INCONCLUSIVE in check_directional and taylor_test; smooth wrong g FAILs")
+               if ok else Verdict.fail(f"directional {directional.verdict}; taylor {taylor.verdict}; smooth wrong "
+                                       f"{smooth_wrong.verdict}"))
+    return None, taylor.min_order, verdict, f"directional {directional.status}, taylor {taylor.status}"
+
+
+def _compare_grads_zero():
+    zeros = {"w": np.zeros((2, 3))}
+    report = compare_grads(zeros, {"w": np.zeros((2, 3))}, rtol=1e-12, raise_on_failure=False)
+    verdict = (Verdict.pass_("INCONCLUSIVE") if report.verdict.is_inconclusive
+               else Verdict.fail(f"expected INCONCLUSIVE for two zero gradients, got {report.verdict}"))
+    return report.max_rel_error, report.rtol, verdict, f"compare_grads verdict {report.verdict.label}"
+
+
+def _compare_nan_reference():
+    fixture = Fixture({"format": FORMAT, "version": 1}, {"grads/weight": np.full((2, 2), np.nan)})
+    report = compare(fixture, {"grads/weight": np.random.default_rng(0).random((2, 2))})
+    verdict = (Verdict.pass_("INCONCLUSIVE") if report.verdict.is_inconclusive
+               else Verdict.fail(f"expected INCONCLUSIVE for an all-NaN reference, got {report.verdict}"))
+    return None, report.rtol, verdict, f"compare verdict {report.verdict.label}"
+
+
 def checks():
     """The verdict rows, in display order."""
     return [
@@ -135,4 +172,8 @@ def checks():
         Check("gradcheck", "taylor, NaN f", "FAIL naming f(theta)", _taylor_nan_objective),
         Check("gradcheck", "dot product 0 = 0", "INCONCLUSIVE, not pass", _dot_product_zero),
         Check("gradcheck", "compare, no overlap", "INCONCLUSIVE, not pass", _compare_nothing_shared),
+        Check("irnn", "kink, every check", "INCONCLUSIVE at a kink; wrong g at smooth point FAILs",
+              _kink_every_check),
+        Check("gradcheck", "compare_grads 0 = 0", "INCONCLUSIVE, not pass", _compare_grads_zero),
+        Check("gradcheck", "compare, NaN reference", "INCONCLUSIVE, not pass", _compare_nan_reference),
     ]

@@ -32,17 +32,23 @@ through a converged trajectory (Prop. 1), with error
 ‖(I − Jᵀ)^{-1}‖ ‖J‖^{K+1} ‖∂L/∂h*‖ at most (Prop. 3).
 
 **Claims, premises, failures.**
-- ``converged`` means ‖∂L/∂h* − (I − Jᵀ) z‖₂ <= max(rtol ‖∂L/∂h*‖₂, atol)
-  on the returned z, for every variant (CG-RBP's normal equations are only
-  its means); Neumann-RBP without a tolerance claims nothing (None).
+- ``converged`` means that every example b of the batch meets
+  ‖∂L/∂h*_b − (I − J_bᵀ) z_b‖₂ <= max(rtol ‖∂L/∂h*_b‖₂, atol) on the
+  returned z, each against its own cotangent, for every variant (CG-RBP's
+  normal equations are only its means; one 2-norm over the stacked batch
+  would let an example with a small cotangent go unsolved).  A solve that
+  leaves any example short raises, naming the example.  Neumann-RBP without
+  a tolerance claims nothing (None).
 - A singular or nearly singular I − J (the residual left is a null vector of
   I − J) raises :class:`refnet.SingularSystemError`; any other miss raises
   :class:`refnet.ConvergenceError`; both carry the residual and the
   iteration count.  ``with refnet.solvers.failures("warn"):`` turns them into
   a :class:`refnet.solvers.ConvergenceWarning` (policy in
   :mod:`refnet.solvers.info`).  NaN/Inf always raises :class:`refnet.NumericalError`.
-- h* must be an equilibrium: ‖F(h*) − h*‖_∞ <= ``equilibrium_tol`` (default
-  :data:`refnet.solvers.DEFAULT_TOL` of the dtype), else ValueError; pass
+- h* must be an equilibrium: every example has ‖F(h*)_b − h*_b‖_∞ <=
+  ``equilibrium_tol`` + ``equilibrium_rtol`` ‖h*_b‖_∞ (defaults
+  :data:`refnet.solvers.DEFAULT_TOL` and :data:`refnet.solvers.DEFAULT_FP_RTOL`
+  of the dtype: the rule the fixed-point solvers certify), else ValueError; pass
   ``check_equilibrium=False`` to linearise at any state (as the
   truncated-backprop uses of Neumann-RBP do), the residual is then reported
   in ``fixed_point_residual``.
@@ -61,7 +67,7 @@ from .._validate import check_array, check_int, check_same_dtype
 from ..backend import to_numpy, xp_of
 from ..errors import NumericalError
 from ..solvers import linear
-from ..solvers.info import DEFAULT_TOL, SolveInfo, settle
+from ..solvers.info import DEFAULT_FP_RTOL, DEFAULT_TOL, SolveInfo, settle
 from ..solvers.operators import linearise
 from ..solvers.problem import check_problem, check_tolerance
 from .trainable import check_trainable, restrict
@@ -76,7 +82,8 @@ class ImplicitGradient:
     dtheta : dict, zᵀ ∂F/∂θ summed over the batch;  dx : (B, I) zᵀ ∂F/∂x;
     z : (B, n_state) the adjoint;  iterations : the solver's iterations;
     residual : ‖∂L/∂h* − (I − Jᵀ) z‖₂ over the batch;  converged : whether
-    that met the tolerance (None where none was asked: Neumann-RBP by
+    every example met its own tolerance, ``info.example_residual`` <=
+    ``info.example_tolerance`` (None where none was asked: Neumann-RBP by
     default);  fixed_point_residual : ‖F(h*) − h*‖_∞;  info : the solver's
     :class:`~refnet.solvers.info.SolveInfo` (traces, per-example results).
     """
@@ -92,7 +99,7 @@ class ImplicitGradient:
 
 
 def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium=True,
-                 equilibrium_tol=None, name="implicit_vjp", trainable=None):
+                 equilibrium_tol=None, equilibrium_rtol=None, name="implicit_vjp", trainable=None):
     """The VJP of the equilibrium map θ, x ↦ h*(θ, x) (Liao et al. 2018, Eqs. 1–2).
 
     Linearises F at h*, solves (I − Jᵀ) z = dh with ``solve``, applies the
@@ -109,8 +116,10 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
     solve : callable (A, b) -> (z, SolveInfo), e.g. ``partial(refnet.solvers.gmres, rtol=1e-12)``;
         A = I − Jᵀ is a :class:`~refnet.solvers.operators.IdentityMinus` on (B, n_state)
     t : passed to ``cell.step``
-    check_equilibrium : bool, whether to require ‖F(h*) − h*‖_∞ <= equilibrium_tol
+    check_equilibrium : bool, whether to require ‖F(h*)_b − h*_b‖_∞ <= equilibrium_tol
+        + equilibrium_rtol ‖h*_b‖_∞ for every example b
     equilibrium_tol : float >= 0 or None (DEFAULT_TOL of the dtype)
+    equilibrium_rtol : float >= 0 or None (DEFAULT_FP_RTOL of the dtype)
     name : str, the entry point named in messages
     trainable : collection of parameter names, optional (default all); the others are frozen and
         absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`).  z and dx do not depend on it:
@@ -139,17 +148,21 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
         raise TypeError(f"check_equilibrium must be a bool, got {type(check_equilibrium).__name__}")
     equilibrium_tol = check_tolerance("equilibrium_tol", equilibrium_tol,
                                       DEFAULT_TOL[numpy.dtype(h_star.dtype)])
+    equilibrium_rtol = check_tolerance("equilibrium_rtol", equilibrium_rtol,
+                                       DEFAULT_FP_RTOL[numpy.dtype(h_star.dtype)])
     lin = linearise(cell, theta, x, h_star, t)
     per_example = to_numpy(lin.fixed_point_residual)
     fp_residual = float(per_example.max())
     if not math.isfinite(fp_residual):
         raise NumericalError(f"{name}: F(h_star) is not finite (example {int(numpy.argmax(~numpy.isfinite(per_example)))}): "
                              "the cell overflowed at h_star", where="F(h_star)")
-    if check_equilibrium and fp_residual > equilibrium_tol:
+    allowed = equilibrium_tol + equilibrium_rtol * to_numpy(xp_of(h_star).abs(h_star).max(axis=1))
+    if check_equilibrium and (per_example > allowed).any():
+        worst = int(numpy.argmax(per_example / numpy.maximum(allowed, numpy.finfo(float).tiny)))
         raise ValueError(f"h_star must be an equilibrium of the cell on x: ‖F(h_star) − h_star‖_∞ = "
-                         f"{fp_residual:.3e} > equilibrium_tol = {equilibrium_tol:.3e} (example "
-                         f"{int(per_example.argmax())}); solve it further (refnet.fixed_point) or pass "
-                         "check_equilibrium=False to linearise at a non-equilibrium")
+                         f"{per_example[worst]:.3e} > equilibrium_tol + equilibrium_rtol ‖h_star‖_∞ = "
+                         f"{allowed[worst]:.3e} (example {worst}); solve it further (refnet.fixed_point) "
+                         "or pass check_equilibrium=False to linearise at a non-equilibrium")
     z, info = solve(lin.adjoint_system(), dh)
     if info.message:
         info = replace(info, solver=f"{name} ({info.solver})", message=f"{name}: {info.message}")
@@ -167,8 +180,10 @@ def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=100
         check_equilibrium=True, trainable=None):
     """Original RBP (Liao et al. 2018, Alg. 1): z_i = Jᵀ z_{i−1} + ∂L/∂h* (Eq. 3), :func:`refnet.solvers.fixed_point_iteration`.
 
-    Stops on ‖∂L/∂h* − (I − Jᵀ) z_i‖₂ <= max(rtol ‖∂L/∂h*‖₂, atol) (Alg. 1's
-    ‖z_{i+1} − z_i‖ is that residual); converges iff ρ(J) < 1.
+    Stops when every example b has ‖∂L/∂h*_b − (I − J_bᵀ) z_i,b‖₂ <=
+    max(rtol ‖∂L/∂h*_b‖₂, atol) (Alg. 1's ‖z_{i+1} − z_i‖ is that residual):
+    it iterates until the slowest example meets its own rule; converges iff
+    ρ(J) < 1.
 
     Parameters
     ----------
@@ -222,8 +237,9 @@ def cg_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, maxiter=None, dam
            check_equilibrium=True, trainable=None):
     """CG-RBP (Liao et al. 2018): CG on (I − J)(I − Jᵀ) z = (I − J) ∂L/∂h*, :func:`refnet.solvers.cg_normal`.
 
-    Converged is decided on (I − Jᵀ) z = ∂L/∂h* itself, not on the normal
-    equations (whose condition number is squared); ``damping`` η adds η I
+    Converged is decided on (I − Jᵀ) z = ∂L/∂h* itself, per example (rule
+    of :func:`rbp`), not on the normal equations (whose condition number is
+    squared); ``damping`` η adds η I
     (Liao et al.'s code: 1e-5) and biases z by O(η).
 
     Parameters
@@ -249,7 +265,7 @@ def gmres_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, restart=20, ma
     """GMRES-RBP: GMRES(restart) on (I − Jᵀ) z = ∂L/∂h* (Liao et al. 2018, Eq. 2), :func:`refnet.solvers.gmres`.
 
     Conditioning of the system itself, no JVP, and no need for ρ(J) < 1
-    (only I − J invertible).
+    (only I − J invertible).  Converged per example (rule of :func:`rbp`).
 
     Parameters
     ----------

@@ -26,7 +26,7 @@ The names re-exported here are the cell-level ones (``fixed_point`` is
 """
 from . import equilibrium, info, linear, nonlinear, operators, problem, scipy_adapter, spectral
 from .equilibrium import Equilibrium, anderson, fixed_point, newton_krylov, residual
-from .info import (CHECK_EVERY, DEFAULT_RTOL, DEFAULT_TOL, ConvergenceWarning, SeriesDivergenceWarning,
+from .info import (CHECK_EVERY, DEFAULT_FP_RTOL, DEFAULT_RTOL, DEFAULT_TOL, RUNAWAY, ConvergenceWarning, SeriesDivergenceWarning,
                    SolveInfo, failure_mode, failures, settle)
 from .linear import cg_normal, fixed_point_iteration, gmres, neumann
 from .operators import IdentityMinus, LinearOperator, Linearisation, linearise
@@ -36,7 +36,7 @@ from .spectral import power_method, spectral_radius
 __all__ = [
     "equilibrium", "info", "linear", "nonlinear", "operators", "problem", "scipy_adapter", "spectral",
     "Equilibrium", "anderson", "fixed_point", "newton_krylov", "residual",
-    "CHECK_EVERY", "DEFAULT_RTOL", "DEFAULT_TOL", "ConvergenceWarning", "SeriesDivergenceWarning",
+    "CHECK_EVERY", "DEFAULT_FP_RTOL", "DEFAULT_RTOL", "DEFAULT_TOL", "RUNAWAY", "ConvergenceWarning", "SeriesDivergenceWarning",
     "SolveInfo", "failure_mode", "failures", "settle",
     "cg_normal", "fixed_point_iteration", "gmres", "neumann",
     "IdentityMinus", "LinearOperator", "Linearisation", "linearise", "CellMap",

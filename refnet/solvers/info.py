@@ -49,11 +49,23 @@ from ..backend import to_numpy, xp_of
 from ..errors import ConvergenceError, NumericalError, SingularSystemError
 
 __all__ = ["SolveInfo", "ConvergenceWarning", "SeriesDivergenceWarning", "failures", "failure_mode",
-           "settle", "FAILURE_MODES", "CHECK_EVERY", "DEFAULT_TOL", "DEFAULT_RTOL", "SINGULAR_TOL",
+           "settle", "FAILURE_MODES", "CHECK_EVERY", "DEFAULT_TOL", "DEFAULT_FP_RTOL", "RUNAWAY",
+           "DEFAULT_RTOL", "SINGULAR_TOL",
            "check_interval", "Recorder", "Lowest", "raise_non_finite"]
 
 # ‖F(h) − h‖_∞ default by dtype: a few hundred unit roundoffs of O(1) states.
 DEFAULT_TOL = {numpy.dtype("float64"): 1e-10, numpy.dtype("float32"): 1e-5}
+# Fixed points: default rtol of ‖F(h_b) − h_b‖_∞ <= tol + rtol ‖h_b‖_∞.  64 u: F(h) − h of a
+# state of size ‖h‖ is computed with a rounding error of a few u ‖h‖ (one product and one sum
+# per unit), so an absolute tol alone cannot be met by large states; 64 u keeps the relative part
+# far below DEFAULT_TOL for states of order 1 (1.4e-14 and 7.6e-6).
+DEFAULT_FP_RTOL = {numpy.dtype("float64"): 64 * float(numpy.finfo(numpy.float64).eps),
+                   numpy.dtype("float32"): 64 * float(numpy.finfo(numpy.float32).eps)}
+# Fixed points: an iterate with ‖h_b‖_∞ > RUNAWAY · max(‖h0_b‖_∞, ‖F(h0)_b‖_∞, 1) has run away
+# (refnet.solvers.nonlinear): 1/√u (6.7e7 in float64, 2.9e3 in float32).  A genuine equilibrium
+# that far out needs 1/(1 − ρ(J)) beyond 1/√u, where the dtype cannot resolve it anyway.
+RUNAWAY = {numpy.dtype("float64"): 1 / float(numpy.sqrt(numpy.finfo(numpy.float64).eps)),
+           numpy.dtype("float32"): 1 / float(numpy.sqrt(numpy.finfo(numpy.float32).eps))}
 # Linear solves: default relative tolerance on ‖b − A x‖₂ / ‖b‖₂, by dtype.
 DEFAULT_RTOL = {numpy.dtype("float64"): 1e-10, numpy.dtype("float32"): 1e-5}
 # A residual r with ‖Aᵀ r‖ <= SINGULAR_TOL ‖r‖ is (numerically) a null vector of Aᵀ: σ_min(A) is
@@ -97,7 +109,10 @@ class SolveInfo:
     residual : float
         Final residual of the returned x in ``norm``.
     tolerance : float or None
-        The threshold ``residual`` was held to.
+        A summary of the rule: for a linear solve max(rtol ‖b‖₂, atol) of the
+        stacked batch (reported only; ``converged`` is decided per example
+        against ``example_tolerance``); for a fixed point the largest
+        per-example threshold atol + rtol ‖h_b‖_∞.
     norm : str
         The norm of ``residual``, ``abs_trace`` and ``lowest``, in words.
     abs_trace, rel_trace : (m,) NumPy arrays
@@ -112,9 +127,12 @@ class SolveInfo:
     example_residual : (B,) NumPy array
         Final residual of each example (its rows of x), in ``norm``.
     example_converged : (B,) bool NumPy array or None
-        Each example against its own threshold (same rule, its own ‖b_b‖).
+        Each example against its own threshold (same rule, its own ‖b_b‖ or
+        ‖h_b‖); ``converged`` is True only where every entry is.
     singular : bool
         The residual left is (nearly) a null vector of Aᵀ (:data:`SINGULAR_TOL`).
+    example_tolerance : (B,) NumPy array or None
+        Each example's own threshold (None where no tolerance was asked).
     diagnostics : dict
         Solver-specific evidence (e.g. Neumann's per-example growth factor,
         ``sigma_min_bound`` = ‖Aᵀ r‖ / ‖r‖ per example for a failed linear solve).
@@ -136,6 +154,7 @@ class SolveInfo:
     example_residual: Any
     example_converged: Any
     singular: bool = False
+    example_tolerance: Any = None
     diagnostics: dict = field(default_factory=dict)
     message: str = ""
 

@@ -6,14 +6,32 @@ whole batch is one root-finding problem whose root is every example's own
 equilibrium.  Each returns ``(h, SolveInfo)`` and makes one claim, measured
 by refnet on the returned h itself:
 
-    converged  ⇔  ‖F(h) − h‖_∞ <= tol,
+    converged  ⇔  for every example b:  ‖F(h)_b − h_b‖_∞ <= tol + rtol ‖h_b‖_∞,
+                   and no example has run away (below),
 
-the ∞-norm (max over batch and units: scipy.optimize's ``f_tol`` norm, which
-does not grow with B); per example, max over its units.  ``tol`` defaults to
-:data:`~refnet.solvers.info.DEFAULT_TOL` of the dtype.  The relative trace
-is ‖F(h) − h‖_∞ / ‖F(h)‖_∞.  Non-convergence is reported in ``info``, not
-raised (:mod:`refnet.solvers.info`); NaN or Inf raises
-:class:`refnet.NumericalError` naming the first non-finite iteration.
+the ∞-norm over each example's units (scipy.optimize's ``f_tol`` norm);
+``info.residual`` is the largest over the batch.  ``tol`` (absolute)
+defaults to :data:`~refnet.solvers.info.DEFAULT_TOL` of the dtype and
+``rtol`` to :data:`~refnet.solvers.info.DEFAULT_FP_RTOL` (64 u: F(h) − h
+cannot be computed more accurately than a few roundings of h, so an absolute
+tol alone is unreachable for large states).  The relative trace is
+‖F(h) − h‖_∞ / ‖F(h)‖_∞.
+
+**Runaway iterates.**  A map without a fixed point can still produce a
+residual below any tolerance in floating point: for F(h) = h + 0.1 (a ReLU
+iRNN with W_hh = I and positive drive) an extrapolating solver runs h out to
+1e15, where h + 0.1 rounds back to h and ‖F(h) − h‖ = 0.  So an example
+whose iterate grows beyond :data:`~refnet.solvers.info.RUNAWAY` (1/√u) times
+its starting scale max(‖h0_b‖_∞, ‖F(h0)_b‖_∞, 1) is never claimed converged:
+the solve stops (``info.diagnostics["runaway"]`` names the examples) and the
+message says it diverged.  A genuine equilibrium that far out would need
+1/(1 − ρ(J)) > 1/√u, beyond what the dtype can resolve anyway.
+
+Non-convergence is reported in ``info``, not raised (:mod:`refnet.solvers.info`;
+:class:`refnet.ConvergenceError` at the entry points, or
+:class:`refnet.SingularSystemError` where Newton's linear system is
+singular); NaN or Inf raises :class:`refnet.NumericalError` naming the first
+non-finite iteration.
 
 - :func:`fixed_point`: plain iteration h ← F(h) (the convergent RNN itself).
 - :func:`anderson`: Anderson mixing of G(h) = F(h) − h (``scipy.optimize.anderson``).
@@ -35,7 +53,8 @@ import scipy.optimize
 from .._validate import check_array, check_int
 from ..backend import to_numpy, xp_of
 from . import scipy_adapter
-from .info import DEFAULT_TOL, Lowest, Recorder, SolveInfo, check_interval, raise_non_finite
+from .info import (DEFAULT_FP_RTOL, DEFAULT_TOL, RUNAWAY, Lowest, Recorder, SolveInfo, check_interval,
+                   raise_non_finite)
 from .problem import check_tolerance
 
 __all__ = ["fixed_point", "anderson", "newton_krylov", "hybr", "fixed_point_then_hybr", "NORM"]
@@ -43,10 +62,14 @@ __all__ = ["fixed_point", "anderson", "newton_krylov", "hybr", "fixed_point_then
 NORM = "∞-norm of F(h) − h (max over examples and units)"
 
 
-class _Problem:
-    """h = F(h) validated once: the map, the start, the tolerance, the traces."""
+class _Runaway(Exception):
+    """Raised inside a scipy callback to stop a solve whose iterate ran away (module docstring)."""
 
-    def __init__(self, name, F, h0, tol, needs=()):
+
+class _Problem:
+    """h = F(h) validated once: the map, the start, the tolerances, the traces, the verdict."""
+
+    def __init__(self, name, F, h0, tol, rtol=None, needs=()):
         if not callable(F):
             raise TypeError(f"F must be a callable map h -> F(h), got {type(F).__name__}")
         for attribute in needs:
@@ -57,10 +80,14 @@ class _Problem:
         if h0.shape[0] == 0:
             raise ValueError(f"h0 must hold at least one example, got a batch of size 0 (shape {tuple(h0.shape)})")
         self.name, self.F, self.xp, self.shape, self.dtype = name, F, xp_of(h0), tuple(h0.shape), h0.dtype
-        self.tol = check_tolerance("tol", tol, DEFAULT_TOL[numpy.dtype(h0.dtype)])
+        dtype = numpy.dtype(h0.dtype)
+        self.tol = check_tolerance("tol", tol, DEFAULT_TOL[dtype])
+        self.rtol = check_tolerance("rtol", rtol, DEFAULT_FP_RTOL[dtype])
+        self.runaway = RUNAWAY[dtype]
         self.tiny = float(numpy.finfo(h0.dtype).tiny)
         self.recorder = Recorder(self.xp)
         self.lowest = None
+        self.limit = None          # per-example bound on ‖h_b‖_∞ (set from the start: module docstring)
 
     def apply(self, h):
         """F(h), its shape checked against h's."""
@@ -70,9 +97,17 @@ class _Problem:
                              f"got {tuple(getattr(y, 'shape', ()))}")
         return y
 
+    def start(self, h0, Fh0):
+        """Fix the runaway bound from the start: RUNAWAY · max(‖h0_b‖_∞, ‖F(h0)_b‖_∞, 1)."""
+        xp = self.xp
+        scale = xp.maximum(xp.maximum(xp.abs(h0).max(axis=1), xp.abs(Fh0).max(axis=1)), 1.0)
+        self.limit = self.runaway * scale
+
     def record(self, i, h, Fh):
         """Per-example ‖F(h) − h‖_∞ (device), traced; every example's best kept."""
         xp = self.xp
+        if self.limit is None:
+            self.start(h, Fh)
         d = xp.abs(Fh - h).max(axis=1)
         total = d.max()
         self.recorder.record(i, total, total / xp.maximum(xp.abs(Fh).max(), self.tiny))
@@ -82,7 +117,41 @@ class _Problem:
             self.lowest.update(h, d, i)
         return d, total
 
-    def finish(self, h, iterations, Fh=None, diagnostics=None, context=""):
+    def met(self, h, d):
+        """Every example within tol + rtol ‖h_b‖_∞ (one host read)."""
+        return bool((d <= self.tol + self.rtol * self.xp.abs(h).max(axis=1)).all())
+
+    def ran_away(self, h):
+        """Whether some example's ‖h_b‖_∞ exceeds its runaway bound (one host read)."""
+        return bool((self.xp.abs(h).max(axis=1) > self.limit).any())
+
+    def verdict(self, h, d):
+        """Host arrays: per-example residual, threshold, runaway flag, ‖h_b‖_∞, and converged flags."""
+        xp = self.xp
+        size = xp.abs(h).max(axis=1)
+        example = to_numpy(d).astype(float)
+        threshold = self.tol + self.rtol * to_numpy(size).astype(float)
+        runaway = to_numpy(size > self.limit).astype(bool)
+        return example, threshold, runaway, to_numpy(size).astype(float), (example <= threshold) & ~runaway
+
+    def message(self, example, threshold, runaway, size, ok, iterations, context=""):
+        """Why the solve failed, naming the worst example ("" when it did not)."""
+        if ok.all():
+            return ""
+        if runaway.any():
+            worst = int(numpy.flatnonzero(runaway)[numpy.argmax(size[runaway])])
+            return (f"{self.name}: diverged after {iterations} iterations{context}: the iterate ran away "
+                    f"without bound (example {worst}: ‖h‖_∞ = {size[worst]:.3e} > {self.runaway:.1e} × its "
+                    f"starting scale); a residual ‖F(h) − h‖_∞ = {example[worst]:.3e} there is not "
+                    "evidence of a fixed point (at that size F(h) − h is lost to rounding), so the map "
+                    "likely has none")
+        unmet = numpy.flatnonzero(~ok)
+        worst = int(unmet[numpy.argmax(example[unmet] / numpy.maximum(threshold[unmet], self.tiny))])
+        return (f"{self.name}: ‖F(h) − h‖_∞ = {example[worst]:.3e} > tol + rtol ‖h‖_∞ = {threshold[worst]:.3e} "
+                f"(worst example {worst}) with {unmet.size} of {len(ok)} examples unsolved after {iterations} "
+                f"iterations{context}")
+
+    def finish(self, h, iterations, Fh=None, diagnostics=None, context="", singular_message=None):
         """Measure ‖F(h) − h‖_∞ on the returned h (unless given F(h)) and build the SolveInfo."""
         if Fh is None:
             Fh = self.apply(h)
@@ -90,31 +159,35 @@ class _Problem:
         residual = float(total)
         if not math.isfinite(residual):
             raise_non_finite(self.name, "‖F(h) − h‖_∞", self.recorder, iterations)
-        example = to_numpy(d).astype(float)
-        converged = residual <= self.tol
-        message = "" if converged else (
-            f"{self.name}: ‖F(h) − h‖_∞ = {residual:.3e} > tol = {self.tol:.3e} (worst example "
-            f"{int(example.argmax())}) after {iterations} iterations{context}")
+        example, threshold, runaway, size, ok = self.verdict(h, d)
+        converged = bool(ok.all()) and singular_message is None
+        message = singular_message or self.message(example, threshold, runaway, size, ok, iterations, context)
+        diagnostics = dict(diagnostics or {})
+        diagnostics["runaway"] = [int(i) for i in numpy.flatnonzero(runaway)]
         abs_trace, rel_trace, trace_at = self.recorder.host()
         return SolveInfo(
             solver=self.name, converged=converged, iterations=int(iterations), residual=residual,
-            tolerance=self.tol, norm=NORM, abs_trace=abs_trace, rel_trace=rel_trace, trace_at=trace_at,
-            lowest=float(self.lowest.norms.max()), lowest_x=self.lowest.x, example_residual=example,
-            example_converged=example <= self.tol, diagnostics=dict(diagnostics or {}), message=message)
+            tolerance=float(threshold.max()), norm=NORM, abs_trace=abs_trace, rel_trace=rel_trace,
+            trace_at=trace_at, lowest=float(self.lowest.norms.max()), lowest_x=self.lowest.x,
+            example_residual=example, example_converged=ok, example_tolerance=threshold,
+            singular=singular_message is not None, diagnostics=diagnostics, message=message)
 
 
-def fixed_point(F, h0, *, tol=None, maxiter=1000):
+def fixed_point(F, h0, *, tol=None, rtol=None, maxiter=1000):
     """Fixed-point iteration h_{i+1} = F(h_i) (Liao et al. 2018, the convergent RNN's own dynamics).
 
-    Stops at the first checked h_i with ‖F(h_i) − h_i‖_∞ <= tol and returns
-    that h_i (not F(h_i), whose residual would be unmeasured).  Checked every
-    iteration on NumPy, every :data:`~refnet.solvers.info.CHECK_EVERY` on CuPy.
+    Stops at the first checked h_i whose every example meets
+    ‖F(h_i)_b − h_i,b‖_∞ <= tol + rtol ‖h_i,b‖_∞ and returns that h_i (not
+    F(h_i), whose residual would be unmeasured), or as soon as an example runs
+    away (module docstring).  Checked every iteration on NumPy, every
+    :data:`~refnet.solvers.info.CHECK_EVERY` on CuPy.
 
     Parameters
     ----------
     F : map (B, n) -> (B, n), block-separable over the batch
     h0 : (B, n) start
-    tol : float >= 0, default DEFAULT_TOL of the dtype
+    tol : float >= 0, absolute part, default DEFAULT_TOL of the dtype
+    rtol : float >= 0, part relative to ‖h_b‖_∞, default DEFAULT_FP_RTOL of the dtype
     maxiter : int >= 0, most applications of F beyond the first
 
     Returns
@@ -128,18 +201,18 @@ def fixed_point(F, h0, *, tol=None, maxiter=1000):
     refnet.NumericalError
         The iteration diverged or overflowed.
     """
-    p = _Problem("fixed_point", F, h0, tol)
+    p = _Problem("fixed_point", F, h0, tol, rtol)
     maxiter = check_int("maxiter", maxiter, 0)
     every = check_interval(p.xp)
     h = h0
     for i in range(maxiter + 1):
         Fh = p.apply(h)
-        _, total = p.record(i, h, Fh)
+        d, total = p.record(i, h, Fh)
         if i % every == 0 or i == maxiter:
             value = float(total)
             if not math.isfinite(value):
                 raise_non_finite(p.name, "‖F(h) − h‖_∞", p.recorder, i)
-            if value <= p.tol:
+            if p.met(h, d) or p.ran_away(h):
                 break
         if i < maxiter:
             h = Fh
@@ -148,9 +221,18 @@ def fixed_point(F, h0, *, tol=None, maxiter=1000):
     return h, p.finish(h, i, Fh, context=f" (maxiter = {maxiter})")
 
 
-def _scipy_root(name, solve, F, h0, tol, maxiter, options):
+def _singular_newton(name, step, exc):
+    """The message for scipy's "Jacobian inversion yielded zero vector" (a singular Newton system)."""
+    return (f"{name}: the Newton system (J − I) δ = −(F(h) − h) is singular at step {step}: the inner "
+            f"Krylov solve returned δ = 0 (SciPy: {exc}): J = ∂F/∂h has the eigenvalue 1 along the "
+            "residual (e.g. J = I for a ReLU/identity cell with W_hh = I, where a nonzero F(h) − h "
+            "means the map has no isolated fixed point there), or SciPy's finite-difference products "
+            "are lost to rounding because |F(h) − h| is far larger than |h|; try anderson or hybr")
+
+
+def _scipy_root(name, solve, F, h0, tol, rtol, maxiter, options):
     """A scipy.optimize.nonlin solver on G(h) = F(h) − h, held to refnet's own measure."""
-    p = _Problem(name, F, h0, tol)
+    p = _Problem(name, F, h0, tol, rtol)
     maxiter = check_int("maxiter", maxiter, 1)
     xp, shape, dtype = p.xp, p.shape, p.dtype
 
@@ -159,39 +241,52 @@ def _scipy_root(name, solve, F, h0, tol, maxiter, options):
         return to_numpy(p.apply(h_dev) - h_dev)
 
     F0 = p.apply(h0)
-    _, total = p.record(0, h0, F0)
+    d0, total = p.record(0, h0, F0)
     if not math.isfinite(float(total)):
         raise_non_finite(name, "‖F(h) − h‖_∞", p.recorder, 0)
-    if float(total) <= p.tol:
+    if p.met(h0, d0):
         p.recorder.abs.pop(), p.recorder.rel.pop(), p.recorder.at.pop()
         return h0, p.finish(h0, 0, F0)
-    steps = [0]
+    steps, last = [0], [to_numpy(h0)]
 
     def callback(h_host, g_host):
         steps[0] += 1
+        last[0] = numpy.array(h_host, copy=True)
         h_dev = xp.asarray(numpy.asarray(h_host).reshape(shape), dtype=dtype)
         _, value = p.record(steps[0], h_dev, h_dev + xp.asarray(numpy.asarray(g_host).reshape(shape), dtype=dtype))
         if not math.isfinite(float(value)):
             raise_non_finite(name, "‖F(h) − h‖_∞", p.recorder, steps[0])
-
+        if p.ran_away(h_dev):
+            raise _Runaway                                   # stop: no fixed point out there
+    singular = None
     try:
         h_host = solve(G, to_numpy(h0), f_tol=p.tol, maxiter=maxiter, callback=callback, **options)
     except scipy_adapter.NoConvergence as exc:
         h_host = exc.args[0]
+    except _Runaway:
+        h_host = last[0]
+    except (ValueError, numpy.linalg.LinAlgError) as exc:
+        # scipy.optimize.nonlin's own words for a singular Newton system; anything else is not ours.
+        if "Jacobian inversion yielded zero vector" not in str(exc) and not isinstance(
+                exc, numpy.linalg.LinAlgError):
+            raise
+        h_host, singular = last[0], _singular_newton(name, steps[0] + 1, exc)
     h = xp.asarray(numpy.asarray(h_host).reshape(shape), dtype=dtype)
     if steps[0] > 0:            # scipy's callback saw the returned h last: refnet's measure replaces it
         p.recorder.abs.pop(), p.recorder.rel.pop(), p.recorder.at.pop()
-    return h, p.finish(h, max(steps[0], 1), context=f" (maxiter = {maxiter})")
+    return h, p.finish(h, max(steps[0], 1), context=f" (maxiter = {maxiter})", singular_message=singular)
 
 
-def anderson(F, h0, *, tol=None, maxiter=200, m=5):
+def anderson(F, h0, *, tol=None, rtol=None, maxiter=200, m=5):
     """Anderson acceleration of the fixed-point iteration (Anderson 1965), via ``scipy.optimize.anderson``.
 
     Solves G(h) = F(h) − h = 0 with Anderson mixing over the last ``m``
     residuals; the initial Jacobian guess −I (scipy's ``alpha = 1``) makes its
     first step the plain iteration h ← F(h).  Arguments and result as
-    :func:`fixed_point`, plus ``m`` : int >= 1; the claim ‖F(h) − h‖_∞ <= tol
-    is re-measured on the returned h, whatever scipy reports.
+    :func:`fixed_point`, plus ``m`` : int >= 1; the claim (every example
+    within tol + rtol ‖h_b‖_∞, none run away) is re-measured on the returned h,
+    whatever scipy reports: extrapolation can run h out until F(h) − h rounds
+    to 0 on a map with no fixed point (module docstring), which is refused.
 
     Raises
     ------
@@ -201,10 +296,10 @@ def anderson(F, h0, *, tol=None, maxiter=200, m=5):
         A non-finite residual.
     """
     m = check_int("m", m, 1)
-    return _scipy_root("anderson", scipy.optimize.anderson, F, h0, tol, maxiter, {"M": m, "alpha": 1.0})
+    return _scipy_root("anderson", scipy.optimize.anderson, F, h0, tol, rtol, maxiter, {"M": m, "alpha": 1.0})
 
 
-def newton_krylov(F, h0, *, tol=None, maxiter=50):
+def newton_krylov(F, h0, *, tol=None, rtol=None, maxiter=50):
     """Newton–Krylov on G(h) = F(h) − h (Knoll & Keyes 2004), via ``scipy.optimize.newton_krylov``.
 
     Each outer step solves (J − I) δ = −G(h) by LGMRES with scipy's
@@ -212,7 +307,10 @@ def newton_krylov(F, h0, *, tol=None, maxiter=50):
     is accepted on refnet's own measurement).  Newton does not need a
     contraction: it finds equilibria with ρ(J) >= 1 that plain iteration
     cannot.  Arguments and result as :func:`fixed_point`; ``maxiter`` counts
-    Newton steps.
+    Newton steps.  Where J − I is singular along the residual (scipy's
+    "Jacobian inversion yielded zero vector") the result is reported failed
+    with ``info.singular`` set (:class:`refnet.SingularSystemError` at the
+    entry points).
 
     Raises
     ------
@@ -221,10 +319,10 @@ def newton_krylov(F, h0, *, tol=None, maxiter=50):
     refnet.NumericalError
         A non-finite residual.
     """
-    return _scipy_root("newton_krylov", scipy.optimize.newton_krylov, F, h0, tol, maxiter, {})
+    return _scipy_root("newton_krylov", scipy.optimize.newton_krylov, F, h0, tol, rtol, maxiter, {})
 
 
-def hybr(F, h0, *, tol=None, maxiter=100):
+def hybr(F, h0, *, tol=None, rtol=None, maxiter=100):
     """Powell's hybrid method, one example at a time (MINPACK hybrj via ``scipy.optimize.root``).
 
     For each example b, solves G(h) = F(h) − h = 0 by a trust-region (dogleg)
@@ -232,12 +330,14 @@ def hybr(F, h0, *, tol=None, maxiter=100):
     that example alone (``F.rows([b])``): one example's hard start does not
     shorten every other example's steps, as a line search over the whole
     batch would.  MINPACK stops on a relative step below ``tol`` or after
-    ``maxiter`` evaluations of G; refnet then measures ‖F(h) − h‖_∞.
+    ``maxiter`` evaluations of G; refnet then measures every example against
+    tol + rtol ‖h_b‖_∞ and the runaway bound (module docstring).
 
     Parameters
     ----------
     F : map with ``F.rows(index)`` and ``F.jacobian(h) -> (B, n, n)``
-    h0 : (B, n) start;  tol : float >= 0;  maxiter : int >= 1, evaluations per example
+    h0 : (B, n) start;  tol, rtol : float >= 0 (as :func:`fixed_point`);
+    maxiter : int >= 1, evaluations per example
 
     Returns
     -------
@@ -251,7 +351,7 @@ def hybr(F, h0, *, tol=None, maxiter=100):
     refnet.NumericalError
         A non-finite residual.
     """
-    p = _Problem("hybr", F, h0, tol, needs=("rows", "jacobian"))
+    p = _Problem("hybr", F, h0, tol, rtol, needs=("rows", "jacobian"))
     maxiter = check_int("maxiter", maxiter, 1)
     xp, dtype, n = p.xp, p.dtype, p.shape[1]
     F0 = p.apply(h0)
@@ -274,13 +374,14 @@ def hybr(F, h0, *, tol=None, maxiter=100):
     return h, p.finish(h, evaluations, context=f", i.e. evaluations of G per example at most (maxiter = {maxiter})")
 
 
-def fixed_point_then_hybr(F, h0, *, tol=None, maxiter=300):
+def fixed_point_then_hybr(F, h0, *, tol=None, rtol=None, maxiter=300):
     """:func:`fixed_point` on the batch (``maxiter`` iterations at most), then :func:`hybr` for the examples it left.
 
     Fast where F contracts, as robust as :func:`hybr` where it does not.
-    ``F`` as for :func:`hybr`.  ``iterations`` counts the fixed-point
-    iterations plus hybr's evaluations; the traces are the fixed point's,
-    then the final residual.
+    ``F`` as for :func:`hybr`; ``tol``, ``rtol`` and the claim as
+    :func:`fixed_point` (measured on the returned h, runaway bound from h0).
+    ``iterations`` counts the fixed-point iterations plus hybr's evaluations;
+    the traces are the fixed point's, then the final residual.
 
     Raises
     ------
@@ -289,34 +390,36 @@ def fixed_point_then_hybr(F, h0, *, tol=None, maxiter=300):
     refnet.NumericalError
         A non-finite residual.
     """
-    p = _Problem("fixed_point_then_hybr", F, h0, tol, needs=("rows", "jacobian"))
-    h, first = fixed_point(F, h0, tol=p.tol, maxiter=maxiter)
+    p = _Problem("fixed_point_then_hybr", F, h0, tol, rtol, needs=("rows", "jacobian"))
+    h, first = fixed_point(F, h0, tol=p.tol, rtol=p.rtol, maxiter=maxiter)
     if first.converged:
         return h, first
     xp = xp_of(h)
+    p.start(h0, p.apply(h0))                                 # the runaway bound comes from h0
     unsolved = xp.asarray(~first.example_converged)
     indices = [int(i) for i in numpy.flatnonzero(~first.example_converged)]
-    rest, second = hybr(F.rows(unsolved), h[unsolved], tol=p.tol)
+    rest, second = hybr(F.rows(unsolved), h[unsolved], tol=p.tol, rtol=p.rtol)
     h = h.copy()
     h[unsolved] = rest
     Fh = p.apply(h)
     d = xp.abs(Fh - h).max(axis=1)
     residual = float(d.max())
+    iterations = first.iterations + second.iterations
     if not math.isfinite(residual):
-        raise_non_finite(p.name, "‖F(h) − h‖_∞", None, first.iterations + second.iterations)
-    example = to_numpy(d).astype(float)
-    converged = residual <= p.tol
-    message = "" if converged else (
-        f"fixed_point_then_hybr: ‖F(h) − h‖_∞ = {residual:.3e} > tol = {p.tol:.3e} (worst example "
-        f"{int(example.argmax())}) after {first.iterations} fixed-point iterations and hybr on the "
-        f"examples {indices} they left unsolved ({second.iterations} evaluations at most)")
+        raise_non_finite(p.name, "‖F(h) − h‖_∞", None, iterations)
+    example, threshold, runaway, size, ok = p.verdict(h, d)
+    converged = bool(ok.all())
+    message = p.message(example, threshold, runaway, size, ok, first.iterations,
+                        context=f" of the fixed point, then hybr on the examples {indices} they left "
+                                f"unsolved ({second.iterations} evaluations at most)")
     lowest_x = xp.where(xp.asarray(example <= first.example_residual)[:, None], h, first.lowest_x)
     return h, SolveInfo(
         solver="fixed_point_then_hybr", converged=converged,
-        iterations=first.iterations + second.iterations, residual=residual, tolerance=p.tol, norm=NORM,
+        iterations=iterations, residual=residual, tolerance=float(threshold.max()), norm=NORM,
         abs_trace=numpy.append(first.abs_trace, residual),
         rel_trace=numpy.append(first.rel_trace, residual / max(float(xp.abs(Fh).max()), p.tiny)),
-        trace_at=numpy.append(first.trace_at, first.iterations + second.iterations),
+        trace_at=numpy.append(first.trace_at, iterations),
         lowest=float(numpy.minimum(example, first.example_residual).max()), lowest_x=lowest_x,
-        example_residual=example, example_converged=example <= p.tol,
-        diagnostics={"hybr_examples": indices}, message=message)
+        example_residual=example, example_converged=ok, example_tolerance=threshold,
+        diagnostics={"hybr_examples": indices, "runaway": [int(i) for i in numpy.flatnonzero(runaway)]},
+        message=message)
