@@ -29,6 +29,16 @@ With the parameters changing online, RTRL, UORO and KF-RTRL carry their
 sensitivities across updates (the usual online approximation); with θ fixed
 (learning rate 0) each learner's gradients sum to its sequence algorithm's.
 
+A step is all or nothing.  Every learner computes the step's new state and
+carried quantities (kept inputs, sensitivities, traces, factors, the replay
+buffer) and the optimiser's update, checks them finite, and only then
+commits; when any of them is NaN/Inf the step raises
+:class:`refnet.NumericalError` naming the step and the quantity, and the
+learner is exactly as before it (state, carried quantities, parameters,
+optimiser state, step count and the position in its random stream), so the
+next good observation is learnt as if the bad one had never come.  ``grad``
+(and the ``dtheta``/``dbeta`` views) hold the last successful step's gradient.
+
 A learner owns copies of θ and β: they live in one flat vector ``w``
 ([θ in ``cell.param_shapes()`` order; β]), ``learner.theta`` and
 ``learner.beta`` are dicts of views into it, and the optimiser updates
@@ -87,13 +97,30 @@ class _Signs:
             raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
         self.rng, self.shape, self.dtype = rng, tuple(shape), dtype
         self.block, self.used = None, self.BLOCK
+        self.before_block = None     # the generator's state before the current block was drawn
+
+    def _draw(self):
+        return self.rng.signs((self.BLOCK,) + self.shape).astype(self.dtype, copy=False)
 
     def next(self):
         if self.used == self.BLOCK:
-            self.block = self.rng.signs((self.BLOCK,) + self.shape).astype(self.dtype, copy=False)
+            # kept so that a failed step can put the draw back (once per block: the state is a dict)
+            self.before_block = self.rng.generator.bit_generator.state
+            self.block = self._draw()
             self.used = 0
         self.used += 1
         return self.block[self.used - 1]
+
+    def save(self):
+        """Where the stream is now, for :meth:`restore`."""
+        return self.block, self.used, self.before_block
+
+    def restore(self, saved):
+        """Back to ``saved`` (from :meth:`save`), the generator too if a block was drawn since."""
+        block, used, before = saved
+        if block is not self.block:
+            self.rng.generator.bit_generator.state = self.before_block
+        self.block, self.used, self.before_block = block, used, before
 
 
 class Step(NamedTuple):
@@ -190,24 +217,76 @@ class OnlineLearner:
             raise TypeError(f"y must have the learner's dtype {self.w.dtype}, got {y.dtype}")
         return y
 
-    def _fail(self, what, found):
-        """The NumericalError for a non-finite ``what`` at this step (``found`` from first_nonfinite)."""
+    def _fail(self, what, found, step=None):
+        """The NumericalError for a non-finite ``what`` at step ``step`` (default: this step, ``self.t``;
+        ``found`` from first_nonfinite)."""
+        step = self.t if step is None else step
         _, index, value = found
-        return NumericalError(f"{type(self).__name__}: {what} became non-finite at step t={self.t} "
-                              f"(index {index}: {value}); the state or the parameters have overflowed",
-                              where=f"step {self.t}: {what}", step=self.t, index=index)
+        return NumericalError(f"{type(self).__name__}: {what} became non-finite at step t={step} "
+                              f"(index {index}: {value}); the state or the parameters have overflowed; "
+                              "the learner is as before this step", where=f"step {step}: {what}", step=step,
+                              index=index)
 
     def _check_state(self, s):
         found = first_nonfinite([s])
         if found is not None:
             raise self._fail(f"state s_{self.t}", found)
 
+    def _check_carried(self, what, *arrays):
+        """NumericalError unless the step's new carried quantities (``what``: their name) are finite."""
+        found = first_nonfinite(arrays)
+        if found is not None:
+            raise self._fail(what, found)
+
+    # What a step may change in place, beyond rebinding attributes (which _save keeps by reference:
+    # every carried quantity is made anew by _advance, or written into a spare buffer and swapped).
+    def _in_place(self):
+        """The arrays a step writes in place (their contents are copied by :meth:`_save`)."""
+        return [self.w, self.grad]
+
+    def _streams(self):
+        """The random streams (:class:`_Signs`) a step draws from."""
+        return []
+
+    def _save(self):
+        """Everything a step may change, for :meth:`_restore` if the step fails.
+
+        The attributes by reference (a step rebinds them), copies of the arrays
+        it writes in place, the random streams' positions, and a copy of TBPTT's
+        window (a deque, appended in place).
+        """
+        attributes = dict(self.__dict__)
+        for name, value in attributes.items():
+            if isinstance(value, deque):
+                attributes[name] = value.copy()
+        return (attributes, [(a, a.copy()) for a in self._in_place()],
+                [(r, r.save()) for r in self._streams()])
+
+    def _restore(self, saved):
+        attributes, arrays, streams = saved
+        self.__dict__.clear()
+        self.__dict__.update(attributes)
+        for a, copy in arrays:
+            a[...] = copy
+        for r, position in streams:
+            r.restore(position)
+
+    def _transaction(self, work, *args):
+        """``work(*args)`` with the learner put back as it was if it raises (a NumericalError, or anything)."""
+        saved = self._save()
+        try:
+            return work(*args)
+        except BaseException:
+            self._restore(saved)
+            raise
+
     def predict(self, x):
         """Observe x_t (B, I): advance the state and return the head's output (B, O).
 
-        Raises ValueError/TypeError (nothing changed) for a bad x_t, NumericalError if s_t overflows.
+        Raises ValueError/TypeError (nothing changed) for a bad x_t; NumericalError (nothing changed)
+        if s_t or a carried quantity overflows.
         """
-        return self._predict(self._check_x(x))
+        return self._transaction(self._predict, self._check_x(x))
 
     def _predict(self, x):
         self.t += 1
@@ -218,10 +297,10 @@ class OnlineLearner:
     def learn(self, y):
         """Take ℓ_t on target y_t, form the gradient, update θ and β; returns ℓ_t.
 
-        Raises ValueError/TypeError (nothing changed) for a bad y_t; NumericalError, before θ and β
-        are updated, if ℓ_t or its gradient is NaN/Inf.
+        Raises ValueError/TypeError (nothing changed) for a bad y_t; NumericalError (nothing changed)
+        if ℓ_t, its gradient or the optimiser's update is NaN/Inf.
         """
-        return self._learn(self._check_y(y))
+        return self._transaction(self._learn, self._check_y(y))
 
     def _learn(self, y):
         L, dh, dbeta = self.head.loss_and_grad(self.beta, self.cell.output(self.s), y, self._mean, check=False)
@@ -246,14 +325,22 @@ class OnlineLearner:
         found = first_nonfinite([self.grad])
         if found is not None:
             raise self._fail("the gradient", found)
-        self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+        try:
+            self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+        except NumericalError as exc:         # refnet.optim names the quantity; say which learner and step
+            raise NumericalError(f"{type(self).__name__} at step t={self.t}: {exc}; the learner is as before "
+                                 "this step", where=f"step {self.t}: {exc.where}", step=self.t,
+                                 index=exc.index) from exc
 
     def step(self, x, y):
         """``predict(x)`` then ``learn(y)``: returns Step(prediction, loss).
 
-        Both x_t and y_t are validated before either is used, so a bad one changes nothing.
+        Both x_t and y_t are validated before either is used, so a bad one changes nothing; a step
+        that overflows anywhere raises NumericalError and changes nothing either.
         """
-        x, y = self._check_x(x), self._check_y(y)
+        return self._transaction(self._step, self._check_x(x), self._check_y(y))
+
+    def _step(self, x, y):
         prediction = self._predict(x)
         return Step(prediction, self._learn(y))
 
@@ -298,6 +385,7 @@ class TBPTTLearner(OnlineLearner):
         self.inputs.append(x)
         states, self.trace = self.cell.steps(self.theta, self.anchor, self.inputs, self.t - len(self.inputs))
         self._second = states[1]
+        self._check_carried(f"the window's state s_{self.t - len(self.inputs) + 1} (the next anchor)", states[1])
         return states[-1]
 
     def _gradient(self, ds):
@@ -329,6 +417,7 @@ class RTRLLearner(OnlineLearner):
         if not self._all:
             J_theta = xp_of(J_theta).ascontiguousarray(J_theta[:, :, self._columns])
         self.M, self._M_next = rtrl_update(J_s, J_theta, self.M, out=self._M_next), self.M
+        self._check_carried(f"the sensitivity M_{self.t}", self.M)
         return s
 
     def _gradient(self, ds):
@@ -353,7 +442,11 @@ class UOROLearner(OnlineLearner):
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
         self.uoro = uoro_update(self.cell, self.theta, cache, self.uoro, self.signs.next(), eps=self.eps)
+        self._check_carried(f"UORO's factors s̃_{self.t}, θ̃_{self.t}", *self.uoro)
         return s
+
+    def _streams(self):
+        return [self.signs]
 
     def _gradient(self, ds):
         self.grad[:self.n_theta] = uoro_gradient(self.uoro, ds)
@@ -377,29 +470,38 @@ class KFRTRLLearner(OnlineLearner):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
         c1, c2 = self.signs.next()
         self.kf = kfrtrl_update(self.cell, self.theta, cache, self.kf, c1, c2, eps=self.eps)
+        self._check_carried(f"the Kronecker factors A_{self.t}, u_{self.t}", self.kf.A, self.kf.u, self.kf.M_rest)
         return s
+
+    def _streams(self):
+        return [self.signs]
 
     def _gradient(self, ds):
         for k, v in kfrtrl_gradient(self.kf, ds, self._shapes).items():
             self.dtheta[k][...] = v
 
 
-class _Uniforms:
+class _Uniforms(_Signs):
     """Uniform numbers in [0, 1), one per call, drawn from ``rng`` in blocks (as :class:`_Signs`)."""
 
-    BLOCK = 1024
-
     def __init__(self, rng):
-        if not isinstance(rng, Rng):
-            raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
-        self.rng, self.block, self.used = rng, None, self.BLOCK
+        super().__init__(rng, (), None)
 
-    def next(self):
-        if self.used == self.BLOCK:
-            self.block = [float(u) for u in self.rng.generator.uniform(0.0, 1.0, self.BLOCK)]
-            self.used = 0
-        self.used += 1
-        return self.block[self.used - 1]
+    def _draw(self):
+        return [float(u) for u in self.rng.generator.uniform(0.0, 1.0, self.BLOCK)]
+
+
+def _copy_state(state):
+    """A copy of an optimiser state: NamedTuples, dicts and lists rebuilt, arrays copied, the rest shared."""
+    if hasattr(state, "_fields"):
+        return type(state)(*(_copy_state(v) for v in state))
+    if isinstance(state, dict):
+        return {k: _copy_state(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_copy_state(v) for v in state)
+    if hasattr(state, "copy") and hasattr(state, "dtype"):
+        return state.copy()
+    return state
 
 
 def _check_nonnegative(name, value):
@@ -460,6 +562,24 @@ class FPPLearner(OnlineLearner):
         self._check_state(s)                      # before the buffer records it
         self.buffer.push(x, s)
         return s
+
+    def _in_place(self):
+        # the n updates write w and the optimiser state; push, the write-backs and the priorities the rings
+        b = self.buffer
+        return super()._in_place() + [b.S, b.X, b.Y, b.priority]
+
+    def _streams(self):
+        return [self.uniforms]
+
+    def _save(self):
+        saved = super()._save()
+        # n optimiser updates per step: its state is copied (a later update may fail after an earlier one)
+        return saved + (_copy_state(self.opt_state), dict(self.buffer.__dict__))
+
+    def _restore(self, saved):
+        super()._restore(saved[:3])
+        self.opt_state = saved[3]
+        self.buffer.__dict__.update(saved[4])
 
     def _sample(self):
         u = self.uniforms.next()
@@ -523,6 +643,7 @@ class SnApLearner(OnlineLearner):
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
         self.snap = snap_update(self.cell, self.theta, cache, self.snap, self.pattern)
+        self._check_carried(f"the sparse sensitivity M̃_{self.t}", *self.snap)
         return s
 
     def _gradient(self, ds):
@@ -543,12 +664,17 @@ class RFLOLearner(OnlineLearner):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
         self.feedback = check_feedback(feedback, cell, head, self.w)
         self.rflo = rflo_init(cell, self.batch, self.w)
+        self._E_next = xp_of(self.w).empty_like(self.rflo.E)   # E_t is written here, then the two swap
         self._shapes = cell.param_shapes()
         self._y = None
 
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
-        self.rflo = rflo_update(self.cell, self.theta, cache, self.rflo, out=self.rflo.E)   # in place
+        # into the spare buffer, not E_{t−1}: a step that fails later must leave E_{t−1} as it was
+        E = self.rflo.E
+        self.rflo = rflo_update(self.cell, self.theta, cache, self.rflo, out=self._E_next)
+        self._E_next = E
+        self._check_carried(f"the trace E_{self.t}", self.rflo.E)
         return s
 
     def _learn(self, y):
