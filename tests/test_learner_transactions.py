@@ -129,6 +129,8 @@ def test_a_failed_step_changes_nothing_and_later_steps_equal_a_twins(monkeypatch
         assert a.loss == b.loss
     np.testing.assert_array_equal(learner.w, twin.w)
     _assert_same(_snapshot(vars(twin)), _snapshot(vars(learner)))
+    if numba == "1" and cls in (online.TBPTTLearner, online.RTRLLearner):   # the kernel path was the one tested
+        assert learner.__dict__.get("_kernel_plan"), "the batch-1 kernel did not apply"
 
 
 @pytest.mark.parametrize("cls", LEARNERS, ids=lambda c: c.__name__)
