@@ -73,6 +73,13 @@ __all__ = ["Step", "OnlineLearner", "TBPTTLearner", "RTRLLearner", "UOROLearner"
            "FPPLearner", "SnApLearner", "RFLOLearner", "check_optimiser"]
 
 
+def _arrays(name, params):
+    """A params dict with every value made an array by :func:`as_array` (anything else passes, to be named)."""
+    if not isinstance(params, dict):
+        return params
+    return {k: as_array(f"{name}[{k!r}]", v) for k, v in params.items()}
+
+
 def check_optimiser(optimiser):
     """TypeError unless ``optimiser`` has ``init(params)`` and ``update(params, grads, state)`` (refnet.optim)."""
     if not (callable(getattr(optimiser, "init", None)) and callable(getattr(optimiser, "update", None))):
@@ -161,6 +168,8 @@ class OnlineLearner:
     def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1, trainable=None):
         check_cell(cell)
         self.trainable = check_trainable(cell, trainable)
+        # the learner copies θ and β into w, so array-likes (torch tensors, lists) are converted here
+        theta, beta = _arrays("theta", theta), _arrays("beta", beta)
         cell.check_params(theta, "theta")
         check_head(head, cell)
         head.check_params(beta, "beta")
@@ -662,7 +671,8 @@ class RFLOLearner(OnlineLearner):
 
     def __init__(self, cell, head, theta, beta, optimiser, *, feedback=None, s0=None, batch=1):
         super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch)
-        self.feedback = check_feedback(feedback, cell, head, self.w)
+        self.feedback = check_feedback(None if feedback is None else as_array("feedback", feedback), cell, head,
+                                       self.w)
         self.rflo = rflo_init(cell, self.batch, self.w)
         self._E_next = xp_of(self.w).empty_like(self.rflo.E)   # E_t is written here, then the two swap
         self._shapes = cell.param_shapes()
