@@ -11,7 +11,7 @@ import numpy
 
 from .backend import _is_cupy_array, xp_of
 
-__all__ = ["as_array", "tensor_to_numpy", "check_dtype", "first_nonfinite", "check_array", "check_params", "check_int", "check_number",
+__all__ = ["as_array", "tensor_to_numpy", "check_dtype", "check_seed", "first_nonfinite", "check_array", "check_params", "check_int", "check_number",
            "check_same_dtype",
            "check_finite"]
 
@@ -126,10 +126,11 @@ def _shape_str(shape):
 def check_array(name, a, *, shape=None, ndim=None, finite=True, floating=True):
     """Check an array's type, rank, shape (None = any size) and finiteness; returns it.
 
-    ``a`` must already be a NumPy or CuPy array (entry points convert array-likes with
-    :func:`as_array` first); anything else is a TypeError naming ``name`` and its type.
+    ``a`` must already be an array with a NumPy dtype (NumPy, CuPy; JAX arrays are read as they
+    are): entry points convert array-likes with :func:`as_array` first.  Anything else (a torch
+    tensor, a list) is a TypeError naming ``name`` and its type.
     """
-    if not _is_native(a):
+    if not _is_native(a) and not (hasattr(a, "shape") and isinstance(getattr(a, "dtype", None), numpy.dtype)):
         if hasattr(a, "shape") and hasattr(a, "dtype") or hasattr(a, "__array__"):
             raise TypeError(f"{name} must be a NumPy or CuPy array, got {_type_name(a)}; convert it first, "
                             f"e.g. numpy.asarray({name}) (tensor.detach().numpy() for a torch tensor)")
@@ -188,6 +189,16 @@ def check_int(name, value, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
+
+
+def check_seed(name, seed):
+    """Check a random seed: an int >= 0 (what numpy.random.default_rng takes); returns it as an int."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 0, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name} must be an int >= 0 (numpy.random.default_rng takes no negative seed), "
+                         f"got {seed}")
+    return int(seed)
 
 
 def check_same_dtype(arrays):
