@@ -11,7 +11,7 @@ code does).
 """
 import numpy
 
-from .._validate import check_array, check_int
+from .._validate import as_array, check_array, check_int, check_number, check_seed
 from ..backend import asarray, to_numpy
 
 __all__ = ["digit_patterns", "corrupt"]
@@ -28,7 +28,8 @@ def digit_patterns(side=28, *, threshold=0.5):
         A pixel is on where the upsampled intensity (in [0, 1]) exceeds it.
     """
     side = check_int("side", side, 8)
-    if not 0.0 < threshold < 1.0:
+    threshold = check_number("threshold", threshold, low=0.0, low_open=True)
+    if threshold >= 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     try:
         from sklearn.datasets import load_digits
@@ -53,9 +54,10 @@ def corrupt(patterns, level=0.5, *, seed=0):
     level : float in [0, 1], the fraction of each row's on pixels to switch off
     seed : int, for the choice of pixels (NumPy PCG64)
     """
+    patterns = as_array("patterns", patterns)
     check_array("patterns", patterns, ndim=2)
-    if not 0.0 <= level <= 1.0:
-        raise ValueError(f"level must be in [0, 1], got {level!r}")
+    level = check_number("level", level, low=0.0, high=1.0)
+    seed = check_seed("seed", seed)
     host = to_numpy(patterns)
     if not numpy.isin(host, (0.0, 1.0)).all():
         raise ValueError("patterns must hold only 0 and 1")
