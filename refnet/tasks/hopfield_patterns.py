@@ -9,6 +9,8 @@ scaled to [0, 1], upsampled bilinearly to ``side``×``side`` and thresholded.
 uniformly without replacement (floor(level · #on) of them, as Liao et al.'s
 code does).
 """
+import numbers
+
 import numpy
 
 from .._validate import as_array, check_array, check_int, check_number, check_seed
@@ -56,7 +58,10 @@ def corrupt(patterns, level=0.5, *, seed=0):
     """
     patterns = as_array("patterns", patterns)
     check_array("patterns", patterns, ndim=2)
-    level = check_number("level", level, low=0.0, high=1.0)
+    if isinstance(level, bool) or not isinstance(level, numbers.Real):
+        raise TypeError(f"level must be a real number in [0, 1], got {type(level).__name__} {level!r}")
+    if not 0.0 <= level <= 1.0:              # NaN fails it too
+        raise ValueError(f"level must be in [0, 1], got {level!r}")
     seed = check_seed("seed", seed)
     host = to_numpy(patterns)
     if not numpy.isin(host, (0.0, 1.0)).all():

@@ -73,21 +73,25 @@ def write_idx(path, array):
     Parameters
     ----------
     path : str or os.PathLike
-    array : integer array (or array-like) with values in [0, 255] and at most 255 dimensions
+    array : array (or array-like) of whole numbers in [0, 255], at most 255 dimensions
 
     Raises
     ------
     TypeError
-        ``path`` not a path; ``array`` not an array or not of an integer (or bool) dtype: floats
-        are refused rather than truncated.
+        ``path`` not a path; ``array`` not an array or not of a numeric dtype.
     ValueError
-        Values outside [0, 255]; more than 255 dimensions.
+        Values outside [0, 255]; floats that are not whole numbers (refused rather than truncated);
+        more than 255 dimensions.
     """
     path = _path("path", path)
     array = to_numpy(as_array("array", array))
-    if array.dtype.kind not in "iub":
+    if array.dtype.kind not in "iubf":
         raise TypeError(f"array must hold integers in [0, 255] (an IDX file of unsigned bytes), got dtype "
-                        f"{array.dtype}; round and cast it yourself if that is meant")
+                        f"{array.dtype}")
+    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()):
+        raise ValueError("array must hold whole numbers in [0, 255] (an IDX file of unsigned bytes), got "
+                         "fractional or non-finite floats; round it yourself if that is meant (nothing is "
+                         "truncated silently)")
     if array.size and (array.min() < 0 or array.max() > 255):
         raise ValueError(f"array must hold values in [0, 255] (unsigned bytes), got values in "
                          f"[{array.min()}, {array.max()}]")
