@@ -9,27 +9,103 @@ import numbers
 
 import numpy
 
-from .backend import xp_of
+from .backend import _is_device_array, xp_of
 
-__all__ = ["as_array", "first_nonfinite", "check_array", "check_params", "check_int", "check_number",
+__all__ = ["as_array", "tensor_to_numpy", "check_dtype", "check_seed", "first_nonfinite", "check_array", "check_params", "check_int", "check_number",
            "check_same_dtype",
            "check_finite"]
 
 
-def as_array(name, a):
-    """``a`` as an array: arrays pass unchanged, lists/tuples/Python numbers become NumPy arrays.
+def _is_native(a):
+    """Whether ``a`` is an array refnet computes on as it is: a NumPy or CuPy array (or NumPy scalar), or
+    the device double's (refnet._strict, which stands for CuPy)."""
+    return isinstance(a, (numpy.ndarray, numpy.generic)) or _is_device_array(a)
 
-    Anything else (None, a dict, a string, an object) is a TypeError naming ``name``.
+
+def _type_name(a):
+    t = type(a)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__name__}"
+
+
+def tensor_to_numpy(name, a):
+    """A torch tensor as a NumPy array: detached, moved to the CPU (the interop functions' form).
+
+    Raises TypeError naming ``name`` for a dtype NumPy lacks (torch.bfloat16).
     """
-    if hasattr(a, "shape") and hasattr(a, "dtype"):
+    return _from_torch(name, a.detach().cpu())
+
+
+def check_dtype(name, dtype):
+    """``dtype`` as a floating NumPy dtype (float64 or float32), or None (the active ``REFNET_DTYPE``).
+
+    Raises
+    ------
+    ValueError
+        A dtype NumPy does not know (``'bogus'``) or one that is not float64/float32.
+    """
+    if dtype is None:
+        return None
+    try:
+        resolved = numpy.dtype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be 'float64', 'float32' (or None for REFNET_DTYPE), got {dtype!r} "
+                         f"({exc})") from None
+    if resolved.name not in ("float64", "float32"):
+        raise ValueError(f"{name} must be 'float64', 'float32' (or None for REFNET_DTYPE), got {resolved.name}")
+    return resolved
+
+
+def _from_torch(name, a):
+    """A CPU torch tensor as a NumPy array (detached: refnet computes its own gradients)."""
+    device = getattr(getattr(a, "device", None), "type", "cpu")
+    if device != "cpu":
+        raise TypeError(f"{name} must be a NumPy/CuPy array or a CPU tensor, got a torch.Tensor on {a.device}; "
+                        "move it with tensor.cpu() (or to CuPy with cupy.from_dlpack(tensor))")
+    try:
+        return a.detach().numpy()
+    except TypeError as exc:           # bfloat16 and other dtypes NumPy lacks
+        raise TypeError(f"{name} must have a dtype NumPy has (float64, float32, int64, ...), got a torch.Tensor "
+                        f"of dtype {a.dtype} ({exc}); convert it first, e.g. tensor.double()") from None
+
+
+def as_array(name, a):
+    """``a`` as an array refnet computes on, or a TypeError/ValueError naming ``name``.
+
+    NumPy and CuPy arrays pass unchanged.  A CPU torch tensor becomes a NumPy
+    array (detached, so one with ``requires_grad`` is accepted: refnet forms
+    its own gradients); any other array-like (JAX arrays, objects with
+    ``__array__`` or ``__dlpack__``, nested lists/tuples, Python numbers)
+    becomes a NumPy array.  Dtypes are kept (no cast: the checks that follow
+    name a wrong one).
+
+    Raises
+    ------
+    TypeError
+        None, a dict, a string or another object that is not an array; a tensor on a GPU; a dtype
+        NumPy lacks (torch.bfloat16).
+    ValueError
+        A ragged nested list.
+    """
+    if _is_native(a):
         return a
-    if isinstance(a, (list, tuple, numbers.Number)) and not isinstance(a, bool):
+    if isinstance(a, (str, bytes, dict, set)) or a is None or isinstance(a, bool):
+        raise TypeError(f"{name} must be an array (or a nested list of numbers), got {_type_name(a)}")
+    if type(a).__module__.split(".")[0] == "torch" and hasattr(a, "detach"):
+        return _from_torch(name, a)
+    if isinstance(a, (list, tuple, numbers.Number)) or hasattr(a, "__array__") or hasattr(a, "__dlpack__"):
         try:
-            return numpy.asarray(a)
+            out = numpy.asarray(a) if not (hasattr(a, "__dlpack__") and not hasattr(a, "__array__")) \
+                else numpy.from_dlpack(a)
         except ValueError as exc:      # ragged nesting
             raise ValueError(f"{name} must be a rectangular array, got a ragged {type(a).__name__} "
                              f"({exc})") from None
-    raise TypeError(f"{name} must be an array (or a nested list of numbers), got {type(a).__name__}")
+        except (TypeError, RuntimeError, BufferError) as exc:
+            raise TypeError(f"{name} must be an array NumPy can read, got {_type_name(a)} ({exc})") from None
+        if out.dtype.kind == "O":
+            raise TypeError(f"{name} must be a numeric array, got {_type_name(a)} that makes an object array "
+                            "(mixed or non-numeric entries)")
+        return out
+    raise TypeError(f"{name} must be an array (or a nested list of numbers), got {_type_name(a)}")
 
 
 def check_number(name, value, *, low=-math.inf, high=math.inf, low_open=False):
@@ -49,9 +125,17 @@ def _shape_str(shape):
 
 
 def check_array(name, a, *, shape=None, ndim=None, finite=True, floating=True):
-    """Check an array's type, rank, shape (None = any size) and finiteness."""
-    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    """Check an array's type, rank, shape (None = any size) and finiteness; returns it.
+
+    ``a`` must already be an array with a NumPy dtype (NumPy, CuPy; JAX arrays are read as they
+    are): entry points convert array-likes with :func:`as_array` first.  Anything else (a torch
+    tensor, a list) is a TypeError naming ``name`` and its type.
+    """
+    if not _is_native(a) and not (hasattr(a, "shape") and isinstance(getattr(a, "dtype", None), numpy.dtype)):
+        if hasattr(a, "shape") and hasattr(a, "dtype") or hasattr(a, "__array__"):
+            raise TypeError(f"{name} must be a NumPy or CuPy array, got {_type_name(a)}; convert it first, "
+                            f"e.g. numpy.asarray({name}) (tensor.detach().numpy() for a torch tensor)")
+        raise TypeError(f"{name} must be an array, got {_type_name(a)}")
     if a.dtype.kind == "O":
         raise TypeError(f"{name} must be a numeric array, got an object array")
     if shape is not None:
@@ -92,6 +176,8 @@ def check_params(name, params, shapes):
             f"{name} must have exactly the keys {sorted(shapes)}; "
             f"missing {missing}, unexpected {extra}")
     for key, shape in shapes.items():
+        # an array-like here (a torch tensor, a list) is named, not converted: the caller goes on with
+        # its own dict, so it must hold arrays refnet computes on; finiteness is read once below
         check_array(f"{name}[{key!r}]", params[key], shape=shape, finite=False)
     check_same_dtype({f"{name}[{k!r}]": params[k] for k in shapes})
     keys = list(shapes)          # one finiteness read-back for the whole dict, not one per array
@@ -109,6 +195,16 @@ def check_int(name, value, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
+
+
+def check_seed(name, seed):
+    """Check a random seed: an int >= 0 (what numpy.random.default_rng takes); returns it as an int."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 0, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name} must be an int >= 0 (numpy.random.default_rng takes no negative seed), "
+                         f"got {seed}")
+    return int(seed)
 
 
 def check_same_dtype(arrays):

@@ -168,9 +168,16 @@ class Rng:
 
     def __init__(self, seed, dtype=None):
         if not isinstance(seed, (int, numpy.integer)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-        if dtype is not None and numpy.dtype(dtype).name not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES} or None, got {dtype!r}")
+            raise TypeError(f"seed must be an int >= 0, got {type(seed).__name__} {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be an int >= 0 (NumPy's PCG64 takes no negative seed), got {seed}")
+        if dtype is not None:
+            try:
+                name = numpy.dtype(dtype).name
+            except (TypeError, ValueError):
+                name = None
+            if name not in DTYPES:
+                raise ValueError(f"dtype must be one of {DTYPES} or None, got {dtype!r}")
         self.generator = numpy.random.default_rng(int(seed))
         self.dtype = None if dtype is None else numpy.dtype(dtype)
 
@@ -203,5 +210,13 @@ class Rng:
 
 
 def rng(seed, dtype=None):
-    """A :class:`Rng` seeded with ``seed``, making floats in ``dtype`` (default: REFNET_DTYPE)."""
+    """A :class:`Rng` seeded with ``seed``, making floats in ``dtype`` (default: REFNET_DTYPE).
+
+    Raises
+    ------
+    TypeError
+        ``seed`` not an int.
+    ValueError
+        ``seed`` < 0; ``dtype`` not 'float64', 'float32' or None.
+    """
     return Rng(seed, dtype)

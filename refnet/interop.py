@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_array
+from ._validate import check_array, check_dtype, tensor_to_numpy
 from .backend import asarray, to_numpy, xp_of
 from .cells.elman import ElmanRNN
 from .cells.gru import GRU
@@ -109,7 +109,7 @@ def _as_numpy(value, name):
     Raises TypeError for anything else or a non-floating array, ValueError for NaN/Inf.
     """
     if hasattr(value, "detach"):        # torch.Tensor, without importing torch
-        value = value.detach().cpu().numpy()
+        value = tensor_to_numpy(name, value)
     if not hasattr(value, "shape"):
         raise TypeError(f"{name} must be an array or tensor, got {type(value).__name__}")
     value = to_numpy(value)
@@ -149,6 +149,7 @@ def from_torch(source, *, nonlinearity=None, dtype=None):
     between layers is a training policy: compare with ``dropout=0`` or in
     ``eval()`` mode.
     """
+    dtype = check_dtype("dtype", dtype)
     mode_gates = None
     if hasattr(source, "mode") and hasattr(source, "state_dict"):
         if source.mode not in _TORCH_MODES:
@@ -252,6 +253,7 @@ def to_torch(params, *, tensors=True):
 
 def state_from_torch(h0, c0=None, *, dtype=None):
     """Per-layer refnet states (B, n_state) from PyTorch's ``h0`` (L, B, H) and, for an LSTM, ``c0``."""
+    dtype = check_dtype("dtype", dtype)
     h0 = _as_numpy(h0, "h0")
     if h0.ndim != 3 or 0 in h0.shape:
         raise ValueError(f"h0 must have shape (num_layers, B, H), each >= 1, got {h0.shape}")
@@ -306,6 +308,7 @@ def from_gate_dict(cell, gates, *, dtype=None):
 
     Raises TypeError for a ``gates`` that is not a dict, ValueError for other keys, wrong shapes or NaN/Inf.
     """
+    dtype = check_dtype("dtype", dtype)
     names = gate_names(cell)
     if not isinstance(gates, dict):
         raise TypeError(f"gates must be a dict {{'W_i…': array, …}}, got {type(gates).__name__}")
@@ -396,12 +399,12 @@ def from_flax(cell, tree, *, dtype=None):
     A merged bias goes to ``bias_hh`` for the LSTM and to ``bias_ih`` for the
     GRU's r, z and for SimpleCell; the other side is zero.
     """
-    return _from_flax_tree(cell, tree, False, dtype)
+    return _from_flax_tree(cell, tree, False, check_dtype("dtype", dtype))
 
 
 def grads_from_flax(cell, dtree, *, dtype=None):
     """refnet's gradient from a gradient with respect to Flax's tree: ∂L/∂b_ih = ∂L/∂b_hh = ∂L/∂b."""
-    return _from_flax_tree(cell, dtree, True, dtype)
+    return _from_flax_tree(cell, dtree, True, check_dtype("dtype", dtype))
 
 
 def carry_to_flax(cell, s):

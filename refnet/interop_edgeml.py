@@ -34,6 +34,7 @@ nonlinearities have no refnet counterpart and are refused by name.
 """
 import numpy as np
 
+from ._validate import check_dtype
 from .backend import asarray, to_numpy
 from .cells.fastgrnn import FastGRNN
 from .cells.fastrnn import FastRNN
@@ -103,6 +104,7 @@ def from_edgeml(params, *, layout, update_nonlinearity="tanh", gate_nonlinearity
     TypeError for non-floating arrays.
     """
     _check_layout(layout)
+    dtype = check_dtype("dtype", dtype)
     if hasattr(params, "named_parameters"):
         params = dict(params.named_parameters())
     if not isinstance(params, dict):

@@ -38,6 +38,7 @@ the converted cell must reproduce.  Gradients: :func:`grads_to_keras` /
 """
 import numpy as np
 
+from ._validate import check_dtype
 from .backend import asarray, to_numpy
 from .cells.elman import ElmanRNN
 from .cells.gru import GRU
@@ -179,6 +180,7 @@ def from_keras(kind, weights, *, reset_after=True, activation="tanh", dtype=None
     kind (naming a transposed layout when that is what came), non-finite values, or a ``check`` step that
     the converted cell does not reproduce; TypeError for non-floating arrays.
     """
+    dtype = check_dtype("dtype", dtype)
     _check_kind(kind, reset_after)
     w = _weights_dict(weights, kind)
     theta, I, H = _to_theta(kind, w, False)
@@ -225,6 +227,7 @@ def grads_to_keras(cell, dtheta):
 
 def grads_from_keras(kind, dweights, *, reset_after=True, dtype=None):
     """The gradient w.r.t. refnet's θ from one w.r.t. the Keras weights: ∂L/∂b_ih = ∂L/∂b_hh = ∂L/∂b."""
+    dtype = check_dtype("dtype", dtype)
     _check_kind(kind, reset_after)
     theta, _, _ = _to_theta(kind, _weights_dict(dweights, kind), True)
     return {k: asarray(v, dtype) for k, v in theta.items()}

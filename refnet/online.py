@@ -29,6 +29,16 @@ With the parameters changing online, RTRL, UORO and KF-RTRL carry their
 sensitivities across updates (the usual online approximation); with θ fixed
 (learning rate 0) each learner's gradients sum to its sequence algorithm's.
 
+A step is all or nothing.  Every learner computes the step's new state and
+carried quantities (kept inputs, sensitivities, traces, factors, the replay
+buffer) and the optimiser's update, checks them finite, and only then
+commits; when any of them is NaN/Inf the step raises
+:class:`refnet.NumericalError` naming the step and the quantity, and the
+learner is exactly as before it (state, carried quantities, parameters,
+optimiser state, step count and the position in its random stream), so the
+next good observation is learnt as if the bad one had never come.  ``grad``
+(and the ``dtheta``/``dbeta`` views) hold the last successful step's gradient.
+
 A learner owns copies of θ and β: they live in one flat vector ``w``
 ([θ in ``cell.param_shapes()`` order; β]), ``learner.theta`` and
 ``learner.beta`` are dicts of views into it, and the optimiser updates
@@ -38,12 +48,15 @@ the per-call overhead is the cost.
 
 **On a device** (CuPy, or the strict double) a learner makes no host round-trip
 per step.  Its checks are deferred: each step records, on the device, whether
-its state, loss and gradient were finite; the optimiser's step is applied and
+its state, carried quantities, loss and gradient were finite; the optimiser's step is applied and
 then undone on the device if anything so far was not (so θ and β keep their
 values from before the first bad step); the flags are read back once every
 ``check_every`` steps (:data:`refnet.algorithms.checks.CHECK_EVERY` by
 default, 1 on NumPy, where there is no device) and by :meth:`OnlineLearner.flush`,
-and the :class:`refnet.NumericalError` then names the first bad step.  The loss
+and the :class:`refnet.NumericalError` then names the first bad step.  The
+flags are read after the step that reaches the check has committed, so that
+step is kept (a step is still all or nothing: one that raises anything else
+is undone, on the device, without a read-back).  The loss
 ``step``/``learn`` return is a 0-d device array when checks are deferred
 (``float(loss)`` reads it: one synchronisation), a float otherwise.
 Observations may be NumPy arrays on a device learner: they are validated on the
@@ -81,6 +94,13 @@ __all__ = ["Step", "OnlineLearner", "TBPTTLearner", "RTRLLearner", "UOROLearner"
            "FPPLearner", "SnApLearner", "RFLOLearner", "check_optimiser"]
 
 
+def _arrays(name, params):
+    """A params dict with every value made an array by :func:`as_array` (anything else passes, to be named)."""
+    if not isinstance(params, dict):
+        return params
+    return {k: as_array(f"{name}[{k!r}]", v) for k, v in params.items()}
+
+
 def check_optimiser(optimiser):
     """TypeError unless ``optimiser`` has ``init(params)`` and ``update(params, grads, state)`` (refnet.optim)."""
     if not (callable(getattr(optimiser, "init", None)) and callable(getattr(optimiser, "update", None))):
@@ -105,13 +125,31 @@ class _Signs:
             raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
         self.rng, self.shape, self.like = rng, tuple(shape), like
         self.block, self.used = None, self.BLOCK
+        self.before_block = None     # the generator's state before the current block was drawn
+
+    def _draw(self):
+        return self.rng.signs((self.BLOCK,) + self.shape, like=self.like)
 
     def next(self):
         if self.used == self.BLOCK:     # on the learner's backend and in its dtype, whatever REFNET_BACKEND says
-            self.block = self.rng.signs((self.BLOCK,) + self.shape, like=self.like)
+            # the generator's state is kept so that a failed step can put the draw back (once per
+            # block: the state is a dict)
+            self.before_block = self.rng.generator.bit_generator.state
+            self.block = self._draw()
             self.used = 0
         self.used += 1
         return self.block[self.used - 1]
+
+    def save(self):
+        """Where the stream is now, for :meth:`restore`."""
+        return self.block, self.used, self.before_block
+
+    def restore(self, saved):
+        """Back to ``saved`` (from :meth:`save`), the generator too if a block was drawn since."""
+        block, used, before = saved
+        if block is not self.block:
+            self.rng.generator.bit_generator.state = self.before_block
+        self.block, self.used, self.before_block = block, used, before
 
 
 class Step(NamedTuple):
@@ -158,6 +196,8 @@ class OnlineLearner:
                  check_every=None):
         check_cell(cell)
         self.trainable = check_trainable(cell, trainable)
+        # the learner copies θ and β into w, so array-likes (torch tensors, lists) are converted here
+        theta, beta = _arrays("theta", theta), _arrays("beta", beta)
         cell.check_params(theta, "theta")
         check_head(head, cell)
         head.check_params(beta, "beta")
@@ -190,7 +230,7 @@ class OnlineLearner:
         self.check_every = (1 if xp is numpy else CHECK_EVERY) if check_every is None \
             else check_int("check_every", check_every, 1)
         self.deferred = self.check_every > 1
-        self._pending = []               # (t, (3,) device bools: state, loss, gradient finite)
+        self._pending = []               # (t, (4,) device bools: state, loss, gradient, carried finite; names)
         self._ok = xp.ones((), dtype=bool)   # every step so far was finite (sticky, on the device)
         self._step_flags = {}
         self._unchecked_update = "check" in inspect.signature(optimiser.update).parameters
@@ -228,12 +268,15 @@ class OnlineLearner:
             raise TypeError(f"y must have the learner's dtype {self.w.dtype}, got {y.dtype}")
         return self._to_device(y)
 
-    def _fail(self, what, found):
-        """The NumericalError for a non-finite ``what`` at this step (``found`` from first_nonfinite)."""
+    def _fail(self, what, found, step=None):
+        """The NumericalError for a non-finite ``what`` at step ``step`` (default: this step, ``self.t``;
+        ``found`` from first_nonfinite)."""
+        step = self.t if step is None else step
         _, index, value = found
-        return NumericalError(f"{type(self).__name__}: {what} became non-finite at step t={self.t} "
-                              f"(index {index}: {value}); the state or the parameters have overflowed",
-                              where=f"step {self.t}: {what}", step=self.t, index=index)
+        return NumericalError(f"{type(self).__name__}: {what} became non-finite at step t={step} "
+                              f"(index {index}: {value}); the state or the parameters have overflowed; "
+                              "the learner is as before this step", where=f"step {step}: {what}", step=step,
+                              index=index)
 
     def _check_state(self, s):
         if self.deferred:
@@ -243,25 +286,49 @@ class OnlineLearner:
         if found is not None:
             raise self._fail(f"state s_{self.t}", found)
 
-    # --- deferred checks (module docstring) -----------------------------------------------------------
-    _QUANTITIES = ("state", "loss", "gradient")
+    def _check_carried(self, what, *arrays):
+        """NumericalError unless the step's new carried quantities (``what``: their name; None entries
+        skipped) are finite (deferred checks: a flag recorded on the device, read at the next check)."""
+        if self.deferred:
+            xp = self._xp
+            self._flag("carried", xp.stack([xp.isfinite(a).all() for a in arrays if a is not None]).all(), what)
+            return
+        found = first_nonfinite(arrays)
+        if found is not None:
+            raise self._fail(what, found)
 
-    def _flag(self, quantity, ok):
-        """Record this step's finiteness flag (a 0-d device bool) for ``quantity`` (one of _QUANTITIES)."""
+    # --- deferred checks (module docstring) -----------------------------------------------------------
+    _QUANTITIES = ("state", "loss", "gradient", "carried")
+
+    def _flag(self, quantity, ok, what=None):
+        """Record this step's finiteness flag (a 0-d device bool) for ``quantity`` (one of _QUANTITIES);
+        ``what`` names a carried quantity in the error."""
         if quantity in self._step_flags:            # several FPP updates in one step
             ok = self._step_flags[quantity] & ok
         self._step_flags[quantity] = ok
+        if what is not None:                        # rebound, not written: _save copies the dict shallowly
+            self._step_flags["names"] = {**self._step_flags.get("names", {}), quantity: what}
         self._ok = self._ok & ok
 
     def _end_step(self):
-        """Close this step's flags; read the pending ones back every ``check_every`` steps."""
+        """Close this step's flags (they join the pending ones; :meth:`_check_due` reads them)."""
         if not self.deferred:
             return
         flags, self._step_flags = self._step_flags, {}
         if not flags:
             return
         xp = self._xp
-        self._pending.append((self.t, xp.stack([flags.get(q, xp.ones((), dtype=bool)) for q in self._QUANTITIES])))
+        names = flags.pop("names", {})
+        self._pending.append((self.t, xp.stack([flags.get(q, xp.ones((), dtype=bool)) for q in self._QUANTITIES]),
+                              names))
+
+    def _check_due(self):
+        """Read the pending flags back every ``check_every`` steps.
+
+        Called after a step has committed (outside :meth:`_transaction`): the error names an earlier
+        step whose updates were undone on the device, and the learner goes on from there, so the
+        step that happened to reach the check is not rolled back.
+        """
         if len(self._pending) >= self.check_every:
             self.flush()
 
@@ -271,20 +338,22 @@ class OnlineLearner:
         Raises
         ------
         refnet.NumericalError
-            Names the first step whose state, loss or gradient was NaN/Inf; θ and β keep their
-            values from before that step (its update and every later one were undone on the device).
+            Names the first step whose state, carried quantities, loss or gradient was NaN/Inf; θ
+            and β keep their values from before that step (its update and every later one were
+            undone on the device).
         """
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        flags = to_numpy(self._xp.stack([f for _, f in pending]))
+        flags = to_numpy(self._xp.stack([f for _, f, _ in pending]))
         bad = numpy.argwhere(~flags)
         if bad.size == 0:
             return
         row, column = (int(i) for i in bad[0])
-        t = pending[row][0]
+        t, _, names = pending[row]
         what = self._QUANTITIES[column]
-        name = {"state": f"state s_{t}", "loss": "the loss", "gradient": "the gradient"}[what]
+        name = {"state": f"state s_{t}", "loss": "the loss", "gradient": "the gradient",
+                "carried": names.get("carried", "a carried quantity")}[what]
         self._ok = self._xp.ones((), dtype=bool)     # the learner goes on from θ, β as they were before t
         raise NumericalError(f"{type(self).__name__}: {name} became non-finite at step t={t} (found at the "
                              f"check after step {self.t}; θ and β keep their values from before step {t}); "
@@ -303,12 +372,60 @@ class OnlineLearner:
         for a, old in zip(arrays, saved):
             self._xp.copyto(a, old, where=keep_old)
 
+    # --- all-or-nothing steps ---------------------------------------------------------------------------
+    # What a step may change in place, beyond rebinding attributes (which _save keeps by reference:
+    # every carried quantity is made anew by _advance, or written into a spare buffer and swapped).
+    def _in_place(self):
+        """The arrays a step writes in place (their contents are copied by :meth:`_save`)."""
+        return [self.w, self.grad]
+
+    def _streams(self):
+        """The random streams (:class:`_Signs`) a step draws from."""
+        return []
+
+    def _save(self):
+        """Everything a step may change, for :meth:`_restore` if the step fails.
+
+        The attributes by reference (a step rebinds them), copies of the arrays
+        it writes in place (on a device: device copies, no read-back), the random
+        streams' positions, and shallow copies of the containers a step appends
+        to (TBPTT's window, the pending finiteness flags).
+        """
+        attributes = dict(self.__dict__)
+        for name, value in attributes.items():
+            if isinstance(value, (deque, list)) or name == "_step_flags":
+                attributes[name] = value.copy()
+        return (attributes, [(a, a.copy()) for a in self._in_place()],
+                [(r, r.save()) for r in self._streams()])
+
+    def _restore(self, saved):
+        attributes, arrays, streams = saved
+        self.__dict__.clear()
+        self.__dict__.update(attributes)
+        for a, copy in arrays:
+            a[...] = copy
+        for r, position in streams:
+            r.restore(position)
+
+    def _transaction(self, work, *args):
+        """``work(*args)`` with the learner put back as it was if it raises (a NumericalError, or anything);
+        then, the step committed, the deferred flags are read if a check is due."""
+        saved = self._save()
+        try:
+            result = work(*args)
+        except BaseException:
+            self._restore(saved)
+            raise
+        self._check_due()
+        return result
+
     def predict(self, x):
         """Observe x_t (B, I): advance the state and return the head's output (B, O).
 
-        Raises ValueError/TypeError (nothing changed) for a bad x_t, NumericalError if s_t overflows.
+        Raises ValueError/TypeError (nothing changed) for a bad x_t; NumericalError (nothing changed)
+        if s_t or a carried quantity overflows.
         """
-        return self._predict(self._check_x(x))
+        return self._transaction(self._predict, self._check_x(x))
 
     def _predict(self, x):
         self._end_step()                 # a step that was predicted but not learnt from
@@ -320,10 +437,13 @@ class OnlineLearner:
     def learn(self, y):
         """Take ℓ_t on target y_t, form the gradient, update θ and β; returns ℓ_t.
 
-        Raises ValueError/TypeError (nothing changed) for a bad y_t; NumericalError, before θ and β
-        are updated, if ℓ_t or its gradient is NaN/Inf.
+        Raises ValueError/TypeError (nothing changed) for a bad y_t; NumericalError (nothing changed)
+        if ℓ_t, its gradient or the optimiser's update is NaN/Inf.
         """
-        loss = self._learn(self._check_y(y))
+        return self._transaction(self._learn_step, self._check_y(y))
+
+    def _learn_step(self, y):
+        loss = self._learn(y)
         self._end_step()
         return loss
 
@@ -361,14 +481,22 @@ class OnlineLearner:
         found = first_nonfinite([self.grad])
         if found is not None:
             raise self._fail("the gradient", found)
-        self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+        try:
+            self.opt_state = self.optimiser.update({"w": self.w}, {"w": self.grad}, self.opt_state)
+        except NumericalError as exc:         # refnet.optim names the quantity; say which learner and step
+            raise NumericalError(f"{type(self).__name__} at step t={self.t}: {exc}; the learner is as before "
+                                 "this step", where=f"step {self.t}: {exc.where}", step=self.t,
+                                 index=exc.index) from exc
 
     def step(self, x, y):
         """``predict(x)`` then ``learn(y)``: returns Step(prediction, loss).
 
-        Both x_t and y_t are validated before either is used, so a bad one changes nothing.
+        Both x_t and y_t are validated before either is used, so a bad one changes nothing; a step
+        that overflows anywhere raises NumericalError and changes nothing either.
         """
-        x, y = self._check_x(x), self._check_y(y)
+        return self._transaction(self._step, self._check_x(x), self._check_y(y))
+
+    def _step(self, x, y):
         prediction = self._predict(x)
         loss = self._learn(y)
         self._end_step()
@@ -396,8 +524,10 @@ class TBPTTLearner(OnlineLearner):
     Extra argument: ``k``, the truncation.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, k, s0=None, batch=1, trainable=None):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
+    def __init__(self, cell, head, theta, beta, optimiser, *, k, s0=None, batch=1, trainable=None,
+                 check_every=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable,
+                         check_every=check_every)
         self.k = check_int("k", k, 1)
         self.inputs = deque(maxlen=self.k)
         self.anchor = self.s        # s_{t−k}: the state before the first kept input
@@ -415,6 +545,7 @@ class TBPTTLearner(OnlineLearner):
         self.inputs.append(x)
         states, self.trace = self.cell.steps(self.theta, self.anchor, self.inputs, self.t - len(self.inputs))
         self._second = states[1]
+        self._check_carried(f"the window's state s_{self.t - len(self.inputs) + 1} (the next anchor)", states[1])
         return states[-1]
 
     def _gradient(self, ds):
@@ -426,8 +557,10 @@ class TBPTTLearner(OnlineLearner):
 class RTRLLearner(OnlineLearner):
     """Online RTRL (Williams & Zipser 1989): M_t = J_s M_{t−1} + J_θ, gradient ∂ℓ_t/∂s_t M_t."""
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1, trainable=None):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
+    def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1, trainable=None,
+                 check_every=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable,
+                         check_every=check_every)
         xp = xp_of(self.w)
         # sensitivity columns of the trainable entries only: a frozen parameter costs no memory here
         self._columns = xp.asarray(trainable_columns(cell, self.trainable))
@@ -446,6 +579,7 @@ class RTRLLearner(OnlineLearner):
         if not self._all:
             J_theta = xp_of(J_theta).ascontiguousarray(J_theta[:, :, self._columns])
         self.M, self._M_next = rtrl_update(J_s, J_theta, self.M, out=self._M_next), self.M
+        self._check_carried(f"the sensitivity M_{self.t}", self.M)
         return s
 
     def _gradient(self, ds):
@@ -462,8 +596,9 @@ class UOROLearner(OnlineLearner):
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=UORO_EPS, s0=None, batch=1,
-                 trainable=None):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
+                 trainable=None, check_every=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable,
+                         check_every=check_every)
         self.eps = check_number("eps", eps, low=0.0, low_open=True)
         self.signs = _Signs(rng, (self.batch, cell.n_state), self.w)
         self.uoro = uoro_init(cell, self.batch, self.w, self.trainable)   # θ̃: the trainable entries only
@@ -471,7 +606,11 @@ class UOROLearner(OnlineLearner):
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
         self.uoro = uoro_update(self.cell, self.theta, cache, self.uoro, self.signs.next(), eps=self.eps)
+        self._check_carried(f"UORO's factors s̃_{self.t}, θ̃_{self.t}", self.uoro.s_tilde, self.uoro.theta_tilde)
         return s
+
+    def _streams(self):
+        return [self.signs]
 
     def _gradient(self, ds):
         if self.uoro.columns is None:
@@ -488,8 +627,9 @@ class KFRTRLLearner(OnlineLearner):
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=KF_EPS, s0=None, batch=1,
-                 trainable=None):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
+                 trainable=None, check_every=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable,
+                         check_every=check_every)
         self.eps = check_number("eps", eps, low=0.0, low_open=True)
         self.signs = _Signs(rng, (2, self.batch), self.w)
         self.kf = kfrtrl_init(cell, self.batch, self.w, self.trainable)     # u, M_rest: trainable only
@@ -499,29 +639,38 @@ class KFRTRLLearner(OnlineLearner):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
         c1, c2 = self.signs.next()
         self.kf = kfrtrl_update(self.cell, self.theta, cache, self.kf, c1, c2, eps=self.eps)
+        self._check_carried(f"the Kronecker factors A_{self.t}, u_{self.t}", self.kf.A, self.kf.u, self.kf.M_rest)
         return s
+
+    def _streams(self):
+        return [self.signs]
 
     def _gradient(self, ds):
         for k, v in kfrtrl_gradient(self.kf, ds, self._shapes).items():
             self.dtheta[k][...] = v
 
 
-class _Uniforms:
+class _Uniforms(_Signs):
     """Uniform numbers in [0, 1), one per call, drawn from ``rng`` in blocks (as :class:`_Signs`)."""
 
-    BLOCK = 1024
-
     def __init__(self, rng):
-        if not isinstance(rng, Rng):
-            raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
-        self.rng, self.block, self.used = rng, None, self.BLOCK
+        super().__init__(rng, (), None)
 
-    def next(self):
-        if self.used == self.BLOCK:
-            self.block = [float(u) for u in self.rng.generator.uniform(0.0, 1.0, self.BLOCK)]
-            self.used = 0
-        self.used += 1
-        return self.block[self.used - 1]
+    def _draw(self):
+        return [float(u) for u in self.rng.generator.uniform(0.0, 1.0, self.BLOCK)]
+
+
+def _copy_state(state):
+    """A copy of an optimiser state: NamedTuples, dicts and lists rebuilt, arrays copied, the rest shared."""
+    if hasattr(state, "_fields"):
+        return type(state)(*(_copy_state(v) for v in state))
+    if isinstance(state, dict):
+        return {k: _copy_state(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_copy_state(v) for v in state)
+    if hasattr(state, "copy") and hasattr(state, "dtype"):
+        return state.copy()
+    return state
 
 
 def _check_nonnegative(name, value):
@@ -562,8 +711,10 @@ class FPPLearner(OnlineLearner):
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, n=1, buffer_size=100, state_weight=1.0,
-                 refresh=0, prioritised=False, state_lr=0.0, s0=None, batch=1, trainable=None):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
+                 refresh=0, prioritised=False, state_lr=0.0, s0=None, batch=1, trainable=None,
+                 check_every=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable,
+                         check_every=check_every)
         self.n = check_int("n", n, 1)
         self.refresh = check_int("refresh", refresh, 0)
         self.state_weight = _check_nonnegative("state_weight", state_weight)
@@ -582,6 +733,24 @@ class FPPLearner(OnlineLearner):
         self._check_state(s)                      # before the buffer records it
         self.buffer.push(x, s, check=not self.deferred)
         return s
+
+    def _in_place(self):
+        # the n updates write w and the optimiser state; push, the write-backs and the priorities the rings
+        b = self.buffer
+        return super()._in_place() + [b.S, b.X, b.Y, b.priority]
+
+    def _streams(self):
+        return [self.uniforms]
+
+    def _save(self):
+        saved = super()._save()
+        # n optimiser updates per step: its state is copied (a later update may fail after an earlier one)
+        return saved + (_copy_state(self.opt_state), dict(self.buffer.__dict__))
+
+    def _restore(self, saved):
+        super()._restore(saved[:3])
+        self.opt_state = saved[3]
+        self.buffer.__dict__.update(saved[4])
 
     def _sample(self):
         u = self.uniforms.next()
@@ -649,14 +818,17 @@ class SnApLearner(OnlineLearner):
     argument: ``n`` (int >= 1), the SnAp order.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, n, s0=None, batch=1, trainable=None):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
+    def __init__(self, cell, head, theta, beta, optimiser, *, n, s0=None, batch=1, trainable=None,
+                 check_every=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable,
+                         check_every=check_every)
         self.pattern = snap_pattern(cell, self.theta, n, self.trainable)     # frozen columns keep nothing
         self.snap = snap_init(self.pattern, self.batch, self.w)
 
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
         self.snap = snap_update(self.cell, self.theta, cache, self.snap, self.pattern)
+        self._check_carried(f"the sparse sensitivity M̃_{self.t}", *self.snap)
         return s
 
     def _gradient(self, ds):
@@ -673,16 +845,24 @@ class RFLOLearner(OnlineLearner):
     Extra argument: ``feedback``.
     """
 
-    def __init__(self, cell, head, theta, beta, optimiser, *, feedback=None, s0=None, batch=1, trainable=None):
-        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable)
-        self.feedback = check_feedback(feedback, cell, head, self.w)
+    def __init__(self, cell, head, theta, beta, optimiser, *, feedback=None, s0=None, batch=1, trainable=None,
+                 check_every=None):
+        super().__init__(cell, head, theta, beta, optimiser, s0=s0, batch=batch, trainable=trainable,
+                         check_every=check_every)
+        self.feedback = check_feedback(None if feedback is None else as_array("feedback", feedback), cell, head,
+                                       self.w)
         self.rflo = rflo_init(cell, self.batch, self.w, self.trainable)      # trace: trainable columns only
+        self._E_next = xp_of(self.w).empty_like(self.rflo.E)   # E_t is written here, then the two swap
         self._shapes = cell.param_shapes()
         self._y = None
 
     def _advance(self, x):
         s, cache = self.cell.step(self.theta, self.s, x, self.t - 1)
-        self.rflo = rflo_update(self.cell, self.theta, cache, self.rflo, out=self.rflo.E)   # in place
+        # into the spare buffer, not E_{t−1}: a step that fails later must leave E_{t−1} as it was
+        E = self.rflo.E
+        self.rflo = rflo_update(self.cell, self.theta, cache, self.rflo, out=self._E_next)
+        self._E_next = E
+        self._check_carried(f"the trace E_{self.t}", self.rflo.E)
         return s
 
     def _learn(self, y):

@@ -14,6 +14,15 @@ names) goes the learner's way.  The learner's attributes (``s``, ``t``,
 ``w``, the optimiser state, TBPTT's kept inputs and anchor, RTRL's M) are
 kept exactly as its own path keeps them, so the two paths may alternate.
 
+A kernel step keeps the learner's all-or-nothing contract: the kernel
+writes the weights and the optimiser state only when the loss, the gradient,
+the new state (and RTRL's M_t) and the optimiser's new values are all finite
+(:mod:`refnet.kernels.online`), and the learner's own attributes (``s``,
+``t``, the window, the anchor, M, the optimiser state and ``grad``) are
+committed here only after it says so; otherwise the step raises
+:class:`refnet.NumericalError` as the learner's own path does and the
+learner is exactly as before it.
+
 The kernels compile at first use (``cache=True``: on disk for the next
 process); the learner's API is unchanged.
 """
@@ -33,6 +42,7 @@ __all__ = ["tbptt_step", "rtrl_step"]
 _LOSS_CODES = {"softmax_cross_entropy": 0, "mse": 1, "sigmoid_bce": 2}   # refnet.kernels.online.LOSS_CODES
 _N_INTS = 10                                                             # its ints layout
 _I_COUNT, _I_LABEL, _I_STATUS = 4, 8, 9
+_INPUTS, _GRADIENT, _OPTIMISER, _STATE = 1, 2, 3, 4                      # its status codes
 
 
 class _Plan:
@@ -132,16 +142,42 @@ def _adam_floats(plan, learner):
     learner.opt_state = AdamState(t, learner.opt_state.m, learner.opt_state.v)
 
 
-def _finish(learner, plan, loss, opt_state):
-    """Raise as the learner's own path would on a non-finite loss or gradient (the optimiser untouched)."""
+def _failure(learner, plan, loss, opt_state, s, carried):
+    """The NumericalError for a kernel step that made nothing (the learner's own path's messages), or None.
+
+    ``s`` is the step's new state and ``carried`` (name, array) the new carried quantity the kernel
+    checked; the learner's attributes are still those before the step (its ``t`` included).
+    """
+    status, t = plan.ints[_I_STATUS], learner.t + 1
+    if status == _STATE:
+        found = first_nonfinite([s])
+        if found is not None:
+            return learner._fail(f"state s_{t}", found, step=t)
+        name, array = carried
+        return learner._fail(name.format(t=t), first_nonfinite([array]) or (0, (), float("nan")), step=t)
     if not math.isfinite(loss):
-        learner.opt_state = opt_state
-        raise NumericalError(f"{type(learner).__name__}: the loss at step {learner.t} is {float(loss)}; "
-                             "the state or the parameters have overflowed", where=f"step {learner.t}: loss",
-                             step=learner.t)
-    if plan.ints[_I_STATUS] == 2:      # the message of the learner's own path (OnlineLearner._fail)
-        learner.opt_state = opt_state
-        raise learner._fail("the gradient", first_nonfinite([learner.grad]))
+        return NumericalError(f"{type(learner).__name__}: the loss at step {t} is {float(loss)}; "
+                              "the state or the parameters have overflowed; the learner is as before this step",
+                              where=f"step {t}: loss", step=t)
+    if status == _GRADIENT:
+        return learner._fail("the gradient", first_nonfinite([learner.grad]), step=t)
+    if status == _OPTIMISER:
+        # refnet.optim names the quantity and index: ask it, on copies (nothing of the learner's is touched)
+        try:
+            learner.optimiser.update({"w": learner.w.copy()}, {"w": learner.grad.copy()},
+                                     _copy_state(opt_state))
+        except NumericalError as exc:
+            return NumericalError(f"{type(learner).__name__} at step t={t}: {exc}; the learner is as before "
+                                  "this step", where=f"step {t}: {exc.where}", step=t, index=exc.index)
+        return NumericalError(f"{type(learner).__name__} at step t={t}: the optimiser's update of w would be "
+                              "non-finite; the learner is as before this step", where=f"step {t}: optimiser",
+                              step=t)
+    return None
+
+
+def _copy_state(state):
+    """A copy of an optimiser state (NamedTuple of dicts of arrays and ints)."""
+    return type(state)(*({k: v.copy() for k, v in f.items()} if isinstance(f, dict) else f for f in state))
 
 
 def tbptt_step(learner, x, y, cls, step_type):
@@ -160,7 +196,8 @@ def tbptt_step(learner, x, y, cls, step_type):
     Raises
     ------
     NumericalError
-        If the loss or a gradient is not finite (the weights are left as they were).
+        If the new state, the loss, the gradient or the optimiser's update is not finite
+        (the learner is left exactly as it was).
     """
     plan = _get_plan(learner, "tbptt", cls, step_type)
     if not plan or not kernels.enabled():
@@ -178,21 +215,25 @@ def tbptt_step(learner, x, y, cls, step_type):
     second = numpy.empty((1, plan.n), dtype=plan.dtype)
     s = numpy.empty((1, plan.n), dtype=plan.dtype)
     pred = numpy.empty((1, plan.O), dtype=plan.dtype)
-    opt_state = learner.opt_state
+    opt_state, grad = learner.opt_state, learner.grad.copy()
     if plan.adam:
         _adam_floats(plan, learner)
     o1, o2 = _optimiser_arrays(plan, learner)
     loss = plan.kernel(learner.w, learner.grad, o1, o2, plan.xs, xy[0], xy[1], anchor[0], second[0],
                        s[0], pred[0], plan.hs, plan.scratch, plan.ints, plan.floats)
-    if plan.ints[_I_STATUS] == 1:                            # non-finite x_t or y_t: nothing touched
+    if plan.ints[_I_STATUS] == _INPUTS:                      # non-finite x_t or y_t: nothing touched
         learner.opt_state, plan.t = opt_state, None
         return None
+    error = _failure(learner, plan, loss, opt_state, s, ("the window's state (the next anchor)", second))
+    if error is not None:                                    # w and the optimiser's arrays untouched
+        learner.opt_state, plan.t = opt_state, None          # the kernel shifted its window: rebuild it
+        learner.grad[...] = grad
+        raise error
     learner.anchor = anchor
     learner.inputs.append(x)
     learner._second, learner.s = second, s
     learner.t += 1
     plan.t = learner.t
-    _finish(learner, plan, loss, opt_state)
     return plan.step_type(pred, float(loss))
 
 
@@ -212,7 +253,8 @@ def rtrl_step(learner, x, y, cls, step_type):
     Raises
     ------
     NumericalError
-        If the loss or a gradient is not finite (the weights are left as they were).
+        If the new state, the loss, the gradient or the optimiser's update is not finite
+        (the learner is left exactly as it was).
     """
     plan = _get_plan(learner, "rtrl", cls, step_type)
     if not plan or not kernels.enabled():
@@ -222,18 +264,22 @@ def rtrl_step(learner, x, y, cls, step_type):
         return None
     s = numpy.empty((1, plan.n), dtype=plan.dtype)
     pred = numpy.empty((1, plan.O), dtype=plan.dtype)
-    opt_state = learner.opt_state
+    opt_state, grad = learner.opt_state, learner.grad.copy()
     if plan.adam:
         _adam_floats(plan, learner)
     o1, o2 = _optimiser_arrays(plan, learner)
     loss = plan.kernel(learner.w, learner.grad, o1, o2, learner.M.reshape(-1),
                        learner._M_next.reshape(-1), learner.s[0], xy[0], xy[1], s[0], pred[0], plan.scratch,
                        plan.ints, plan.floats)
-    if plan.ints[_I_STATUS] == 1:
+    if plan.ints[_I_STATUS] == _INPUTS:
         learner.opt_state = opt_state
         return None
+    error = _failure(learner, plan, loss, opt_state, s, ("the sensitivity M_{t}", learner._M_next))
+    if error is not None:                                    # w, the optimiser's arrays and M untouched
+        learner.opt_state = opt_state
+        learner.grad[...] = grad
+        raise error
     learner.M, learner._M_next = learner._M_next, learner.M
     learner.s = s
     learner.t += 1
-    _finish(learner, plan, loss, opt_state)
     return plan.step_type(pred, float(loss))

@@ -8,7 +8,12 @@ Each is a small frozen description (its hyper-parameters) with two methods:
   is the one to pass next time.
 
 Nothing is hidden in the optimiser object, so two parameter sets can share
-one.  The updates are PyTorch's (``torch.optim``, default options otherwise)
+one.  An update is all or nothing: the state is first checked against the
+params (keys, shapes, dtypes, the optimiser's own state type), the new state
+and params are computed into temporaries and checked finite, and only then
+written in place; a non-finite result (one finite gradient of 1e160 squares
+to Inf) raises :class:`refnet.NumericalError` naming the optimiser, the
+quantity, the parameter and the index, and nothing is changed.  The updates are PyTorch's (``torch.optim``, default options otherwise)
 so that a refnet learner and a PyTorch one take the same steps:
 
 ========  ===================================================================
@@ -19,10 +24,14 @@ Adam      m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²;
 ========  ===================================================================
 """
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy
+
 from ._validate import first_nonfinite
+from .errors import NumericalError
 from .params import zeros_like
 
 __all__ = ["SGD", "SGDState", "Adagrad", "AdagradState", "Adam", "AdamState"]
@@ -70,6 +79,51 @@ def _check_update(params, grads, state, state_type, check=True):
                          "the parameters were not updated")
 
 
+def _check_buffers(field, buffers, params, made_by):
+    """ValueError/TypeError unless ``buffers`` (one of a state's dicts) was made for ``params``.
+
+    A state made by ``init`` for other params (other keys, shapes or dtypes, or
+    another backend) would otherwise fail half-way through the update, with
+    some moments already changed.
+    """
+    if not isinstance(buffers, dict):
+        raise TypeError(f"state.{field} must be a dict {{name: array}} as {made_by}.init(params) makes, got "
+                        f"{type(buffers).__name__}")
+    if set(buffers) != set(params):
+        raise ValueError(f"state.{field} was made for other params: it has the keys {sorted(buffers)}, but params "
+                         f"has {sorted(params)}; make the state with {made_by}.init(params) for these params")
+    for k, p in params.items():
+        b = buffers[k]
+        if type(b) is not type(p) or b.dtype != p.dtype or tuple(b.shape) != tuple(p.shape):
+            raise ValueError(
+                f"state.{field}[{k!r}] was made for another parameter: it is a {type(b).__name__} "
+                f"{getattr(b, 'dtype', '?')} of shape {tuple(getattr(b, 'shape', ()))}, but params[{k!r}] is a "
+                f"{type(p).__name__} {p.dtype} of shape {tuple(p.shape)}; make the state with "
+                f"{made_by}.init(params) for these params")
+
+
+def _commit(optimiser, changes, check=True):
+    """Write every new array in place, or none: NumericalError if any is not finite.
+
+    ``changes`` is a list of ``(quantity, key, target, new)``; every ``new`` is
+    checked before the first ``target`` is written, so a failing update leaves
+    the params and the state as they were.  ``check=False`` skips the test (one
+    read-back on a device): the caller (refnet.online, deferred) guards the step
+    itself and undoes it on the device if it was not finite.
+    """
+    found = first_nonfinite([new for _, _, _, new in changes]) if check else None
+    if found is not None:
+        position, index, value = found
+        quantity, key = changes[position][:2]
+        name = type(optimiser).__name__
+        raise NumericalError(
+            f"{name}.update: the new {quantity}[{key!r}] is non-finite at index {index} ({value}); "
+            "a gradient or a hyper-parameter too large for the dtype overflowed it; nothing was updated "
+            "(params and state are as before)", where=f"{name}: {quantity}[{key!r}]", index=index)
+    for _, _, target, new in changes:
+        target[...] = new
+
+
 def _check_fraction(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
@@ -98,19 +152,52 @@ class SGD:
     def update(self, params, grads, state, *, check=True):
         """θ ← θ − lr g, or θ ← θ − lr b with b ← μ b + g.
 
-        Raises TypeError/ValueError, with nothing updated, for mismatched keys or shapes,
-        non-finite gradients or a foreign state.  ``check=False`` skips the finiteness test (one
-        read-back on a device), for a caller that guards the step itself (refnet.online).
+        Parameters
+        ----------
+        params : dict {name: floating array}, updated in place
+        grads : dict {name: array}, the same keys and shapes, finite
+        state : SGDState from this optimiser's ``init(params)`` (or a previous ``update``)
+        check : bool, keyword-only
+            True (default): test the gradients and the new buffers/params for finiteness before
+            writing.  False skips those tests (each is a read-back on a device) for a caller that
+            guards the step itself (refnet.online's deferred checks); the new values are still
+            computed into temporaries and written only after every one is computed.
+
+        Returns
+        -------
+        SGDState, the state to pass next time.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Nothing updated: mismatched keys or shapes, non-finite gradients (``check``), or a
+            foreign state (another optimiser's, made for other keys/shapes/dtypes, or made with
+            the other momentum setting).
+        refnet.NumericalError
+            Nothing updated (``check``): the new momentum buffer or params would be NaN/Inf
+            (named with the parameter and the index).
         """
         _check_update(params, grads, state, SGDState, check)
+        if self.momentum:
+            if isinstance(state.momentum, dict) and not state.momentum:
+                raise ValueError(f"state was made by an SGD without momentum (it holds no buffers), but this SGD "
+                                 f"has momentum={self.momentum}; make the state with this optimiser's "
+                                 "init(params)")
+            _check_buffers("momentum", state.momentum, params, "SGD(momentum > 0)")
+        elif state.momentum:
+            raise ValueError(f"state was made by an SGD with momentum (it holds buffers for "
+                             f"{sorted(state.momentum)}), but this SGD has momentum=0; make the state with "
+                             "this optimiser's init(params)")
+        changes = []
         for k, p in params.items():
             g = grads[k]
-            if self.momentum:
-                b = state.momentum[k]
-                b *= self.momentum
-                b += g
-                g = b
-            p -= self.lr * g
+            with numpy.errstate(over="ignore", invalid="ignore"):   # reported by _commit, by name
+                if self.momentum:
+                    b = state.momentum[k]
+                    g = b * self.momentum + g
+                    changes.append(("momentum buffer b", k, b, g))
+                changes.append(("params", k, p, p - self.lr * g))
+        _commit(self, changes, check)
         return state
 
 
@@ -137,10 +224,16 @@ class Adagrad:
     def update(self, params, grads, state, *, check=True):
         """G ← G + g²;  θ ← θ − lr g / (√G + ε).  Raises as :meth:`SGD.update`."""
         _check_update(params, grads, state, AdagradState, check)
+        _check_buffers("sum_squares", state.sum_squares, params, "Adagrad")
+        changes = []
         for k, p in params.items():
             g, G = grads[k], state.sum_squares[k]
-            G += g * g
-            p -= self.lr * g / (G ** 0.5 + self.eps)
+            with numpy.errstate(over="ignore", invalid="ignore"):   # reported by _commit, by name
+                G_new = G + g * g
+                p_new = p - self.lr * g / (G_new ** 0.5 + self.eps)
+            changes.append(("sum of squared gradients G", k, G, G_new))
+            changes.append(("params", k, p, p_new))
+        _commit(self, changes, check)
         return state
 
 
@@ -173,14 +266,23 @@ class Adam:
     def update(self, params, grads, state, *, check=True):
         """Moments, then the bias-corrected step (module docstring).  Raises as :meth:`SGD.update`."""
         _check_update(params, grads, state, AdamState, check)
-        t = state.t + 1
+        if isinstance(state.t, bool) or not isinstance(state.t, numbers.Integral) or state.t < 0:
+            raise TypeError(f"state.t must be the int >= 0 of steps taken, got {type(state.t).__name__} "
+                            f"{state.t!r}")
+        _check_buffers("m", state.m, params, "Adam")
+        _check_buffers("v", state.v, params, "Adam")
+        t = int(state.t) + 1
         step_size = self.lr / (1.0 - self.beta1 ** t)
         root_correction = math.sqrt(1.0 - self.beta2 ** t)
+        changes = []
         for k, p in params.items():
             g, m, v = grads[k], state.m[k], state.v[k]
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * g * g
-            p -= step_size * m / (v ** 0.5 / root_correction + self.eps)
+            with numpy.errstate(over="ignore", invalid="ignore"):   # reported by _commit, by name
+                m_new = m * self.beta1 + (1.0 - self.beta1) * g
+                v_new = v * self.beta2 + (1.0 - self.beta2) * g * g
+                p_new = p - step_size * m_new / (v_new ** 0.5 / root_correction + self.eps)
+            changes.append(("first moment m", k, m, m_new))
+            changes.append(("second moment v", k, v, v_new))
+            changes.append(("params", k, p, p_new))
+        _commit(self, changes, check)
         return state._replace(t=t)

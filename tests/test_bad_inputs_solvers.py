@@ -54,7 +54,7 @@ BAD = [
     ("non-finite h_star", lambda: _rbp(h_star=np.full((3, 4), np.inf)), ValueError, "h_star"),
     ("h_star not an equilibrium", lambda: _rbp(h_star=np.ones((3, 4))), ValueError, "h_star"),
     ("dh of the wrong shape", lambda: _rbp(dh=np.zeros((3, 5))), ValueError, "dh"),
-    ("dh not an array", lambda: _rbp(dh=[[0.0] * 4] * 3), TypeError, "dh"),
+    ("dh not an array", lambda: _rbp(dh={"dh": 0.0}), TypeError, "dh"),
     ("integer dh", lambda: _rbp(dh=np.zeros((3, 4), dtype=np.int64)), TypeError, "dh"),
     ("maxiter 0 for GMRES", lambda: gmres(*_system()[:2], maxiter=0), ValueError, "maxiter"),
     ("maxiter not an int", lambda: fixed_point_iteration(*_system()[:2], maxiter=2.5), TypeError, "maxiter"),

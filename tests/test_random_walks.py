@@ -47,7 +47,7 @@ def test_thresholding_the_step_variance_separates_the_classes(reading):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"reading": "sd"}, ValueError, r"reading must be one of \('variance', 'std'\), got 'sd'"),
     ({"T": 0}, ValueError, "T must be an int >= 1, got 0"),
-    ({"sigmas": (0.0, 1.0)}, ValueError, "sigma must be > 0, got 0.0"),
+    ({"sigmas": (0.0, 1.0)}, ValueError, r"sigmas\[0\] must be a finite number in \(0.0, inf\], got 0.0"),
 ])
 def test_bad_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):

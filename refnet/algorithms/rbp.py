@@ -63,7 +63,7 @@ from typing import Any, Optional
 
 import numpy
 
-from .._validate import check_array, check_int, check_same_dtype
+from .._validate import as_array, check_array, check_int, check_same_dtype
 from ..backend import to_numpy, xp_of
 from ..errors import NumericalError
 from ..solvers import linear
@@ -138,6 +138,7 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
     refnet.NumericalError
         F(h*), z, dθ or dx not finite.
     """
+    x, dh = as_array("x", x), as_array("dh", dh)    # array-likes (torch tensors, lists) as bptt takes them
     h_star = check_problem(cell, theta, x, h_star, "h_star", needs=("step", "step_vjp", "step_jvp"))
     names = check_trainable(cell, trainable)
     check_array("dh", dh, shape=h_star.shape)
@@ -202,6 +203,7 @@ def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=100
     As :func:`implicit_vjp`.
     """
     if z0 is not None:
+        z0 = as_array("z0", z0)
         check_array("z0", z0, shape=getattr(h_star, "shape", None))
     return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, trainable=trainable,
                         name="rbp",

@@ -20,9 +20,11 @@ at n >= :data:`BLAS_MIN_N`, where a call's overhead is repaid.
 Codes (``ints``): loss 0 softmax cross-entropy (label target), 1 MSE, 2 sigmoid
 BCE; optimiser 0 SGD, 1 SGD with momentum, 2 Adagrad, 3 Adam.  ``floats`` =
 (lr, eps, momentum, Adam's lr/(1 − β1ᵗ), Adam's √(1 − β2ᵗ), β1, β2).
-A kernel returns the loss; when the loss or a gradient is not finite it
-returns before the optimiser touches ``w`` (the caller raises; ``ints[I_STATUS]``
-says which).
+A kernel returns the loss; when the loss, a gradient, the new state or
+sensitivity, or the optimiser's new state or weights would not be finite it
+returns before the optimiser touches ``w`` or its state (the caller raises;
+``ints[I_STATUS]`` says which), as :mod:`refnet.optim` commits an update only
+when it is finite.
 """
 import numba
 import numpy as np
@@ -34,7 +36,9 @@ LOSS_CODES = {"softmax_cross_entropy": 0, "mse": 1, "sigmoid_bce": 2}
 OPT_CODES = {"sgd": 0, "sgd_momentum": 1, "adagrad": 2, "adam": 3}
 
 # ints layout; I_STATUS is set to 1 when x_t or y_t is not finite (then nothing was touched),
-# to 2 when a gradient is not finite (then w and the optimiser state were not touched).
+# to 2 when a gradient is not finite, 3 when the optimiser's new state or weights would not be,
+# 4 when the new state s_t (TBPTT: or the next anchor) or RTRL's M_t is not (then w and the optimiser
+# state were not touched).
 I_IN, I_N, I_OUT, I_K, I_COUNT, I_RELU, I_LOSS, I_OPT, I_LABEL, I_STATUS = range(10)
 
 
@@ -128,28 +132,43 @@ def _head_grad(w, off, n, O, h, dz, grad, dh):
 
 
 @numba.njit(cache=True)
-def _update(w, grad, o1, o2, opt, floats):
-    """The optimiser's step on the flat weights (refnet.optim's formulas); False if a gradient is not finite."""
-    for p in range(w.shape[0]):
-        if not np.isfinite(grad[p]):
-            return False
+def _updated(w, grad, o1, o2, p, opt, floats):
+    """Entry p's new (weight, o1, o2) under the optimiser (refnet.optim's formulas), nothing written."""
     lr, eps, mu, step_size, root, b1, b2 = (floats[0], floats[1], floats[2], floats[3], floats[4], floats[5],
                                             floats[6])
+    g = grad[p]
+    if opt == 0:
+        return w[p] - lr * g, 0.0, 0.0
+    if opt == 1:
+        b = o1[p] * mu + g
+        return w[p] - lr * b, b, 0.0
+    if opt == 2:
+        G = o1[p] + g * g
+        return w[p] - lr * g / (np.sqrt(G) + eps), G, 0.0
+    m = o1[p] * b1 + (1.0 - b1) * g
+    v = o2[p] * b2 + (1.0 - b2) * g * g
+    return w[p] - step_size * m / (np.sqrt(v) / root + eps), m, v
+
+
+@numba.njit(cache=True)
+def _update(w, grad, o1, o2, opt, floats):
+    """The optimiser's step on the flat weights, all or nothing: 0 when made, 2 (nothing written) if a
+    gradient is not finite, 3 (nothing written) if a new weight or optimiser state would not be."""
     for p in range(w.shape[0]):
-        g = grad[p]
-        if opt == 0:
-            w[p] -= lr * g
-        elif opt == 1:
-            o1[p] = o1[p] * mu + g
-            w[p] -= lr * o1[p]
-        elif opt == 2:
-            o1[p] += g * g
-            w[p] -= lr * g / (np.sqrt(o1[p]) + eps)
-        else:
-            o1[p] = o1[p] * b1 + (1.0 - b1) * g
-            o2[p] = o2[p] * b2 + (1.0 - b2) * g * g
-            w[p] -= step_size * o1[p] / (np.sqrt(o2[p]) / root + eps)
-    return True
+        if not np.isfinite(grad[p]):
+            return 2
+    for p in range(w.shape[0]):                # a first pass checks, a second (the same arithmetic) writes
+        new, a, b = _updated(w, grad, o1, o2, p, opt, floats)
+        if not (np.isfinite(new) and np.isfinite(a) and np.isfinite(b)):
+            return 3
+    for p in range(w.shape[0]):
+        new, a, b = _updated(w, grad, o1, o2, p, opt, floats)
+        w[p] = new
+        if opt != 0:
+            o1[p] = a
+        if opt == 3:
+            o2[p] = b
+    return 0
 
 
 @numba.njit(cache=True)
@@ -201,6 +220,10 @@ def _tbptt_step(w, grad, o1, o2, xs, x, yv, anchor, second, s, pred, hs, scratch
             hs[j + 1, i] = max(a, 0.0) if relu else np.tanh(a)
     second[:] = hs[1]
     s[:] = hs[count]
+    for i in range(n):
+        if not (np.isfinite(s[i]) and np.isfinite(second[i])):
+            ints[I_STATUS] = 4
+            return np.nan
     dz, dh, da = scratch[0, :O], scratch[1, :n], scratch[2, :n]
     loss = _head(w, off_head, n, O, s, yv, ints[I_LABEL], ints[I_LOSS], pred, dz)
     if not np.isfinite(loss):
@@ -218,8 +241,7 @@ def _tbptt_step(w, grad, o1, o2, xs, x, yv, anchor, second, s, pred, hs, scratch
                 grad[n * I + i * n + m] += d * hs[j - 1, m]
         _vecmat(da, W_hh, dh, blas)
     grad[off_b + n:off_b + 2 * n] = grad[off_b:off_b + n]
-    if not _update(w, grad, o1, o2, ints[I_OPT], floats):
-        ints[I_STATUS] = 2
+    ints[I_STATUS] = _update(w, grad, o1, o2, ints[I_OPT], floats)
     return loss
 
 
@@ -251,6 +273,7 @@ def _rtrl_step(w, grad, o1, o2, M, M_next, h_prev, x, yv, s, pred, scratch, ints
         s[i] = max(a, 0.0) if relu else np.tanh(a)
         D[i] = _dphi(s[i], relu)
     # M_t = diag(D) (W_hh M_{t−1} + [I ⊗ xᵀ, I ⊗ h_{t−1}ᵀ, I, I])
+    finite = 0.0
     if blas:
         np.dot(W_hh, M, M_next)
     else:
@@ -270,12 +293,15 @@ def _rtrl_step(w, grad, o1, o2, M, M_next, h_prev, x, yv, s, pred, scratch, ints
         d = D[i]
         for p in range(P):
             M_next[i, p] *= d
+            finite += M_next[i, p] * 0.0        # NaN iff some entry is NaN or ±Inf
+    if not (np.isfinite(finite) and np.isfinite(s).all()):
+        ints[I_STATUS] = 4
+        return np.nan
     dz, dh = scratch[0, :O], scratch[1, :n]
     loss = _head(w, P, n, O, s, yv, ints[I_LABEL], ints[I_LOSS], pred, dz)
     if not np.isfinite(loss):
         return loss
     _head_grad(w, P, n, O, s, dz, grad, dh)
     _vecmat(dh, M_next, grad[:P], blas)
-    if not _update(w, grad, o1, o2, ints[I_OPT], floats):
-        ints[I_STATUS] = 2
+    ints[I_STATUS] = _update(w, grad, o1, o2, ints[I_OPT], floats)
     return loss

@@ -15,6 +15,7 @@ iterate with ``converged=False``.  The claim is the map-level one
 from dataclasses import dataclass
 from typing import Any
 
+from .._validate import as_array
 from ..backend import xp_of
 from . import nonlinear
 from .info import SolveInfo, settle
@@ -49,6 +50,7 @@ def residual(cell, theta, x, h, t=None):
 
 
 def _solve(solver, cell, theta, x, h0, t, **options):
+    x = as_array("x", x)       # array-likes (torch tensors, lists) as the sequence algorithms take them
     h0 = check_problem(cell, theta, x, h0)
     h, info = solver(CellMap(cell, theta, x, t), h0, **options)
     info = settle(info, stacklevel=4)

@@ -16,7 +16,7 @@ contract (DESIGN.md §3), never by importing :mod:`refnet.cells`.
 from dataclasses import dataclass
 from typing import Any
 
-from .._validate import check_array, check_same_dtype
+from .._validate import as_array, check_array, check_same_dtype
 from ..backend import xp_of
 
 __all__ = ["check_cell", "check_problem", "check_tolerance", "CellMap"]
@@ -46,6 +46,7 @@ def check_problem(cell, theta, x, h, h_name="h0", needs=("step",)):
     """
     check_cell(cell, needs)
     cell.check_params(theta, "theta")
+    x = as_array("x", x)       # the callers convert x themselves (as_array); here for the message's sake
     check_array("x", x, shape=(None, cell.input_size))
     B = x.shape[0]
     if B == 0:
@@ -53,6 +54,7 @@ def check_problem(cell, theta, x, h, h_name="h0", needs=("step",)):
                          f"{tuple(x.shape)})")
     if h is None:
         h = xp_of(x).zeros((B, cell.n_state), dtype=x.dtype)
+    h = as_array(h_name, h)          # array-likes as the sequence algorithms take them (torch tensors, lists)
     check_array(h_name, h, shape=(B, cell.n_state))
     first = next(iter(cell.param_shapes()))
     check_same_dtype({"x": x, h_name: h, f"theta[{first!r}]": theta[first]})

@@ -6,7 +6,7 @@ GMRES need only I − J invertible.  A diagnostic, not a certificate.
 """
 import numpy
 
-from .._validate import check_int
+from .._validate import as_array, check_int
 from ..backend import xp_of
 from .operators import linearise
 from .problem import check_problem
@@ -73,6 +73,7 @@ def spectral_radius(cell, theta, x, h_star, *, iterations=200, seed=0, t=None):
     TypeError, ValueError
         Bad arguments (the message names which).
     """
+    x = as_array("x", x)       # array-likes (torch tensors, lists) as the sequence algorithms take them
     h_star = check_problem(cell, theta, x, h_star, "h_star", needs=("step", "step_vjp", "step_jvp"))
     iterations = check_int("iterations", iterations, 2)
     xp = xp_of(h_star)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from .._validate import check_array, check_int
+from .._validate import as_array, check_array, check_dtype, check_int, check_seed
 from ..backend import asarray
 
 __all__ = ["SYMBOLS", "N_SYMBOLS", "QUERY", "Split", "AssociativeRetrieval", "make_sequences",
@@ -63,6 +63,9 @@ def make_sequences(n, pairs, generator):
     """
     n = check_int("n", n, 0)
     pairs = check_int("pairs", pairs, 1)
+    if not isinstance(generator, numpy.random.Generator):
+        raise TypeError(f"generator must be a numpy.random.Generator (numpy.random.default_rng(seed)), got "
+                        f"{type(generator).__name__}")
     if pairs > 26:
         raise ValueError(f"pairs must be <= 26 (the keys are distinct letters a–z), got {pairs}")
     keys = numpy.argsort(generator.random((n, 26)), axis=1)[:, :pairs]   # distinct letters per row
@@ -84,7 +87,7 @@ def associative_retrieval(pairs=4, n_train=100_000, n_valid=10_000, n_test=20_00
     """
     sizes = [check_int(name, value, 0) for name, value in
              (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test))]
-    check_int("seed", seed, 0)
+    check_seed("seed", seed)
     whole = make_sequences(sum(sizes), pairs, numpy.random.default_rng(seed))
     bounds = numpy.cumsum([0] + sizes)
     splits = [Split(whole.codes[a:b], whole.targets[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -96,6 +99,14 @@ def one_hot(codes, dtype=None):
 
     ``dtype`` defaults to the active float dtype.
     """
+    codes = _codes(codes)
+    dtype = check_dtype("dtype", dtype)
+    return asarray(numpy.eye(N_SYMBOLS)[codes.T], dtype=dtype)
+
+
+def _codes(codes):
+    """``codes`` as a NumPy (N, T) array of integer symbol indices in [0, 37); named errors otherwise."""
+    codes = as_array("codes", codes)
     check_array("codes", codes, ndim=2, floating=False, finite=False)
     codes = numpy.asarray(codes)
     if codes.dtype.kind not in "iu":
@@ -103,16 +114,27 @@ def one_hot(codes, dtype=None):
     if codes.size and (codes.min() < 0 or codes.max() >= N_SYMBOLS):
         raise ValueError(f"codes must be symbol indices in [0, {N_SYMBOLS}), got values in "
                          f"[{codes.min()}, {codes.max()}]")
-    return asarray(numpy.eye(N_SYMBOLS)[codes.T], dtype=dtype)
+    return codes
 
 
 def decode(codes):
-    """The strings of codes (N, T), e.g. ``'c9k8j3f1??c'``."""
+    """The strings of codes (N, T), e.g. ``'c9k8j3f1??c'``.
+
+    Raises TypeError/ValueError for ``codes`` not a 2-D array of integer symbol indices in [0, 37)
+    (one sequence is ``codes[None]``).
+    """
+    codes = _codes(codes)
     return ["".join(SYMBOLS[int(c)] for c in row) for row in numpy.asarray(codes)]
 
 
 def overlap(train, other):
-    """Fraction of the sequences of ``other`` that also occur in ``train`` (both :class:`Split`)."""
+    """Fraction of the sequences of ``other`` that also occur in ``train`` (both :class:`Split`).
+
+    Raises TypeError if either is not a :class:`Split`.
+    """
+    for name, split in (("train", train), ("other", other)):
+        if not isinstance(split, Split):
+            raise TypeError(f"{name} must be a Split (from associative_retrieval), got {type(split).__name__}")
     seen = {row.tobytes() for row in train.codes}
     if len(other) == 0:
         return 0.0

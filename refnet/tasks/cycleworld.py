@@ -9,7 +9,7 @@ steps: a model that always says 0 is right (p − 1)/p of the time
 setup (Nath, Jafferjee & White, App. C.1): an Elman RNN with 4 tanh units,
 Adagrad 0.1, 300 000 online steps, 5 runs.
 """
-from .._validate import check_int
+from .._validate import check_dtype, check_int
 from ..backend import get_dtype, get_xp
 
 __all__ = ["cycleworld", "always_zero_accuracy"]
@@ -36,6 +36,7 @@ def cycleworld(p, steps, *, phase=0, dtype=None):
     phase = check_int("phase", phase, 0)
     if phase >= p:
         raise ValueError(f"phase must be in [0, p) = [0, {p}), got {phase}")
+    dtype = check_dtype("dtype", dtype)
     xp = get_xp()
     o = ((xp.arange(steps + 1) + phase) % p == 0).astype(get_dtype() if dtype is None else dtype)
     return o[:-1, None, None], o[1:, None, None]

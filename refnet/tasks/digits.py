@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import check_int
+from .._validate import as_array, check_dtype, check_int, check_seed
 from ..backend import asarray, get_dtype
 
 __all__ = ["SequenceSplit", "digits", "to_sequences"]
@@ -25,7 +25,26 @@ class SequenceSplit(NamedTuple):
 
 
 def to_sequences(images, pixels_per_step):
-    """Images (N, H, W) in [0, 1] → sequences (T, N, pixels_per_step), read row-major."""
+    """Images (N, H, W) in [0, 1] → sequences (T, N, pixels_per_step), read row-major.
+
+    Parameters
+    ----------
+    images : (N, H, W) (or (N, D)) array, N >= 1, at least one pixel
+    pixels_per_step : int >= 1 dividing the H·W pixels of an image
+
+    Raises
+    ------
+    TypeError
+        ``images`` not an array, ``pixels_per_step`` not an int.
+    ValueError
+        ``images`` with fewer than 2 dimensions, no image or no pixel; ``pixels_per_step`` < 1 or not
+        a divisor of the pixel count.
+    """
+    images = as_array("images", images)
+    if images.ndim < 2 or images.shape[0] < 1 or images[0].size < 1:
+        raise ValueError(f"images must be (N, H, W) or (N, D) with N >= 1 images of at least one pixel, got "
+                         f"shape {tuple(images.shape)}")
+    pixels_per_step = check_int("pixels_per_step", pixels_per_step, 1)
     N = images.shape[0]
     flat = images.reshape(N, -1)
     if flat.shape[1] % pixels_per_step:
@@ -50,7 +69,10 @@ def digits(*, rows=False, test_fraction=0.25, seed=0, dtype=None):
     from sklearn.datasets import load_digits
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, float) or not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be a float in (0, 1), got {test_fraction!r}")
-    seed = check_int("seed", seed, 0)
+    if not isinstance(rows, bool):
+        raise TypeError(f"rows must be a bool, got {type(rows).__name__} {rows!r}")
+    seed = check_seed("seed", seed)
+    dtype = check_dtype("dtype", dtype)
     data = load_digits()
     images, labels = data.images / 16.0, data.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))

@@ -9,9 +9,11 @@ scaled to [0, 1], upsampled bilinearly to ``side``×``side`` and thresholded.
 uniformly without replacement (floor(level · #on) of them, as Liao et al.'s
 code does).
 """
+import numbers
+
 import numpy
 
-from .._validate import check_array, check_int
+from .._validate import as_array, check_array, check_int, check_number, check_seed
 from ..backend import asarray, to_numpy
 
 __all__ = ["digit_patterns", "corrupt"]
@@ -28,7 +30,8 @@ def digit_patterns(side=28, *, threshold=0.5):
         A pixel is on where the upsampled intensity (in [0, 1]) exceeds it.
     """
     side = check_int("side", side, 8)
-    if not 0.0 < threshold < 1.0:
+    threshold = check_number("threshold", threshold, low=0.0, low_open=True)
+    if threshold >= 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     try:
         from sklearn.datasets import load_digits
@@ -53,9 +56,13 @@ def corrupt(patterns, level=0.5, *, seed=0):
     level : float in [0, 1], the fraction of each row's on pixels to switch off
     seed : int, for the choice of pixels (NumPy PCG64)
     """
+    patterns = as_array("patterns", patterns)
     check_array("patterns", patterns, ndim=2)
-    if not 0.0 <= level <= 1.0:
+    if isinstance(level, bool) or not isinstance(level, numbers.Real):
+        raise TypeError(f"level must be a real number in [0, 1], got {type(level).__name__} {level!r}")
+    if not 0.0 <= level <= 1.0:              # NaN fails it too
         raise ValueError(f"level must be in [0, 1], got {level!r}")
+    seed = check_seed("seed", seed)
     host = to_numpy(patterns)
     if not numpy.isin(host, (0.0, 1.0)).all():
         raise ValueError("patterns must hold only 0 and 1")

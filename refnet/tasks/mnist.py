@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import asarray, get_dtype
+from .._validate import as_array, check_dtype
+from ..backend import asarray, get_dtype, to_numpy
 from .digits import SequenceSplit, to_sequences
 
 __all__ = ["FILES", "read_idx", "write_idx", "mnist"]
@@ -23,15 +24,35 @@ _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 
 def read_idx(path):
-    """The array stored in the IDX file ``path`` (gzipped if it ends in .gz)."""
-    path = Path(path)
+    """The array stored in the IDX file ``path`` (gzipped if it ends in .gz).
+
+    Raises
+    ------
+    TypeError
+        ``path`` not a str or os.PathLike.
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not an IDX file: a bad or truncated header, a size that disagrees with the header's shape,
+        a broken gzip stream.
+    """
+    path = _path("path", path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} could not be read as {'a gzipped ' if path.suffix == '.gz' else 'an '}IDX "
+                         f"file: {type(exc).__name__}: {exc}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
         raise ValueError(f"{path} must start with an IDX header (0, 0, type code in "
                          f"{sorted(_TYPES)}, ndim), got bytes {list(data[:4])}")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header declares {ndim} dimensions, which need "
+                         f"{4 + 4 * ndim} header bytes, but the file holds {len(data)} bytes")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = np.dtype(_TYPES[data[2]])
     expected = 4 + 4 * ndim + dtype.itemsize * int(np.prod(shape))
@@ -40,8 +61,42 @@ def read_idx(path):
     return np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape).astype(dtype.newbyteorder("="))
 
 
+def _path(name, path):
+    if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__} {path!r:.60}")
+    return Path(path)
+
+
 def write_idx(path, array):
-    """Write an unsigned-byte array as an IDX file (for tests and small fixtures)."""
+    """Write an unsigned-byte array as an IDX file (for tests and small fixtures).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    array : array (or array-like) of whole numbers in [0, 255], at most 255 dimensions
+
+    Raises
+    ------
+    TypeError
+        ``path`` not a path; ``array`` not an array or not of a numeric dtype.
+    ValueError
+        Values outside [0, 255]; floats that are not whole numbers (refused rather than truncated);
+        more than 255 dimensions.
+    """
+    path = _path("path", path)
+    array = to_numpy(as_array("array", array))
+    if array.dtype.kind not in "iubf":
+        raise TypeError(f"array must hold integers in [0, 255] (an IDX file of unsigned bytes), got dtype "
+                        f"{array.dtype}")
+    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()):
+        raise ValueError("array must hold whole numbers in [0, 255] (an IDX file of unsigned bytes), got "
+                         "fractional or non-finite floats; round it yourself if that is meant (nothing is "
+                         "truncated silently)")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"array must hold values in [0, 255] (unsigned bytes), got values in "
+                         f"[{array.min()}, {array.max()}]")
+    if array.ndim > 255:
+        raise ValueError(f"array must have at most 255 dimensions (one header byte), got {array.ndim}")
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     Path(path).write_bytes(header + array.tobytes())
@@ -60,7 +115,10 @@ def mnist(folder, *, rows=False, dtype=None):
     Pixels are scaled from 0..255 to [0, 1]; returns a
     :class:`refnet.tasks.digits.SequenceSplit` on the active backend.
     """
-    folder = Path(folder)
+    folder = _path("folder", folder)
+    if not isinstance(rows, bool):
+        raise TypeError(f"rows must be a bool, got {type(rows).__name__} {rows!r}")
+    dtype = check_dtype("dtype", dtype)
     if not folder.is_dir():
         raise FileNotFoundError(f"folder must be a directory holding the MNIST IDX files, got {str(folder)!r}")
     arrays = {key: read_idx(_find(folder, name)) for key, name in FILES.items()}

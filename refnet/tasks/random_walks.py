@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy
 
-from .._validate import check_array, check_int
+from .._validate import as_array, check_array, check_int, check_number, check_seed
 from ..backend import asarray, to_numpy, xp_of
 
 __all__ = ["READINGS", "RandomWalks", "step_std", "random_walks", "random_walk_task",
@@ -41,12 +41,29 @@ class RandomWalks:
 
 
 def step_std(sigma, reading):
-    """The standard deviation of one coordinate of a step for the paper's σ under ``reading``."""
-    if reading not in READINGS:
-        raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    """The standard deviation of one coordinate of a step for the paper's σ under ``reading``.
+
+    Raises ValueError for ``reading`` not in :data:`READINGS` or ``sigma`` not a finite number > 0
+    (TypeError if not a number).
+    """
+    _check_reading(reading)
+    sigma = check_number("sigma", sigma, low=0.0, low_open=True)
     return float(numpy.sqrt(sigma)) if reading == "variance" else float(sigma)
+
+
+def _check_reading(reading):
+    if not isinstance(reading, str) or reading not in READINGS:
+        raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
+
+
+def _check_sigmas(sigmas):
+    """σ of every class: a sequence of at least two finite numbers > 0 (one class is no classification)."""
+    if isinstance(sigmas, (str, bytes)) or not hasattr(sigmas, "__len__"):
+        raise TypeError(f"sigmas must be a sequence (σ_0, σ_1, ...) of numbers > 0, got {type(sigmas).__name__} "
+                        f"{sigmas!r}")
+    if len(sigmas) < 2:
+        raise ValueError(f"sigmas must hold at least two σ (one per class), got {tuple(sigmas)!r}")
+    return [check_number(f"sigmas[{i}]", s, low=0.0, low_open=True) for i, s in enumerate(sigmas)]
 
 
 def random_walks(n_per_class, *, T=100, sigmas=SIGMAS, reading="variance", seed=0):
@@ -60,16 +77,24 @@ def random_walks(n_per_class, *, T=100, sigmas=SIGMAS, reading="variance", seed=
     sigmas : (σ_0, σ_1)
         The paper's σ of each class, read as ``reading`` says (module docstring).
     reading : 'variance' or 'std'
-    seed : int
+    seed : int >= 0
 
     Returns
     -------
-    x : (T, 2 n_per_class, 2) positions X_1..X_T on the active backend and dtype
-    y : (2 n_per_class,) int64 labels
+    x : (T, C n_per_class, 2) positions X_1..X_T on the active backend and dtype (C = len(sigmas))
+    y : (C n_per_class,) int64 labels
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``n_per_class`` or ``T`` not an int >= 1, ``sigmas`` not at least two finite numbers > 0,
+        an unknown ``reading``, ``seed`` not an int >= 0.
     """
     n_per_class = check_int("n_per_class", n_per_class, 1)
     T = check_int("T", T, 1)
-    stds = [step_std(s, reading) for s in sigmas]
+    _check_reading(reading)
+    seed = check_seed("seed", seed)
+    stds = [step_std(s, reading) for s in _check_sigmas(sigmas)]
     generator = numpy.random.default_rng(seed)
     labels = numpy.repeat(numpy.arange(len(stds)), n_per_class)
     steps = generator.standard_normal((T, labels.size, 2)) * numpy.asarray(stds)[labels][None, :, None]
@@ -79,8 +104,13 @@ def random_walks(n_per_class, *, T=100, sigmas=SIGMAS, reading="variance", seed=
 
 
 def random_walk_task(n_per_class=10_000, *, T=100, reading="variance", seed=0):
-    """The paper's split: ``n_per_class`` walks per class, half of each class to train, half to test."""
+    """The paper's split: ``n_per_class`` walks per class, half of each class to train, half to test.
+
+    Raises TypeError/ValueError for ``n_per_class`` not an int >= 2, ``T`` not an int >= 1, an
+    unknown ``reading`` or ``seed`` not an int >= 0.
+    """
     n_per_class = check_int("n_per_class", n_per_class, 2)
+    seed = check_seed("seed", seed)
     half = n_per_class // 2
     x_train, y_train = random_walks(half, T=T, reading=reading, seed=seed)
     # A second stream for the test set, so the train set does not change with n_per_class's parity.
@@ -89,11 +119,35 @@ def random_walk_task(n_per_class=10_000, *, T=100, reading="variance", seed=0):
 
 
 def step_variance(x):
-    """Per walk, the mean squared step (1/2T) Σ_t ‖X_t − X_{t−1}‖², X_0 = 0: (T, N, 2) -> (N,)."""
-    check_array("x", x, shape=(None, None, 2))
+    """Per walk, the mean squared step (1/2T) Σ_t ‖X_t − X_{t−1}‖², X_0 = 0: (T, N, 2) -> (N,).
+
+    Raises TypeError/ValueError for ``x`` not a finite floating (T, N, 2) array with T >= 1 and N >= 1.
+    """
+    x = _walks("x", x)
     xp = xp_of(x)
     steps = xp.diff(x, axis=0, prepend=xp.zeros_like(x[:1]))
     return (steps * steps).mean(axis=(0, 2))
+
+
+def _walks(name, x):
+    """``x`` as a finite floating (T, N, 2) array with T >= 1 and N >= 1 (the mean over T needs a step)."""
+    x = as_array(name, x)
+    check_array(name, x, shape=(None, None, 2))
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{name} must hold at least one step and one walk (T >= 1, N >= 1), got shape "
+                         f"{tuple(x.shape)}")
+    return x
+
+
+def _labels(name, y, x):
+    """``y`` as (N,) integer labels 0/1 for the N walks of ``x``."""
+    y = as_array(name, y)
+    check_array(name, y, shape=(x.shape[1],), floating=False)
+    host = to_numpy(y)
+    if host.dtype.kind not in "iub" or not numpy.isin(host, (0, 1)).all():
+        raise ValueError(f"{name} must be integer labels 0 or 1, got dtype {host.dtype} with values "
+                         f"{numpy.unique(host)[:5]}")
+    return y
 
 
 def step_variance_baseline(x_train, y_train, x_test, y_test):
@@ -102,7 +156,11 @@ def step_variance_baseline(x_train, y_train, x_test, y_test):
     The rule "class 1 if step variance > c" with c chosen among the midpoints
     between sorted training values to maximise training accuracy.  Returns
     ``(test accuracy, c)`` as floats.
+
+    Raises TypeError/ValueError for walks not finite (T, N, 2) with T, N >= 1 or labels not (N,) 0/1.
     """
+    x_train, x_test = _walks("x_train", x_train), _walks("x_test", x_test)
+    y_train, y_test = _labels("y_train", y_train, x_train), _labels("y_test", y_test, x_test)
     v_train = to_numpy(step_variance(x_train))
     order = numpy.argsort(v_train)
     v, y_sorted = v_train[order], to_numpy(y_train)[order]

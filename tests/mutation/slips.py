@@ -258,7 +258,8 @@ SLIPS = [
          "kernel k-step VJP: W_hh transposed"),
     Slip("refnet/kernels/rtrl.py", "J_ik = J_s[b, i, k]", "J_ik = J_s[b, k, i]", "RTRL kernel: J_s transposed"),
     # ---- optim.py ---------------------------------------------------------------------------
-    Slip("refnet/optim.py", "v += (1.0 - self.beta2) * g * g", "v += (1.0 - self.beta1) * g * g",
+    Slip("refnet/optim.py", "v_new = v * self.beta2 + (1.0 - self.beta2) * g * g",
+         "v_new = v * self.beta2 + (1.0 - self.beta1) * g * g",
          "Adam: beta1 in the second moment"),
     Slip("refnet/optim.py", "root_correction = math.sqrt(1.0 - self.beta2 ** t)",
          "root_correction = 1.0 - self.beta2 ** t", "Adam: bias correction of v without its square root"),
@@ -266,9 +267,10 @@ SLIPS = [
     Slip("refnet/optim.py", "    beta2: float = 0.999\n", "    beta2: float = 0.99\n", "Adam: default beta2 0.99"),
     Slip("refnet/optim.py", "step_size = self.lr / (1.0 - self.beta1 ** t)",
          "step_size = self.lr / (1.0 - self.beta1 ** (t + 1))", "Adam: bias correction one step ahead"),
-    Slip("refnet/optim.py", "p -= self.lr * g / (G ** 0.5 + self.eps)", "p -= self.lr * g / (G + self.eps) ** 0.5",
+    Slip("refnet/optim.py", "p_new = p - self.lr * g / (G_new ** 0.5 + self.eps)",
+         "p_new = p - self.lr * g / (G_new + self.eps) ** 0.5",
          "Adagrad: eps inside the square root"),
-    Slip("refnet/optim.py", "                b += g\n", "                b += (1.0 - self.momentum) * g\n",
+    Slip("refnet/optim.py", "g = b * self.momentum + g\n", "g = b * self.momentum + (1.0 - self.momentum) * g\n",
          "SGD momentum: dampening (1 - mu) slipped in"),
     # ---- heads.py, heads_mlp.py -------------------------------------------------------------
     Slip("refnet/heads.py", "dz[rows, y] -= 1.0", "dz[:, y] -= 1.0", "cross-entropy gradient: e_y on every row"),
