@@ -28,7 +28,12 @@ fixture(bptt) inner    ERNN and both fast-weight forms (refnet/fixtures/inner.py
                        dh_s, da_s per inner step s, and dz) = FD of L under a kick to that inner
                        quantity at step t of one example (the step written out here from Eq. 9/12,
                        resp. Eq. 2 with the cell's memory read and write); the forward inner
-                       traces = that write-out (to rounding)
+                       traces = that write-out (to rounding).  Hopfield (leak a = 0.5): ds and
+                       ∂L/∂(b u) = FD of kicks after the step and to σ's argument (W formed from
+                       U explicitly); u, σ(b u), s written out.  Exact ERNN: dh, the implicit
+                       adjoint z and ∂L/∂g = D z = FD of kicks after the step, to the map
+                       (h = T(h) + ε) and to g, the equilibrium re-solved by Newton to rounding;
+                       h* written out, its residual ‖T(h*) − h*‖ to an absolute 1e-12
 fixture(fpp)           FPP transition (Algorithm 1): ∂L/∂s_T and ∂L/∂s'_{T+1} = FD of L = L_s + L_t
                        under a kick to the state after step 1 and after step 2 (one per example and
                        unit); grads = FD of L in θ, β, s_{T−1}, s_{T+1}; s_T, s'_{T+1}, the losses and
@@ -313,18 +318,56 @@ def _fast_weights_written_out(cell, theta, s_prev, x, t, kick):
     return cell.write(s_prev, h, t), values
 
 
+def _hopfield_written_out(cell, theta, s_prev, x, t, kick):
+    """One Euler step s_t = (1 − a) s_{t−1} + W_s σ(b u), u = [x, s_{t−1}], W = (U + Uᵀ) ⊙ (1 − I) formed
+    explicitly (Liao et al. 2018); a kick to σ's argument b u and one after the step."""
+    W = theta["U"] + theta["U"].T
+    W = W * (1.0 - np.eye(W.shape[0]))
+    u = np.concatenate([x, s_prev], axis=1)
+    sig = 1.0 / (1.0 + np.exp(-(cell.b * u + kick("dbu"))))
+    s = (1.0 - cell.a) * s_prev + sig @ W[cell.input_size:].T
+    return s + kick("ds"), {"u": u, "sig": 1.0 / (1.0 + np.exp(-cell.b * u)), "s": s}
+
+
+def _exact_ernn_written_out(cell, theta, s_prev, x, t, kick):
+    """h* of h = tanh(U h + c + kick_g) + kick_z, c = V h_{t−1} + W x_t + b, by Newton's method to rounding
+    (independent of the cell's solver); then a kick after the step.  kick_g's adjoint is ∂L/∂g = D z, kick_z's
+    the implicit adjoint z (the map's own kick, as fixture(rbp))."""
+    U = theta["U"]
+    c = s_prev @ theta["V"].T + x @ theta["W"].T + theta["b"]
+    k_g, k_z = kick("dg"), kick("z")
+
+    def G(h):
+        return np.tanh(h @ U.T + c + k_g) + k_z - h
+    h = s_prev
+    for _ in range(100):
+        y = np.tanh(h @ U.T + c + k_g)
+        J = (1.0 - y * y)[:, :, None] * U[None] - np.eye(U.shape[0])[None]    # ∂G/∂h per example
+        step = np.linalg.solve(J, -G(h)[:, :, None])[:, :, 0]
+        h = h + step
+        if np.abs(step).max() <= 1e-15 * max(1.0, np.abs(h).max()):
+            break
+    residual = np.abs(np.tanh(h @ U.T + c) - h).max(axis=1, keepdims=True)
+    return h + kick("dh"), {"h": h, "residual": residual}
+
+
+_WRITTEN_OUT = {"ernn": _ernn_written_out, "fast_weights": _fast_weights_written_out,
+                "fast_weights_attention": _fast_weights_written_out, "hopfield": _hopfield_written_out,
+                "exact_ernn": _exact_ernn_written_out}
+
+
 def _inner_fd(name, steps):
     def run():
         fx = inner_bptt_fixture(name, T=T, B=B, input_size=I, hidden_size=H, output_size=O, inner_steps=steps)
         A = fx.arrays
-        c = INNER_CELLS[name].factory(I, H, T, steps)
-        step = _ernn_written_out if name == "ernn" else _fast_weights_written_out
+        c = INNER_CELLS[name].factory(I, H, O, T, steps)
+        step = _WRITTEN_OUT[name]
         theta = {k: f64(A[f"params/{k}"]) for k in c.param_shapes()}
         head = refnet.Head(c.n_out, O)
         beta = {"weight": f64(A["params/head.weight"]), "bias": f64(A["params/head.bias"])}
         x, y, w = f64(A["inputs/x"]), A["inputs/y"], f64(A["inputs/loss_weights"])
         s0 = np.zeros((B, c.n_state))
-        s0[:, :H] = A["inputs/h0"][0]
+        s0[:, :A["inputs/h0"].shape[-1]] = A["inputs/h0"][0]
         s0 = f64(s0)
         backward = [k for k, info in fx.meta["traces"].items() if info["direction"] == "backward"]
         forward_keys = [k for k, info in fx.meta["traces"].items() if info["direction"] == "forward"]
@@ -343,8 +386,14 @@ def _inner_fd(name, steps):
         parts = [_fd_part("inner adjoints", lambda p: run_sequence(p)[0],
                           {q: np.zeros(g.shape) for q, g in grads.items()}, grads)]
         _, values = run_sequence(None)
-        error = _relative([np.stack(values[k]) for k in forward_keys], [A[k] for k in forward_keys])
+        # a residual ‖T(h*) − h*‖ is rounding (~1e-16): it is held to an absolute bound, not relative to itself
+        residuals = [k for k in forward_keys if fx.meta["traces"][k]["quantity"] == "residual"]
+        kept = [k for k in forward_keys if k not in residuals]
+        error = _relative([np.stack(values[k]) for k in kept], [A[k] for k in kept])
         parts.append(("forward inner traces", error, exact_tol(), error <= exact_tol(), ""))
+        for k in residuals:
+            gap = float(np.abs(np.stack(values[k]) - A[k]).max())
+            parts.append(("residual", gap, exact_tol(), gap <= exact_tol(), ""))
         return _worst_of(parts)
     return run
 
@@ -396,7 +445,8 @@ def _fpp_fd(name):
 
 
 UORO_CELLS = ("elman_tanh", "lstm", "gru", *STEP_CELLS)
-INNER_ROWS = (("ernn", 1), ("ernn", 3), ("fast_weights", 2), ("fast_weights_attention", 2))
+INNER_ROWS = (("ernn", 1), ("ernn", 3), ("fast_weights", 2), ("fast_weights_attention", 2), ("hopfield", None),
+              ("exact_ernn", None))
 FPP_CELLS = ("elman_tanh", "lstm", "gru", *STEP_CELLS)
 KFRTRL_CELLS = ("elman_tanh", "fastrnn")     # the smooth cells with kronecker_factors (ReLU's kinks spoil FD)
 
@@ -413,8 +463,9 @@ def checks():
                   _kfrtrl_fd(name)) for name in KFRTRL_CELLS]
     out += [Check(name, f"fixture({variant})", "z, dtheta, dx = FD of kicks through the re-solved equilibrium",
                   _implicit_fd(name, variant)) for variant in RBP_VARIANTS for name in ("elman_tanh", "gru")]
-    out += [Check(name, f"fixture(bptt,{INNER_CELLS[name].inner}={steps})",
-                  "inner adjoints = FD of kicks at (t, inner step); inner forward = written out",
+    out += [Check(name, "fixture(bptt)" if steps is None else f"fixture(bptt,{INNER_CELLS[name].inner}={steps})",
+                  "inner adjoints = FD of kicks at (t, inner step); inner forward = written out" if steps else
+                  "step adjoints = FD of kicks at (t, quantity); forward = written out",
                   _inner_fd(name, steps)) for name, steps in INNER_ROWS]
     out += [Check(name, "fixture(fpp)", "ds_T, ds'_T+1, grads = FD of kicks; steps, write-back = written out",
                   _fpp_fd(name)) for name in FPP_CELLS]
