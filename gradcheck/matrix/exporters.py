@@ -321,33 +321,35 @@ def _fast_weights_written_out(cell, theta, s_prev, x, t, kick):
 def _hopfield_written_out(cell, theta, s_prev, x, t, kick):
     """One Euler step s_t = (1 − a) s_{t−1} + W_s σ(b u), u = [x, s_{t−1}], W = (U + Uᵀ) ⊙ (1 − I) formed
     explicitly (Liao et al. 2018); a kick to σ's argument b u and one after the step."""
+    xp = xp_of(s_prev)                  # NumPy or the device: the write-out runs where the cell does
     W = theta["U"] + theta["U"].T
-    W = W * (1.0 - np.eye(W.shape[0]))
-    u = np.concatenate([x, s_prev], axis=1)
-    sig = 1.0 / (1.0 + np.exp(-(cell.b * u + kick("dbu"))))
+    W = W * (1.0 - xp.eye(W.shape[0], dtype=W.dtype))
+    u = xp.concatenate([x, s_prev], axis=1)
+    sig = 1.0 / (1.0 + xp.exp(-(cell.b * u + kick("dbu"))))
     s = (1.0 - cell.a) * s_prev + sig @ W[cell.input_size:].T
-    return s + kick("ds"), {"u": u, "sig": 1.0 / (1.0 + np.exp(-cell.b * u)), "s": s}
+    return s + kick("ds"), {"u": u, "sig": 1.0 / (1.0 + xp.exp(-cell.b * u)), "s": s}
 
 
 def _exact_ernn_written_out(cell, theta, s_prev, x, t, kick):
     """h* of h = tanh(U h + c + kick_g) + kick_z, c = V h_{t−1} + W x_t + b, by Newton's method to rounding
     (independent of the cell's solver); then a kick after the step.  kick_g's adjoint is ∂L/∂g = D z, kick_z's
     the implicit adjoint z (the map's own kick, as fixture(rbp))."""
+    xp = xp_of(s_prev)
     U = theta["U"]
     c = s_prev @ theta["V"].T + x @ theta["W"].T + theta["b"]
     k_g, k_z = kick("dg"), kick("z")
 
     def G(h):
-        return np.tanh(h @ U.T + c + k_g) + k_z - h
+        return xp.tanh(h @ U.T + c + k_g) + k_z - h
     h = s_prev
     for _ in range(100):
-        y = np.tanh(h @ U.T + c + k_g)
-        J = (1.0 - y * y)[:, :, None] * U[None] - np.eye(U.shape[0])[None]    # ∂G/∂h per example
-        step = np.linalg.solve(J, -G(h)[:, :, None])[:, :, 0]
+        y = xp.tanh(h @ U.T + c + k_g)
+        J = (1.0 - y * y)[:, :, None] * U[None] - xp.eye(U.shape[0], dtype=U.dtype)[None]    # ∂G/∂h per example
+        step = xp.linalg.solve(J, -G(h)[:, :, None])[:, :, 0]
         h = h + step
-        if np.abs(step).max() <= 1e-15 * max(1.0, np.abs(h).max()):
+        if xp.abs(step).max() <= 1e-15 * max(1.0, xp.abs(h).max()):
             break
-    residual = np.abs(np.tanh(h @ U.T + c) - h).max(axis=1, keepdims=True)
+    residual = xp.abs(xp.tanh(h @ U.T + c) - h).max(axis=1, keepdims=True)
     return h + kick("dh"), {"h": h, "residual": residual}
 
 
