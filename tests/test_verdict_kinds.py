@@ -179,3 +179,21 @@ def test_the_cli_accepts_rtol_zero_and_names_a_negative_one(fx, tmp_path):
     assert _cli("compare", str(tmp_path / "ref"), str(tmp_path / "cand.npz"), "--rtol", "0").returncode == 0
     bad = _cli("compare", str(tmp_path / "ref"), str(tmp_path / "cand.npz"), "--rtol", "-1")
     assert bad.returncode == 2 and "--rtol" in bad.stderr
+
+
+def test_a_symmetric_kink_that_the_central_difference_averages_away_is_still_named():
+    """|w| at 0 with the convention 0: the central difference agrees, only the one-sided gap shows the kink,
+    and it persists at ε/8, so it reaches the one-sided examination."""
+    from gradcheck.check import check_grads
+    report = check_grads(lambda p: float(np.abs(p["w"]).sum()), {"w": np.zeros(2)}, {"w": np.zeros(2)},
+                         raise_on_failure=False)
+    assert report.verdict.status == "inconclusive" and len(report.kinks) == 2
+
+
+def test_strong_curvature_is_not_mistaken_for_a_kink():
+    """1e4 w² has a first-order one-sided gap 2e4 ε above rtol · scale, but it shrinks at ε/8: a pass."""
+    from gradcheck.check import check_grads
+    w = np.array([0.3, -0.2])
+    report = check_grads(lambda p: float((1e4 * p["w"] ** 2).sum() + p["w"].sum()), {"w": w},
+                         {"w": 2e4 * w + 1}, raise_on_failure=False)
+    assert report.passed and not report.kinks
