@@ -180,6 +180,29 @@ def _copy_state(state):
     return type(state)(*({k: v.copy() for k, v in f.items()} if isinstance(f, dict) else f for f in state))
 
 
+def _prepare(learner, kind, cls, step_type, x, y):
+    """What both kernel steps need before the call, or None when the kernel does not apply.
+
+    Returns ``(plan, xy, s, pred, opt_state, grad, o1, o2)``: the plan, the kernel form of
+    x_t and y_t, output buffers for s_t and the prediction, the optimiser state and a copy of
+    the gradient buffer (both put back if the step fails), and the optimiser's arrays (with
+    Adam's bias corrections of the coming step already in the plan).
+    """
+    plan = _get_plan(learner, kind, cls, step_type)
+    if not plan or not kernels.enabled():
+        return None
+    xy = _targets(plan, x, y)
+    if xy is None:
+        return None
+    s = numpy.empty((1, plan.n), dtype=plan.dtype)
+    pred = numpy.empty((1, plan.O), dtype=plan.dtype)
+    opt_state, grad = learner.opt_state, learner.grad.copy()
+    if plan.adam:
+        _adam_floats(plan, learner)
+    o1, o2 = _optimiser_arrays(plan, learner)
+    return plan, xy, s, pred, opt_state, grad, o1, o2
+
+
 def tbptt_step(learner, x, y, cls, step_type):
     """One whole TBPTT(1, k) step of ``learner`` (a ``TBPTTLearner``) in one kernel call (Williams & Peng 1990).
 
@@ -199,12 +222,10 @@ def tbptt_step(learner, x, y, cls, step_type):
         If the new state, the loss, the gradient or the optimiser's update is not finite
         (the learner is left exactly as it was).
     """
-    plan = _get_plan(learner, "tbptt", cls, step_type)
-    if not plan or not kernels.enabled():
+    ready = _prepare(learner, "tbptt", cls, step_type, x, y)
+    if ready is None:
         return None
-    xy = _targets(plan, x, y)
-    if xy is None:
-        return None
+    plan, xy, s, pred, opt_state, grad, o1, o2 = ready
     if plan.t != learner.t:                                  # the learner's own path ran since: rebuild
         count = len(learner.inputs)
         if count:
@@ -213,12 +234,6 @@ def tbptt_step(learner, x, y, cls, step_type):
     full = len(learner.inputs) == learner.k
     anchor = learner._second if full else learner.anchor
     second = numpy.empty((1, plan.n), dtype=plan.dtype)
-    s = numpy.empty((1, plan.n), dtype=plan.dtype)
-    pred = numpy.empty((1, plan.O), dtype=plan.dtype)
-    opt_state, grad = learner.opt_state, learner.grad.copy()
-    if plan.adam:
-        _adam_floats(plan, learner)
-    o1, o2 = _optimiser_arrays(plan, learner)
     loss = plan.kernel(learner.w, learner.grad, o1, o2, plan.xs, xy[0], xy[1], anchor[0], second[0],
                        s[0], pred[0], plan.hs, plan.scratch, plan.ints, plan.floats)
     if plan.ints[_I_STATUS] == _INPUTS:                      # non-finite x_t or y_t: nothing touched
@@ -256,18 +271,10 @@ def rtrl_step(learner, x, y, cls, step_type):
         If the new state, the loss, the gradient or the optimiser's update is not finite
         (the learner is left exactly as it was).
     """
-    plan = _get_plan(learner, "rtrl", cls, step_type)
-    if not plan or not kernels.enabled():
+    ready = _prepare(learner, "rtrl", cls, step_type, x, y)
+    if ready is None:
         return None
-    xy = _targets(plan, x, y)
-    if xy is None:
-        return None
-    s = numpy.empty((1, plan.n), dtype=plan.dtype)
-    pred = numpy.empty((1, plan.O), dtype=plan.dtype)
-    opt_state, grad = learner.opt_state, learner.grad.copy()
-    if plan.adam:
-        _adam_floats(plan, learner)
-    o1, o2 = _optimiser_arrays(plan, learner)
+    plan, xy, s, pred, opt_state, grad, o1, o2 = ready
     loss = plan.kernel(learner.w, learner.grad, o1, o2, learner.M.reshape(-1),
                        learner._M_next.reshape(-1), learner.s[0], xy[0], xy[1], s[0], pred[0], plan.scratch,
                        plan.ints, plan.floats)
