@@ -132,8 +132,11 @@ def problems(obj, *, kind, owner=None):
     if kind == "class":
         generated = _is_generated_init(obj)
         init = obj.__init__
-        expected = _signature_names(init, skip_first=True) if (
-            "__init__" in vars(obj) or generated or any("__init__" in vars(b) for b in obj.__mro__[1:-1])) else []
+        if generated and not dataclasses.is_dataclass(obj):
+            expected = list(obj._fields)           # a named tuple: its fields (its __init__ is object's)
+        else:
+            own_init = generated or any("__init__" in vars(b) for b in obj.__mro__[:-1] if b.__module__ != "builtins")
+            expected = _signature_names(init, skip_first=True) if own_init else []
         documented = _entry_names(doc["Parameters"]) + _entry_names(doc["Other Parameters"])
         if generated:
             documented += _entry_names(doc["Attributes"])
@@ -158,7 +161,9 @@ def problems(obj, *, kind, owner=None):
             found.append(f"documented parameters the signature lacks: {stray}")
     if kind != "class" and _returns_a_value(function) and not (doc["Returns"] or doc["Yields"]):
         found.append("no Returns section")
-    if not doc["Raises"] and not generated:
+    builtin_init = kind == "class" and not expected and not any(
+        "__init__" in vars(b) for b in obj.__mro__[:-1] if b.__module__ != "builtins")
+    if not doc["Raises"] and not generated and not builtin_init:
         found.append("no Raises section")
     return found
 
@@ -177,8 +182,9 @@ def _items(module_name):
         items.append((f"{module_name}.{name}", obj, "class", None))
         if issubclass(obj, BaseException):
             continue
+        fields = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
         for attr, value in vars(obj).items():
-            if attr.startswith("_"):
+            if attr.startswith("_") or attr in fields:      # a field's default (even a function) is data
                 continue
             qualified = f"{module_name}.{name}.{attr}"
             if isinstance(value, property):
@@ -281,6 +287,24 @@ def test_a_documented_parameter_the_signature_lacks_is_named():
         ValueError
         """
     assert problems(stale, kind="function") == ["documented parameters the signature lacks: ['old']"]
+
+
+def test_a_named_tuple_documents_its_fields():
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        """A pair.
+
+        Attributes
+        ----------
+        first : float
+        second : float
+        """
+        first: float
+        second: float
+    assert problems(Pair, kind="class") == []
+    Pair.__doc__ = "A pair."
+    assert problems(Pair, kind="class") == ["parameters not documented: ['first', 'second']"]
 
 
 def test_a_dataclass_may_document_its_fields_as_attributes():

@@ -14,14 +14,23 @@ For every cell with its own ``fused_sequence``/``fused_sequence_vjp``
   ``REFNET_NUMBA=1`` and ``=0``; the row also watches that the cell's forward
   and backward kernels did run, and fails without that evidence (on CuPy
   there are no kernels to compare: the row says so and fails).
+- ``fused device kernel = per-step path``: the fused path through the device
+  loops of :mod:`refnet.kernels.fused_device` (one GEMM and one elementwise
+  kernel per step) against the per-step path.  On CuPy the kernels are
+  CuPy's ElementwiseKernels; on NumPy the row runs the same bodies compiled
+  for the host (``host_emulation``) and is registered only where a C++
+  compiler is found.  The row counts the kernels' launches and fails
+  without them.
 """
 import contextlib
 import os
+import shutil
 
 import refnet
 from refnet import kernels
 from refnet.backend import backend_name, rng, to_numpy
 from refnet.cells.fast_weights import FastWeightsAttention
+from refnet.kernels import fused_device
 
 from ..check import compare_grads
 from .common import CELLS, B, Check, H, I, Problem, T, exact_tol, worst
@@ -149,6 +158,32 @@ def _kernel_equals_twin(name):
     return run
 
 
+def _launches(kernel_set):
+    return sum(k.calls for k in kernel_set.built.values())
+
+
+def _device_equals_per_step(name, emulate):
+    def run():
+        with _env(REFNET_FUSED="0"):
+            reference = _everything(name)
+        with _env(REFNET_FUSED="1"), (fused_device.host_emulation() if emulate else contextlib.nullcontext()):
+            kernel_set = fused_device.kernels_for(refnet.get_xp())
+            if kernel_set is None:
+                return None, exact_tol(), False, "no device kernels for this backend: no evidence"
+            before = _launches(kernel_set)
+            ours = _everything(name)
+            launched = _launches(kernel_set) - before
+        if not launched:
+            return None, exact_tol(), False, "no device kernel was launched: no evidence"
+        err, tol, passed, detail = _compare(ours, reference, "per-step path")
+        return err, tol, passed, f"{detail}; {launched} kernel launches".lstrip("; ")
+    return run
+
+
+def _host_compiler():
+    return bool(os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++"))
+
+
 def checks():
     """The family's rows: fused = per-step for every fused cell, kernel = twin for those with kernels."""
     rows = [Check(name, "fused sequence", "fused path = per-step path (bptt, tbptt, sequence_vjp)",
@@ -156,4 +191,9 @@ def checks():
     if backend_name() == "numpy":       # the kernels take NumPy arrays only; elsewhere the twin is the path
         rows += [Check(name, "fused sequence", "fused numba kernel = plain twin", _kernel_equals_twin(name))
                  for name in KERNELS]
+    if backend_name() == "cupy" or (backend_name() == "numpy" and _host_compiler()):
+        emulate = backend_name() == "numpy"
+        relation = ("fused device kernel, host-compiled = per-step path" if emulate
+                    else "fused device kernel = per-step path")
+        rows += [Check(name, "fused sequence", relation, _device_equals_per_step(name, emulate)) for name in KERNELS]
     return rows

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import kernels
+from ..kernels import fused_device
 from ..backend import to_numpy, xp_of
 from .activations import ACTIVATIONS
 from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
@@ -183,7 +184,10 @@ class ElmanRNN(Cell):
         hs = xp.empty((T + 1, B, self.hidden_size), dtype=x.dtype)
         hs[0] = s0
         W_hh = params["weight_hh"]
-        if forward_kernel_applies(B * self.hidden_size, XW, hs, W_hh):
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            fused_device.elman_forward(device, self.nonlinearity, XW, W_hh, hs)
+        elif forward_kernel_applies(B * self.hidden_size, XW, hs, W_hh):
             kernels.load("fused")._elman_forward(XW, numpy.ascontiguousarray(W_hh), self._code, hs,
                                                  numpy.empty_like(s0, order="C"))
         else:
@@ -199,7 +203,10 @@ class ElmanRNN(Cell):
         W_ih, W_hh = params["weight_ih"], params["weight_hh"]
         dA = xp.empty((n, B, H), dtype=dout.dtype)
         dh = ds_last.copy()
-        if kernels.applicable(dout, dh, trace.hs, W_hh):
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            fused_device.elman_backward(device, self.nonlinearity, W_hh, trace.hs, dout, start, dh, dA)
+        elif kernels.applicable(dout, dh, trace.hs, W_hh):
             kernels.load("fused")._elman_backward(numpy.ascontiguousarray(W_hh), trace.hs,
                                                   numpy.ascontiguousarray(dout), start, self._code, dh, dA)
         else:

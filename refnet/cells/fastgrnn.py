@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import kernels
+from ..kernels import fused_device
 from ..backend import xp_of
 from .activations import ACTIVATIONS, sigmoid
 from .base import Cell, forward_kernel_applies, input_projection, summed_outer
@@ -173,7 +174,11 @@ class FastGRNN(Cell):
         zeta, nu = sigmoid.fn(params["zeta"]), sigmoid.fn(params["nu"])
         U, b_z, b_h = params["U"], params["bias_gate"], params["bias_update"]
         gate, update = ACTIVATIONS[self.gate_nonlinearity], ACTIVATIONS[self.update_nonlinearity]
-        if forward_kernel_applies(B * H, XW, hs, U, b_z, b_h):
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            fused_device.fastgrnn_forward(device, self.gate_nonlinearity, self.update_nonlinearity, XW, U, b_z, b_h,
+                                          zeta, nu, hs, zs, h_tilde)
+        elif forward_kernel_applies(B * H, XW, hs, U, b_z, b_h):
             kernels.load("fused")._fastgrnn_forward(
                 XW, numpy.ascontiguousarray(U), numpy.ascontiguousarray(b_z), numpy.ascontiguousarray(b_h),
                 _CODES[self.gate_nonlinearity], _CODES[self.update_nonlinearity], zeta[0], nu[0], hs, zs, h_tilde,
@@ -196,7 +201,11 @@ class FastGRNN(Cell):
         dS, dA_z, dA_h, dA = (xp.empty((n, B, H), dtype=dout.dtype) for _ in range(4))
         dh = ds_last.copy()
         gate, update = ACTIVATIONS[self.gate_nonlinearity], ACTIVATIONS[self.update_nonlinearity]
-        if kernels.applicable(dout, dh, trace.hs, U):
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            fused_device.fastgrnn_backward(device, self.gate_nonlinearity, self.update_nonlinearity, U, trace.hs,
+                                           trace.z, trace.h_tilde, dout, start, zeta, nu, dh, dS, dA_z, dA_h, dA)
+        elif kernels.applicable(dout, dh, trace.hs, U):
             kernels.load("fused")._fastgrnn_backward(
                 numpy.ascontiguousarray(U), trace.hs, trace.z, trace.h_tilde, numpy.ascontiguousarray(dout), start,
                 _CODES[self.gate_nonlinearity], _CODES[self.update_nonlinearity], zeta[0], nu[0], dh, dS, dA_z,

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import kernels
+from ..kernels import fused_device
 from ..backend import xp_of
 from .activations import ACTIVATIONS, sigmoid
 from .base import Cell, forward_kernel_applies, input_projection, summed_outer
@@ -199,7 +200,10 @@ class FastRNN(Cell):
         h_tilde = xp.empty((T, B, self.hidden_size), dtype=x.dtype)
         alpha, beta = sigmoid.fn(params["alpha"]), sigmoid.fn(params["beta"])
         U = params["U"]
-        if forward_kernel_applies(B * self.hidden_size, XW, hs, U):
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            fused_device.fastrnn_forward(device, self.nonlinearity, XW, U, alpha, beta, hs, h_tilde)
+        elif forward_kernel_applies(B * self.hidden_size, XW, hs, U):
             kernels.load("fused")._fastrnn_forward(XW, numpy.ascontiguousarray(U), _CODES[self.nonlinearity],
                                                    alpha[0], beta[0], hs, h_tilde, numpy.empty_like(s0, order="C"))
         else:
@@ -218,7 +222,11 @@ class FastRNN(Cell):
         dS = xp.empty((n, B, H), dtype=dout.dtype)
         dA = xp.empty((n, B, H), dtype=dout.dtype)
         dh = ds_last.copy()
-        if kernels.applicable(dout, dh, trace.hs, U):
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            fused_device.fastrnn_backward(device, self.nonlinearity, U, trace.h_tilde, dout, start, alpha, beta, dh,
+                                          dS, dA)
+        elif kernels.applicable(dout, dh, trace.hs, U):
             kernels.load("fused")._fastrnn_backward(numpy.ascontiguousarray(U), trace.h_tilde,
                                                     numpy.ascontiguousarray(dout), start, _CODES[self.nonlinearity],
                                                     alpha[0], beta[0], dh, dS, dA)

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import kernels
+from ..kernels import fused_device
 from ..backend import to_numpy, xp_of
 from .activations import sigmoid, tanh
 from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
@@ -129,6 +130,11 @@ class GRU(Cell):
         gates = xp.empty((T, B, 3 * H), dtype=x.dtype)
         a_hn = xp.empty((T, B, H), dtype=x.dtype)
         W_hh, b_hh = params["weight_hh"], params["bias_hh"]
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            XI = input_projection(x, params["weight_ih"], params["bias_ih"])
+            fused_device.gru_forward(device, XI, W_hh, b_hh, hs, gates, a_hn)
+            return hs[1:], hs[T].copy(), GRUFused(x, hs, gates, a_hn)
         if forward_kernel_applies(B * 3 * H, x, hs, W_hh, b_hh):
             XI = input_projection(x, params["weight_ih"], params["bias_ih"])
             kernels.load("fused")._gru_forward(XI, numpy.ascontiguousarray(W_hh), numpy.ascontiguousarray(b_hh),
@@ -169,7 +175,10 @@ class GRU(Cell):
         dA_i = xp.empty((n, B, 3 * H), dtype=dout.dtype)
         dA_h = xp.empty((n, B, 3 * H), dtype=dout.dtype)
         dh = ds_last.copy()
-        if kernels.applicable(dout, dh, trace.hs, W_hh):
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            fused_device.gru_backward(device, W_hh, trace.hs, trace.gates, trace.a_hn, dout, start, dh, dA_i, dA_h)
+        elif kernels.applicable(dout, dh, trace.hs, W_hh):
             kernels.load("fused")._gru_backward(numpy.ascontiguousarray(W_hh), trace.hs, trace.gates, trace.a_hn,
                                                 numpy.ascontiguousarray(dout), start, dh, dA_i, dA_h,
                                                 numpy.empty_like(dh))

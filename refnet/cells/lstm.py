@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import kernels
+from ..kernels import fused_device
 from ..backend import to_numpy, xp_of
 from .activations import sigmoid, tanh
 from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
@@ -160,6 +161,11 @@ class LSTM(Cell):
         hs[0], cs[0] = self.split_state(s0)
         gates = xp.empty((T, B, 4 * H), dtype=x.dtype)
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            XW = input_projection(x, params["weight_ih"], params["bias_ih"] + params["bias_hh"])
+            fused_device.lstm_forward(device, XW, W_hh, hs, cs, gates, tanh_c)
+            return hs[1:], xp.concatenate([hs[T], cs[T]], axis=1), LSTMFused(x, hs, cs, gates, tanh_c)
         if forward_kernel_applies(B * 4 * H, x, hs, W_hh):
             XW = input_projection(x, params["weight_ih"], params["bias_ih"] + params["bias_hh"])
             kernels.load("fused")._lstm_forward(XW, numpy.ascontiguousarray(W_hh), hs, cs, gates, tanh_c,
@@ -195,7 +201,10 @@ class LSTM(Cell):
         W_ih, W_hh = params["weight_ih"], params["weight_hh"]
         dA = xp.empty((n, B, 4 * H), dtype=dout.dtype)
         dh, dc = ds_last[:, :H].copy(), ds_last[:, H:].copy()
-        if kernels.applicable(dout, dh, trace.hs, W_hh):
+        device = fused_device.kernels_for(xp)
+        if device is not None:
+            fused_device.lstm_backward(device, W_hh, trace.cs, trace.gates, trace.tanh_c, dout, start, dh, dc, dA)
+        elif kernels.applicable(dout, dh, trace.hs, W_hh):
             kernels.load("fused")._lstm_backward(numpy.ascontiguousarray(W_hh), trace.cs, trace.gates,
                                                  trace.tanh_c, numpy.ascontiguousarray(dout), start, dh, dc, dA)
         else:

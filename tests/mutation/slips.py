@@ -282,6 +282,25 @@ SLIPS = [
          "head: example weights left out of the gradient"),
     Slip("refnet/heads_mlp.py", 'da = (dlogits @ beta["weight"]) * relu.grad(u)', 'da = dlogits @ beta["weight"]',
          "MLP head: dropped ReLU'"),
+    # ---- kernels/fused_device.py: the device kernels' CUDA C bodies (run host-compiled in the matrix) ----
+    Slip("refnet/kernels/fused_device.py", "dc = dc_t * gf;", "dc = dc_t;",
+         "LSTM device backward: forget gate dropped from the carried dc"),
+    Slip("refnet/kernels/fused_device.py", "h = (h_prev - gn) * gz + gn;", "h = (h_prev - gn) * gz;",
+         "GRU device forward: the candidate's own term dropped"),
+    Slip("refnet/kernels/fused_device.py", "dnh = dn * gr;", "dnh = dn;",
+         "GRU device backward: reset gate dropped from the hidden side's n cotangent"),
+    Slip("refnet/kernels/fused_device.py", "da = (dh + dout) * {_dact(act, 'h')};", "da = dh * {_dact(act, 'h')};",
+         "Elman device backward: the loss's own cotangent dropped"),
+    Slip("refnet/kernels/fused_device.py", "carry = beta * ds;", "carry = ds;",
+         "FastRNN device backward: beta dropped from the carried cotangent"),
+    Slip("refnet/kernels/fused_device.py", "da = da_z + da_h;", "da = da_z;",
+         "FastGRNN device backward: the update's cotangent dropped from U's"),
+    Slip("refnet/kernels/fused_device.py", '"sigmoid": f"((T)0.5 * (tanh((T)0.5 * {a}) + (T)1))"',
+         '"sigmoid": f"((T)0.5 * (tanh({a}) + (T)1))"', "device sigmoid: tanh(a) for tanh(a/2)"),
+    Slip("refnet/kernels/fused_device.py", '"relu": f"({y} > (T)0 ? (T)1 : (T)0)"',
+         '"relu": f"({y} >= (T)0 ? (T)1 : (T)0)"', "device ReLU': 1 where the unit is off"),
+    Slip("refnet/kernels/fused_device.py", "        xp.matmul(dA_h[j], W_hh, out=dh)\n        dh += carry\n",
+         "        xp.matmul(dA_h[j], W_hh, out=dh)\n", "GRU device loop: the direct path z ⊙ dh dropped"),
 ]
 
 RBP_ROWS = ("rbp", "cg_rbp", "gmres_rbp", "neumann_rbp")
@@ -321,6 +340,7 @@ PRIORITY = {
     "refnet/solvers/operators.py": RBP_ROWS,
     "refnet/solvers/linear.py": RBP_ROWS,
     "refnet/cells/ernn_exact.py": ("exact_ernn", "toy_ernn"),
+    "refnet/kernels/fused_device.py": ("elman", "irnn", "lstm", "gru", "fastrnn", "fastgrnn"),
 }
 
 
