@@ -359,7 +359,7 @@ class ElmanRNN(Cell):
         KeyError
             If ``params`` lacks ``weight_hh``.
         ValueError
-            If ``weight_hh`` is not (H, H) for the cache's H (broadcast error).
+            If ``weight_hh`` does not broadcast against (B, H, H) (the array module's error).
         """
         return self.phi.grad(cache.h)[:, :, None] * params["weight_hh"][None]
 
