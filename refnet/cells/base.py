@@ -1,4 +1,4 @@
-"""The cell contract (DESIGN.md §3) and the affine pieces all PyTorch cells share.
+"""The cell contract and the affine pieces all PyTorch cells share.
 
 A cell is an immutable description (sizes, nonlinearity); parameters, states
 and caches are passed in and out explicitly, so nothing depends on call order.
@@ -47,7 +47,7 @@ __all__ = ["Cell", "affine_jvp", "affine_vjp", "REQUIRED_METHODS", "OPTIONAL_CAP
            "contract_clashes", "FUSED_SEQUENCE", "FORWARD_KERNEL_MAX_BLOCK", "supports_fused_sequence",
            "forward_kernel_applies", "input_projection", "summed_outer"]
 
-# What every cell has (DESIGN.md §3), and the helpers this base gives them all.
+# What every cell has (the contract above), and the helpers this base gives them all.
 REQUIRED_METHODS = ("param_shapes", "init", "step", "step_vjp", "step_jvp", "jacobians", "output",
                     "output_vjp", "n_state", "n_out", "init_state", "check_params", "flat_params",
                     "pytorch_init")
@@ -67,7 +67,7 @@ def _clash_message(owner, name, what):
 def contract_clashes(cell):
     """The contract names that ``cell`` (an instance) has as data instead of methods/properties.
 
-    DESIGN.md §3's rule: an algorithm calls every name of :data:`CONTRACT_NAMES`
+    The contract's rule: an algorithm calls every name of :data:`CONTRACT_NAMES`
     as a method, so an instance attribute or a class attribute under one of
     those names that is not callable (ERNN's former field ``steps``) breaks it.
 
@@ -180,7 +180,7 @@ def input_projection(x, weight, bias):
     """The input projection of every step as one GEMM over the T·B rows: x_t Wᵀ + b for t = 1..T.
 
     Hoisting it out of the time loop is the first half of the fused
-    whole-sequence path (DESIGN.md §3): one (T·B, I) × (I, G) product
+    whole-sequence path (:data:`FUSED_SEQUENCE`): one (T·B, I) × (I, G) product
     instead of T small ones.
 
     Parameters
@@ -195,7 +195,7 @@ def input_projection(x, weight, bias):
     Returns
     -------
     (T, B, G) array
-        Pre-activations' input part, a new array in ``x``'s dtype.
+        The pre-activations' input part, a new array.
 
     Raises
     ------
@@ -240,7 +240,7 @@ def summed_outer(dA, X):
 
 
 class Cell:
-    """Base of every cell: shared defaults of the contract (DESIGN.md §3).
+    """Base of every cell: shared defaults of the cell contract (this module's docstring).
 
     Subclasses are frozen dataclasses with the fields ``input_size`` and
     ``hidden_size`` and define ``param_shapes``, ``init``, ``step``,
