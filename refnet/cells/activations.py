@@ -15,6 +15,19 @@ __all__ = ["Activation", "ACTIVATIONS", "sigmoid", "tanh", "relu"]
 
 
 class Activation(NamedTuple):
+    """A pointwise nonlinearity y = fn(a) and its derivative written from the output, grad(y) = fn'(a).
+
+    Keeping the derivative as a function of y is what lets a cell's cache hold
+    only the activations (autograd's derivative tables do the same).
+
+    Attributes
+    ----------
+    fn : callable
+        a -> y, elementwise on an array of any shape (B, n), same shape and dtype out.
+    grad : callable
+        y -> dy/da, elementwise, from the output y = fn(a) (same shape and dtype).
+    """
+
     fn: Callable    # a -> y
     grad: Callable  # y -> dy/da
 

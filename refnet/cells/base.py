@@ -1,4 +1,4 @@
-"""The cell contract (DESIGN.md §3) and the affine pieces all PyTorch cells share.
+"""The cell contract and the affine pieces all PyTorch cells share.
 
 A cell is an immutable description (sizes, nonlinearity); parameters, states
 and caches are passed in and out explicitly, so nothing depends on call order.
@@ -47,7 +47,7 @@ __all__ = ["Cell", "affine_jvp", "affine_vjp", "REQUIRED_METHODS", "OPTIONAL_CAP
            "contract_clashes", "FUSED_SEQUENCE", "FORWARD_KERNEL_MAX_BLOCK", "supports_fused_sequence",
            "forward_kernel_applies", "input_projection", "summed_outer"]
 
-# What every cell has (DESIGN.md §3), and the helpers this base gives them all.
+# What every cell has (the contract above), and the helpers this base gives them all.
 REQUIRED_METHODS = ("param_shapes", "init", "step", "step_vjp", "step_jvp", "jacobians", "output",
                     "output_vjp", "n_state", "n_out", "init_state", "check_params", "flat_params",
                     "pytorch_init")
@@ -65,7 +65,29 @@ def _clash_message(owner, name, what):
 
 
 def contract_clashes(cell):
-    """The contract names that ``cell`` (an instance) has as data instead of methods/properties."""
+    """The contract names that ``cell`` (an instance) has as data instead of methods/properties.
+
+    The contract's rule: an algorithm calls every name of :data:`CONTRACT_NAMES`
+    as a method, so an instance attribute or a class attribute under one of
+    those names that is not callable (ERNN's former field ``steps``) breaks it.
+
+    Parameters
+    ----------
+    cell : object
+        A cell instance (anything: an object without ``__dict__`` is read
+        through its class alone).
+
+    Returns
+    -------
+    list of str
+        The clashing names, sorted and without repeats; empty when there is none.
+
+    Raises
+    ------
+    Exception
+        Nothing of its own: it only reads ``vars(cell)`` and the class
+        dictionaries of ``type(cell).__mro__``.
+    """
     clashes = [name for name in vars(cell) if name in CONTRACT_NAMES] if hasattr(cell, "__dict__") else []
     for name in CONTRACT_NAMES:
         for klass in type(cell).__mro__:
@@ -98,6 +120,24 @@ def supports_fused_sequence(cell):
     ``step_vjp``: a subclass that changes the transition without writing its
     own fused pair (it would inherit one for another transition) is refused,
     and the algorithms then run the per-step path.
+
+    Parameters
+    ----------
+    cell : Cell
+        A cell instance (its class is what is inspected).
+
+    Returns
+    -------
+    bool
+        Whether the algorithms may call ``cell.fused_sequence`` and
+        ``cell.fused_sequence_vjp``.
+
+    Raises
+    ------
+    StopIteration
+        If ``type(cell)`` does not define (or inherit) ``fused_sequence``,
+        ``fused_sequence_vjp``, ``step`` and ``step_vjp``, i.e. it is not a
+        :class:`Cell` subclass nor shaped like one.
     """
     klass = type(cell)
     owners = [_owner(klass, name) for name in FUSED_SEQUENCE]
@@ -107,23 +147,62 @@ def supports_fused_sequence(cell):
 
 
 def forward_kernel_applies(block, *arrays):
-    """Whether a fused forward takes its numba kernel: ``kernels.applicable(*arrays)`` and a
-    per-step gate block of at most :data:`FORWARD_KERNEL_MAX_BLOCK` numbers (``block`` = B × G)."""
+    """Whether a fused forward takes its numba kernel rather than its array loop.
+
+    The kernel saves per-step dispatch but calls a scalar tanh, so it wins
+    only on small gate blocks (measurements at :data:`FORWARD_KERNEL_MAX_BLOCK`).
+
+    Parameters
+    ----------
+    block : int
+        Numbers in one step's gate block, B × G (G = H for Elman, 3H GRU, 4H LSTM).
+    *arrays : ndarray
+        The arrays the kernel would take (at least one); all must be NumPy
+        arrays of one float dtype (:func:`refnet.kernels.applicable`).
+
+    Returns
+    -------
+    bool
+        ``block <= FORWARD_KERNEL_MAX_BLOCK`` and the kernels apply to ``arrays``.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_NUMBA`` is set to anything but '0' or '1' (read only when
+        ``block`` is small enough for the kernel to be considered).
+    IndexError
+        If ``block`` is small enough and no ``arrays`` are given.
+    """
     return block <= FORWARD_KERNEL_MAX_BLOCK and kernels.applicable(*arrays)
 
 
 def input_projection(x, weight, bias):
-    """The input projection of every step as one GEMM over the T·B rows: x Wᵀ + b.
+    """The input projection of every step as one GEMM over the T·B rows: x_t Wᵀ + b for t = 1..T.
+
+    Hoisting it out of the time loop is the first half of the fused
+    whole-sequence path (:data:`FUSED_SEQUENCE`): one (T·B, I) × (I, G) product
+    instead of T small ones.
 
     Parameters
     ----------
-    x : (T, B, I)
-    weight : (G, I)
-    bias : (G,), or None for none
+    x : (T, B, I) array
+        Inputs of the whole run.
+    weight : (G, I) array
+        The input weights of all G gate rows (e.g. ``weight_ih``).
+    bias : (G,) array or None
+        Added to every row; None for no bias.
 
     Returns
     -------
     (T, B, G) array
+        The pre-activations' input part, a new array.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 3-D (unpacking its shape), or ``weight``'s second
+        axis is not I, or ``bias`` does not broadcast to (G,) (from the
+        array module's matmul and add).
     """
     T, B, I = x.shape
     out = x.reshape(T * B, I) @ weight.T
@@ -135,22 +214,49 @@ def input_projection(x, weight, bias):
 def summed_outer(dA, X):
     """Σ_t Σ_b dA[t, b] ⊗ X[t, b] as one GEMM over the T·B rows: a weight gradient (G, K).
 
+    The second half of the fused path: dW = Σ_t daᵀ_t x_t summed over the
+    batch, as one (G, T·B) × (T·B, K) product.
+
     Parameters
     ----------
-    dA : (T, B, G) cotangents of the pre-activations
-    X : (T, B, K) what the weight multiplied (inputs or previous states)
+    dA : (T, B, G) array
+        Cotangents of the pre-activations a_t.
+    X : (T, B, K) array
+        What the weight multiplied at each step (inputs x_t, or previous states h_{t−1}).
+
+    Returns
+    -------
+    (G, K) array
+        The weight gradient, summed over the T steps and the B examples.
+
+    Raises
+    ------
+    ValueError
+        If ``dA`` and ``X`` do not share their first two axes (T, B), or
+        either is not 3-D (from reshape and matmul).
     """
     G, K = dA.shape[2], X.shape[2]
     return dA.reshape(-1, G).T @ X.reshape(-1, K)
 
 
 class Cell:
-    """Base of every cell: shared defaults of the contract.
+    """Base of every cell: shared defaults of the cell contract (this module's docstring).
 
-    Subclasses set ``input_size`` and ``hidden_size`` and define
-    ``param_shapes``, ``init``, ``step``, ``step_vjp`` and ``step_jvp``.
-    A subclass whose fields or class attributes reuse a contract name is refused
-    with a TypeError when it is defined.
+    Subclasses are frozen dataclasses with the fields ``input_size`` and
+    ``hidden_size`` and define ``param_shapes``, ``init``, ``step``,
+    ``step_vjp`` and ``step_jvp``; this base gives them the rest of the
+    contract (``jacobians`` by JVPs, ``steps``/``steps_vjp`` by loops,
+    ``output`` = the whole state) and refuses the optional fused pair.
+
+    Raises
+    ------
+    TypeError
+        When a subclass is *defined* whose fields or non-callable class
+        attributes reuse a name of :data:`CONTRACT_NAMES`.
+    ValueError
+        When a dataclass subclass is *instantiated* with ``input_size`` or
+        ``hidden_size`` not a positive int (a bool is refused); the message
+        names the field.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -170,7 +276,28 @@ class Cell:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
 
     def pytorch_init(self, rng):
-        """PyTorch's init: every entry U(−1/√H, 1/√H)."""
+        """PyTorch's init: every entry of every parameter drawn from U(−1/√H, 1/√H).
+
+        Parameters
+        ----------
+        rng : refnet.backend.Rng
+            The random source (``refnet.rng(seed)``); the draws land on the
+            active backend in the rng's dtype (default ``REFNET_DTYPE``).
+
+        Returns
+        -------
+        dict {name: array}
+            One array per entry of ``param_shapes()``, with that shape.
+
+        Raises
+        ------
+        AttributeError
+            If ``rng`` has no ``uniform`` method.
+        ValueError
+            If ``rng.uniform`` does not take ``(shape, low, high)``: a
+            ``numpy.random.Generator`` (whose order is ``(low, high, size)``)
+            refuses the shape as ``low`` ("high - low < 0").
+        """
         bound = self.hidden_size ** -0.5
         return {k: rng.uniform(shape, -bound, bound) for k, shape in self.param_shapes().items()}
 
@@ -185,27 +312,126 @@ class Cell:
         return self.hidden_size
 
     def init_state(self, batch):
-        """A zero state (batch, n_state) on the active backend."""
+        """A zero state s_0, (batch, n_state), on the active backend in the active dtype.
+
+        Parameters
+        ----------
+        batch : int
+            B, the number of examples (>= 0).
+
+        Returns
+        -------
+        (batch, n_state) array
+            Zeros (``REFNET_BACKEND``, ``REFNET_DTYPE``).
+
+        Raises
+        ------
+        ValueError
+            If ``batch`` < 0 (from the array module), or ``REFNET_BACKEND`` or
+            ``REFNET_DTYPE`` has an invalid value.
+        TypeError
+            If ``batch`` is not an integer.
+        RuntimeError
+            If ``REFNET_BACKEND=cupy`` and CuPy cannot be used.
+        """
         return get_xp().zeros((batch, self.n_state), dtype=get_dtype())
 
     def output(self, s):
-        """The part of the state a head reads (the whole state by default)."""
+        """The part of the state a head reads: here the whole state, ``output(s) = s``.
+
+        Parameters
+        ----------
+        s : (B, n_state) array
+            A state.
+
+        Returns
+        -------
+        (B, n_out) array
+            ``s`` itself (n_out = n_state here), not a copy.
+
+        Raises
+        ------
+        Exception
+            Nothing of its own: the identity map reads and checks nothing.
+        """
         return s
 
     def output_vjp(self, dy):
-        """ds for a cotangent dy on ``output(s)``."""
+        """The cotangent ds on the state for a cotangent dy on ``output(s)``: here ds = dy.
+
+        Parameters
+        ----------
+        dy : (B, n_out) array
+            Cotangent of ``output(s)``.
+
+        Returns
+        -------
+        (B, n_state) array
+            ``dy`` itself, not a copy.
+
+        Raises
+        ------
+        Exception
+            Nothing of its own: the identity map reads and checks nothing.
+        """
         return dy
 
     def check_params(self, params, name="params"):
-        """Raise unless ``params`` has exactly this cell's names and shapes, all finite."""
+        """Raise unless ``params`` has exactly this cell's names and shapes, one float dtype, all finite.
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            Candidate parameters; must match ``param_shapes()`` exactly.
+        name : str
+            How the messages call the dict (the caller's argument name).
+
+        Returns
+        -------
+        dict {name: array}
+            ``params`` itself, unchanged.
+
+        Raises
+        ------
+        TypeError
+            If ``params`` is not a dict, an entry is not a NumPy/CuPy array
+            (a torch tensor, a list), not floating, or the entries mix dtypes.
+        ValueError
+            If a name is missing or extra, an entry's shape differs from
+            ``param_shapes()``, or an entry holds NaN or Inf (the message
+            names the entry and the first bad index).
+        """
         return check_params(name, params, self.param_shapes())
 
     def jacobians(self, params, cache):
-        """Immediate Jacobians J_s = ∂s_t/∂s_{t−1} (B, n, n) and J_θ = ∂s_t/∂θ (B, n, P).
+        """Immediate Jacobians J_s = ∂s_t/∂s_{t−1} (B, n, n) and J_θ = ∂s_t/∂θ (B, n, P) of one step.
 
+        What RTRL (Williams & Zipser 1989) propagates, M_t = J_s M_{t−1} + J_θ.
         Generic form: column j of each is ``step_jvp`` along the j-th unit
         vector, so it costs n + P JVPs.  Columns of J_θ follow
         ``refnet.params.flatten`` order.  Cells with structure override this.
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The cell's parameters (``param_shapes()``).
+        cache : NamedTuple
+            What ``step`` returned for this transition; must have ``x`` (B, I).
+
+        Returns
+        -------
+        J_s : (B, n_state, n_state) array
+            ∂s_t/∂s_{t−1} for every example.
+        J_theta : (B, n_state, P) array
+            ∂s_t/∂θ for every example, P = Σ sizes of ``param_shapes()``.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks a name of ``param_shapes()`` (cells do not
+            validate on the hot path; the algorithms check ``params`` at entry).
+        AttributeError
+            If ``cache`` has no field ``x``.
         """
         xp = xp_of(cache.x)
         B, n = cache.x.shape[0], self.n_state
@@ -229,16 +455,57 @@ class Cell:
         return J_s, J_theta
 
     def flat_params(self, params):
-        """θ as one vector in the column order of J_θ."""
+        """θ as one vector in the column order of J_θ (``refnet.params.flatten`` of ``param_shapes()``'s names).
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The cell's parameters; names beyond ``param_shapes()`` are ignored.
+
+        Returns
+        -------
+        (P,) array
+            Every parameter flattened in C order, concatenated in ``param_shapes()`` order.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks a name of ``param_shapes()``.
+        """
         return flatten({k: params[k] for k in self.param_shapes()})
 
     def steps(self, params, s0, xs, t=None):
         """k transitions s_j = f(θ, s_{j−1}, x_j), j = 1..k, from s0 through the inputs ``xs``.
 
-        ``t`` is the time index of the first (None: every step gets None).
-        Returns ``(states, trace)``: states[j] = s_j for j = 0..k, and what
-        :meth:`steps_vjp` needs.  This default loops over ``step``; a cell may
-        fuse the loop (the Elman RNN does at batch 1).
+        What online TBPTT(1, k) (Williams & Peng 1990) re-runs every step.
+        This default loops over ``step``; a cell may fuse the loop (the Elman
+        RNN does at batch 1).
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The cell's parameters.
+        s0 : (B, n_state) array
+            The state the k transitions start from.
+        xs : sequence of k (B, I) arrays, or a (k, B, I) array
+            The inputs x_1..x_k.
+        t : int or None
+            Time index of the first transition (step j gets t + j − 1);
+            None gives every step None.
+
+        Returns
+        -------
+        states : list of k + 1 (B, n_state) arrays
+            states[j] = s_j for j = 0..k (states[0] is ``s0``).
+        trace : list of k caches
+            What :meth:`steps_vjp` needs (here the caches of ``step``).
+
+        Raises
+        ------
+        Exception
+            Whatever the cell's ``step`` raises on these inputs (it does not
+            validate: a shape mismatch is the array module's ValueError, a
+            missing parameter a KeyError).
         """
         states, caches = [s0], []
         for j, x in enumerate(xs):
@@ -250,8 +517,29 @@ class Cell:
     def steps_vjp(self, params, trace, ds):
         """Back through the k transitions of :meth:`steps` from a cotangent ds on s_k alone.
 
-        Returns ``(ds0, dparams)``: ∂/∂s_0 and ∂/∂θ summed over the k steps
-        (and the batch).  This default loops over ``step_vjp``.
+        This default loops over ``step_vjp`` (the inputs' cotangents are dropped).
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The parameters :meth:`steps` ran with.
+        trace : list of caches
+            The ``trace`` :meth:`steps` returned (k >= 1 transitions).
+        ds : (B, n_state) array
+            Cotangent of s_k.
+
+        Returns
+        -------
+        ds0 : (B, n_state) array
+            ∂/∂s_0 of ⟨ds, s_k⟩.
+        dparams : dict {name: array}
+            ∂/∂θ summed over the k steps and the batch; None if ``trace`` is empty.
+
+        Raises
+        ------
+        Exception
+            Whatever the cell's ``step_vjp`` raises on these inputs (a shape
+            mismatch is the array module's ValueError).
         """
         dparams = None
         for cache in reversed(trace):
@@ -269,7 +557,7 @@ class Cell:
 
         Parameters
         ----------
-        params : dict
+        params : dict {name: array}
             The cell's parameters.
         x : (T, B, I)
             Inputs; x[t − 1] is x_t.
@@ -298,8 +586,10 @@ class Cell:
 
         Parameters
         ----------
-        params : dict
-        trace : what :meth:`fused_sequence` returned
+        params : dict {name: array}
+            The parameters :meth:`fused_sequence` ran with.
+        trace : NamedTuple
+            The ``trace`` :meth:`fused_sequence` returned.
         dout : (n, B, n_out)
             Cotangents of output(s_t) for t = start+1..start+n.
         ds_last : (B, n_state)
@@ -326,10 +616,40 @@ class Cell:
 
 
 def affine_jvp(params, x, h_prev, dparams, dx, dh_prev):
-    """Tangents of the two affine maps of a PyTorch cell.
+    """Tangents of the two affine maps of a PyTorch cell (the JVP of its pre-activations).
 
-    Forward: ``a_i = x W_ihᵀ + b_ih`` and ``a_h = h W_hhᵀ + b_hh``.
-    Returns ``(da_i, da_h)``; a None tangent counts as zero (then so may the result).
+    Forward: ``a_i = x W_ihᵀ + b_ih`` and ``a_h = h W_hhᵀ + b_hh``, so
+    ``da_i = dx W_ihᵀ + x dW_ihᵀ + db_ih`` and ``da_h = dh W_hhᵀ + h dW_hhᵀ + db_hh``.
+
+    Parameters
+    ----------
+    params : dict {name: array}
+        Holds ``weight_ih`` (G, I) and ``weight_hh`` (G, H).
+    x : (B, I) array
+        The step's input.
+    h_prev : (B, H) array
+        The previous hidden state h_{t−1}.
+    dparams : dict {name: array} or None
+        Tangents of ``weight_ih``, ``weight_hh``, ``bias_ih`` and ``bias_hh``
+        (shared by the batch); None for zero.
+    dx : (B, I) array or None
+        Tangent of ``x``; None for zero.
+    dh_prev : (B, H) array or None
+        Tangent of ``h_prev``; None for zero.
+
+    Returns
+    -------
+    da_i : (B, G) array or float
+        Tangent of a_i; the float 0.0 when ``dx`` and ``dparams`` are None.
+    da_h : (B, G) array or float
+        Tangent of a_h; the float 0.0 when ``dh_prev`` and ``dparams`` are None.
+
+    Raises
+    ------
+    KeyError
+        If ``params`` or ``dparams`` lacks one of the names it needs.
+    ValueError
+        If the shapes do not fit (the array module's matmul or broadcast error).
     """
     da_i = da_h = 0.0
     if dx is not None:
@@ -343,7 +663,38 @@ def affine_jvp(params, x, h_prev, dparams, dx, dh_prev):
 
 
 def affine_vjp(params, x, h_prev, da_i, da_h):
-    """Adjoints of the two affine maps: returns ``(dparams, dx, dh_prev)``, dparams summed over B."""
+    """Adjoints (VJP) of the two affine maps a_i = x W_ihᵀ + b_ih, a_h = h W_hhᵀ + b_hh.
+
+    Parameters
+    ----------
+    params : dict {name: array}
+        Holds ``weight_ih`` (G, I) and ``weight_hh`` (G, H).
+    x : (B, I) array
+        The step's input.
+    h_prev : (B, H) array
+        The previous hidden state h_{t−1}.
+    da_i : (B, G) array
+        Cotangent of a_i.
+    da_h : (B, G) array
+        Cotangent of a_h (the same array as ``da_i`` when the cell adds the maps).
+
+    Returns
+    -------
+    dparams : dict {name: array}
+        ``weight_ih`` = da_iᵀ x (G, I), ``weight_hh`` = da_hᵀ h (G, H),
+        ``bias_ih`` = Σ_b da_i, ``bias_hh`` = Σ_b da_h (G,): summed over the batch.
+    dx : (B, I) array
+        da_i W_ih.
+    dh_prev : (B, H) array
+        da_h W_hh.
+
+    Raises
+    ------
+    KeyError
+        If ``params`` lacks ``weight_ih`` or ``weight_hh``.
+    ValueError
+        If the shapes do not fit (the array module's matmul error).
+    """
     dparams = {
         "weight_ih": da_i.T @ x,
         "weight_hh": da_h.T @ h_prev,

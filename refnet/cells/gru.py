@@ -4,8 +4,10 @@
     r = σ(a_ir + a_hr),  z = σ(a_iz + a_hz),  n = tanh(a_in + r ⊙ a_hn)
     h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
 
-The reset gate multiplies W_hn h + b_hn *after* the product (PyTorch, not the
-original paper).  Gates stacked r, z, n.  The state is h.
+The reset gate multiplies W_hn h + b_hn *after* the product (PyTorch; Cho et
+al. 2014, Eq. 8 applies r to h before it: U(r ⊙ h_{t−1})).  The gates are Cho
+et al.'s Eqs. 5–6 and the interpolation their Eq. 7.  Gates stacked r, z, n.
+The state is h.
 """
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -23,6 +25,24 @@ __all__ = ["GRU", "GRUCache", "GRUFused"]
 
 
 class GRUCache(NamedTuple):
+    """What ``GRU.step`` keeps for its VJP and JVP: the step's inputs, gate values and a_hn.
+
+    Attributes
+    ----------
+    x : (B, I) array
+        The step's input x_t.
+    h_prev : (B, H) array
+        h_{t−1}.
+    r : (B, H) array
+        Reset gate σ(a_ir + a_hr).
+    z : (B, H) array
+        Update gate σ(a_iz + a_hz).
+    n : (B, H) array
+        Candidate tanh(a_in + r ⊙ a_hn).
+    a_hn : (B, H) array
+        W_hn h_{t−1} + b_hn, which r multiplies.
+    """
+
     x: object       # (B, I)
     h_prev: object  # (B, H)
     r: object       # (B, H) reset gate
@@ -32,7 +52,19 @@ class GRUCache(NamedTuple):
 
 
 class GRUFused(NamedTuple):
-    """The trace of ``GRU.fused_sequence``, every array preallocated over the run."""
+    """The trace of ``GRU.fused_sequence``, every array preallocated over the run.
+
+    Attributes
+    ----------
+    x : (T, B, I) array
+        The inputs x_1..x_T.
+    hs : (T + 1, B, H) array
+        h_0..h_T (hs[0] = h_0).
+    gates : (T, B, 3H) array
+        The gate values r, z, n of every step, stacked in that order.
+    a_hn : (T, B, H) array
+        W_hn h_{t−1} + b_hn of every step, which r multiplies.
+    """
 
     x: object      # (T, B, I)
     hs: object     # (T + 1, B, H), hs[0] = h_0
@@ -42,21 +74,102 @@ class GRUFused(NamedTuple):
 
 @dataclass(frozen=True)
 class GRU(Cell):
-    """GRU cell with PyTorch's names and gate order (r, z, n)."""
+    """GRU cell (Cho et al. 2014) with PyTorch's names, form and gate order (r, z, n); the state is h.
+
+    weight_ih (3H, I), weight_hh (3H, H), bias_ih, bias_hh (3H,), gate rows
+    stacked r | z | n; n_state = n_out = H.
+
+    Parameters
+    ----------
+    input_size : int
+        I >= 1, the width of x_t.
+    hidden_size : int
+        H >= 1, the width of h_t.
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int (a bool is refused).
+    """
 
     input_size: int
     hidden_size: int
 
     def param_shapes(self):
+        """The parameters' names and shapes, in flatten (J_θ column) order.
+
+        Returns
+        -------
+        dict {name: tuple of int}
+            weight_ih (3H, I), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,).
+
+        Raises
+        ------
+        Exception
+            Nothing of its own: the sizes were checked when the cell was made.
+        """
         H, I = self.hidden_size, self.input_size
         return {"weight_ih": (3 * H, I), "weight_hh": (3 * H, H), "bias_ih": (3 * H,), "bias_hh": (3 * H,)}
 
     def init(self, rng):
-        """PyTorch's init: every entry U(−1/√H, 1/√H)."""
+        """PyTorch's init for nn.GRU: every entry U(−1/√H, 1/√H).
+
+        Parameters
+        ----------
+        rng : refnet.backend.Rng
+            The random source (``refnet.rng(seed)``); draws are in its dtype.
+
+        Returns
+        -------
+        dict {name: array}
+            The four parameters, shapes as :meth:`param_shapes`.
+
+        Raises
+        ------
+        AttributeError
+            If ``rng`` has no ``uniform`` method.
+        ValueError
+            If ``rng.uniform`` does not take ``(shape, low, high)`` (a
+            ``numpy.random.Generator`` does not).
+        """
         return self.pytorch_init(rng)
 
     def step(self, params, s_prev, x, t=None):
-        """One GRU transition (module docstring equations)."""
+        """One GRU transition (Cho et al. 2014, Eqs. 5–7; the candidate in PyTorch's form).
+
+        r = σ(a_ir + a_hr), z = σ(a_iz + a_hz), n = tanh(a_in + r ⊙ a_hn),
+        h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}, with [a_ir, a_iz, a_in] = W_ih x_t + b_ih
+        and [a_hr, a_hz, a_hn] = W_hh h_{t−1} + b_hh.
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            weight_ih (3H, I), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,).
+        s_prev : (B, H) array
+            h_{t−1}.
+        x : (B, I) array
+            x_t.
+        t : int or None
+            Time index; unused (the cell is time-invariant).
+
+        Returns
+        -------
+        h : (B, H) array
+            h_t, the new state.
+        cache : GRUCache
+            The step's inputs, gate values and a_hn for the backward.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks a name of ``param_shapes()``.  Cells do not
+            validate on the hot path; the algorithms check their input once.
+        ValueError
+            If the shapes do not fit (the array module's matmul, broadcast or
+            concatenate error).
+        TypeError
+            If NumPy and device (CuPy) arrays are mixed.
+        """
         H = self.hidden_size
         a_i = x @ params["weight_ih"].T + params["bias_ih"]
         a_h = s_prev @ params["weight_hh"].T + params["bias_hh"]
@@ -68,7 +181,42 @@ class GRU(Cell):
         return h, GRUCache(x, s_prev, r, z, n, a_hn)
 
     def step_vjp(self, params, cache, ds):
-        """Back through the interpolation, the candidate, the gates and the affine maps."""
+        """VJP of one step: back through the interpolation, the candidate, the gates and the affine maps.
+
+        With dn̂ = ds ⊙ (1 − z) ⊙ tanh'(·) the cotangent of n's pre-activation:
+        dr̂ = dn̂ ⊙ a_hn ⊙ σ'(·), dẑ = ds ⊙ (h_{t−1} − n) ⊙ σ'(·);
+        da_i = [dr̂, dẑ, dn̂], da_h = [dr̂, dẑ, dn̂ ⊙ r];
+        ds_{t−1} = da_h W_hh + ds ⊙ z.
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The parameters ``step`` ran with.
+        cache : GRUCache
+            What ``step`` returned.
+        ds : (B, H) array
+            Cotangent of h_t.
+
+        Returns
+        -------
+        ds_prev : (B, H) array
+            Cotangent of h_{t−1}.
+        dparams : dict {name: array}
+            Cotangents of the four parameters, summed over the batch.
+        dx : (B, I) array
+            Cotangent of x_t.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks a name of ``param_shapes()``.  Cells do not
+            validate on the hot path; the algorithms check their input once.
+        ValueError
+            If the shapes do not fit (the array module's matmul, broadcast or
+            concatenate error).
+        TypeError
+            If NumPy and device (CuPy) arrays are mixed.
+        """
         xp = xp_of(ds)
         dn_pre = ds * (1.0 - cache.z) * tanh.grad(cache.n)              # ∂/∂(a_in + r a_hn)
         dr_pre = dn_pre * cache.a_hn * sigmoid.grad(cache.r)           # ∂/∂(a_ir + a_hr)
@@ -79,7 +227,40 @@ class GRU(Cell):
         return dh_prev + ds * cache.z, dparams, dx
 
     def step_jvp(self, params, cache, ds_prev=None, dparams=None, dx=None):
-        """Forward-mode twin of ``step``."""
+        """JVP of one step: dh_t = (1 − z) ⊙ dn + dz ⊙ (h_{t−1} − n) + z ⊙ dh_{t−1}.
+
+        dr, dz are the gates' derivatives times their pre-activations'
+        tangents; dn = tanh'(·) ⊙ (da_in + dr ⊙ a_hn + r ⊙ da_hn).
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The parameters ``step`` ran with.
+        cache : GRUCache
+            What ``step`` returned.
+        ds_prev : (B, H) array or None
+            Tangent of h_{t−1}; None for zero.
+        dparams : dict {name: array} or None
+            Tangents of the four parameters (shared by the batch); None for zero.
+        dx : (B, I) array or None
+            Tangent of x_t; None for zero.
+
+        Returns
+        -------
+        (B, H) array
+            The tangent dh_t.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks a name of ``param_shapes()``.  Cells do not
+            validate on the hot path; the algorithms check their input once.
+        ValueError
+            If the shapes do not fit (the array module's matmul, broadcast or
+            concatenate error).
+        TypeError
+            If NumPy and device (CuPy) arrays are mixed.
+        """
         xp = xp_of(cache.x)
         H = self.hidden_size
         zero = xp.zeros((cache.x.shape[0], 3 * H), dtype=cache.x.dtype)
@@ -98,6 +279,25 @@ class GRU(Cell):
 
         h_i reads h_j through W_hr, W_hz or W_hn [i, j] and always reads h_i (z ⊙ h_{t−1});
         row i of each gate block (r, z, n) of every parameter acts on h_i alone.
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The parameters (only weight_hh's zeros are read, on the host).
+
+        Returns
+        -------
+        S : (H, H) numpy bool array
+            Where ∂h_t/∂h_{t−1} can be nonzero.
+        Theta : (H, P) numpy bool array
+            Where ∂h_t/∂θ can be nonzero, columns in flatten order.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks ``weight_hh``.
+        ValueError
+            If ``weight_hh``'s three (·, H) gate blocks do not broadcast against (H, H).
         """
         H = self.hidden_size
         W = to_numpy(params["weight_hh"]) != 0
@@ -105,22 +305,42 @@ class GRU(Cell):
         return S, row_pattern(self.param_shapes(), numpy.tile(numpy.eye(H, dtype=bool), (3, 1)))
 
     def fused_sequence(self, params, x, s0):
-        """The whole run (Cho et al. 2014, PyTorch's form), ``Cell.fused_sequence``.
+        """The whole run of :meth:`step` over t = 1..T (Cho et al. 2014, PyTorch's form), fused.
 
         x_t W_ihᵀ + b_ih is one GEMM over all T·B rows (b_hh stays inside,
         since r multiplies W_hn h + b_hn); per step, one product h_{t−1} W_hhᵀ
         and the gate arithmetic, the whole loop in one numba kernel on NumPy
-        (:func:`refnet.kernels.fused._gru_forward`), the array loop below otherwise.
+        while B·3H <= ``FORWARD_KERNEL_MAX_BLOCK``
+        (:func:`refnet.kernels.fused._gru_forward`), the array loop below
+        otherwise (``Cell.fused_sequence``).
 
         Parameters
         ----------
-        params : dict
-        x : (T, B, I)
-        s0 : (B, H)
+        params : dict {name: array}
+            The cell's parameters.
+        x : (T, B, I) array
+            Inputs; x[t − 1] is x_t.
+        s0 : (B, H) array
+            h_0.
 
         Returns
         -------
-        (outputs (T, B, H), s_T (B, H), GRUFused)
+        outputs : (T, B, H) array
+            h_1..h_T: a view of ``trace.hs[1:]``, so writing into it changes the trace.
+        s_T : (B, H) array
+            h_T (a copy).
+        trace : GRUFused
+            What :meth:`fused_sequence_vjp` reads.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks a name of ``param_shapes()``.
+        ValueError
+            If ``x`` is not 3-D, or the shapes do not fit (the array module's
+            matmul or assignment error), or ``REFNET_NUMBA`` is neither '0' nor '1'.
+        TypeError
+            If ``x`` and ``s0`` mix NumPy and device (CuPy) arrays.
         """
         xp = xp_of(x, s0)
         T, B, _ = x.shape
@@ -167,8 +387,49 @@ class GRU(Cell):
         return hs[1:], hs[T].copy(), GRUFused(x, hs, gates, a_hn)
 
     def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
-        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``): one product da_h W_hh per step,
-        then dW_ih, dW_hh, the biases and dx each as one GEMM or sum over the window's n·B rows."""
+        """VJP of :meth:`fused_sequence` over the window of steps start+1..start+n.
+
+        Per step, back to front, :meth:`step_vjp`'s gate arithmetic and one
+        product da_h W_hh (numba :func:`refnet.kernels.fused._gru_backward` on
+        NumPy); then dW_ih, dW_hh, the biases and dx each as one GEMM or sum
+        over the window's n·B rows (``Cell.fused_sequence_vjp``).
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The parameters :meth:`fused_sequence` ran with.
+        trace : GRUFused
+            What :meth:`fused_sequence` returned.
+        dout : (n, B, H) array
+            Cotangents of the outputs h_t, t = start+1..start+n.
+        ds_last : (B, H) array
+            Cotangent of the state h_{start+n} (left unchanged).
+        start : int
+            The window starts from h_start, 0 <= start and start + n <= T
+            (not checked: the algorithms pass windows inside the run).
+
+        Returns
+        -------
+        ds_start : (B, H) array
+            Cotangent of h_start.
+        dparams : dict {name: array}
+            Cotangents of the four parameters, summed over the window's steps and the batch.
+        dx : (n, B, I) array
+            Cotangents of x_t, t = start+1..start+n.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks a name of ``param_shapes()``.
+        ValueError
+            If ``dout`` is not 3-D or the shapes do not fit (the array
+            module's matmul error), or ``REFNET_NUMBA`` is neither '0' nor '1'.
+        IndexError
+            If start + n > T on the array path (the kernel path reads past
+            the trace, then fails with a ValueError).
+        TypeError
+            If ``dout`` and ``ds_last`` mix NumPy and device (CuPy) arrays.
+        """
         xp = xp_of(dout, ds_last)
         n, B, H = dout.shape
         W_ih, W_hh = params["weight_ih"], params["weight_hh"]

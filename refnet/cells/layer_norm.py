@@ -31,20 +31,53 @@ EPS = 1e-5
 
 
 class LNCache(NamedTuple):
+    """What :func:`ln` keeps for its VJP and JVP: the normalised input and the inverse deviation.
+
+    Attributes
+    ----------
+    a_hat : (B, n) array
+        â = (a − μ) r, the normalised pre-activations.
+    r : (B, 1) array
+        r = 1/√(σ² + ε), per example.
+    """
+
     a_hat: object  # (B, n) normalised input (a − μ) r
     r: object      # (B, 1) 1/√(σ² + ε)
 
 
 def ln(a, gain, bias, eps=EPS):
-    """Layer norm over the last axis (Ba et al. 2016, Eqs. 3–4).
+    """Layer norm over the last axis (Ba, Kiros & Hinton 2016, Eqs. 3–4): y = g ⊙ (a − μ)/√(σ² + ε) + b.
+
+    μ and the biased variance σ² are taken over the n units of each example,
+    never over the batch.
 
     Parameters
     ----------
-    a : (B, n) pre-activations;  gain, bias : (n,);  eps : float
+    a : (B, n) array
+        Pre-activations, one row per example.
+    gain : (n,) array
+        The learnable gain g.
+    bias : (n,) array
+        The learnable bias b.
+    eps : float
+        ε > 0 added to σ² (dimensionless, in the squared units of ``a``);
+        default :data:`EPS` = 1e-5, PyTorch's.
 
     Returns
     -------
-    (y (B, n), LNCache)
+    y : (B, n) array
+        LN(a).
+    cache : LNCache
+        (â (B, n), r (B, 1)) for :func:`ln_vjp` and :func:`ln_jvp`.
+
+    Raises
+    ------
+    TypeError
+        If ``a``, ``gain`` and ``bias`` mix NumPy and device (CuPy) arrays.
+    ValueError
+        If ``gain`` or ``bias`` does not broadcast against (B, n) (from the
+        array module).  Nothing is checked for finiteness: with ``eps`` = 0 a
+        row of equal entries gives NaN, which propagates.
     """
     xp = xp_of(a, gain, bias)
     mu = a.mean(axis=-1, keepdims=True)
@@ -62,13 +95,65 @@ def _normalise_jvp(cache, da):
 
 
 def ln_vjp(cache, gain, dy):
-    """Backward of :func:`ln`: returns ``(da (B, n), dgain (n,), dbias (n,))``, dgain, dbias summed over B."""
+    """Backward (VJP) of :func:`ln`: da = r (dâ − mean(dâ) − â mean(dâ ⊙ â)) with dâ = g ⊙ dy.
+
+    Parameters
+    ----------
+    cache : LNCache
+        What :func:`ln` returned with the forward value.
+    gain : (n,) array
+        The gain g the forward used.
+    dy : (B, n) array
+        Cotangent of y = LN(a).
+
+    Returns
+    -------
+    da : (B, n) array
+        Cotangent of the pre-activations a.
+    dgain : (n,) array
+        Σ_b dy ⊙ â, summed over the batch.
+    dbias : (n,) array
+        Σ_b dy, summed over the batch.
+
+    Raises
+    ------
+    AttributeError
+        If ``cache`` has no ``a_hat`` or ``r`` (it is not an :class:`LNCache`).
+    ValueError
+        If ``gain`` or ``dy`` does not broadcast against (B, n) (from the array module).
+    """
     da = _normalise_jvp(cache, gain * dy)      # the Jacobian of a ↦ â is symmetric
     return da, (dy * cache.a_hat).sum(axis=0), dy.sum(axis=0)
 
 
 def ln_jvp(cache, gain, da, dgain=None, dbias=None):
-    """Forward mode of :func:`ln`: dy (B, n) for tangents da (B, n), dgain, dbias (n,); None is zero."""
+    """Forward mode (JVP) of :func:`ln`: dy = g ⊙ r (da − mean(da) − â mean(da ⊙ â)) + dg ⊙ â + db.
+
+    Parameters
+    ----------
+    cache : LNCache
+        What :func:`ln` returned with the forward value.
+    gain : (n,) array
+        The gain g the forward used.
+    da : (B, n) array
+        Tangent of the pre-activations a.
+    dgain : (n,) array or None
+        Tangent of the gain, shared by the batch; None for zero.
+    dbias : (n,) array or None
+        Tangent of the bias, shared by the batch; None for zero.
+
+    Returns
+    -------
+    (B, n) array
+        The tangent dy of y = LN(a).
+
+    Raises
+    ------
+    AttributeError
+        If ``cache`` has no ``a_hat`` or ``r`` (it is not an :class:`LNCache`).
+    ValueError
+        If a tangent or ``gain`` does not broadcast against (B, n) (from the array module).
+    """
     dy = gain * _normalise_jvp(cache, da)
     if dgain is not None:
         dy = dy + dgain * cache.a_hat

@@ -13,22 +13,32 @@ __all__ = ["row_pattern"]
 def row_pattern(shapes, owner):
     """J_θ's pattern (n, P) when row r of every parameter acts directly on the state entries ``owner[r]``.
 
+    The structural nonzeros SnAp (sparse n-step approximation of RTRL) keeps:
+    entry (i, p) is True when parameter entry p, which sits in row r of its
+    parameter, can move state entry i within one step, i.e. ``owner[r, i]``.
+
     Parameters
     ----------
-    shapes : dict {name: shape}
+    shapes : dict {name: tuple of int}
         The cell's ``param_shapes()``; every shape has the same number of rows R
         (a vector's entry r counts as row r).
-    owner : (R, n) bool
+    owner : (R, n) bool array-like
         owner[r, i]: row r of each parameter enters state entry i within one step.
 
     Returns
     -------
-    (n, P) bool, columns in flatten order.
+    (n, P) numpy bool array
+        Columns in ``refnet.params.flatten`` order (parameters in ``shapes``
+        order, each flattened in C order), P = Σ sizes of ``shapes``.
 
     Raises
     ------
     ValueError
-        A parameter whose row count is not R.
+        If a parameter's row count is not R (the message names the parameter),
+        or ``shapes`` is empty (nothing to concatenate).
+    IndexError
+        If a shape is ``()`` (a scalar parameter has no rows), or ``owner`` is
+        not 2-D.
     """
     owner = numpy.asarray(owner, dtype=bool)
     blocks = []
