@@ -56,12 +56,31 @@ W_INIT_SCALE = 0.05
 
 
 class FastWeightsCache(NamedTuple):
-    x: object       # (B, I) x(t)
-    h_prev: object  # (B, n) h(t)
-    memory: object  # what A(t) h is read from: A(t) (B, n, n), or the history h(1..t) (B, t, n)
-    hs: tuple       # h_0(t+1), …, h_S(t+1), each (B, n); f' is read from them
-    lns: tuple      # the S + 1 layer-norm caches
-    t: int          # Ba et al.'s t (refnet's 0-based step index)
+    """What ``step`` of :class:`FastWeights` or :class:`FastWeightsAttention` keeps for its VJP and JVP.
+
+    Attributes
+    ----------
+    x : (B, I) array
+        x(t).
+    h_prev : (B, n) array
+        h(t), the state being left.
+    memory : (B, n, n) or (B, t, n) array
+        What A(t) h is read from: A(t) itself (explicit form), or the history
+        h(1..t) (attention form).
+    hs : tuple of S + 1 (B, n) arrays
+        h_0(t+1), …, h_S(t+1); f' is read from them.
+    lns : tuple of S + 1 LNCache
+        The layer norms' caches (:mod:`refnet.cells.layer_norm`).
+    t : int or None
+        Ba et al.'s t (refnet's 0-based step index); the explicit form accepts None.
+    """
+
+    x: object
+    h_prev: object
+    memory: object
+    hs: tuple
+    lns: tuple
+    t: int
 
 
 def _check_real(name, value, low=-math.inf, high=math.inf):
@@ -72,14 +91,30 @@ def _check_real(name, value, low=-math.inf, high=math.inf):
 
 
 class AttentionFused(NamedTuple):
-    """The trace of ``FastWeightsAttention.fused_sequence``: O(T n) per sequence, no history per state."""
+    """The trace of :meth:`FastWeightsAttention.fused_sequence`: O(T (S + 1) n) per sequence, no history per state.
 
-    x: object       # (T, B, I)
-    h0: object      # (B, n) h(0)
-    hist: object    # (B, T, n) h(1..T): the history every read of the run reads from
-    inner: object   # (T, S + 1, B, n) h_s(t+1), s = 0..S; f' is read from them
-    a_hat: object   # (T, S + 1, B, n) the layer norms' normalised inputs
-    r: object       # (T, S + 1, B, 1) the layer norms' 1/√(σ² + ε)
+    Attributes
+    ----------
+    x : (T, B, I) array
+        The inputs x(0..T−1).
+    h0 : (B, n) array
+        h(0).
+    hist : (B, T, n) array
+        h(1..T): the history every read of the run reads from.
+    inner : (T, S + 1, B, n) array
+        inner[t, s] = h_s(t+1), s = 0..S; f' is read from them.
+    a_hat : (T, S + 1, B, n) array
+        The layer norms' normalised inputs.
+    r : (T, S + 1, B, 1) array
+        The layer norms' 1/√(σ² + ε).
+    """
+
+    x: object
+    h0: object
+    hist: object
+    inner: object
+    a_hat: object
+    r: object
 
 
 @dataclass(frozen=True)
@@ -188,52 +223,264 @@ class _FastWeightsCell(Cell):
 
 @dataclass(frozen=True)
 class FastWeights(_FastWeightsCell):
-    """Fast weights with the explicit n×n matrix A: state ``[h, vec(A)]`` (B, n + n²).
+    """Fast weights (Ba et al. 2016, Eqs. 1–2) with the explicit n×n matrix A: state ``[h, vec(A)]`` (B, n + n²).
 
-    ``lam`` = λ, ``eta`` = η, ``S`` = inner-loop steps; ``t`` is not needed.
+    A(t) = λ A(t−1) + η h(t) h(t)ᵀ is kept in the state, in C order
+    (``A[i, j] = s[n + i·n + j]``); a read A h costs O(n²).  ``step``'s ``t``
+    is not needed (it may be None).  Parameters and init: module docstring.
+
+    Parameters
+    ----------
+    input_size : int
+        I, the width of x(t), >= 1.
+    hidden_size : int
+        n, the width of h, >= 1.
+    lam : float
+        λ, the decay rate of A per step (dimensionless), in [0, 1]; 0.95 (Ba et al. 2016).
+    eta : float
+        η, the fast learning rate (dimensionless), finite; 0.5 (Ba et al. 2016).
+    S : int
+        Inner-loop steps of Eq. 2, >= 1; 1 (Ba et al. 2016).
+    ln_eps : float
+        ε of the layer norm, added to the variance (the input's units squared), > 0.
+
+    Raises
+    ------
+    ValueError
+        If ``input_size``, ``hidden_size`` or ``S`` is not a positive int,
+        ``lam`` is not a finite real in [0, 1], ``eta`` is not a finite real, or
+        ``ln_eps`` is not a finite real > 0.
     """
 
     @property
     def n_state(self):
+        """Width of the state s = [h, vec(A)]: n + n²."""
         return self.hidden_size + self.hidden_size ** 2
 
     def split_state(self, s):
-        """(h (B, n), A (B, n, n)) views of s."""
+        """h and A as views of s (writing into them writes into s).
+
+        Parameters
+        ----------
+        s : (B, n + n²) array
+            A state [h, vec(A)] (or its cotangent or tangent).
+
+        Returns
+        -------
+        h : (B, n) array
+            s[:, :n].
+        A : (B, n, n) array
+            The fast-weight matrix, in C order.
+
+        Raises
+        ------
+        ValueError
+            If the width of ``s`` is not n + n² (from the reshape).
+        """
         n = self.hidden_size
         return s[:, :n], s[:, n:].reshape(s.shape[0], n, n)
 
     def join_state(self, h, A):
-        """s = [h, vec(A)] (B, n + n²)."""
+        """The state s = [h, vec(A)], the inverse of :meth:`split_state` (a new array).
+
+        Parameters
+        ----------
+        h : (B, n) array
+            h.
+        A : (B, n, n) array
+            The fast-weight matrix.
+
+        Returns
+        -------
+        (B, n + n²) array
+            s.
+
+        Raises
+        ------
+        ValueError
+            If the batch sizes of ``h`` and ``A`` differ (from the concatenation).
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         xp = xp_of(h, A)
         return xp.concatenate([h, A.reshape(A.shape[0], -1)], axis=1)
 
     def fast_weight_matrix(self, s, t=None):
-        """A(t) (B, n, n) held by the state s (a view)."""
+        """A(t) held by the state s (a view).
+
+        Parameters
+        ----------
+        s : (B, n + n²) array
+            The state after step t − 1 (refnet's s_t).
+        t : int or None
+            Unused: the explicit form holds A in the state (kept for the
+            signature :class:`FastWeightsAttention` needs).
+
+        Returns
+        -------
+        (B, n, n) array
+            A(t).
+
+        Raises
+        ------
+        ValueError
+            If the width of ``s`` is not n + n².
+        """
         return self.split_state(s)[1]
 
     def read_memory(self, s_prev, t):
-        """(h(t), A(t)) from s_prev."""
+        """(h(t), A(t)) from s_prev: what the inner loop of step t reads.
+
+        Parameters
+        ----------
+        s_prev : (B, n + n²) array
+            The state being left.
+        t : int or None
+            Unused in the explicit form.
+
+        Returns
+        -------
+        h : (B, n) array
+            h(t).
+        A : (B, n, n) array
+            A(t) (a view).
+
+        Raises
+        ------
+        ValueError
+            If the width of ``s_prev`` is not n + n².
+        """
         return self.split_state(s_prev)
 
     def memory_view(self, M, t):
-        """The part of a memory cotangent that reads reach: all of A."""
+        """The part of a memory cotangent (or tangent) that reads reach: all of A.
+
+        Parameters
+        ----------
+        M : (B, n, n) array
+            The A block of a state cotangent or tangent.
+        t : int or None
+            Unused in the explicit form.
+
+        Returns
+        -------
+        (B, n, n) array
+            ``M`` itself.
+
+        Raises
+        ------
+        TypeError
+            Only if called with the wrong number of arguments; nothing is computed.
+        """
         return M
 
     def read(self, A, h, t):
-        """A(t) h."""
+        """A(t) h, the read of Eq. 2.
+
+        Parameters
+        ----------
+        A : (B, n, n) array
+            A(t).
+        h : (B, n) array
+            The inner iterate h_s(t+1).
+        t : int or None
+            Unused in the explicit form.
+
+        Returns
+        -------
+        (B, n) array
+            A(t) h per example.
+
+        Raises
+        ------
+        ValueError
+            If the shapes of ``A`` and ``h`` disagree (from the array product).
+        """
         return (A @ h[:, :, None])[:, :, 0]
 
     def read_vjp(self, A, h, dr, t):
-        """(∂/∂h = Aᵀ dr, ∂/∂A = dr hᵀ) of r = A h."""
+        """Adjoints of r = A h: ∂/∂h = Aᵀ dr and ∂/∂A = dr hᵀ, per example.
+
+        Parameters
+        ----------
+        A : (B, n, n) array
+            A(t).
+        h : (B, n) array
+            The iterate that was read with.
+        dr : (B, n) array
+            Cotangent of r.
+        t : int or None
+            Unused in the explicit form.
+
+        Returns
+        -------
+        dh : (B, n) array
+            Aᵀ dr.
+        dA : (B, n, n) array
+            dr hᵀ.
+
+        Raises
+        ------
+        ValueError
+            If the shapes disagree (from the array product).
+        """
         return (dr[:, None, :] @ A)[:, 0, :], dr[:, :, None] * h[:, None, :]
 
     def read_jvp(self, A, h, dh, dA, t):
-        """dr = A dh + dA h (dA None: zero)."""
+        """Tangent of r = A h: dr = A dh + dA h.
+
+        Parameters
+        ----------
+        A : (B, n, n) array
+            A(t).
+        h : (B, n) array
+            The iterate that was read with.
+        dh : (B, n) array
+            Tangent of h.
+        dA : (B, n, n) array or None
+            Tangent of A(t); None for zero.
+        t : int or None
+            Unused in the explicit form.
+
+        Returns
+        -------
+        (B, n) array
+            dr.
+
+        Raises
+        ------
+        ValueError
+            If the shapes disagree (from the array product).
+        """
         dr = self.read(A, dh, t)
         return dr if dA is None else dr + self.read(dA, h, t)
 
     def write(self, s_prev, h, t):
-        """s = [h(t+1), vec(λ A(t) + η h(t+1) h(t+1)ᵀ)] (Eq. 1 one step on), built in place."""
+        """The new state s = [h(t+1), vec(λ A(t) + η h(t+1) h(t+1)ᵀ)] (Ba et al. 2016, Eq. 1, one step on).
+
+        Built in one new array (``s_prev`` is not modified).
+
+        Parameters
+        ----------
+        s_prev : (B, n + n²) array
+            The state being left, holding A(t).
+        h : (B, n) array
+            h(t+1), the inner loop's result.
+        t : int or None
+            Unused in the explicit form.
+
+        Returns
+        -------
+        (B, n + n²) array
+            s.
+
+        Raises
+        ------
+        ValueError
+            If the shapes of ``s_prev`` and ``h`` disagree.
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         s = xp_of(s_prev, h).empty_like(s_prev)
         h_new, A = self.split_state(s)
         h_new[...] = h
@@ -242,8 +489,28 @@ class FastWeights(_FastWeightsCell):
         return s
 
     def write_vjp(self, cache, ds):
-        """From ds = [dh, vec(dA)]: ∂/∂h(t+1) = dh + η (dA + dAᵀ) h(t+1), and ds_prev whose
-        A block is λ dA (its h block is left for the caller to write)."""
+        """VJP of :meth:`write`: from ds = [dh, vec(dA)], ∂/∂h(t+1) = dh + η (dA + dAᵀ) h(t+1) and the A block of ds_prev, λ dA.
+
+        Parameters
+        ----------
+        cache : FastWeightsCache
+            What ``step`` returned; h(t+1) = ``cache.hs[-1]``.
+        ds : (B, n + n²) array
+            Cotangent of the new state.
+
+        Returns
+        -------
+        dh : (B, n) array
+            ∂/∂h(t+1) through both blocks of the write.
+        ds_prev : (B, n + n²) array
+            A new array whose A block is λ dA; its h block is uninitialised,
+            left for the caller to write.
+
+        Raises
+        ------
+        ValueError
+            If the width of ``ds`` is not n + n², or its batch disagrees with the cache's.
+        """
         xp = xp_of(ds)
         dh, dA = self.split_state(ds)
         h = cache.hs[-1]
@@ -253,7 +520,29 @@ class FastWeights(_FastWeightsCell):
         return dh + self.eta * dA_h, ds_prev
 
     def write_jvp(self, cache, dA_prev, dh):
-        """ds = [dh, vec(λ dA(t) + η (dh hᵀ + h dhᵀ))]."""
+        """JVP of :meth:`write`: ds = [dh, vec(λ dA(t) + η (dh hᵀ + h dhᵀ))], h = h(t+1).
+
+        Parameters
+        ----------
+        cache : FastWeightsCache
+            What ``step`` returned; h(t+1) = ``cache.hs[-1]``.
+        dA_prev : (B, n, n) array or None
+            Tangent of A(t); None for zero.
+        dh : (B, n) array
+            Tangent of h(t+1).
+
+        Returns
+        -------
+        (B, n + n²) array
+            Tangent of the new state.
+
+        Raises
+        ------
+        ValueError
+            If the shapes of ``dh`` and ``dA_prev`` disagree with the cache's.
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         h = cache.hs[-1]
         dA = self.eta * (dh[:, :, None] * h[:, None, :] + h[:, :, None] * dh[:, None, :])
         if dA_prev is not None:
@@ -263,10 +552,38 @@ class FastWeights(_FastWeightsCell):
 
 @dataclass(frozen=True)
 class FastWeightsAttention(_FastWeightsCell):
-    """Fast weights in the attention form (Eq. 3): state ``[h(t), h(1..capacity)]`` (B, n (1 + capacity)).
+    """Fast weights in the attention form (Ba et al. 2016, Eq. 3): state ``[h(t), h(1..capacity)]`` (B, n (1 + capacity)).
 
-    ``capacity`` = T_max, the longest sequence this cell can run (keyword-only);
-    ``step`` needs ``t`` and refuses t >= capacity.
+    A(t) h = η Σ_{τ=1..t} λ^{t−τ} h(τ) ⟨h(τ), h⟩ is read from a time-indexed
+    history and A is never built: O(T_max n) memory per sequence instead of
+    O(n²).  ``step`` needs ``t`` and refuses t >= capacity.  Parameters and
+    init: module docstring.
+
+    Parameters
+    ----------
+    input_size : int
+        I, the width of x(t), >= 1.
+    hidden_size : int
+        n, the width of h, >= 1.
+    lam : float
+        λ, the decay rate of A per step (dimensionless), in [0, 1]; 0.95 (Ba et al. 2016).
+    eta : float
+        η, the fast learning rate (dimensionless), finite; 0.5 (Ba et al. 2016).
+    S : int
+        Inner-loop steps of Eq. 2, >= 1; 1 (Ba et al. 2016).
+    ln_eps : float
+        ε of the layer norm, added to the variance (the input's units squared), > 0.
+    capacity : int
+        T_max (steps), the longest sequence this cell can run, >= 1; keyword-only.
+
+    Raises
+    ------
+    ValueError
+        If ``input_size``, ``hidden_size``, ``S`` or ``capacity`` is not a
+        positive int, ``lam`` is not a finite real in [0, 1], ``eta`` is not a
+        finite real, or ``ln_eps`` is not a finite real > 0.
+    TypeError
+        If ``capacity`` is not given (it has no default).
     """
 
     capacity: int = field(kw_only=True)
@@ -278,33 +595,133 @@ class FastWeightsAttention(_FastWeightsCell):
 
     @property
     def n_state(self):
+        """Width of the state s = [h(t), h(1..capacity)]: n (1 + capacity)."""
         return self.hidden_size * (1 + self.capacity)
 
     def split_state(self, s):
-        """(h (B, n), history (B, capacity, n)) views of s; history[:, τ−1] is h(τ)."""
+        """h and the history as views of s; history[:, τ−1] is h(τ).
+
+        Parameters
+        ----------
+        s : (B, n (1 + capacity)) array
+            A state (or its cotangent or tangent).
+
+        Returns
+        -------
+        h : (B, n) array
+            s[:, :n].
+        history : (B, capacity, n) array
+            The slots h(1..capacity).
+
+        Raises
+        ------
+        ValueError
+            If the width of ``s`` is not n (1 + capacity) (from the reshape).
+        """
         n = self.hidden_size
         return s[:, :n], s[:, n:].reshape(s.shape[0], self.capacity, n)
 
     def join_state(self, h, history):
-        """s = [h, h(1), …, h(capacity)]."""
+        """The state s = [h, h(1), …, h(capacity)], the inverse of :meth:`split_state` (a new array).
+
+        Parameters
+        ----------
+        h : (B, n) array
+            h(t).
+        history : (B, capacity, n) array
+            The slots h(1..capacity).
+
+        Returns
+        -------
+        (B, n (1 + capacity)) array
+            s.
+
+        Raises
+        ------
+        ValueError
+            If the batch sizes of ``h`` and ``history`` differ (from the concatenation).
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         xp = xp_of(h, history)
         return xp.concatenate([h, history.reshape(history.shape[0], -1)], axis=1)
 
     def decay_weights(self, t, like):
-        """η λ^{t−τ} for τ = 1..t, shape (t,), in the dtype and backend of ``like``."""
+        """The read's weights w_τ = η λ^{t−τ} for τ = 1..t (Ba et al. 2016, Eq. 3).
+
+        Parameters
+        ----------
+        t : int
+            The step index (Ba et al.'s t), >= 0; t = 0 gives no weights.
+        like : array
+            Gives the dtype and backend (NumPy or CuPy).
+
+        Returns
+        -------
+        (t,) array
+            w, oldest slot first.
+
+        Raises
+        ------
+        AttributeError
+            If ``like`` has no ``dtype`` (not an array).
+        TypeError
+            If ``t`` is not a number.
+        """
         xp = xp_of(like)
         return self.eta * self.lam ** xp.arange(t - 1, -1, -1, dtype=like.dtype)
 
     def fast_weight_matrix(self, s, t):
-        """A(t) = η Σ_{τ=1..t} λ^{t−τ} h(τ) h(τ)ᵀ (B, n, n), built from the history of s.
+        """A(t) = η Σ_{τ=1..t} λ^{t−τ} h(τ) h(τ)ᵀ, built from the history of s (Ba et al. 2016, Eqs. 1 and 3).
 
         For tests and inspection only: O(B n² t), the cost this form avoids.
+
+        Parameters
+        ----------
+        s : (B, n (1 + capacity)) array
+            The state after step t − 1 (refnet's s_t).
+        t : int
+            The step index, 0 <= t <= capacity: slots 1..t are read.
+
+        Returns
+        -------
+        (B, n, n) array
+            A(t) (zeros for t = 0).
+
+        Raises
+        ------
+        ValueError
+            If the width of ``s`` is not n (1 + capacity).
+        TypeError
+            If ``t`` is not an int (from the slice or the weights).
         """
         H = self.split_state(s)[1][:, :t]
         return (H.transpose(0, 2, 1) * self.decay_weights(t, s)) @ H
 
     def read_memory(self, s_prev, t):
-        """(h(t), history h(1..t) (B, t, n)) from s_prev; refuses a missing t or t >= capacity."""
+        """(h(t), history h(1..t)) from s_prev: what the inner loop of step t reads.
+
+        Parameters
+        ----------
+        s_prev : (B, n (1 + capacity)) array
+            The state being left.
+        t : int
+            The step index, 0 <= t < capacity.
+
+        Returns
+        -------
+        h : (B, n) array
+            h(t).
+        history : (B, t, n) array
+            h(1..t) (a view).
+
+        Raises
+        ------
+        TypeError
+            If ``t`` is not an int >= 0 (None included: the attention form needs it).
+        ValueError
+            If t >= capacity, or the width of ``s_prev`` is not n (1 + capacity).
+        """
         if isinstance(t, bool) or not isinstance(t, int) or t < 0:
             raise TypeError(f"t must be the step's 0-based index (an int >= 0) for the attention "
                             f"form, got {t!r}")
@@ -315,17 +732,81 @@ class FastWeightsAttention(_FastWeightsCell):
         return h, history[:, :t]
 
     def memory_view(self, M, t):
-        """The slots 1..t of a history cotangent (B, capacity, n): those the reads reach."""
+        """The slots 1..t of a history cotangent or tangent: those the reads of step t reach.
+
+        Parameters
+        ----------
+        M : (B, capacity, n) array
+            The history block of a state cotangent or tangent.
+        t : int
+            The step index.
+
+        Returns
+        -------
+        (B, t, n) array
+            M[:, :t] (a view).
+
+        Raises
+        ------
+        TypeError
+            If ``t`` is not an int (from the slice).
+        """
         return M[:, :t]
 
     def read(self, H, h, t):
-        """A(t) h = η Σ_τ λ^{t−τ} h(τ) ⟨h(τ), h⟩ (Eq. 3), from the history H (B, t, n)."""
+        """A(t) h = η Σ_τ λ^{t−τ} h(τ) ⟨h(τ), h⟩ (Ba et al. 2016, Eq. 3), from the history, without A.
+
+        Parameters
+        ----------
+        H : (B, t, n) array
+            The history h(1..t).
+        h : (B, n) array
+            The inner iterate h_s(t+1).
+        t : int
+            The step index (the length of ``H``).
+
+        Returns
+        -------
+        (B, n) array
+            A(t) h per example.
+
+        Raises
+        ------
+        ValueError
+            If the shapes of ``H`` and ``h`` disagree, or ``H`` does not hold t slots.
+        """
         scores = self.decay_weights(t, h) * (H @ h[:, :, None])[:, :, 0]      # (B, t)
         return (scores[:, None, :] @ H)[:, 0, :]
 
     def read_vjp(self, H, h, dr, t):
-        """Adjoints of r = Hᵀ diag(w) H h, w = η λ^{t−τ}: ∂/∂h = Hᵀ diag(w) H dr (symmetric);
-        ∂/∂h(τ) = w_τ (⟨h(τ), h⟩ dr + ⟨h(τ), dr⟩ h)."""
+        """Adjoints of r = Hᵀ diag(w) H h, w = η λ^{t−τ} (Eq. 3).
+
+        ∂/∂h = Hᵀ diag(w) H dr (the map is symmetric);
+        ∂/∂h(τ) = w_τ (⟨h(τ), h⟩ dr + ⟨h(τ), dr⟩ h).
+
+        Parameters
+        ----------
+        H : (B, t, n) array
+            The history h(1..t).
+        h : (B, n) array
+            The iterate that was read with.
+        dr : (B, n) array
+            Cotangent of r.
+        t : int
+            The step index.
+
+        Returns
+        -------
+        dh : (B, n) array
+            ∂/∂h.
+        dH : (B, t, n) array
+            ∂/∂h(τ), τ = 1..t.
+
+        Raises
+        ------
+        ValueError
+            If the shapes disagree, or ``H`` does not hold t slots.
+        """
         w = self.decay_weights(t, h)
         scores = w * (H @ h[:, :, None])[:, :, 0]
         dscores = w * (H @ dr[:, :, None])[:, :, 0]
@@ -333,7 +814,31 @@ class FastWeightsAttention(_FastWeightsCell):
         return (dscores[:, None, :] @ H)[:, 0, :], dH
 
     def read_jvp(self, H, h, dh, dH, t):
-        """dr = A(t) dh + Σ_τ w_τ (dh(τ) ⟨h(τ), h⟩ + h(τ) ⟨dh(τ), h⟩) (dH None: zero)."""
+        """Tangent of the read: dr = A(t) dh + Σ_τ w_τ (dh(τ) ⟨h(τ), h⟩ + h(τ) ⟨dh(τ), h⟩).
+
+        Parameters
+        ----------
+        H : (B, t, n) array
+            The history h(1..t).
+        h : (B, n) array
+            The iterate that was read with.
+        dh : (B, n) array
+            Tangent of h.
+        dH : (B, t, n) array or None
+            Tangent of the history; None for zero.
+        t : int
+            The step index.
+
+        Returns
+        -------
+        (B, n) array
+            dr.
+
+        Raises
+        ------
+        ValueError
+            If the shapes disagree, or ``H`` does not hold t slots.
+        """
         dr = self.read(H, dh, t)
         if dH is None:
             return dr
@@ -343,15 +848,56 @@ class FastWeightsAttention(_FastWeightsCell):
         return dr + (scores[:, None, :] @ dH)[:, 0, :] + (dscores[:, None, :] @ H)[:, 0, :]
 
     def write(self, s_prev, h, t):
-        """s = [h(t+1), history with slot t + 1 set to h(t+1)]."""
+        """The new state s = [h(t+1), history with slot t + 1 set to h(t+1)] (a new array).
+
+        Parameters
+        ----------
+        s_prev : (B, n (1 + capacity)) array
+            The state being left (not modified).
+        h : (B, n) array
+            h(t+1), the inner loop's result.
+        t : int
+            The step index, 0 <= t < capacity.
+
+        Returns
+        -------
+        (B, n (1 + capacity)) array
+            s.
+
+        Raises
+        ------
+        IndexError
+            If t >= capacity.
+        ValueError
+            If the shapes of ``s_prev`` and ``h`` disagree.
+        """
         history = self.split_state(s_prev)[1].copy()
         history[:, t] = h
         return self.join_state(h, history)
 
     def write_vjp(self, cache, ds):
-        """From ds = [dh, dhistory]: ∂/∂h(t+1) = dh + dslot_{t+1}, and ds_prev whose history
-        block is dhistory with slot t + 1 zeroed, as it is overwritten (its h block is left
-        for the caller to write)."""
+        """VJP of :meth:`write`: from ds = [dh, dhistory], ∂/∂h(t+1) = dh + dslot_{t+1} and ds_prev.
+
+        Parameters
+        ----------
+        cache : FastWeightsCache
+            What ``step`` returned; ``cache.t`` names the written slot.
+        ds : (B, n (1 + capacity)) array
+            Cotangent of the new state.
+
+        Returns
+        -------
+        dh : (B, n) array
+            ∂/∂h(t+1) through both blocks of the write.
+        ds_prev : (B, n (1 + capacity)) array
+            A copy of ``ds`` whose slot t + 1 is zeroed, as the write overwrites
+            it; its h block still holds ``ds``'s, left for the caller to overwrite.
+
+        Raises
+        ------
+        ValueError
+            If the width of ``ds`` is not n (1 + capacity).
+        """
         dh, dhistory = self.split_state(ds)
         ds_prev = ds.copy()
         dhistory_prev = self.split_state(ds_prev)[1]
@@ -359,7 +905,27 @@ class FastWeightsAttention(_FastWeightsCell):
         return dh + dhistory[:, cache.t], ds_prev
 
     def write_jvp(self, cache, dhistory_prev, dh):
-        """ds = [dh, dhistory with slot t + 1 set to dh]."""
+        """JVP of :meth:`write`: ds = [dh, dhistory with slot t + 1 set to dh].
+
+        Parameters
+        ----------
+        cache : FastWeightsCache
+            What ``step`` returned; ``cache.t`` names the written slot.
+        dhistory_prev : (B, capacity, n) array or None
+            Tangent of the history being left; None for zero.
+        dh : (B, n) array
+            Tangent of h(t+1).
+
+        Returns
+        -------
+        (B, n (1 + capacity)) array
+            Tangent of the new state.
+
+        Raises
+        ------
+        ValueError
+            If the shapes of ``dh`` and ``dhistory_prev`` disagree.
+        """
         xp = xp_of(dh)
         B, n = dh.shape
         if dhistory_prev is None:
@@ -381,18 +947,31 @@ class FastWeightsAttention(_FastWeightsCell):
         Parameters
         ----------
         params : dict
-        x : (T, B, I)
-        s0 : (B, n (1 + capacity)); only its h block and its slots beyond T are used
-            (slots 1..T are written before any read)
+            {name: array} with the shapes of ``param_shapes``.
+        x : (T, B, I) array
+            Inputs; x[t] is Ba et al.'s x(t).
+        s0 : (B, n (1 + capacity)) array
+            The initial state; only its h block and its slots beyond T are used
+            (slots 1..T are written before any read).
 
         Returns
         -------
-        (outputs (T, B, n) = h(1..T), s_T (B, n (1 + capacity)), AttentionFused)
+        outputs : (T, B, n) array
+            h(1..T).
+        s_T : (B, n (1 + capacity)) array
+            The final state, its slots 1..T holding h(1..T).
+        trace : AttentionFused
+            What :meth:`fused_sequence_vjp` reads.
 
         Raises
         ------
         ValueError
-            If T > capacity (the state cannot hold the history).
+            If T > capacity (the state cannot hold the history), ``x`` is not
+            3-D, or the shapes of ``x``, ``s0`` and ``params`` disagree.
+        KeyError
+            If ``params`` lacks one of weight_ih, weight_hh, ln_weight, ln_bias.
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
         """
         xp = xp_of(x, s0)
         T, B, _ = x.shape
@@ -433,6 +1012,40 @@ class FastWeightsAttention(_FastWeightsCell):
         window's n·B rows.  ``ds_start``'s history block holds the slots the
         window's reads and ``ds_last`` reach (1..start), zero for the slots
         the window writes, and ``ds_last``'s own beyond them.
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of ``param_shapes``.
+        trace : AttentionFused
+            What :meth:`fused_sequence` returned.
+        dout : (n_steps, B, n) array
+            Cotangents of the outputs h(t) for t = start+1..start+n_steps.
+        ds_last : (B, n (1 + capacity)) array
+            Cotangent of the state s_{start+n_steps} from beyond the window.
+        start : int
+            The window starts from s_start (steps, 0: s_0); start + n_steps <= T.
+
+        Returns
+        -------
+        ds_start : (B, n (1 + capacity)) array
+            ∂/∂s_start.
+        dparams : dict
+            ∂/∂θ for every parameter, summed over the window's steps and the batch.
+        dx : (n_steps, B, I) array
+            ∂/∂x for the window's steps.
+
+        Raises
+        ------
+        ValueError
+            If ``dout`` is not 3-D, or its shape or that of ``ds_last``
+            disagrees with the trace's.
+        IndexError
+            If start + n_steps > T (the window leaves the trace).
+        KeyError
+            If ``params`` lacks one of weight_ih, weight_hh, ln_weight.
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
         """
         xp = xp_of(dout, ds_last)
         n_steps, B, n = dout.shape
