@@ -137,11 +137,40 @@ class _FastWeightsCell(Cell):
             raise ValueError(f"S must be an int >= 1 (inner-loop steps), got {self.S!r}")
 
     def param_shapes(self):
+        """The parameters' names and shapes (nn.RNN's and nn.LayerNorm's names).
+
+        Returns
+        -------
+        dict
+            {'weight_ih': (n, I) = C, 'weight_hh': (n, n) = W, 'ln_weight': (n,), 'ln_bias': (n,)}.
+
+        Raises
+        ------
+        TypeError
+            Only if called with arguments (it takes none); the sizes it reads
+            were validated when the cell was made.
+        """
         n, I = self.hidden_size, self.input_size
         return {"weight_ih": (n, I), "weight_hh": (n, n), "ln_weight": (n,), "ln_bias": (n,)}
 
     def init(self, rng):
-        """W = 0.05·I (Ba et al.), C ~ U(−1/√I, 1/√I), LN gain 1 and bias 0."""
+        """W = 0.05·I (Ba et al. 2016's experiments), C ~ U(−1/√I, 1/√I) (nn.Linear's rule), LN gain 1 and bias 0.
+
+        Parameters
+        ----------
+        rng : refnet.backend.Rng
+            Source of the random draws; its dtype and backend are the parameters'.
+
+        Returns
+        -------
+        dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+
+        Raises
+        ------
+        AttributeError
+            If ``rng`` is not a :class:`refnet.backend.Rng` (it lacks ``uniform`` or ``constant``).
+        """
         n = self.hidden_size
         bound = self.input_size ** -0.5
         return {                                    # constants too in the rng's dtype (rng.constant)
@@ -152,9 +181,43 @@ class _FastWeightsCell(Cell):
         }
 
     def output(self, s):
+        """h, the part of the state a head reads.
+
+        Parameters
+        ----------
+        s : (B, n_state) array
+            The state [h, memory].
+
+        Returns
+        -------
+        (B, n) array
+            s[:, :n] (a view).
+
+        Raises
+        ------
+        IndexError
+            If ``s`` is not 2-D.
+        """
         return s[:, :self.hidden_size]
 
     def output_vjp(self, dy):
+        """ds for a cotangent dy on :meth:`output`: dy on the h block, zeros on the memory.
+
+        Parameters
+        ----------
+        dy : (B, n) array
+            Cotangent of h.
+
+        Returns
+        -------
+        (B, n_state) array
+            [dy, 0].
+
+        Raises
+        ------
+        ValueError
+            If ``dy`` is not (B, n) (from the assignment).
+        """
         ds = xp_of(dy).zeros((dy.shape[0], self.n_state), dtype=dy.dtype)
         ds[:, :self.hidden_size] = dy
         return ds
@@ -165,7 +228,42 @@ class _FastWeightsCell(Cell):
         return relu.fn(y), cache
 
     def step(self, params, s_prev, x, t=None):
-        """h(t+1) from h(t), x(t) and A(t) by the S-step inner loop; then the memory takes h(t+1)."""
+        """One transition: h(t+1) from h(t), x(t) and A(t) by the S-step inner loop; then the memory takes h(t+1).
+
+        z = W h(t) + C x(t), h_0(t+1) = f(LN[z]), h_{s+1}(t+1) = f(LN[z + A(t) h_s(t+1)])
+        (Ba et al. 2016, Eq. 2), h(t+1) = h_S(t+1); the memory then becomes
+        A(t+1) = λ A(t) + η h(t+1) h(t+1)ᵀ (Eq. 1), kept as A or as the history.
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+        s_prev : (B, n_state) array
+            [h(t), memory holding A(t)].
+        x : (B, I) array
+            x(t).
+        t : int or None
+            Ba et al.'s t, refnet's 0-based step index; the attention form needs
+            it (0 <= t < capacity), the explicit form ignores it.
+
+        Returns
+        -------
+        s : (B, n_state) array
+            [h(t+1), memory holding A(t+1)].
+        cache : FastWeightsCache
+            What :meth:`step_vjp` and :meth:`step_jvp` read.
+
+        Raises
+        ------
+        TypeError
+            Attention form: if ``t`` is not an int >= 0.  Either form: if NumPy
+            arrays are mixed with device (CuPy) arrays.
+        ValueError
+            Attention form: if t >= capacity.  Either form: if the shapes of
+            ``params``, ``s_prev`` and ``x`` disagree.
+        KeyError
+            If ``params`` lacks one of weight_ih, weight_hh, ln_weight, ln_bias.
+        """
         h_prev, memory = self.read_memory(s_prev, t)
         z = h_prev @ params["weight_hh"].T + x @ params["weight_ih"].T
         h_s, ln_cache = self._ln_relu(params, z)
@@ -177,7 +275,33 @@ class _FastWeightsCell(Cell):
         return self.write(s_prev, h_s, t), FastWeightsCache(x, h_prev, memory, tuple(hs), tuple(lns), t)
 
     def step_vjp(self, params, cache, ds):
-        """Back through the memory write, the S inner steps (to A(t) too) and h_0's layer norm."""
+        """VJP of :meth:`step`: back through the memory write, the S inner steps (to A(t) too) and h_0's layer norm.
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+        cache : FastWeightsCache
+            What :meth:`step` returned for this step.
+        ds : (B, n_state) array
+            Cotangent of the new state [h(t+1), memory].
+
+        Returns
+        -------
+        ds_prev : (B, n_state) array
+            ∂/∂[h(t), memory holding A(t)].
+        dparams : dict
+            ∂/∂θ for every parameter, summed over the batch.
+        dx : (B, I) array
+            ∂/∂x(t).
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks one of weight_ih, weight_hh, ln_weight.
+        ValueError
+            If the shape of ``ds`` disagrees with the cache's.
+        """
         gain = params["ln_weight"]
         dh, ds_prev = self.write_vjp(cache, ds)
         # ds_prev's memory block holds the write's share; the reads add theirs in place.
@@ -199,7 +323,35 @@ class _FastWeightsCell(Cell):
         return ds_prev, dparams, dz @ params["weight_ih"]
 
     def step_jvp(self, params, cache, ds_prev=None, dparams=None, dx=None):
-        """Forward-mode twin of ``step``: tangents of z, of each h_s(t+1) and of the new memory."""
+        """JVP of :meth:`step`: tangents of z, of each h_s(t+1) and of the new memory.
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+        cache : FastWeightsCache
+            What :meth:`step` returned for this step.
+        ds_prev : (B, n_state) array or None
+            Tangent of [h(t), memory]; None for zero.
+        dparams : dict or None
+            Tangent of every parameter, shared by the batch; None for zero.
+        dx : (B, I) array or None
+            Tangent of x(t); None for zero.
+
+        Returns
+        -------
+        (B, n_state) array
+            Tangent of the new state.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` or ``dparams`` lacks a parameter the tangents need.
+        ValueError
+            If a tangent's shape disagrees with the cache's.
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         xp = xp_of(cache.x)
         gain = params["ln_weight"]
         dh_prev, dM_prev = (None, None) if ds_prev is None else self.split_state(ds_prev)
