@@ -159,7 +159,7 @@ class ERNN(Cell):
     def init(self, rng):
         """Initial parameters: W, V ~ 0.1·N(0, 1); U = 0; b = 1; η = ``eta_init`` (module docstring).
 
-        U = 0 makes the cell start as a FastRNN (Zhang et al. 2019, end of §3.4).
+        U = 0 makes the cell start as a FastRNN when K = 1 (Zhang et al. 2019, end of §3.4).
 
         Parameters
         ----------
