@@ -54,31 +54,66 @@ __all__ = ["ERNN", "ERNNCache"]
 
 
 class ERNNCache(NamedTuple):
-    x: object        # (B, I) input
-    h_prev: object   # (B, H) h_{t−1} = h^(0)
-    h_in: tuple      # K arrays (B, H): h^(k−1), the input of inner iteration k
-    a: tuple         # K arrays (B, H): a^(k) = V h^(k−1) + W x + b, which (I + U) multiplies
-    phi: tuple       # K arrays (B, H): φ^(k) = σ((I + U) a^(k)); σ' is read from it
-    eta: object      # (K,) η_t, the row of η used at this step
-    t: Optional[int]  # the row's index in a (T, K) η; None for a (K,) η
+    """What :meth:`ERNN.step` keeps for its VJP and JVP: the K inner iterates of one time step.
+
+    Attributes
+    ----------
+    x : (B, I) array
+        The input x_t.
+    h_prev : (B, H) array
+        h_{t−1} = h^(0).
+    h_in : tuple of K (B, H) arrays
+        h^(k−1), the input of inner iteration k = 1..K.
+    a : tuple of K (B, H) arrays
+        a^(k) = V h^(k−1) + W x_t + b, which (I + U) multiplies (Zhang et al. 2019, Eq. 12).
+    phi : tuple of K (B, H) arrays
+        φ^(k) = σ((I + U) a^(k)); σ' is read from it.
+    eta : (K,) array
+        η_t, the row of η this step used.
+    t : int or None
+        The row's index in a (T, K) η; None for a (K,) η.
+    """
+
+    x: object
+    h_prev: object
+    h_in: tuple
+    a: tuple
+    phi: tuple
+    eta: object
+    t: Optional[int]
 
 
 @dataclass(frozen=True)
 class ERNN(Cell):
-    """ERNN cell (module docstring): K inexact-Newton iterations towards h = φ(h, h_{t−1}, x_t).
+    """ERNN cell (Zhang et al. 2019, Eqs. 9, 11, 12): K inexact-Newton iterations towards h = φ(h, h_{t−1}, x_t).
+
+    The state is h (B, H); the equations and parameters are in the module
+    docstring.
 
     Parameters
     ----------
-    input_size, hidden_size : int
-    K : int >= 1
-        Inner iterations per time step.
-    nonlinearity : 'relu' (default) or 'tanh'
-        σ.
+    input_size : int
+        I, the width of x_t, >= 1.
+    hidden_size : int
+        H, the width of h, >= 1.
+    K : int
+        Inner iterations per time step, >= 1.
+    nonlinearity : {'relu', 'tanh'}
+        σ; 'relu' (default) as the paper's experiments.
     sequence_length : int or None
-        T for a per-step η of shape (T, K); None (default) for one η of shape (K,).
-        (Not ``steps``: that name is the cell contract's k-step method, DESIGN.md §3.)
+        T (steps), >= 1, for a per-step η of shape (T, K) (η_t^(k) of Eq. 9);
+        None (default) for one η of shape (K,) shared by every step.
+        (Not ``steps``: that name is the cell contract's k-step method,
+        :data:`refnet.cells.base.CONTRACT_NAMES`.)
     eta_init : float
-        Initial value of every η (1e-2, paper §4).
+        Initial value of every η (dimensionless step size), 1e-2 as the paper's §4.
+
+    Raises
+    ------
+    ValueError
+        If ``input_size`` or ``hidden_size`` is not a positive int, ``K`` is
+        not a positive int, ``sequence_length`` is neither None nor a positive
+        int, or ``nonlinearity`` is not 'relu' or 'tanh'.
     """
 
     input_size: int
@@ -100,15 +135,47 @@ class ERNN(Cell):
 
     @property
     def sigma(self):
+        """σ, the activation (``fn`` and ``grad`` read from the output) named by ``nonlinearity``."""
         return ACTIVATIONS[self.nonlinearity]
 
     def param_shapes(self):
+        """The parameters' names and shapes.
+
+        Returns
+        -------
+        dict
+            {'W': (H, I), 'V': (H, H), 'U': (H, H), 'b': (H,), 'eta': (K,) or (T, K)}.
+
+        Raises
+        ------
+        TypeError
+            Only if called with arguments (it takes none); the sizes it reads
+            were validated when the cell was made.
+        """
         H, I = self.hidden_size, self.input_size
         eta = (self.K,) if self.sequence_length is None else (self.sequence_length, self.K)
         return {"W": (H, I), "V": (H, H), "U": (H, H), "b": (H,), "eta": eta}
 
     def init(self, rng):
-        """W, V ~ 0.1·N(0, 1); U = 0; b = 1; η = 1e-2 (module docstring)."""
+        """Initial parameters: W, V ~ 0.1·N(0, 1); U = 0; b = 1; η = ``eta_init`` (module docstring).
+
+        U = 0 makes the cell start as a FastRNN when K = 1 (Zhang et al. 2019, end of §3.4).
+
+        Parameters
+        ----------
+        rng : refnet.backend.Rng
+            Source of the random draws; its dtype and backend are the parameters'.
+
+        Returns
+        -------
+        dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+
+        Raises
+        ------
+        AttributeError
+            If ``rng`` is not a :class:`refnet.backend.Rng` (it lacks ``normal`` or ``constant``).
+        """
         H, I = self.hidden_size, self.input_size
         return {                                    # constants too in the rng's dtype (rng.constant)
             "W": rng.normal((H, I), 0.1),
@@ -128,7 +195,42 @@ class ERNN(Cell):
         return eta[t], t
 
     def step(self, params, s_prev, x, t=None):
-        """K inner iterations h^(k) = h^(k−1) + η_t^(k) [σ((I + U)(V h^(k−1) + W x_t + b)) − h^(k−1)]."""
+        """One time step: K inner iterations h^(k) = h^(k−1) + η_t^(k) [σ((I + U)(V h^(k−1) + W x_t + b)) − h^(k−1)].
+
+        Zhang et al. 2019, Eq. 9 (the inexact Newton step of Eq. 7) with φ of
+        Eq. 12 and (I − U)^{-1} ≈ I + U (Eq. 11); h^(0) = h_{t−1}, h_t = h^(K).
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+        s_prev : (B, H) array
+            h_{t−1}.
+        x : (B, I) array
+            x_t.
+        t : int or None
+            0-based index of x_t (steps); picks the row of a (T, K) η, ignored
+            for a (K,) η.
+
+        Returns
+        -------
+        h : (B, H) array
+            h_t = h^(K).
+        cache : ERNNCache
+            The inner iterates :meth:`step_vjp` and :meth:`step_jvp` read.
+
+        Raises
+        ------
+        ValueError
+            If η is (T, K) and ``t`` is None or outside [0, T); or if the
+            shapes of ``params``, ``s_prev`` and ``x`` disagree (from the array product).
+        IndexError
+            If η is (T, K) and ``t`` is a non-integer number inside [0, T).
+        KeyError
+            If ``params`` lacks one of W, V, U, b, eta.
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         eta, t = self._eta_row(params["eta"], t)
         U = params["U"]
         input_part = x @ params["W"].T + params["b"]          # W x_t + b, shared by the K iterations
@@ -144,7 +246,40 @@ class ERNN(Cell):
         return h, ERNNCache(x, s_prev, tuple(h_in), tuple(a_list), tuple(phi_list), eta, t)
 
     def step_vjp(self, params, cache, ds):
-        """Back through the K inner iterations, last first (Eq. 9, then Eq. 12's φ)."""
+        """VJP of :meth:`step`: back through the K inner iterations, last first (Eq. 9, then Eq. 12's φ).
+
+        Per iteration, with dg = η^(k) dh ⊙ σ'(g^(k)) and da = dg (I + U):
+        dU += dgᵀ a^(k), dV += daᵀ h^(k−1), dη^(k) = Σ dh ⊙ (φ^(k) − h^(k−1)),
+        dh ← (1 − η^(k)) dh + da V; W and b collect Σ_k da (their product is shared).
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+        cache : ERNNCache
+            What :meth:`step` returned for this step.
+        ds : (B, H) array
+            Cotangent of h_t.
+
+        Returns
+        -------
+        ds_prev : (B, H) array
+            ∂/∂h_{t−1}.
+        dparams : dict
+            ∂/∂θ for every parameter, summed over the batch; a (T, K) η gets
+            zeros except row t.
+        dx : (B, I) array
+            ∂/∂x_t.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks W, V or U (or eta, for a (T, K) η).
+        ValueError
+            If the shape of ``ds`` disagrees with the cache's (from the array product).
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         xp = xp_of(ds)
         U, V, W = params["U"], params["V"], params["W"]
         dU, dV = xp.zeros_like(U), xp.zeros_like(V)
@@ -169,7 +304,39 @@ class ERNN(Cell):
         return dh, dparams, da_total @ W
 
     def step_jvp(self, params, cache, ds_prev=None, dparams=None, dx=None):
-        """Forward-mode twin of ``step``: the tangent of every inner iterate in turn."""
+        """JVP of :meth:`step`: the tangent of every inner iterate h^(k) in turn.
+
+        dh^(k) = dh^(k−1) + η^(k) (σ'(g^(k)) ⊙ dg^(k) − dh^(k−1)) + dη^(k) (φ^(k) − h^(k−1)),
+        dg^(k) = (I + U) da^(k) + dU a^(k), da^(k) = V dh^(k−1) + dV h^(k−1) + W dx + dW x + db.
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+        cache : ERNNCache
+            What :meth:`step` returned for this step.
+        ds_prev : (B, H) array or None
+            Tangent of h_{t−1}; None for zero.
+        dparams : dict or None
+            Tangent of every parameter (shapes of :meth:`param_shapes`), shared by
+            the batch; None for zero.
+        dx : (B, I) array or None
+            Tangent of x_t; None for zero.
+
+        Returns
+        -------
+        (B, H) array
+            Tangent of h_t.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` or ``dparams`` lacks one of W, V, U, b, eta.
+        ValueError
+            If a tangent's shape disagrees with the cache's (from the array product).
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         xp = xp_of(cache.x)
         U, V, W = params["U"], params["V"], params["W"]
         dh = xp.zeros_like(cache.h_prev) if ds_prev is None else ds_prev

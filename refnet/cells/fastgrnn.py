@@ -44,28 +44,88 @@ __all__ = ["FastGRNN", "FastGRNNCache", "FastGRNNFused"]
 
 
 class FastGRNNCache(NamedTuple):
-    x: object        # (B, I) input
-    h_prev: object   # (B, H) previous state
-    z: object        # (B, H) gate σ_g(a + b_z)
-    h_tilde: object  # (B, H) candidate σ_u(a + b_h)
-    zeta: object     # (1,) ζ = sigmoid(ζ̂)
-    nu: object       # (1,) ν = sigmoid(ν̂)
+    """What :meth:`FastGRNN.step` keeps for its VJP and JVP.
+
+    Attributes
+    ----------
+    x : (B, I) array
+        The input x_t.
+    h_prev : (B, H) array
+        h_{t−1}.
+    z : (B, H) array
+        The gate z_t = σ_g(a + b_z); σ_g' is read from it.
+    h_tilde : (B, H) array
+        The candidate h̃_t = σ_u(a + b_h); σ_u' is read from it.
+    zeta : (1,) array
+        ζ = sigmoid(ζ̂).
+    nu : (1,) array
+        ν = sigmoid(ν̂).
+    """
+
+    x: object
+    h_prev: object
+    z: object
+    h_tilde: object
+    zeta: object
+    nu: object
 
 
 class FastGRNNFused(NamedTuple):
-    """The trace of ``FastGRNN.fused_sequence``."""
+    """The trace of :meth:`FastGRNN.fused_sequence`, read by :meth:`FastGRNN.fused_sequence_vjp`.
 
-    x: object        # (T, B, I)
-    hs: object       # (T + 1, B, H), hs[0] = h_0
-    z: object        # (T, B, H) gates
-    h_tilde: object  # (T, B, H) candidates
-    zeta: object     # (1,) ζ = sigmoid(ζ̂)
-    nu: object       # (1,) ν = sigmoid(ν̂)
+    Attributes
+    ----------
+    x : (T, B, I) array
+        The inputs.
+    hs : (T + 1, B, H) array
+        hs[t] = h_t, hs[0] = h_0.
+    z : (T, B, H) array
+        z[t − 1] = z_t, the gates.
+    h_tilde : (T, B, H) array
+        h_tilde[t − 1] = h̃_t, the candidates.
+    zeta : (1,) array
+        ζ = sigmoid(ζ̂).
+    nu : (1,) array
+        ν = sigmoid(ν̂).
+    """
+
+    x: object
+    hs: object
+    z: object
+    h_tilde: object
+    zeta: object
+    nu: object
 
 
 @dataclass(frozen=True)
 class FastGRNN(Cell):
-    """FastGRNN cell (module docstring): a gated residual update with learnable ζ, ν."""
+    """FastGRNN cell (Kusupati et al. 2018, Eqs. 3–4): a gated residual update with learnable ζ, ν.
+
+    h_t = (ζ (1 − z_t) + ν) ⊙ h̃_t + z_t ⊙ h_{t−1}, with the gate z_t and the
+    candidate h̃_t sharing W and U; EdgeML's names and init (module
+    docstring).  The state is h (B, H).
+
+    Parameters
+    ----------
+    input_size : int
+        I, the width of x_t, >= 1.
+    hidden_size : int
+        H, the width of h, >= 1.
+    gate_nonlinearity : str
+        σ_g, a name of :data:`refnet.cells.activations.ACTIVATIONS`; 'sigmoid' by default.
+    update_nonlinearity : str
+        σ_u, a name of ``ACTIVATIONS``; 'tanh' by default.
+    zeta_init : float
+        Initial ζ̂, the logit of ζ (dimensionless); 1 (EdgeML), ζ ≈ 0.73.
+    nu_init : float
+        Initial ν̂, the logit of ν (dimensionless); −4 (EdgeML), ν ≈ 0.018.
+
+    Raises
+    ------
+    ValueError
+        If ``input_size`` or ``hidden_size`` is not a positive int, or a
+        nonlinearity is not a name of ``ACTIVATIONS``.
+    """
 
     input_size: int
     hidden_size: int
@@ -82,12 +142,42 @@ class FastGRNN(Cell):
                 raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}, got {value!r}")
 
     def param_shapes(self):
+        """The parameters' names and shapes (EdgeML's names).
+
+        Returns
+        -------
+        dict
+            {'W': (H, I), 'U': (H, H), 'bias_gate': (H,), 'bias_update': (H,),
+            'zeta': (1,), 'nu': (1,)}.
+
+        Raises
+        ------
+        TypeError
+            Only if called with arguments (it takes none); the sizes it reads
+            were validated when the cell was made.
+        """
         H, I = self.hidden_size, self.input_size
         return {"W": (H, I), "U": (H, H), "bias_gate": (H,), "bias_update": (H,),
                 "zeta": (1,), "nu": (1,)}
 
     def init(self, rng):
-        """EdgeML's init: W, U ~ 0.1·N(0, 1), b_z = b_h = 1, ζ̂ = 1, ν̂ = −4."""
+        """EdgeML's init: W, U ~ 0.1·N(0, 1), b_z = b_h = 1, ζ̂ = ``zeta_init``, ν̂ = ``nu_init``.
+
+        Parameters
+        ----------
+        rng : refnet.backend.Rng
+            Source of the random draws; its dtype and backend are the parameters'.
+
+        Returns
+        -------
+        dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+
+        Raises
+        ------
+        AttributeError
+            If ``rng`` is not a :class:`refnet.backend.Rng` (it lacks ``normal`` or ``constant``).
+        """
         H, I = self.hidden_size, self.input_size
         return {                                    # constants too in the rng's dtype (rng.constant)
             "W": rng.normal((H, I), 0.1),
@@ -99,7 +189,38 @@ class FastGRNN(Cell):
         }
 
     def step(self, params, s_prev, x, t=None):
-        """One FastGRNN transition (module docstring equations)."""
+        """One transition (Kusupati et al. 2018, Eqs. 3–4).
+
+        a = W x_t + U h_{t−1}, z_t = σ_g(a + b_z), h̃_t = σ_u(a + b_h),
+        h_t = (ζ (1 − z_t) + ν) ⊙ h̃_t + z_t ⊙ h_{t−1}.
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+        s_prev : (B, H) array
+            h_{t−1}.
+        x : (B, I) array
+            x_t.
+        t : int or None
+            0-based index of x_t (steps); unused, FastGRNN is time-invariant.
+
+        Returns
+        -------
+        h : (B, H) array
+            h_t.
+        cache : FastGRNNCache
+            What :meth:`step_vjp` and :meth:`step_jvp` read.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks one of W, U, bias_gate, bias_update, zeta, nu.
+        ValueError
+            If the shapes of ``params``, ``s_prev`` and ``x`` disagree (from the array product).
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         a = x @ params["W"].T + s_prev @ params["U"].T
         z = ACTIVATIONS[self.gate_nonlinearity].fn(a + params["bias_gate"])
         h_tilde = ACTIVATIONS[self.update_nonlinearity].fn(a + params["bias_update"])
@@ -108,7 +229,39 @@ class FastGRNN(Cell):
         return h, FastGRNNCache(x, s_prev, z, h_tilde, zeta, nu)
 
     def step_vjp(self, params, cache, ds):
-        """Back through the gated sum, the two nonlinearities and the shared affine map."""
+        """VJP of :meth:`step`: back through the gated sum, the two nonlinearities and the shared affine map.
+
+        da_z = ds ⊙ (h_{t−1} − ζ h̃) ⊙ σ_g', da_h = ds ⊙ (ζ (1 − z) + ν) ⊙ σ_u',
+        da = da_z + da_h (W and U are shared): dW = daᵀ x, dU = daᵀ h_{t−1},
+        ds_prev = ds ⊙ z + da U, dx = da W.
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`; W and U are read.
+        cache : FastGRNNCache
+            What :meth:`step` returned for this step.
+        ds : (B, H) array
+            Cotangent of h_t.
+
+        Returns
+        -------
+        ds_prev : (B, H) array
+            ∂/∂h_{t−1}.
+        dparams : dict
+            ∂/∂θ for every parameter, summed over the batch.
+        dx : (B, I) array
+            ∂/∂x_t.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` lacks W or U.
+        ValueError
+            If the shape of ``ds`` disagrees with the cache's (from the array product).
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         xp = xp_of(ds)
         c = cache
         da_z = ds * (c.h_prev - c.zeta * c.h_tilde) * ACTIVATIONS[self.gate_nonlinearity].grad(c.z)
@@ -126,7 +279,38 @@ class FastGRNN(Cell):
         return ds * c.z + da @ params["U"], dparams, da @ params["W"]
 
     def step_jvp(self, params, cache, ds_prev=None, dparams=None, dx=None):
-        """Forward-mode twin of ``step``: tangents of a, z, h̃, ζ, ν, then of h."""
+        """JVP of :meth:`step`: tangents of a, z, h̃, ζ, ν, then of h.
+
+        dh = z ⊙ dh_{t−1} + dz ⊙ (h_{t−1} − ζ h̃) + (ζ (1 − z) + ν) ⊙ dh̃
+        + dζ (1 − z) ⊙ h̃ + dν h̃, with dz = σ_g' (da + db_z), dh̃ = σ_u' (da + db_h).
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`.
+        cache : FastGRNNCache
+            What :meth:`step` returned for this step.
+        ds_prev : (B, H) array or None
+            Tangent of h_{t−1}; None for zero.
+        dparams : dict or None
+            Tangent of every parameter, shared by the batch; None for zero.
+        dx : (B, I) array or None
+            Tangent of x_t; None for zero.
+
+        Returns
+        -------
+        (B, H) array
+            Tangent of h_t.
+
+        Raises
+        ------
+        KeyError
+            If ``params`` or ``dparams`` lacks a parameter the tangents need.
+        ValueError
+            If a tangent's shape disagrees with the cache's (from the array product).
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         xp = xp_of(cache.x)
         c = cache
         da = xp.zeros_like(c.z)
@@ -156,12 +340,31 @@ class FastGRNN(Cell):
         Parameters
         ----------
         params : dict
-        x : (T, B, I)
-        s0 : (B, H)
+            {name: array} with the shapes of :meth:`param_shapes` (the
+            algorithms check them; the kernel does not).
+        x : (T, B, I) array
+            Inputs; x[t − 1] is x_t.
+        s0 : (B, H) array
+            h_0.
 
         Returns
         -------
-        (outputs (T, B, H), s_T (B, H), FastGRNNFused)
+        outputs : (T, B, H) array
+            h_t for t = 1..T (a view of the trace's ``hs``).
+        s_T : (B, H) array
+            h_T (a copy).
+        trace : FastGRNNFused
+            What :meth:`fused_sequence_vjp` reads.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not 3-D, or the shapes of ``x``, ``s0`` and ``params``
+            disagree (from the array product or assignment).
+        KeyError
+            If ``params`` lacks one of W, U, bias_gate, bias_update, zeta, nu.
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
         """
         xp = xp_of(x, s0)
         T, B, _ = x.shape
@@ -192,8 +395,45 @@ class FastGRNN(Cell):
         return hs[1:], hs[T].copy(), FastGRNNFused(x, hs, zs, h_tilde, zeta, nu)
 
     def fused_sequence_vjp(self, params, trace, dout, ds_last, start=0):
-        """Back through steps start+1..start+n (``Cell.fused_sequence_vjp``): one product da U per step, then
-        dW, dU, the biases, dζ̂, dν̂ and dx each as one GEMM or sum over the window's n·B rows."""
+        """VJP of :meth:`fused_sequence` over the window of steps start+1..start+n.
+
+        Per step, dS_t = dh_t + dout_t, the gate and candidate cotangents
+        dA_z, dA_h of :meth:`step_vjp` and one product dh_{t−1} = (dA_z + dA_h) U
+        + dS_t ⊙ z_t; then dW, dU, the biases, dζ̂, dν̂ and dx each as one GEMM
+        or sum over the window's n·B rows.
+
+        Parameters
+        ----------
+        params : dict
+            {name: array} with the shapes of :meth:`param_shapes`; W and U are read.
+        trace : FastGRNNFused
+            What :meth:`fused_sequence` returned.
+        dout : (n, B, H) array
+            Cotangents of the outputs h_t for t = start+1..start+n.
+        ds_last : (B, H) array
+            Cotangent of h_{start+n} from beyond the window.
+        start : int
+            The window starts from h_start (steps, 0: h_0); start + n <= T.
+
+        Returns
+        -------
+        ds_start : (B, H) array
+            ∂/∂h_start.
+        dparams : dict
+            ∂/∂θ for every parameter, summed over the window's steps and the batch.
+        dx : (n, B, I) array
+            ∂/∂x_t for t = start+1..start+n.
+
+        Raises
+        ------
+        ValueError
+            If ``dout`` is not 3-D, its shape or that of ``ds_last`` disagrees
+            with the trace's, or start + n > T (from the array products).
+        KeyError
+            If ``params`` lacks W or U.
+        TypeError
+            If NumPy arrays are mixed with device (CuPy) arrays.
+        """
         xp = xp_of(dout, ds_last)
         n, B, H = dout.shape
         W, U = params["W"], params["U"]
