@@ -84,25 +84,32 @@ def has_kronecker(cell):
 
 
 def kronecker_layout(cell, algorithm="KF-RTRL"):
-    """The factored parameters of ``cell`` and their columns in ĥ (module docstring).
+    """The factored parameters of ``cell`` and their columns in ĥ (module docstring; Mujika, Meier & Steger 2018).
+
+    A parameter θ_k is factored when ∂s_t/∂θ_k = diag(D_t) ⊗ ĥ_kᵀ; its block in ĥ
+    is ĥ_k's width m_k (1 for a bias (n,), the column count for a matrix (n, m_k)).
 
     Parameters
     ----------
-    cell : a refnet cell with ``kronecker_factors``
-    algorithm : str, named in the messages
+    cell : refnet.cells.Cell
+        A cell with ``kronecker_factors``; its optional ``kronecker_params`` names the factored
+        parameters (default: all of them).
+    algorithm : str
+        The algorithm named in the messages (default ``"KF-RTRL"``).
 
     Returns
     -------
     KroneckerLayout
+        The factored parameters' blocks in ĥ, the names of the others, and the width m of ĥ.
 
     Raises
     ------
     TypeError
-        The cell has no ``kronecker_factors`` (a gated cell, GRU or LSTM, whose J_θ
-        is a sum of Kronecker products with a different diagonal per gate).
+        The cell has no ``kronecker_factors`` (a gated cell, GRU or LSTM, whose J_θ is a sum of
+        Kronecker products with a different diagonal per gate).
     ValueError
-        A factored parameter without n_state rows or with more than 2 dimensions,
-        or a ``kronecker_params`` name the cell does not have.
+        A factored parameter without n_state rows or with more than 2 dimensions, or a
+        ``kronecker_params`` name the cell does not have.
     """
     if not has_kronecker(cell):
         raise TypeError(f"{algorithm} needs a cell whose J_theta is Kronecker-factored, diag(D) ⊗ ĥᵀ per "
