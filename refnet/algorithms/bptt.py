@@ -59,7 +59,8 @@ class GradResult:
     s_T : (B, n_state) array
         The final state s_T.
     vjp_steps : int
-        Cell VJPs spent: T for BPTT, Σ over windows of (end − fixed) for TBPTT, 0 for RTRL.
+        Cell VJPs spent: T for BPTT, Σ over windows of (end − fixed) for TBPTT, T for UORO at
+        B = 1, 0 for RTRL and the other forward-mode algorithms.
     """
 
     loss: float
