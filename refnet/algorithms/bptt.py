@@ -25,18 +25,42 @@ __all__ = ["Trajectory", "GradResult", "SequenceVJP", "forward", "loss", "bptt",
 
 
 class Trajectory(NamedTuple):
+    """The states and step caches of one forward run (:func:`forward`).
+
+    Indices are time steps: ``s[t]`` is s_t and ``caches[t]`` the cache
+    ``cell.step`` made at step t, so ``caches[0]`` is None.
+
+    Attributes
+    ----------
+    s : list of T + 1 arrays (B, n_state)
+        s_0, s_1, …, s_T.
+    caches : list of T + 1 entries
+        None, then the cache of every step t = 1..T (the cell's own NamedTuple).
+    """
     s: list       # s[0..T], each (B, n_state)
     caches: list  # caches[1..T] from cell.step (caches[0] is None)
 
 
 @dataclass(frozen=True)
 class GradResult:
-    """What a gradient algorithm returns.
+    """What a gradient algorithm returns (BPTT, TBPTT, RTRL, UORO, KF-RTRL, SnAp, RFLO).
 
-    loss: the objective's value; dtheta, dbeta: gradients for the cell and the
-    head; ds0: gradient for the initial state; s_T: the final state;
-    vjp_steps: how many cell VJPs were spent (T for BPTT, more for TBPTT
-    with overlapping windows).
+    Attributes
+    ----------
+    loss : float
+        The objective L over the sequence (the module docstring's weighted sum).
+    dtheta : dict {name: array}
+        ∂L/∂θ (or the algorithm's estimate of it), each shaped as in ``cell.param_shapes()``; the
+        trainable parameters only (a frozen one is absent, :mod:`refnet.algorithms.trainable`).
+    dbeta : dict {name: array}
+        ∂L/∂β for the head's parameters, shaped as in ``head.param_shapes()``; always exact.
+    ds0 : (B, n_state) array or None
+        ∂L/∂s_0; None where the algorithm does not carry it (UORO, KF-RTRL, SnAp, RFLO).
+    s_T : (B, n_state) array
+        The final state s_T.
+    vjp_steps : int
+        Cell VJPs spent: T for BPTT, Σ over windows of (end − fixed) for TBPTT, T for UORO at
+        B = 1, 0 for RTRL and the other forward-mode algorithms.
     """
 
     loss: float
@@ -49,7 +73,21 @@ class GradResult:
 
 @dataclass(frozen=True)
 class SequenceVJP:
-    """Outputs of the forward run and the cotangent pulled back to every input."""
+    """Outputs of the forward run and the cotangent pulled back to every input (:func:`sequence_vjp`).
+
+    Attributes
+    ----------
+    outputs : (T, B, n_out) array
+        ``cell.output(s_t)`` for t = 1..T.
+    s_T : (B, n_state) array
+        The final state.
+    dtheta : dict {name: array}
+        The pulled-back cotangent on θ, shaped as in ``cell.param_shapes()`` (trainable ones only).
+    dx : (T, B, I) array
+        The cotangent on every input x_t.
+    ds0 : (B, n_state) array
+        The cotangent on s_0.
+    """
 
     outputs: Any    # (T, B, n_out)  output(s_t) for t = 1..T
     s_T: Any        # (B, n_state)
@@ -59,28 +97,36 @@ class SequenceVJP:
 
 
 def forward(cell, theta, x, s0=None):
-    """Run the cell over x: s_t = f(θ, s_{t−1}, x_t) for t = 1..T (Elman 1990's recurrence, any cell).
+    """Run the cell over x: s_t = f(θ, s_{t−1}, x_t) for t = 1..T (any cell; the Elman 1990 recurrence).
 
     Parameters
     ----------
-    cell : a refnet cell (refnet.cells.Cell)
-    theta : dict {name: array}, the cell's params (``cell.param_shapes()``)
-    x : (T, B, I) inputs, T >= 1, B >= 1 (an array-like is made a NumPy array)
-    s0 : (B, n_state) initial state, or None for zeros
+    cell : refnet.cells.Cell
+        The recurrent cell f (any object with the cell contract).
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``, one floating dtype.
+    x : (T, B, I) array-like
+        Inputs, T >= 1 steps of B >= 1 sequences; ``x[t − 1]`` is x_t.  An array-like (nested
+        list, CPU torch tensor) is made a NumPy array.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
 
     Returns
     -------
-    Trajectory : ``s`` = [s_0, …, s_T], each (B, n_state), and the caches of every step.
+    Trajectory
+        ``s`` = [s_0, …, s_T], each (B, n_state), and the cache of every step.
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, mixed dtypes.
+        ``cell`` lacks the cell contract; ``theta`` is not a dict of floating arrays; ``x`` or
+        ``s0`` is not an array (or array-like); dtypes or backends are mixed.
     ValueError
-        A wrong shape, missing or extra parameter, T = 0, B = 0, a NaN/Inf input.
+        A missing or extra parameter, a wrong shape, T = 0, B = 0, a ragged nested list, or a
+        NaN/Inf in ``theta``, ``x`` or ``s0``.
     refnet.NumericalError
-        The run overflowed: names the first non-finite state s_t (found while the
-        forward runs, before any backward), loss term or adjoint.
+        The run overflowed: names the first non-finite state s_t (checked every
+        ``checks.CHECK_EVERY`` steps as the run goes).
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     return _forward(cell, theta, x, s0, function="forward")
@@ -157,28 +203,40 @@ def loss(cell, theta, x, s0, head, beta, y, weights=None):
 
     Parameters
     ----------
-    cell : a refnet cell (refnet.cells.Cell)
-    theta : dict {name: array}, the cell's params (``cell.param_shapes()``)
-    x : (T, B, I) inputs, T >= 1, B >= 1 (an array-like is made a NumPy array)
-    s0 : (B, n_state) initial state, or None for zeros
-    head : refnet.heads.Head (or MLPHead) on ``cell.output``, with ``head.n_in == cell.n_out``
-    beta : dict {name: array}, the head's params
-    y : (T, B) int class labels, or (T, B, O) float targets
-    weights : (T, B) loss weights w[t−1, b], default ``every_step`` (the mean)
+    cell : refnet.cells.Cell
+        The recurrent cell.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters, shapes as in ``head.param_shapes()``.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels in [0, O) for a label loss (cross-entropy), else targets of the head's width O.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b] (dimensionless); None for ``refnet.heads.every_step`` (the mean,
+        1/(T·B) each).  Steps whose weights are all zero take no loss.
 
     Returns
     -------
-    float : L
+    float
+        L.
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, mixed dtypes.
+        ``cell`` or ``head`` lacks its contract; ``theta``/``beta`` not dicts of floating arrays;
+        an argument that is not an array; labels that are not integers for a label loss; mixed
+        dtypes or backends.
     ValueError
-        A wrong shape, missing or extra parameter, T = 0, B = 0, a NaN/Inf input.
+        A missing or extra parameter, a wrong shape, T = 0, B = 0, ``head.n_in != cell.n_out``,
+        labels outside [0, O), or a NaN/Inf input.
     refnet.NumericalError
-        The run overflowed: names the first non-finite state s_t (found while the
-        forward runs, before any backward), loss term or adjoint.
+        The run overflowed: names the first non-finite state s_t or loss term L_t.
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
@@ -193,32 +251,54 @@ def loss(cell, theta, x, s0, head, beta, y, weights=None):
 def bptt(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
     """BPTT (Werbos 1990): the exact gradient of L over the whole sequence.
 
+    One forward pass storing every step's cache, the loss of every step, and one
+    backward pass from s_T to s_0 through the cell's ``step_vjp``:
+    ∂L/∂s_{t−1} = (∂s_t/∂s_{t−1})ᵀ (∂L/∂s_t + ∂L_t/∂s_t), dθ = Σ_t (∂s_t/∂θ)ᵀ ∂L/∂s_t
+    (Werbos 1990).  On a cell with a fused
+    whole-sequence pair the same sums run in :func:`refnet.algorithms.fused.fused_bptt`
+    (equal to rounding; ``REFNET_FUSED=0`` selects this loop).
+
     Parameters
     ----------
-    cell : a refnet cell (refnet.cells.Cell)
-    theta : dict {name: array}, the cell's params (``cell.param_shapes()``)
-    x : (T, B, I) inputs, T >= 1, B >= 1 (an array-like is made a NumPy array)
-    s0 : (B, n_state) initial state, or None for zeros
-    head : refnet.heads.Head (or MLPHead) on ``cell.output``, with ``head.n_in == cell.n_out``
-    beta : dict {name: array}, the head's params
-    y : (T, B) int class labels, or (T, B, O) float targets
-    weights : (T, B) loss weights w[t−1, b], default ``every_step`` (the mean)
-    trainable : collection of parameter names, optional (default: all); the others are frozen and
-        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`)
+    cell : refnet.cells.Cell
+        The recurrent cell.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters, shapes as in ``head.param_shapes()``.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels in [0, O) for a label loss, else targets of the head's width O.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b]; None for the mean over every step and sequence.
+    trainable : collection of str or None
+        Names of the parameters to differentiate (default None: all); the others are frozen and
+        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`).
 
     Returns
     -------
-    GradResult with dtheta, dbeta and ds0 = ∂L/∂s_0.
+    GradResult
+        ``loss`` L, ``dtheta`` = ∂L/∂θ, ``dbeta`` = ∂L/∂β, ``ds0`` = ∂L/∂s_0 (B, n_state),
+        ``s_T`` (B, n_state) and ``vjp_steps`` = T.
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, mixed dtypes.
+        ``cell`` or ``head`` lacks its contract; ``theta``/``beta`` not dicts of floating arrays;
+        an argument that is not an array; integer labels expected but not given; mixed dtypes or
+        backends; ``trainable`` a str or not a collection.
     ValueError
-        A wrong shape, missing or extra parameter, T = 0, B = 0, a NaN/Inf input.
+        A missing or extra parameter, a wrong shape, T = 0, B = 0, ``head.n_in != cell.n_out``,
+        labels outside [0, O), a NaN/Inf input, a ``trainable`` name the cell lacks, or
+        ``REFNET_FUSED`` set to anything but '0' or '1'.
     refnet.NumericalError
-        The run overflowed: names the first non-finite state s_t (found while the
-        forward runs, before any backward), loss term or adjoint.
+        The run overflowed: names the first non-finite state s_t (found while the forward runs,
+        before any backward), loss term L_t or adjoint ds_t.
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
@@ -234,7 +314,7 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
 
 
 def tbptt_windows(T, k1, k2):
-    """The windows of TBPTT(k1, k2): tuples (first loss step, last loss step, state held fixed).
+    """The windows of TBPTT(k1, k2) (Williams & Peng 1990) as (first loss step, last loss step, state held fixed).
 
     At t = k1, 2·k1, … (and at T if k1 does not divide T) the losses of the
     steps since the previous window are back-propagated through at most k2
@@ -244,6 +324,29 @@ def tbptt_windows(T, k1, k2):
     the last, shorter window still reaches back k steps from T (one
     backward at the end, as an online learner would make), not to the chunk
     boundary.
+
+    Parameters
+    ----------
+    T : int
+        Sequence length in steps, >= 1.
+    k1 : int
+        Steps between two backward passes, >= 1.
+    k2 : int
+        Steps each backward pass reaches back from its last step, >= k1.
+
+    Returns
+    -------
+    list of (int, int, int)
+        One ``(first, end, fixed)`` per window, in time order: the losses of steps
+        first..end are back-propagated to s_fixed, with 0 <= fixed < first <= end <= T.
+
+    Raises
+    ------
+    TypeError
+        ``T``, ``k1`` or ``k2`` is not an int (a bool is refused).
+    ValueError
+        ``T``, ``k1`` or ``k2`` < 1, or k2 < k1 (the earliest losses of a window would not reach
+        back through their own step).
     """
     T = check_int("T", T, 1)
     k1 = check_int("k1", k1, 1)
@@ -259,37 +362,58 @@ def tbptt_windows(T, k1, k2):
 
 
 def tbptt(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2, trainable=None):
-    """TBPTT(k1, k2) (Williams & Peng 1990), gradient summed over the sequence, θ fixed.
+    """TBPTT(k1, k2) (Williams & Peng 1990): the gradient summed over the sequence, θ fixed.
 
     Every k1 steps the losses of those k1 steps are back-propagated through
     at most k2 steps (:func:`tbptt_windows` gives the exact windows).  This is the exact gradient of
-    :func:`truncated_loss` — the states at the truncation points held at their
+    :func:`truncated_loss`: the states at the truncation points held at their
     values on this trajectory.  k1 = k2 = k is the chunked form; k1 = 1 the
     online form; k2 >= T gives BPTT.
 
     Parameters
     ----------
-    cell, theta, x, s0, head, beta, y, weights : as :func:`bptt`
-    k1 : int >= 1, steps between two backward passes
-    k2 : int >= k1, steps each backward pass reaches back
-    trainable : collection of parameter names, optional (default: all); the others are frozen and
-        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`)
+    cell : refnet.cells.Cell
+        The recurrent cell.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters, shapes as in ``head.param_shapes()``.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels in [0, O) for a label loss, else targets of the head's width O.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b]; None for the mean over every step and sequence.
+    k1 : int
+        Steps between two backward passes, >= 1.
+    k2 : int
+        Steps each backward pass reaches back, >= k1.
+    trainable : collection of str or None
+        Names of the parameters to differentiate (default None: all); the others are frozen and
+        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`).
 
     Returns
     -------
-    GradResult; ``vjp_steps`` counts the cell VJPs spent, Σ over windows of (end − fixed).
+    GradResult
+        ``loss`` L (the full objective), ``dtheta`` and ``ds0`` of the truncated objective,
+        ``dbeta`` = ∂L/∂β (exact: the head sees no truncation), ``s_T``, and ``vjp_steps`` = the
+        cell VJPs spent, Σ over windows of (end − fixed).
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, mixed dtypes.
+        As :func:`bptt`; ``k1`` or ``k2`` not an int.
     ValueError
-        A wrong shape, missing or extra parameter, T = 0, B = 0, a NaN/Inf input.
+        As :func:`bptt`; ``k1`` < 1 or k2 < k1.
     refnet.NumericalError
-        The run overflowed: names the first non-finite state s_t (found while the
-        forward runs, before any backward), loss term or adjoint.  A diverging forward pass
-        raises before any window's VJPs are spent; each window's result is checked
-        as it is made."""
+        The run overflowed: names the first non-finite state s_t, loss term or adjoint.  A
+        diverging forward pass raises before any window's VJPs are spent; the windows' results
+        are checked every ``checks.CHECK_EVERY`` steps of losses.
+    """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
     names = check_trainable(cell, trainable)
@@ -336,31 +460,56 @@ def _check_windows(cell, theta, caches, s0, pending):
 
 
 def truncated_loss(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2, fixed_states):
-    """The objective whose exact gradient :func:`tbptt` returns.
+    """The objective whose exact gradient :func:`tbptt` returns (Williams & Peng 1990, with θ fixed).
 
     For each window (first, end, fixed) of :func:`tbptt_windows`, the losses of
     steps first..end are computed by running θ from ``fixed_states[fixed]``
     (s_0 itself when fixed = 0).  ``fixed_states`` is the trajectory s[0..T]
-    on which TBPTT ran; perturbing θ here leaves those anchors where they are.
+    on which TBPTT ran; perturbing θ here leaves those anchors where they are,
+    which is what makes finite differences of this function check :func:`tbptt`.
 
     Parameters
     ----------
-    cell, theta, x, s0, head, beta, y, weights, k1, k2 : as :func:`tbptt`
-    fixed_states : sequence of T + 1 arrays (B, n_state), s[0..T] (``forward(...).s``)
+    cell : refnet.cells.Cell
+        The recurrent cell.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels or targets.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b]; None for the mean.
+    k1 : int
+        Steps between two backward passes, >= 1.
+    k2 : int
+        Steps each backward pass reaches back, >= k1.
+    fixed_states : sequence of T + 1 arrays (B, n_state)
+        The anchors s[0..T] (``forward(...).s``); only the entries at the windows' fixed steps
+        > 0 are read.
 
     Returns
     -------
-    float : the truncated objective
+    float
+        The truncated objective, Σ over windows of the losses of steps first..end run from
+        the window's anchor.
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, mixed dtypes.
+        As :func:`bptt`; ``k1``/``k2`` not an int; ``fixed_states`` a str or without a length;
+        an anchor that is not an array.
     ValueError
-        A wrong shape, missing or extra parameter, T = 0, B = 0, a NaN/Inf input.
+        As :func:`bptt`; ``k1`` < 1 or k2 < k1; ``fixed_states`` not of length T + 1; an anchor
+        not (B, n_state) or not finite.
     refnet.NumericalError
-        The run overflowed: names the first non-finite state s_t (found while the
-        forward runs, before any backward), loss term or adjoint.
+        A window's run overflowed: names the first non-finite state s_t or loss term.
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)
@@ -388,36 +537,48 @@ def truncated_loss(cell, theta, x, s0, head, beta, y, weights=None, *, k1, k2, f
 def sequence_vjp(cell, theta, x, s0, dout, ds_T=None, *, trainable=None):
     """Pull back cotangents through a whole run: the call an oracle user compares autograd with.
 
-    Given ``dout`` (T, B, n_out), the cotangent of every step's output(s_t),
-    and ``ds_T`` (B, n_state), the cotangent of the final state (None = 0),
-    returns the gradients of ⟨dout, outputs⟩ + ⟨ds_T, s_T⟩ with respect to
-    θ, every x_t and s_0 (PyTorch: ``torch.autograd.grad`` of nn.RNN's
-    ``(output, h_n)`` with those grad_outputs; Werbos 1990's backward pass).
+    Given ``dout``, the cotangent of every step's output(s_t), and ``ds_T``, the
+    cotangent of the final state, returns the gradients of
+    ⟨dout, outputs⟩ + ⟨ds_T, s_T⟩ with respect to θ, every x_t and s_0: Werbos's
+    (1990) backward pass with the cotangents given instead of a loss (PyTorch:
+    ``torch.autograd.grad`` of nn.RNN's ``(output, h_n)`` with those grad_outputs).
 
     Parameters
     ----------
-    cell : a refnet cell (refnet.cells.Cell)
-    theta : dict {name: array}, the cell's params (``cell.param_shapes()``)
-    x : (T, B, I) inputs, T >= 1, B >= 1 (an array-like is made a NumPy array)
-    s0 : (B, n_state) initial state, or None for zeros
-    dout : (T, B, n_out) cotangents of output(s_t), t = 1..T
-    ds_T : (B, n_state) cotangent of s_T, or None for zero
-    trainable : collection of parameter names, optional (default: all); the others are frozen and
-        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`); ``dx`` and ``ds0`` are always returned
+    cell : refnet.cells.Cell
+        The recurrent cell.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    dout : (T, B, n_out) array-like
+        Cotangents of output(s_t), t = 1..T.
+    ds_T : (B, n_state) array-like or None
+        Cotangent of s_T; None for zero.
+    trainable : collection of str or None
+        Names of the parameters in ``dtheta`` (default None: all); the others are frozen and
+        absent.  ``dx`` and ``ds0`` are always returned.
 
     Returns
     -------
-    SequenceVJP : outputs (T, B, n_out), s_T, dtheta, dx (T, B, I), ds0 (B, n_state)
+    SequenceVJP
+        ``outputs`` (T, B, n_out), ``s_T`` (B, n_state), ``dtheta``, ``dx`` (T, B, I) and
+        ``ds0`` (B, n_state).
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, mixed dtypes.
+        ``cell`` lacks the cell contract; ``theta`` not a dict of floating arrays; an argument
+        that is not an array; mixed dtypes or backends; ``trainable`` a str or not a collection.
     ValueError
-        A wrong shape, missing or extra parameter, T = 0, B = 0, a NaN/Inf input.
+        A missing or extra parameter, a wrong shape (``dout`` not (T, B, n_out), ``ds_T`` not
+        (B, n_state)), T = 0, B = 0, a NaN/Inf input, a ``trainable`` name the cell lacks, or a
+        bad ``REFNET_FUSED``.
     refnet.NumericalError
-        The run overflowed: names the first non-finite state s_t (found while the
-        forward runs, before any backward), loss term or adjoint.
+        The run overflowed: names the first non-finite state s_t, adjoint ds_t or input
+        cotangent dx_t.
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     T, B = x.shape[:2]

@@ -38,7 +38,23 @@ __all__ = ["FPPGrad", "fpp_loss", "fpp_grad", "fpp_refresh"]
 
 @dataclass(frozen=True)
 class FPPGrad:
-    """What :func:`fpp_grad` returns: the two losses and the gradients of L = L_s + L_t."""
+    """What :func:`fpp_grad` returns: the two losses and the gradients of L = L_s + L_t (Nath, Jafferjee & White, Algorithm 1).
+
+    Attributes
+    ----------
+    state_loss : float
+        L_s = λ Σ_b v_b (1/n) ‖s'_{T+1,b} − s_{T+1,b}‖², with its weight λ.
+    target_loss : float
+        L_t = Σ_b w_b ℓ(ŷ_{T,b}, y_{T,b}).
+    dtheta : dict {name: array}
+        ∂L/∂W, the cell's parameters (the trainable ones only).
+    dbeta : dict {name: array}
+        ∂L_t/∂β (= ∂L/∂β: L_s does not depend on β), the head's parameters.
+    ds_prev : (B, n_state) array
+        ∂L/∂s_{T−1}.
+    ds_next : (B, n_state) array
+        ∂L/∂s_{T+1}, the gradient on the stored target state.
+    """
 
     state_loss: float   # L_s (with its weight λ)
     target_loss: float  # L_t
@@ -99,35 +115,60 @@ def _second_t(t):
 
 
 def fpp_loss(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None):
-    """The FPP objective of one transition (Algorithm 1): returns (L_s, L_t) as floats.
+    """The FPP objective of one transition (Nath, Jafferjee & White, Algorithm 1): returns (L_s, L_t).
+
+    s_T = f_W(s_{T−1}, o_T), s'_{T+1} = f_W(s_T, o_{T+1}),
+    L_s = λ Σ_b v_b (1/n) ‖s'_{T+1,b} − s_{T+1,b}‖² and
+    L_t = Σ_b w_b ℓ(g_β(output(s_T))_b, y_b) (module docstring).
 
     Parameters
     ----------
-    cell, theta : the cell f_W and its params W
-    head, beta : the readout g_β and loss, and its params β
-    s_prev : (B, n_state) the stored s_{T−1}
-    x, x_next : (B, I) the observations o_T and o_{T+1}
-    s_next : (B, n_state) the stored s_{T+1}
-    y : (B,) labels or (B, O) targets, y_T
-    w : (B,) weights of the examples in the target loss (1/B each for a batch mean)
-    v : (B,) weights of the examples in the state loss, or None for ``w``
-    state_weight : λ >= 0, the weight of the state loss (1 in Algorithm 1)
-    t : time index handed to the cell for the first step (the second gets t + 1); None for most cells
+    cell : refnet.cells.Cell
+        The recurrent cell f_W.
+    theta : dict {name: array}
+        Its parameters W, shapes as in ``cell.param_shapes()``.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout g_β and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters β.
+    s_prev : (B, n_state) array-like
+        The stored state s_{T−1}, B >= 1.
+    x : (B, I) array-like
+        The observation o_T.
+    x_next : (B, I) array-like
+        The observation o_{T+1}.
+    s_next : (B, n_state) array-like
+        The stored state s_{T+1}, the state loss's target.
+    y : (B,) int array-like or (B, O) float array-like
+        The target y_T: class labels in [0, O) for a label loss, else targets of width O.
+    w : (B,) array-like
+        Weights of the examples in the target loss (1/B each for a batch mean).
+    v : (B,) array-like or None
+        Weights of the examples in the state loss; None for ``w``.
+    state_weight : float
+        λ >= 0, the weight of the state loss (1 in Algorithm 1; dimensionless).
+    t : int or None
+        Time index >= 0 handed to the cell for the first step (the second gets t + 1); None for
+        cells that do not read it.
 
     Returns
     -------
-    (L_s, L_t) : floats
+    L_s : float
+        The state loss, with its weight λ.
+    L_t : float
+        The target loss.
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, an array
-        argument that is not one, mixed dtypes, ``t`` not an int.
+        ``cell`` or ``head`` lacks its contract; ``theta``/``beta`` not dicts of floating
+        arrays; an array argument that is not one; labels that are not integers for a label
+        loss; mixed dtypes or backends; ``state_weight`` not a real number; ``t`` not an int.
     ValueError
-        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, labels out
-        of range, ``state_weight`` < 0, ``t`` < 0.
+        A wrong shape, a missing or extra parameter, B = 0, ``head.n_in != cell.n_out``, a NaN/Inf
+        input, labels outside [0, O), ``state_weight`` < 0 or not finite, ``t`` < 0.
     refnet.NumericalError
-        s_T, s'_{T+1}, a loss or a gradient is NaN/Inf, named.
+        s_T or s'_{T+1} is NaN/Inf (named, with the first bad entry), or a loss is.
     """
     arrays, y, w, v = _check(cell, theta, head, beta, {"s_prev": s_prev, "x": x, "x_next": x_next,
                                                        "s_next": s_next}, y, w, v, state_weight, t)
@@ -150,29 +191,63 @@ def _check_losses(function, L_s, L_t):
 
 def fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=None, state_weight=1.0, t=None,
              trainable=None):
-    """FPP's per-transition gradient (Algorithm 1, "Calculate ∂L/∂W & ∂L_t/∂β").
+    """FPP's per-transition gradient (Nath, Jafferjee & White, Algorithm 1, "Calculate ∂L/∂W & ∂L_t/∂β").
 
     Back through the second step from the state loss, add the target loss's
     cotangent on s_T, back through the first step; the two steps share W, so
-    their parameter gradients add.  Arguments as :func:`fpp_loss`, plus
-    ``trainable`` (collection of parameter names, default all): the others are
-    frozen and absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`); the
-    state gradients are always returned.
+    their parameter gradients add.  The state gradients serve the variant that
+    updates stored states by their own gradient (module docstring).
+
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        The recurrent cell f_W.
+    theta : dict {name: array}
+        Its parameters W, shapes as in ``cell.param_shapes()``.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout g_β and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters β.
+    s_prev : (B, n_state) array-like
+        The stored state s_{T−1}, B >= 1.
+    x : (B, I) array-like
+        The observation o_T.
+    x_next : (B, I) array-like
+        The observation o_{T+1}.
+    s_next : (B, n_state) array-like
+        The stored state s_{T+1}, the state loss's target.
+    y : (B,) int array-like or (B, O) float array-like
+        The target y_T: class labels in [0, O) for a label loss, else targets of width O.
+    w : (B,) array-like
+        Weights of the examples in the target loss (1/B each for a batch mean).
+    v : (B,) array-like or None
+        Weights of the examples in the state loss; None for ``w``.
+    state_weight : float
+        λ >= 0, the weight of the state loss (1 in Algorithm 1; dimensionless).
+    t : int or None
+        Time index >= 0 handed to the cell for the first step (the second gets t + 1); None for
+        cells that do not read it.
+    trainable : collection of str or None
+        Names of the parameters in ``dtheta`` (default None: all); the others are frozen and
+        absent (:mod:`refnet.algorithms.trainable`).  The state gradients are always returned.
 
     Returns
     -------
-    FPPGrad : L_s, L_t, ∂L/∂W, ∂L_t/∂β, ∂L/∂s_{T−1} (B, n), ∂L/∂s_{T+1} (B, n)
+    FPPGrad
+        L_s, L_t, ∂L/∂W, ∂L_t/∂β, ∂L/∂s_{T−1} (B, n_state) and ∂L/∂s_{T+1} (B, n_state).
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, an array
-        argument that is not one, mixed dtypes, ``t`` not an int.
+        ``cell`` or ``head`` lacks its contract; ``theta``/``beta`` not dicts of floating
+        arrays; an array argument that is not one; labels that are not integers for a label
+        loss; mixed dtypes or backends; ``state_weight`` not a real number; ``t`` not an int.
     ValueError
-        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, labels out
-        of range, ``state_weight`` < 0, ``t`` < 0, a ``trainable`` name the cell lacks.
+        A wrong shape, a missing or extra parameter, B = 0, ``head.n_in != cell.n_out``, a NaN/Inf
+        input, labels outside [0, O), ``state_weight`` < 0 or not finite, ``t`` < 0, or a
+        ``trainable`` name the cell lacks (a ``trainable`` str is a TypeError).
     refnet.NumericalError
-        s_T, s'_{T+1}, a loss or a gradient is NaN/Inf, named.
+        s_T or s'_{T+1}, a loss, dθ, dβ, ds_prev or ds_next is NaN/Inf, named.
     """
     arrays, y, w, v = _check(cell, theta, head, beta, {"s_prev": s_prev, "x": x, "x_next": x_next,
                                                        "s_next": s_next}, y, w, v, state_weight, t)
@@ -212,26 +287,42 @@ def _fpp_grad(cell, theta, head, beta, s_prev, x, x_next, s_next, y, w, *, v=Non
 
 
 def fpp_refresh(cell, theta, s_prev, x, x_next, *, t=None):
-    """s_T = f_W(s_{T−1}, o_T) and s'_{T+1} = f_W(s_T, o_{T+1}) under the current W (Algorithm 1, last lines).
+    """s_T = f_W(s_{T−1}, o_T) and s'_{T+1} = f_W(s_T, o_{T+1}) under the current W (Algorithm 1, its last lines).
+
+    After the update of W, s'_{T+1} is what the buffer stores back as s_{T+1}
+    (:meth:`refnet.algorithms.fpp_buffer.FPPBuffer.write_state`).
 
     Parameters
     ----------
-    cell, theta, s_prev, x, x_next, t : as :func:`fpp_loss`
+    cell : refnet.cells.Cell
+        The recurrent cell f_W.
+    theta : dict {name: array}
+        Its (updated) parameters W.
+    s_prev : (B, n_state) array-like
+        The stored state s_{T−1}, B >= 1.
+    x : (B, I) array-like
+        The observation o_T.
+    x_next : (B, I) array-like
+        The observation o_{T+1}.
+    t : int or None
+        Time index >= 0 for the first step (the second gets t + 1); None for most cells.
 
     Returns
     -------
-    ``(s_T, s'_{T+1})``, each (B, n_state); s'_{T+1} is what the buffer stores back as s_{T+1}.
+    s_T : (B, n_state) array
+        The re-run state at T.
+    s_next : (B, n_state) array
+        s'_{T+1}, the refreshed state to write back.
 
     Raises
     ------
     TypeError
-        A cell or head that is not one, θ/β not dicts of floating arrays, an array
-        argument that is not one, mixed dtypes, ``t`` not an int.
+        ``cell`` lacks the cell contract; ``theta`` not a dict of floating arrays; an array
+        argument that is not one; mixed dtypes or backends; ``t`` not an int.
     ValueError
-        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, labels out
-        of range, ``state_weight`` < 0, ``t`` < 0.
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, ``t`` < 0.
     refnet.NumericalError
-        s_T, s'_{T+1}, a loss or a gradient is NaN/Inf, named.
+        s_T or s'_{T+1} is NaN/Inf, named with its first bad entry.
     """
     arrays, _, _, _ = _check(cell, theta, None, None, {"s_prev": s_prev, "x": x, "x_next": x_next},
                              None, None, None, None, t)

@@ -1,4 +1,4 @@
-"""BPTT, TBPTT and the sequence VJP on a cell's fused whole-sequence pair (DESIGN.md §3).
+"""BPTT, TBPTT and the sequence VJP on a cell's fused whole-sequence pair (:mod:`refnet.cells.base`).
 
 The per-step path of :mod:`refnet.algorithms.bptt` (``step``/``step_vjp`` in a
 Python loop, a cache per step) is the reference.  When a cell has its own
@@ -28,7 +28,12 @@ CHOICES = ("1", "0")
 
 
 def enabled():
-    """Whether ``REFNET_FUSED`` allows the fused path (default '1').
+    """Whether ``REFNET_FUSED`` allows the fused path (default '1'); read at every call.
+
+    Returns
+    -------
+    bool
+        True for '1' (or unset), False for '0'.
 
     Raises
     ------
@@ -43,7 +48,25 @@ def enabled():
 
 
 def applies(cell):
-    """Whether the sequence algorithms take ``cell``'s fused path: it has one and it is switched on."""
+    """Whether the sequence algorithms take ``cell``'s fused path: it has one and it is switched on.
+
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        The cell; its class must override both ``fused_sequence`` and ``fused_sequence_vjp``
+        (:func:`refnet.cells.base.supports_fused_sequence`).
+
+    Returns
+    -------
+    bool
+        True when the cell has its own fused pair and :func:`enabled` is true.
+
+    Raises
+    ------
+    ValueError
+        The cell has a fused pair and ``REFNET_FUSED`` is neither '1' nor '0' (:func:`enabled`
+        is read only then).
+    """
     return supports_fused_sequence(cell) and enabled()
 
 
@@ -71,20 +94,50 @@ def _losses(head, beta, outputs, y, weights):
 def fused_bptt(cell, theta, x, s0, head, beta, y, weights):
     """BPTT (Werbos 1990) on the fused pair: the body of :func:`refnet.algorithms.bptt.bptt`.
 
+    One ``fused_sequence`` forward, the head's loss and gradient on all T·B rows at
+    once, and one ``fused_sequence_vjp`` from s_T to s_0: the per-step path's sums
+    reordered, equal to it to rounding.  The arguments come validated from
+    :func:`~refnet.algorithms.bptt.bptt`.
+
     Parameters
     ----------
-    cell : a refnet cell with the fused pair;  theta : its params dict
-    x : (T, B, I);  s0 : (B, n_state)
-    head, beta : the head and its params;  y : (T, B) or (T, B, O);  weights : (T, B)
+    cell : refnet.cells.Cell
+        A cell with its own fused pair (:func:`applies`).
+    theta : dict {name: array}
+        The cell's parameters.
+    x : (T, B, I) array
+        Inputs.
+    s0 : (B, n_state) array
+        Initial state.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss.
+    beta : dict {name: array}
+        The head's parameters.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels or targets.
+    weights : (T, B) array
+        Loss weights w[t − 1, b].
 
     Returns
     -------
-    (L, dtheta, dbeta, ds0 (B, n_state), s_T (B, n_state))
+    L : float or 0-d array
+        The objective.
+    dtheta : dict {name: array}
+        ∂L/∂θ, every parameter of the cell.
+    dbeta : dict {name: array}
+        ∂L/∂β.
+    ds0 : (B, n_state) array
+        ∂L/∂s_0.
+    s_T : (B, n_state) array
+        The final state.
 
     Raises
     ------
-    NumericalError
-        If a state, the loss or a gradient is not finite.
+    refnet.NumericalError
+        A non-finite output(s_t) (named by step, before the backward pass), loss or gradient.
+    TypeError
+        From the head's own checks of the stacked (T·B) rows, e.g. labels that are not integers
+        (the entry point has already refused those).
     """
     outputs, s_T, trace = _forward("bptt", cell, theta, x, s0)
     L, dout, dbeta = _losses(head, beta, outputs, y, weights)
@@ -96,19 +149,52 @@ def fused_bptt(cell, theta, x, s0, head, beta, y, weights):
 def fused_tbptt(cell, theta, x, s0, head, beta, y, weights, windows):
     """TBPTT(k1, k2) (Williams & Peng 1990) on the fused pair: one forward, one windowed VJP per window.
 
+    The body of :func:`refnet.algorithms.bptt.tbptt`: window (first, end, fixed)
+    back-propagates the losses of steps first..end to s_fixed, held constant.
+
     Parameters
     ----------
-    cell, theta, x, s0, head, beta, y, weights : as :func:`fused_bptt`
-    windows : list of (first, end, fixed) from :func:`refnet.algorithms.bptt.tbptt_windows`
+    cell : refnet.cells.Cell
+        A cell with its own fused pair (:func:`applies`).
+    theta : dict {name: array}
+        The cell's parameters.
+    x : (T, B, I) array
+        Inputs.
+    s0 : (B, n_state) array
+        Initial state.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss.
+    beta : dict {name: array}
+        The head's parameters.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels or targets.
+    weights : (T, B) array
+        Loss weights w[t − 1, b].
+    windows : list of (int, int, int)
+        ``(first, end, fixed)`` from :func:`refnet.algorithms.bptt.tbptt_windows`.
 
     Returns
     -------
-    (L, dtheta, dbeta, ds0, s_T, vjp_steps)
+    L : float or 0-d array
+        The full objective.
+    dtheta : dict {name: array}
+        The truncated gradient, every parameter of the cell.
+    dbeta : dict {name: array}
+        ∂L/∂β (exact).
+    ds0 : (B, n_state) array
+        The truncated ∂L/∂s_0 (zero unless a window reaches s_0).
+    s_T : (B, n_state) array
+        The final state.
+    vjp_steps : int
+        Cell steps back-propagated through, Σ over windows of (end − fixed).
 
     Raises
     ------
-    NumericalError
-        If a state, the loss or a gradient is not finite.
+    refnet.NumericalError
+        A non-finite output(s_t) (named by step, before any window), loss or gradient.
+    TypeError
+        From the head's own checks of the stacked rows (the entry point has already refused
+        bad targets).
     """
     xp = xp_of(s0)
     outputs, s_T, trace = _forward("tbptt", cell, theta, x, s0)
@@ -132,18 +218,38 @@ def fused_sequence_vjp(cell, theta, x, s0, dout, ds_T, *, name="sequence_vjp"):
 
     Parameters
     ----------
-    cell, theta, x, s0 : as :func:`fused_bptt`
-    dout : (T, B, n_out) cotangents of output(s_t);  ds_T : (B, n_state) cotangent of s_T
-    name : str, the public function that errors name (``stacked_sequence_vjp (layer l)`` for a layer)
+    cell : refnet.cells.Cell
+        A cell with its own fused pair (:func:`applies`).
+    theta : dict {name: array}
+        The cell's parameters.
+    x : (T, B, I) array
+        Inputs.
+    s0 : (B, n_state) array
+        Initial state.
+    dout : (T, B, n_out) array
+        Cotangents of output(s_t), t = 1..T.
+    ds_T : (B, n_state) array
+        Cotangent of s_T.
+    name : str
+        The public function the errors name (``"stacked_sequence_vjp (layer l)"`` for a layer).
 
     Returns
     -------
-    (outputs (T, B, n_out), s_T, dtheta, dx (T, B, I), ds0)
+    outputs : (T, B, n_out) array
+        output(s_t) for t = 1..T.
+    s_T : (B, n_state) array
+        The final state.
+    dtheta : dict {name: array}
+        The cotangent on θ, every parameter of the cell.
+    dx : (T, B, I) array
+        The cotangent on every x_t.
+    ds0 : (B, n_state) array
+        The cotangent on s_0.
 
     Raises
     ------
-    NumericalError
-        If a state is not finite.
+    refnet.NumericalError
+        A non-finite output(s_t) (named by step), or a non-finite entry of dθ, dx or ds0.
     """
     outputs, s_T, trace = _forward(name, cell, theta, x, s0)
     ds0, dtheta, dx = cell.fused_sequence_vjp(theta, trace, dout, ds_T)
@@ -152,11 +258,29 @@ def fused_sequence_vjp(cell, theta, x, s0, dout, ds_T, *, name="sequence_vjp"):
 
 
 def fused_outputs(cell, theta, x, s0, *, name="stacked_forward"):
-    """output(s_t) for t = 1..T (T, B, n_out) by the fused forward: what a stacked layer feeds the next.
+    """output(s_t) for t = 1..T by the fused forward: what a stacked layer feeds the layer above.
+
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        A cell with its own fused pair (:func:`applies`).
+    theta : dict {name: array}
+        The cell's parameters.
+    x : (T, B, I) array
+        Inputs.
+    s0 : (B, n_state) array
+        Initial state.
+    name : str
+        The public function the error names (default ``"stacked_forward"``).
+
+    Returns
+    -------
+    (T, B, n_out) array
+        output(s_t) for t = 1..T.
 
     Raises
     ------
-    NumericalError
-        If a state is not finite.
+    refnet.NumericalError
+        A non-finite output(s_t), named by its step.
     """
     return _forward(name, cell, theta, x, s0)[0]

@@ -60,6 +60,23 @@ EPS = 1e-7   # keeps p1, p2 finite and positive where a factor is zero (at t = 1
 
 
 class KFRTRLState(NamedTuple):
+    """KF-RTRL's factored sensitivity, M_t ≈ A_t ⊗ u_t per example (Mujika, Meier & Steger 2018, Eq. 5).
+
+    Attributes
+    ----------
+    A : (B, n_state, n_state) array
+        The state-side factor A_t, shared by every factored block.
+    u : (B, m) array
+        The parameter-side factor: the u_k of the trainable factored parameters side by side,
+        in ``param_shapes`` order (m = Σ_k width of ĥ_k).
+    blocks : dict {name: (int, int)}
+        Columns [first, last) of each u_k in ``u``.
+    M_rest : (B, n_state, P_rest) array or None
+        The exact sensitivity of the trainable parameters that are not factored (FastRNN's α̂,
+        β̂), carried by RTRL's recursion; None when there are none.
+    rest : dict {name: (int, int)}
+        Columns [first, last) of each of those parameters in ``M_rest`` (empty when none).
+    """
     A: object       # (B, n, n)
     u: object       # (B, m), the u_k side by side in param_shapes order
     blocks: dict    # {name: (first column, last column + 1)} of u_k in u, the factored parameters
@@ -76,12 +93,32 @@ def _check_kronecker(cell):
 def kfrtrl_init(cell, batch, like, trainable=None):
     """A = 0, u = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``.
 
-    ``trainable`` (collection of parameter names, default all): u and M_rest
-    carry those parameters only (module docstring).
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        A cell with ``kronecker_factors`` (ElmanRNN, IRNN, LeakyRNN, FastRNN).
+    batch : int
+        B, the number of examples, >= 1.
+    like : array
+        Any floating array on the wanted backend and dtype (finiteness not checked).
+    trainable : collection of str or None
+        Names of the parameters u and M_rest carry (default None: all).
 
-    Raises TypeError for a cell without ``kronecker_factors`` (module docstring) or a
-    ``trainable`` that is not a collection of names; ValueError for ``batch`` < 1 or a
-    name the cell lacks.
+    Returns
+    -------
+    KFRTRLState
+        A (B, n, n) and u (B, m) of zeros, the blocks, and M_rest (B, n, P_rest) of zeros or
+        None.
+
+    Raises
+    ------
+    TypeError
+        ``cell`` lacks the cell contract or ``kronecker_factors`` (a gated cell: GRU, LSTM);
+        ``batch`` not an int; ``like`` not a floating array; ``trainable`` a str or not a
+        collection.
+    ValueError
+        ``batch`` < 1; a factored parameter without n_state rows or with more than 2 dimensions,
+        or a ``kronecker_params`` name the cell lacks; a ``trainable`` name the cell lacks.
     """
     check_cell(cell)
     layout = kronecker_layout(cell)
@@ -127,18 +164,45 @@ def _norms(xp, v):
 
 
 def kfrtrl_update(cell, theta, cache, state, c1, c2, *, eps=EPS):
-    """One KF-RTRL step (Mujika et al. 2018, Eq. 5) after the transition that made ``cache``.
+    """One KF-RTRL step (Mujika et al. 2018, Eq. 5 and Lemma 1) after the transition that made ``cache``.
+
+    u_t = c1 p1 u_{t−1} + c2 p2 ĥ_t and A_t = (c1/p1) J_s A_{t−1} + (c2/p2) diag(D_t),
+    with p1 = sqrt((‖J_s A‖ + ε)/(‖u‖ + ε)) and p2 = sqrt((‖D‖ + ε)/(‖ĥ‖ + ε)) per
+    example (module docstring); the unfactored parameters' columns by
+    M^r_t = J_s M^r_{t−1} + J_θ^r, exactly.
 
     Parameters
     ----------
-    cell, theta : the cell (with ``kronecker_factors``) and its params
-    cache : from ``cell.step`` at this step;  state : KFRTRLState at t − 1
-    c1, c2 : (B,) independent random signs, drawn fresh at every step
-    eps : the ε of the module docstring
+    cell : refnet.cells.Cell
+        The cell, with ``kronecker_factors`` (not validated here: :func:`kfrtrl_init` did).
+    theta : dict {name: array}
+        The cell's parameters.
+    cache : NamedTuple
+        What ``cell.step`` returned at this step.
+    state : KFRTRLState
+        The factors at t − 1.
+    c1 : (B,) array
+        Independent random signs ±1 for the carried term, drawn fresh at every step.
+    c2 : (B,) array
+        Independent random signs ±1 for the new term, drawn fresh at every step.
+    eps : float
+        ε > 0 (default ``EPS`` = 1e-7): keeps p1, p2 finite and positive where a factor is zero.
 
     Returns
     -------
-    KFRTRLState at t.
+    KFRTRLState
+        The factors at t (same blocks).
+
+    Raises
+    ------
+    AttributeError
+        ``cell`` has no ``kronecker_factors``.
+    ValueError
+        ``state`` not a 5-field KFRTRLState, or ``c1``/``c2`` of a length that does not
+        broadcast against B.  Nothing else is checked here: ``c1``/``c2`` of length 1 or of
+        another length at B = 1 broadcast silently (:func:`kfrtrl` draws them (B,)).
+    TypeError
+        ``state`` not iterable.
     """
     xp = xp_of(c1)
     A, u, blocks, M_rest, rest = state
@@ -159,9 +223,35 @@ def kfrtrl_update(cell, theta, cache, state, c1, c2, *, eps=EPS):
 
 
 def kfrtrl_gradient(state, ds, shapes):
-    """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b] as a params dict: θ_k ← Σ_b (ds A)[b] ⊗ u_k[b]
-    for the factored parameters, Σ_b ds[b] M_rest[b] for the others; in ``shapes`` order, the
-    parameters the state carries only (the trainable ones)."""
+    """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b] as a params dict.
+
+    θ_k ← Σ_b (ds A)[b] ⊗ u_k[b] for the factored parameters and
+    Σ_b ds[b] M_rest[b] for the others, each shaped as ``shapes[k]``.
+
+    Parameters
+    ----------
+    state : KFRTRLState
+        The factors at t.
+    ds : (B, n_state) array
+        The cotangent ∂L_t/∂s_t.
+    shapes : dict {name: tuple}
+        The cell's ``param_shapes()``; fixes the order of the result.
+
+    Returns
+    -------
+    dict {name: array}
+        The gradient estimate of every parameter the state carries (the trainable ones), in
+        ``shapes`` order.
+
+    Raises
+    ------
+    AttributeError
+        ``state`` is not a KFRTRLState.
+    ValueError
+        ``ds`` not (B, n_state) (from the matmul), or a block that does not fit its shape.
+    KeyError
+        A carried parameter missing from ``shapes``.
+    """
     v = (ds[:, None, :] @ state.A)[:, 0, :]                         # (B, n)
     G = v.T @ state.u                                               # (n, m), every θ_k side by side
     out = {k: G[:, first:last].reshape(shapes[k]) for k, (first, last) in state.blocks.items()}
@@ -172,11 +262,29 @@ def kfrtrl_gradient(state, ds, shapes):
 
 
 def kfrtrl_sensitivity(state, shapes=None):
-    """The dense estimate M̃ (B, n, P), columns in flatten order (for tests and checks).
+    """The dense estimate M̃ = A ⊗ u (B, n_state, P) the state stands for (for tests and checks).
 
-    A ⊗ u_k for the factored parameters, M_rest's columns for the others; ``shapes``
-    (the cell's ``param_shapes()``) orders them, and may be None when every parameter is factored.
-    Only the parameters the state carries (the trainable ones) have columns.
+    Parameters
+    ----------
+    state : KFRTRLState
+        The factors at t.
+    shapes : dict {name: tuple} or None
+        The cell's ``param_shapes()``, which orders the columns (``refnet.params.flatten``
+        order); None keeps the state's order (factored blocks, then the rest), which is flatten
+        order when every parameter is factored.
+
+    Returns
+    -------
+    (B, n_state, P_carried) array
+        A ⊗ u_k for the factored parameters, M_rest's columns for the others; only the
+        parameters the state carries (the trainable ones) have columns.
+
+    Raises
+    ------
+    AttributeError
+        ``state`` is not a KFRTRLState.
+    ValueError
+        The state carries no parameter (nothing to concatenate).
     """
     xp = xp_of(state.A)
     B, n, _ = state.A.shape
@@ -188,22 +296,56 @@ def kfrtrl_sensitivity(state, shapes=None):
 
 
 def kfrtrl(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS, trainable=None):
-    """One KF-RTRL estimate of L's gradient over a sequence with θ fixed (Mujika et al. 2018).
+    """One KF-RTRL estimate of L's gradient over a sequence with θ fixed (Mujika, Meier & Steger 2018).
 
-    Arguments as :func:`refnet.algorithms.bptt.bptt`, plus ``rng`` (a
-    :class:`refnet.backend.Rng`) for the signs c1, c2.  Returns a GradResult
-    whose ``dtheta`` is a random, unbiased estimate of RTRL's; ``dbeta`` and
-    ``loss`` are exact; ``ds0`` is None (not estimated); ``vjp_steps`` is 0.
-    ``trainable`` (collection of names, default all): u, M_rest and ``dtheta``
-    hold those parameters only, frozen ones are absent (module docstring).
+    Runs the cell, applies :func:`kfrtrl_update` after every step with fresh signs
+    c1, c2, and sums :func:`kfrtrl_gradient` of each step's ∂L_t/∂s_t.  The
+    estimate is unbiased: its mean over the signs is RTRL's (= BPTT's) gradient (a
+    gradcheck matrix relation, by its mean over many draws).
+
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        A cell with ``kronecker_factors``: ElmanRNN, IRNN, LeakyRNN, FastRNN.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels in [0, O) for a label loss, else targets of the head's width O.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b]; None for the mean over every step and sequence.
+    rng : refnet.backend.Rng
+        The source of the signs c1, c2, (T, 2, B) drawn at once on x's backend and dtype.
+    eps : float
+        ε > 0 of p1, p2 (default ``EPS`` = 1e-7).
+    trainable : collection of str or None
+        Names of the parameters u, M_rest and ``dtheta`` carry (default None: all); frozen ones
+        are absent from ``dtheta``.
+
+    Returns
+    -------
+    GradResult
+        ``dtheta`` a random, unbiased estimate of ∂L/∂θ; ``loss`` and ``dbeta`` exact; ``ds0``
+        None (not estimated); ``s_T``; ``vjp_steps`` = 0.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments, as :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a Rng; ``eps`` <= 0;
-        a cell without ``kronecker_factors`` (TypeError naming the cell); a bad ``trainable``.
+    TypeError
+        As :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a :class:`refnet.backend.Rng`;
+        ``eps`` not a real number; a cell without ``kronecker_factors`` (GRU, LSTM), named.
+    ValueError
+        As :func:`refnet.algorithms.bptt.bptt`; ``eps`` <= 0 or not finite; a cell whose
+        factored parameters do not have n_state rows.
     refnet.NumericalError
-        Names the first non-finite state s_t, loss term or gradient term (from A_t, u_t).
+        Names the first non-finite state s_t, loss term L_t or factor A_t (A overflows first:
+        it carries J_s A_{t−1}), checked every ``checks.CHECK_EVERY`` steps.
     """
     check_rng(rng)
     check_number("eps", eps, low=0.0, low_open=True)

@@ -77,15 +77,28 @@ __all__ = ["ImplicitGradient", "implicit_vjp", "rbp", "cg_rbp", "gmres_rbp", "ne
 
 @dataclass(frozen=True)
 class ImplicitGradient:
-    """What an RBP variant returns.
+    """What an RBP variant returns (Liao et al. 2018, Eqs. 1–2): the adjoint z and the gradients it gives.
 
-    dtheta : dict, zᵀ ∂F/∂θ summed over the batch;  dx : (B, I) zᵀ ∂F/∂x;
-    z : (B, n_state) the adjoint;  iterations : the solver's iterations;
-    residual : ‖∂L/∂h* − (I − Jᵀ) z‖₂ over the batch;  converged : whether
-    every example met its own tolerance, ``info.example_residual`` <=
-    ``info.example_tolerance`` (None where none was asked: Neumann-RBP by
-    default);  fixed_point_residual : ‖F(h*) − h*‖_∞;  info : the solver's
-    :class:`~refnet.solvers.info.SolveInfo` (traces, per-example results).
+    Attributes
+    ----------
+    dtheta : dict {name: array}
+        zᵀ ∂F/∂θ summed over the batch, shaped as in ``cell.param_shapes()`` (trainable ones only).
+    dx : (B, I) array
+        zᵀ ∂F/∂x, per example.
+    z : (B, n_state) array
+        The adjoint, the solution of (I − Jᵀ) z = ∂L/∂h*.
+    iterations : int
+        The solver's iterations (what each variant counts: updates of z, K, CG iterations,
+        products with I − Jᵀ).
+    residual : float
+        ‖∂L/∂h* − (I − Jᵀ) z‖₂ over the stacked batch.
+    converged : bool or None
+        Whether every example met its own rule, ``info.example_residual`` <=
+        ``info.example_tolerance``; None where no tolerance was asked (Neumann-RBP without rtol).
+    fixed_point_residual : float
+        max_b ‖F(h*)_b − h*_b‖_∞, the equilibrium's own residual.
+    info : refnet.solvers.info.SolveInfo
+        The solver's record: residual traces, per-example results, diagnostics.
     """
 
     dtheta: dict
@@ -100,43 +113,66 @@ class ImplicitGradient:
 
 def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium=True,
                  equilibrium_tol=None, equilibrium_rtol=None, name="implicit_vjp", trainable=None):
-    """The VJP of the equilibrium map θ, x ↦ h*(θ, x) (Liao et al. 2018, Eqs. 1–2).
+    """The VJP of the equilibrium map θ, x ↦ h*(θ, x) (Liao et al. 2018, Eqs. 1–2; Almeida 1987, Pineda 1987).
 
-    Linearises F at h*, solves (I − Jᵀ) z = dh with ``solve``, applies the
-    failure policy to its :class:`~refnet.solvers.info.SolveInfo`, and returns
+    Linearises F at h*, solves (I − Jᵀ) z = ∂L/∂h* (Eq. 2) with ``solve``, applies
+    the failure policy to its :class:`~refnet.solvers.info.SolveInfo`, and returns
     dθ = zᵀ ∂F/∂θ, dx = zᵀ ∂F/∂x from one more ``step_vjp``.
 
     Parameters
     ----------
-    cell : a refnet cell with ``step``, ``step_vjp``, ``step_jvp``
-    theta : dict, its params
-    x : (B, I) static input
-    h_star : (B, n_state) the equilibrium
-    dh : (B, n_state) the cotangent ∂L/∂h*
-    solve : callable (A, b) -> (z, SolveInfo), e.g. ``partial(refnet.solvers.gmres, rtol=1e-12)``;
-        A = I − Jᵀ is a :class:`~refnet.solvers.operators.IdentityMinus` on (B, n_state)
-    t : passed to ``cell.step``
-    check_equilibrium : bool, whether to require ‖F(h*)_b − h*_b‖_∞ <= equilibrium_tol
-        + equilibrium_rtol ‖h*_b‖_∞ for every example b
-    equilibrium_tol : float >= 0 or None (DEFAULT_TOL of the dtype)
-    equilibrium_rtol : float >= 0 or None (DEFAULT_FP_RTOL of the dtype)
-    name : str, the entry point named in messages
-    trainable : collection of parameter names, optional (default all); the others are frozen and
-        absent from ``dtheta`` (:mod:`refnet.algorithms.trainable`).  z and dx do not depend on it:
-        the adjoint system is the state's
+    cell : refnet.cells.Cell
+        A cell with ``step``, ``step_vjp`` and ``step_jvp``: F(x, θ, h) = ``cell.step``.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (B, I) array-like
+        The static input (the same at every application of F).
+    h_star : (B, n_state) array-like
+        The equilibrium h* = F(x, θ, h*) (e.g. ``refnet.fixed_point(...).h``).
+    dh : (B, n_state) array-like
+        The cotangent ∂L/∂h*.
+    solve : callable
+        ``solve(A, b) -> (z, SolveInfo)`` on A = I − Jᵀ, an
+        :class:`~refnet.solvers.operators.IdentityMinus` on (B, n_state); e.g.
+        ``functools.partial(refnet.solvers.gmres, rtol=1e-12)``.
+    t : int or None
+        The time index passed to ``cell.step`` (None for most cells).
+    check_equilibrium : bool
+        Whether to require ‖F(h*)_b − h*_b‖_∞ <= equilibrium_tol + equilibrium_rtol ‖h*_b‖_∞ for
+        every example b (default True); False linearises at any state, reporting the residual in
+        ``fixed_point_residual``.
+    equilibrium_tol : float or None
+        Absolute part of that rule, >= 0, in h's units; None for ``DEFAULT_TOL`` of the dtype.
+    equilibrium_rtol : float or None
+        Relative part, >= 0 (dimensionless); None for ``DEFAULT_FP_RTOL`` of the dtype.
+    name : str
+        The entry point named in messages (default ``"implicit_vjp"``).
+    trainable : collection of str or None
+        Names of the parameters in ``dtheta`` (default None: all); z and dx do not depend on it:
+        the adjoint system is the state's.
 
     Returns
     -------
     ImplicitGradient
+        dθ, dx (B, I), z (B, n_state), the iteration count, residuals and the solver's info.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments (the message names which); h_star not an equilibrium.
-    refnet.ConvergenceError, refnet.SingularSystemError
-        The solve missed its tolerance (unless ``refnet.solvers.failures`` says otherwise).
+    TypeError
+        ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
+        arrays; an argument that is not an array; mixed dtypes or backends; ``solve`` not
+        callable; ``check_equilibrium`` not a bool; a tolerance not a number; ``trainable`` a str.
+    ValueError
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
+        non-finite tolerance, a ``trainable`` name the cell lacks, or ``h_star`` not an
+        equilibrium (with ``check_equilibrium``); and what ``solve`` raises for its own arguments.
+    refnet.SingularSystemError
+        The solve reports I − J (nearly) singular (unless ``refnet.solvers.failures("warn")`` is
+        in force, which warns instead).
+    refnet.ConvergenceError
+        The solve left some example short of its tolerance (same policy).
     refnet.NumericalError
-        F(h*), z, dθ or dx not finite.
+        F(h*) is not finite, or the solve, dθ or dx overflowed.
     """
     x, dh = as_array("x", x), as_array("dh", dh)    # array-likes (torch tensors, lists) as bptt takes them
     h_star = check_problem(cell, theta, x, h_star, "h_star", needs=("step", "step_vjp", "step_jvp"))
@@ -179,28 +215,66 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
 
 def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=1000, t=None,
         check_equilibrium=True, trainable=None):
-    """Original RBP (Liao et al. 2018, Alg. 1): z_i = Jᵀ z_{i−1} + ∂L/∂h* (Eq. 3), :func:`refnet.solvers.fixed_point_iteration`.
+    """Original RBP (Liao et al. 2018, Alg. 1): z_i = Jᵀ z_{i−1} + ∂L/∂h* (Eq. 3) by :func:`refnet.solvers.fixed_point_iteration`.
 
     Stops when every example b has ‖∂L/∂h*_b − (I − J_bᵀ) z_i,b‖₂ <=
     max(rtol ‖∂L/∂h*_b‖₂, atol) (Alg. 1's ‖z_{i+1} − z_i‖ is that residual):
-    it iterates until the slowest example meets its own rule; converges iff
+    it iterates until the slowest example meets its own rule; it converges iff
     ρ(J) < 1.
 
     Parameters
     ----------
-    cell, theta, x, h_star, dh, t, check_equilibrium, trainable : as :func:`implicit_vjp`
-    z0 : (B, n_state) start, default 0 (Liao et al.'s code draws U(0, 1):
-        ``refnet.rng(seed).uniform(dh.shape)``)
-    rtol, atol : float >= 0 (rtol default DEFAULT_RTOL of the dtype)
-    maxiter : int >= 0, most updates of z
+    cell : refnet.cells.Cell
+        A cell with ``step``, ``step_vjp`` and ``step_jvp``: F(x, θ, h) = ``cell.step``.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (B, I) array-like
+        The static input (the same at every application of F).
+    h_star : (B, n_state) array-like
+        The equilibrium h* = F(x, θ, h*) (e.g. ``refnet.fixed_point(...).h``).
+    dh : (B, n_state) array-like
+        The cotangent ∂L/∂h*.
+    z0 : (B, n_state) array-like or None
+        Start of the iteration; None for 0 (Liao et al.'s code draws U(0, 1):
+        ``refnet.rng(seed).uniform(dh.shape)``).
+    rtol : float or None
+        Relative tolerance per example, >= 0 (dimensionless); None for ``DEFAULT_RTOL`` of the
+        dtype.
+    atol : float
+        Absolute tolerance per example, >= 0, in the units of ∂L/∂h* (default 0).
+    maxiter : int
+        Most updates of z, >= 0 (default 1000).
+    t : int or None
+        The time index passed to ``cell.step`` (None for most cells).
+    check_equilibrium : bool
+        Whether to require ‖F(h*)_b − h*_b‖_∞ <= tol + rtol ‖h*_b‖_∞ for every example b (the
+        dtype's defaults, :func:`implicit_vjp`); False linearises at any state.
+    trainable : collection of str or None
+        Names of the parameters in ``dtheta`` (default None: all); z and dx do not depend on it.
 
     Returns
     -------
-    ImplicitGradient; ``iterations`` = updates of z.
+    ImplicitGradient
+        ``iterations`` counts updates of z.
 
     Raises
     ------
-    As :func:`implicit_vjp`.
+    TypeError
+        ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
+        arrays; an argument that is not an array; mixed dtypes or backends; a tolerance or
+        iteration count of the wrong type; ``check_equilibrium`` not a bool; ``trainable`` a str.
+    ValueError
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
+        non-finite tolerance, an iteration count below its minimum, a ``trainable`` name the
+        cell lacks, or ``h_star`` not an equilibrium (with ``check_equilibrium``).
+    refnet.SingularSystemError
+        I − J is (nearly) singular: the residual left is a null vector of I − J (unless
+        ``refnet.solvers.failures("warn")`` is in force, which warns instead).
+    refnet.ConvergenceError
+        Some example missed its tolerance within the iterations (same policy); carries the
+        residual and the iteration count.
+    refnet.NumericalError
+        F(h*), the solve's residual, z, dθ or dx is not finite.
     """
     if z0 is not None:
         z0 = as_array("z0", z0)
@@ -211,25 +285,62 @@ def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=100
 
 
 def neumann_rbp(cell, theta, x, h_star, dh, *, K, rtol=None, t=None, check_equilibrium=True, trainable=None):
-    """Neumann-RBP(K) (Liao et al. 2018, Alg. 2): z = Σ_{k=0..K} (Jᵀ)^k ∂L/∂h*, :func:`refnet.solvers.neumann`.
+    """Neumann-RBP(K) (Liao et al. 2018, Alg. 2): z = Σ_{k=0..K} (Jᵀ)^k ∂L/∂h* by :func:`refnet.solvers.neumann`.
 
     K + 1 terms, K VJPs (plus one for dθ): equals TBPTT through K + 1
     applications of F at h* (Prop. 2, module docstring).  The residual
     ‖(Jᵀ)^{K+1} ∂L/∂h*‖ is reported; without ``rtol`` no tolerance is
     claimed (``converged`` None); with it the rule of :func:`rbp` decides.
-    Warns where ‖(Jᵀ)^k ∂L/∂h*‖ grows (ρ(J) >= 1: Prop. 3 does not hold).
+    Warns (:class:`refnet.solvers.SeriesDivergenceWarning`) where
+    ‖(Jᵀ)^k ∂L/∂h*‖ grows (ρ(J) >= 1: Prop. 3 does not hold).
 
     Parameters
     ----------
-    As :func:`rbp`, with K : int >= 0 the truncation.
+    cell : refnet.cells.Cell
+        A cell with ``step``, ``step_vjp`` and ``step_jvp``: F(x, θ, h) = ``cell.step``.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (B, I) array-like
+        The static input (the same at every application of F).
+    h_star : (B, n_state) array-like
+        The equilibrium h* = F(x, θ, h*) (e.g. ``refnet.fixed_point(...).h``).
+    dh : (B, n_state) array-like
+        The cotangent ∂L/∂h*.
+    K : int
+        The truncation, >= 0 (keyword-only): the number of products with Jᵀ.
+    rtol : float or None
+        Relative tolerance per example, >= 0; None claims no tolerance (``converged`` None).
+    t : int or None
+        The time index passed to ``cell.step`` (None for most cells).
+    check_equilibrium : bool
+        Whether to require ‖F(h*)_b − h*_b‖_∞ <= tol + rtol ‖h*_b‖_∞ for every example b (the
+        dtype's defaults, :func:`implicit_vjp`); False linearises at any state.
+    trainable : collection of str or None
+        Names of the parameters in ``dtheta`` (default None: all); z and dx do not depend on it.
 
     Returns
     -------
-    ImplicitGradient; ``iterations`` = K.
+    ImplicitGradient
+        ``iterations`` = K.
 
     Raises
     ------
-    As :func:`implicit_vjp`.
+    TypeError
+        ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
+        arrays; an argument that is not an array; mixed dtypes or backends; a tolerance or
+        iteration count of the wrong type; ``check_equilibrium`` not a bool; ``trainable`` a str.
+    ValueError
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
+        non-finite tolerance, an iteration count below its minimum, a ``trainable`` name the
+        cell lacks, or ``h_star`` not an equilibrium (with ``check_equilibrium``).
+    refnet.SingularSystemError
+        I − J is (nearly) singular: the residual left is a null vector of I − J (unless
+        ``refnet.solvers.failures("warn")`` is in force, which warns instead).
+    refnet.ConvergenceError
+        Some example missed its tolerance within the iterations (same policy); carries the
+        residual and the iteration count.
+    refnet.NumericalError
+        F(h*), the solve's residual, z, dθ or dx is not finite.
     """
     return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, trainable=trainable,
                         name="neumann_rbp", solve=partial(linear.neumann, rtol=rtol, maxiter=check_int("K", K, 0)))
@@ -237,25 +348,63 @@ def neumann_rbp(cell, theta, x, h_star, dh, *, K, rtol=None, t=None, check_equil
 
 def cg_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, maxiter=None, damping=0.0, t=None,
            check_equilibrium=True, trainable=None):
-    """CG-RBP (Liao et al. 2018): CG on (I − J)(I − Jᵀ) z = (I − J) ∂L/∂h*, :func:`refnet.solvers.cg_normal`.
+    """CG-RBP (Liao et al. 2018): CG on (I − J)(I − Jᵀ) z = (I − J) ∂L/∂h* by :func:`refnet.solvers.cg_normal`.
 
-    Converged is decided on (I − Jᵀ) z = ∂L/∂h* itself, per example (rule
-    of :func:`rbp`), not on the normal equations (whose condition number is
-    squared); ``damping`` η adds η I
-    (Liao et al.'s code: 1e-5) and biases z by O(η).
+    Converged is decided on (I − Jᵀ) z = ∂L/∂h* itself, per example (the rule of
+    :func:`rbp`), not on the normal equations (whose condition number is
+    squared); ``damping`` η adds η I (Liao et al.'s code: 1e-5) and biases z by O(η).
 
     Parameters
     ----------
-    As :func:`rbp`;  maxiter : int >= 1, CG iterations in all (None: 10·B·n);
-    damping : float >= 0.
+    cell : refnet.cells.Cell
+        A cell with ``step``, ``step_vjp`` and ``step_jvp``: F(x, θ, h) = ``cell.step``.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (B, I) array-like
+        The static input (the same at every application of F).
+    h_star : (B, n_state) array-like
+        The equilibrium h* = F(x, θ, h*) (e.g. ``refnet.fixed_point(...).h``).
+    dh : (B, n_state) array-like
+        The cotangent ∂L/∂h*.
+    rtol : float or None
+        Relative tolerance per example, >= 0; None for ``DEFAULT_RTOL`` of the dtype.
+    atol : float
+        Absolute tolerance per example, >= 0, in the units of ∂L/∂h* (default 0).
+    maxiter : int or None
+        CG iterations in all, >= 1; None for 10·B·n.
+    damping : float
+        η >= 0 added to the normal equations' diagonal (default 0).
+    t : int or None
+        The time index passed to ``cell.step`` (None for most cells).
+    check_equilibrium : bool
+        Whether to require ‖F(h*)_b − h*_b‖_∞ <= tol + rtol ‖h*_b‖_∞ for every example b (the
+        dtype's defaults, :func:`implicit_vjp`); False linearises at any state.
+    trainable : collection of str or None
+        Names of the parameters in ``dtheta`` (default None: all); z and dx do not depend on it.
 
     Returns
     -------
-    ImplicitGradient; ``iterations`` counts CG iterations.
+    ImplicitGradient
+        ``iterations`` counts CG iterations.
 
     Raises
     ------
-    As :func:`implicit_vjp`.
+    TypeError
+        ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
+        arrays; an argument that is not an array; mixed dtypes or backends; a tolerance or
+        iteration count of the wrong type; ``check_equilibrium`` not a bool; ``trainable`` a str.
+    ValueError
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
+        non-finite tolerance, an iteration count below its minimum, a ``trainable`` name the
+        cell lacks, or ``h_star`` not an equilibrium (with ``check_equilibrium``).
+    refnet.SingularSystemError
+        I − J is (nearly) singular: the residual left is a null vector of I − J (unless
+        ``refnet.solvers.failures("warn")`` is in force, which warns instead).
+    refnet.ConvergenceError
+        Some example missed its tolerance within the iterations (same policy); carries the
+        residual and the iteration count.
+    refnet.NumericalError
+        F(h*), the solve's residual, z, dθ or dx is not finite.
     """
     return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, trainable=trainable,
                         name="cg_rbp",
@@ -264,23 +413,63 @@ def cg_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, maxiter=None, dam
 
 def gmres_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, restart=20, maxiter=None, t=None,
               check_equilibrium=True, trainable=None):
-    """GMRES-RBP: GMRES(restart) on (I − Jᵀ) z = ∂L/∂h* (Liao et al. 2018, Eq. 2), :func:`refnet.solvers.gmres`.
+    """GMRES-RBP: GMRES(restart) on (I − Jᵀ) z = ∂L/∂h* (Liao et al. 2018, Eq. 2) by :func:`refnet.solvers.gmres`.
 
-    Conditioning of the system itself, no JVP, and no need for ρ(J) < 1
-    (only I − J invertible).  Converged per example (rule of :func:`rbp`).
+    The system itself (not the normal equations), no JVP, and no need for
+    ρ(J) < 1 (only I − J invertible); GMRES is Saad & Schultz's (1986).
+    Converged per example (the rule of :func:`rbp`).
 
     Parameters
     ----------
-    As :func:`rbp`;  restart : int >= 1;  maxiter : int >= 1, most products
-    with I − Jᵀ, rounded up to whole restart cycles (None: 10·B·n).
+    cell : refnet.cells.Cell
+        A cell with ``step``, ``step_vjp`` and ``step_jvp``: F(x, θ, h) = ``cell.step``.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (B, I) array-like
+        The static input (the same at every application of F).
+    h_star : (B, n_state) array-like
+        The equilibrium h* = F(x, θ, h*) (e.g. ``refnet.fixed_point(...).h``).
+    dh : (B, n_state) array-like
+        The cotangent ∂L/∂h*.
+    rtol : float or None
+        Relative tolerance per example, >= 0; None for ``DEFAULT_RTOL`` of the dtype.
+    atol : float
+        Absolute tolerance per example, >= 0, in the units of ∂L/∂h* (default 0).
+    restart : int
+        Krylov vectors per cycle, >= 1 (default 20).
+    maxiter : int or None
+        Most products with I − Jᵀ, >= 1, rounded up to whole restart cycles; None for 10·B·n.
+    t : int or None
+        The time index passed to ``cell.step`` (None for most cells).
+    check_equilibrium : bool
+        Whether to require ‖F(h*)_b − h*_b‖_∞ <= tol + rtol ‖h*_b‖_∞ for every example b (the
+        dtype's defaults, :func:`implicit_vjp`); False linearises at any state.
+    trainable : collection of str or None
+        Names of the parameters in ``dtheta`` (default None: all); z and dx do not depend on it.
 
     Returns
     -------
-    ImplicitGradient; ``iterations`` counts products with I − Jᵀ.
+    ImplicitGradient
+        ``iterations`` counts products with I − Jᵀ.
 
     Raises
     ------
-    As :func:`implicit_vjp`.
+    TypeError
+        ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
+        arrays; an argument that is not an array; mixed dtypes or backends; a tolerance or
+        iteration count of the wrong type; ``check_equilibrium`` not a bool; ``trainable`` a str.
+    ValueError
+        A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
+        non-finite tolerance, an iteration count below its minimum, a ``trainable`` name the
+        cell lacks, or ``h_star`` not an equilibrium (with ``check_equilibrium``).
+    refnet.SingularSystemError
+        I − J is (nearly) singular: the residual left is a null vector of I − J (unless
+        ``refnet.solvers.failures("warn")`` is in force, which warns instead).
+    refnet.ConvergenceError
+        Some example missed its tolerance within the iterations (same policy); carries the
+        residual and the iteration count.
+    refnet.NumericalError
+        F(h*), the solve's residual, z, dθ or dx is not finite.
     """
     return implicit_vjp(cell, theta, x, h_star, dh, t=t, check_equilibrium=check_equilibrium, trainable=trainable,
                         name="gmres_rbp",

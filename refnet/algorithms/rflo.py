@@ -50,6 +50,18 @@ __all__ = ["RFLOState", "rflo_init", "rflo_update", "rflo_gradient", "rflo_sensi
 
 
 class RFLOState(NamedTuple):
+    """RFLO's eligibility trace, one entry per parameter (Murray 2019, the trace p of the RFLO rule).
+
+    Attributes
+    ----------
+    E : (B, n_state, m) array
+        The trace: E[:, i, first_k + j] is that of θ_k[i, j]; m = Σ_k width of ĥ_k over the
+        trainable parameters.
+    blocks : dict {name: (int, int)}
+        Columns [first, last) of each trainable parameter's ĥ_k in E, in ``param_shapes`` order.
+    leak : float
+        1 − α, the decay of the trace per step (dimensionless).
+    """
     E: object       # (B, n, m) the trace: E[:, i, first_k + j] for θ_k[i, j]
     blocks: dict    # {name: (first, last)} of ĥ_k in ĥ, in param_shapes order
     leak: float     # 1 − α
@@ -68,18 +80,35 @@ def _check_cell(cell):
 
 
 def rflo_init(cell, batch, like, trainable=None):
-    """E = 0 (M_0 = 0) for ``batch`` examples on the backend and dtype of ``like``.
+    """E = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``.
 
-    ``trainable`` (collection of parameter names, default all): E has the
-    columns of those parameters only (module docstring).
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        A leaky cell with ``kronecker_factors`` and ``leak`` (refnet.LeakyRNN; the Elman RNN as
+        LeakyRNN with α = 1).
+    batch : int
+        B, the number of examples (not validated here; :func:`rflo` passes x's B).
+    like : array
+        Any array on the wanted backend and dtype.
+    trainable : collection of str or None
+        Names of the parameters E carries (default None: all).
+
+    Returns
+    -------
+    RFLOState
+        E (B, n_state, m) of zeros, the blocks and the leak 1 − α.
 
     Raises
     ------
     TypeError
-        A cell without ``kronecker_factors`` and ``leak`` (module docstring); ``trainable``
-        not a collection of names.
+        A cell RFLO does not apply to: no ``kronecker_factors`` (GRU, LSTM), an unfactored
+        parameter (FastRNN's α̂, β̂) or no ``leak`` (ElmanRNN itself); ``trainable`` a str or not a
+        collection; ``batch`` not an int.
     ValueError
-        ``trainable`` names a parameter the cell does not have, or none.
+        ``trainable`` names a parameter the cell lacks, or none at all; ``batch`` < 0.
+    AttributeError
+        ``like`` has no ``dtype`` (not an array).
     """
     layout, leak = _check_cell(cell)
     names = check_trainable(cell, trainable)
@@ -98,16 +127,36 @@ def rflo_init(cell, batch, like, trainable=None):
 def rflo_update(cell, theta, cache, state, out=None):
     """E_t = (1 − α) E_{t−1} + D_t ⊗ ĥ_t (module docstring) after the transition that made ``cache``.
 
+    D_t = α φ'(a_t) and ĥ_t = [x_t; h_{t−1}; 1; 1] come from the cell's
+    ``kronecker_factors``; the update is :func:`refnet.algorithms.traces.trace_update`
+    with a = 1 − α.
+
     Parameters
     ----------
-    cell, theta : the leaky cell and its params
-    cache : from ``cell.step`` at this step
-    state : RFLOState at t − 1
-    out : (B, n, m) array for E_t (may be state.E itself), or None
+    cell : refnet.cells.Cell
+        The leaky cell (not validated here: :func:`rflo_init` did).
+    theta : dict {name: array}
+        The cell's parameters.
+    cache : NamedTuple
+        What ``cell.step`` returned at this step.
+    state : RFLOState
+        The trace at t − 1.
+    out : (B, n_state, m) array or None
+        Where to write E_t (may be ``state.E`` itself); None allocates.
 
     Returns
     -------
-    RFLOState at t.
+    RFLOState
+        The trace at t (same blocks and leak).
+
+    Raises
+    ------
+    AttributeError
+        ``cell`` has no ``kronecker_factors`` or ``state`` is not an RFLOState.
+    KeyError
+        A block of ``state`` the cell's factors lack (a state made for another cell).
+    ValueError
+        Shapes that do not agree (a state made for another batch), or a bad ``REFNET_NUMBA``.
     """
     D, h_hat = cell.kronecker_factors(theta, cache)
     xp = xp_of(D)
@@ -117,14 +166,56 @@ def rflo_update(cell, theta, cache, state, out=None):
 
 
 def rflo_gradient(state, delta, shapes):
-    """RFLO's gradient for the learning signal δ (B, n_state): {θ_k: Σ_b δ[b, i] E[b, i, first_k + j]},
-    for the parameters the trace carries (the trainable ones)."""
+    """RFLO's gradient for the learning signal δ: θ_k[i, j] ← Σ_b δ[b, i] E[b, i, first_k + j].
+
+    Parameters
+    ----------
+    state : RFLOState
+        The trace at t.
+    delta : (B, n_state) array
+        The learning signal δ_t (:func:`rflo_delta`).
+    shapes : dict {name: tuple}
+        The cell's ``param_shapes()``.
+
+    Returns
+    -------
+    dict {name: array}
+        The gradient of every parameter the trace carries (the trainable ones), shaped as in
+        ``shapes``.
+
+    Raises
+    ------
+    ValueError
+        ``delta`` not (B, n_state) (from broadcasting against E).
+    AttributeError
+        ``state`` is not an RFLOState.
+    """
     return split_blocks(trace_gradient(state.E, delta), state.blocks, shapes)
 
 
 def rflo_sensitivity(state, shapes):
-    """The dense M̃ (B, n, P) the trace stands for (zero off each parameter's own unit), flatten order;
-    P counts the parameters the trace carries (the trainable ones)."""
+    """The dense M̃ (B, n_state, P) the trace stands for, zero off each parameter's own unit (for tests and checks).
+
+    Parameters
+    ----------
+    state : RFLOState
+        The trace at t.
+    shapes : dict {name: tuple}
+        The cell's ``param_shapes()``; orders the columns (``refnet.params.flatten`` order).
+
+    Returns
+    -------
+    (B, n_state, P_carried) array
+        M̃[b, i, (k, i', j)] = E[b, i, first_k + j] where i' = i, else 0; only the parameters the
+        trace carries (the trainable ones) have columns.
+
+    Raises
+    ------
+    ValueError
+        ``shapes`` names none of the carried parameters (nothing to concatenate).
+    AttributeError
+        ``state`` is not an RFLOState.
+    """
     xp = xp_of(state.E)
     B, n, _ = state.E.shape
     eye = xp.eye(n, dtype=state.E.dtype)
@@ -133,7 +224,32 @@ def rflo_sensitivity(state, shapes):
 
 
 def check_feedback(feedback, cell, head, like):
-    """Validate a random feedback matrix B (cell.n_out, head.n_out); None passes (readout transpose)."""
+    """Validate a random feedback matrix B (cell.n_out, head.n_out); None passes (the readout's transpose).
+
+    Parameters
+    ----------
+    feedback : (n_out, O) array or None
+        Murray's (2019) fixed random feedback B, n_out = ``cell.n_out``, O = ``head.n_out``.
+    cell : refnet.cells.Cell
+        The cell, for n_out.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The head, for O.
+    like : array
+        The run's inputs x, whose dtype and backend B must share.
+
+    Returns
+    -------
+    (n_out, O) array or None
+        ``feedback`` unchanged.
+
+    Raises
+    ------
+    TypeError
+        ``feedback`` not a NumPy/CuPy floating array (a list or a torch tensor is refused, not
+        converted); a dtype or backend other than ``like``'s.
+    ValueError
+        ``feedback`` not (n_out, O), or not finite.
+    """
     if feedback is None:
         return None
     check_array("feedback", feedback, shape=(cell.n_out, head.n_out))
@@ -142,14 +258,42 @@ def check_feedback(feedback, cell, head, like):
 
 
 def rflo_delta(cell, head, beta, h_out, y, w, dh, feedback):
-    """The learning signal δ_t (B, n_state): ∂ℓ_t/∂s_t (``feedback`` None), or B e_t mapped onto the state.
+    """The learning signal δ_t (B, n_state): ∂ℓ_t/∂s_t with ``feedback`` None, else B e_t mapped onto the state.
+
+    With a feedback matrix, e_t = ∂ℓ_t/∂z_t is the output error at the head's
+    logits (ŷ − y for squared error, softmax − one-hot for cross-entropy), weighted
+    by w, and δ_t = output_vjp(e_t Bᵀ) (Murray 2019's random-feedback rule).
 
     Parameters
     ----------
-    cell, head, beta : the cell, its head and the head's params
-    h_out : (B, n_out), ``cell.output(s_t)``;  y : targets of step t;  w : (B,) loss weights
-    dh : (B, n_out), ∂ℓ_t/∂h_out from ``head.loss_and_grad`` (used when ``feedback`` is None)
-    feedback : (n_out, O) or None
+    cell : refnet.cells.Cell
+        The cell (for ``output_vjp``).
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The head; with a feedback matrix its loss's error is read at the logits
+        ``head.forward(beta, h_out)``.
+    beta : dict {name: array}
+        The head's parameters.
+    h_out : (B, n_out) array
+        ``cell.output(s_t)``.
+    y : (B,) int array or (B, O) float array
+        The targets of step t.
+    w : (B,) array
+        The loss weights of step t.
+    dh : (B, n_out) array
+        ∂ℓ_t/∂h_out from ``head.loss_and_grad`` (used when ``feedback`` is None).
+    feedback : (n_out, O) array or None
+        The random feedback B, or None for the readout's transpose.
+
+    Returns
+    -------
+    (B, n_state) array
+        δ_t.
+
+    Raises
+    ------
+    ValueError
+        ``feedback`` whose shape does not fit (B, O) @ (O, n_out), or ``w`` not (B,) (from
+        broadcasting and the matmul; nothing is validated here: :func:`rflo` did).
     """
     if feedback is None:
         return cell.output_vjp(dh)
@@ -160,24 +304,55 @@ def rflo_delta(cell, head, beta, h_out, y, w, dh, feedback):
 def rflo(cell, theta, x, s0, head, beta, y, weights=None, *, feedback=None, trainable=None):
     """RFLO's approximation of L's gradient over a sequence, θ fixed (Murray 2019; module docstring).
 
-    Arguments as :func:`refnet.algorithms.bptt.bptt`, plus
+    Runs the leaky cell, updates the trace E_t = (1 − α) E_{t−1} + D_t ⊗ ĥ_t after
+    every step (:func:`rflo_update`) and adds θ_k[i, j] ← Σ_b δ_t[b, i] E_t[b, i, first_k + j]
+    (:func:`rflo_gradient`).  With W_hh = 0 and ``feedback`` None this is RTRL's
+    gradient exactly (a gradcheck matrix relation); elsewhere a biased approximation.
 
-    feedback : (cell.n_out, head.n_out) array or None
-        A fixed random feedback matrix B in place of the readout's transpose
-        (Murray's random-feedback rule), or None for the readout's transpose.
-    trainable : collection of parameter names, optional (default all); the others are frozen,
-        carry no trace and are absent from ``dtheta``
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        A leaky cell with ``kronecker_factors`` and ``leak`` (refnet.LeakyRNN, Murray 2019 Eq. 1).
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels in [0, O) for a label loss, else targets of the head's width O.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b]; None for the mean over every step and sequence.
+    feedback : (n_out, O) array or None
+        A fixed random feedback matrix B in place of the readout's transpose (Murray's
+        random-feedback rule), n_out = ``cell.n_out``, O = ``head.n_out``; None for the
+        readout's transpose.
+    trainable : collection of str or None
+        Names of the parameters the trace and ``dtheta`` carry (default None: all); frozen ones
+        carry no trace and are absent from ``dtheta``.
 
-    Returns a GradResult whose ``dtheta`` is RFLO's (RTRL's exactly when
-    W_hh = 0 and ``feedback`` is None); ``dbeta`` and ``loss`` are exact;
-    ``ds0`` is None; ``vjp_steps`` is 0.
+    Returns
+    -------
+    GradResult
+        ``dtheta`` RFLO's gradient; ``loss`` and ``dbeta`` exact; ``ds0`` None; ``s_T``;
+        ``vjp_steps`` = 0.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments, named; a cell RFLO does not apply to (not leaky, not factored); a bad ``trainable``.
+    TypeError
+        As :func:`refnet.algorithms.bptt.bptt`; a cell RFLO does not apply to (no
+        ``kronecker_factors``, an unfactored parameter, no ``leak``), named; ``feedback`` not a
+        floating array of x's dtype.
+    ValueError
+        As :func:`refnet.algorithms.bptt.bptt`; ``feedback`` not (n_out, O) or not finite; an
+        empty ``trainable``.
     refnet.NumericalError
-        A non-finite loss or gradient, naming the first non-finite state.
+        Names the first non-finite state s_t, loss term L_t or trace E_t (checked every
+        ``checks.CHECK_EVERY`` steps), or a non-finite gradient at the end.
     """
     _check_cell(cell)
     x, s0 = check_sequence(cell, theta, x, s0)

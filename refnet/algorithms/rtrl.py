@@ -28,24 +28,35 @@ KERNEL_MAX_WORK = 1 << 15
 
 
 def rtrl_update(J_s, J_theta, M, out=None):
-    """M_t = J_s M_{t−1} + J_θ (Williams & Zipser 1989).
+    """One RTRL step of the sensitivity, M_t = J_s M_{t−1} + J_θ (Williams & Zipser 1989; module docstring).
 
     Parameters
     ----------
-    J_s : (B, n, n);  J_theta : (B, n, P);  M : (B, n, P), the previous M_{t−1}
-    out : (B, n, P) array to write M_t into (not M itself), or None for a new one
+    J_s : (B, n, n) array
+        ∂s_t/∂s_{t−1}, per example.
+    J_theta : (B, n, P) array
+        ∂s_t/∂θ, per example, columns in ``refnet.params.flatten`` order (the trainable columns
+        only when parameters are frozen).
+    M : (B, n, P) array
+        The sensitivity M_{t−1} = ds_{t−1}/dθ.
+    out : (B, n, P) array or None
+        A new array to write M_t into (not ``M`` itself: the product reads M while it writes);
+        None allocates one.
 
     Returns
     -------
-    M_t (B, n, P).  Small problems on NumPy run the kernel
-    :func:`refnet.kernels.rtrl._rtrl_update` (``KERNEL_MAX_WORK``); larger ones BLAS.
+    (B, n, P) array
+        M_t (``out`` when given).  Small problems on NumPy (n²P <= ``KERNEL_MAX_WORK``, one
+        float dtype) run the numba kernel ``refnet.kernels.rtrl._rtrl_update``; larger ones
+        one batched BLAS matmul.
 
     Raises
     ------
     TypeError
-        An argument that is not an array.
+        ``J_s``, ``J_theta`` or ``M`` is not a 3-d array.
     ValueError
-        Shapes that do not fit (B, n, n) @ (B, n, P) + (B, n, P), or ``out`` that is ``M``.
+        Shapes that do not fit (B, n, n) @ (B, n, P) + (B, n, P); ``out`` that is ``M`` or not
+        (B, n, P); ``REFNET_NUMBA`` set to anything but '0' or '1'.
     """
     for name, a in (("J_s", J_s), ("J_theta", J_theta), ("M", M)):
         if not hasattr(a, "shape") or len(a.shape) != 3:
@@ -69,20 +80,55 @@ def rtrl_update(J_s, J_theta, M, out=None):
 
 
 def rtrl(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
-    """RTRL (Williams & Zipser 1989): the exact gradient of L, carried forward with θ fixed.
+    """RTRL (Williams & Zipser 1989): the exact gradient of L, carried forward in time with θ fixed.
 
-    Arguments and result as :func:`refnet.algorithms.bptt.bptt` (whose
-    gradient this equals to rounding); ``vjp_steps`` is 0, RTRL uses no VJP.
+    M_0 = 0, M_t = J_s M_{t−1} + J_θ (:func:`rtrl_update`) and
+    dθ = Σ_t Σ_b (∂L_t/∂s_t)[b] M_t[b]; ds_0 is carried the same way by
+    S_t = J_s S_{t−1}, S_0 = I.  The result equals :func:`refnet.algorithms.bptt.bptt`'s
+    to rounding (a gradcheck matrix relation) at O(n²P) per step and no stored trajectory.
 
-    ``trainable`` (default all): M_t keeps the columns of those parameters only,
-    (B, n, P_trainable), and ``dtheta`` holds only them (:mod:`refnet.algorithms.trainable`).
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        The recurrent cell; its ``jacobians`` give J_s and J_θ.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels in [0, O) for a label loss, else targets of the head's width O.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b]; None for the mean over every step and sequence.
+    trainable : collection of str or None
+        Names of the parameters to differentiate (default None: all).  M_t keeps those columns
+        only, (B, n, P_trainable), and ``dtheta`` holds only them
+        (:mod:`refnet.algorithms.trainable`).
+
+    Returns
+    -------
+    GradResult
+        ``loss`` L, ``dtheta`` = ∂L/∂θ, ``dbeta`` = ∂L/∂β, ``ds0`` = ∂L/∂s_0 (B, n_state),
+        ``s_T`` (B, n_state) and ``vjp_steps`` = 0 (RTRL uses no VJP).
+
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments, as :func:`refnet.algorithms.bptt.bptt`.
+    TypeError
+        ``cell`` or ``head`` lacks its contract; ``theta``/``beta`` not dicts of floating arrays;
+        an argument that is not an array; integer labels expected but not given; mixed dtypes or
+        backends; ``trainable`` a str or not a collection.
+    ValueError
+        A missing or extra parameter, a wrong shape, T = 0, B = 0, ``head.n_in != cell.n_out``,
+        labels outside [0, O), a NaN/Inf input, a ``trainable`` name the cell lacks, or a bad
+        ``REFNET_NUMBA``.
     refnet.NumericalError
-        Names the first non-finite state s_t, loss term or gradient term (from M_t),
-        checked every ``checks.CHECK_EVERY`` steps as the run goes.
+        Names the first non-finite state s_t, loss term L_t or gradient term (from M_t),
+        checked every ``checks.CHECK_EVERY`` steps as the run goes, or a non-finite ds0.
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)

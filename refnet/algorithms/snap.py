@@ -65,7 +65,41 @@ __all__ = ["SnApPattern", "SnApState", "snap_pattern", "snap_init", "snap_update
 
 
 class SnApPattern(NamedTuple):
-    """The kept entries of SnAp-n and how they are grouped (module docstring)."""
+    """The kept entries of SnAp-n and how they are grouped (Menick et al. 2021, §3; module docstring).
+
+    Built once by :func:`snap_pattern`; the arrays live on θ's backend except ``mask``.
+
+    Attributes
+    ----------
+    order : int
+        n of SnAp-n.
+    mask : (n_state, P) NumPy bool array
+        The kept entries 𝟙_n.
+    exact : bool
+        Whether 𝟙_n is closed under the recurrence (𝟙_{n+1} = 𝟙_n): SnAp-n is then RTRL.
+    rows : (G, r) int array
+        The kept rows R_g of each group, padded by repeating its first row.
+    cols : (G, c) int array
+        The columns C_g of each group, padded by repeating its first column.
+    pair_valid : (G, r, r) float array or None
+        1 for real (row, row) pairs, 0 for padding; None without padding.
+    entry_valid : (G, r, c) float array or None
+        1 for kept entries, 0 for padding; None without padding.
+    h_cols : (G, c) int array or None
+        For cells with ``kronecker_factors`` and every parameter factored: the column of ĥ each
+        kept column reads; None otherwise.
+    own : (G, r, c) float array or None
+        1 where the row is the column's own unit (factored cells), else 0; None otherwise.
+    diagonal : bool
+        r = 1 and group g = unit g with columns in ĥ order: the trace layout of
+        :mod:`refnet.algorithms.traces` (SnAp-1 on a factored cell).
+    scatter : tuple of three int arrays
+        Flat positions in V (B, G·r·c) of the kept entries, their rows and their columns (for
+        :func:`snap_sensitivity`).
+    valid_cols : tuple of two int arrays
+        Flat positions in (G, c) of the real columns and their parameter columns (for
+        :func:`snap_gradient`).
+    """
 
     order: int          # n of SnAp-n
     mask: object        # (n_state, P) NumPy bool, the kept entries 𝟙_n
@@ -82,6 +116,13 @@ class SnApPattern(NamedTuple):
 
 
 class SnApState(NamedTuple):
+    """SnAp-n's carried sensitivity: the kept entries of M̃_t, one dense block per group.
+
+    Attributes
+    ----------
+    V : (B, G, r, c) array
+        V[b, g] is M̃_t[b][R_g, C_g] of the pattern's group g (zeros at padding).
+    """
     V: object           # (B, G, r, c) the kept entries of M̃_t
 
 
@@ -93,26 +134,37 @@ def _closure_step(S, mask):
 def snap_pattern(cell, theta, n, trainable=None):
     """The SnAp-n mask of ``cell`` at θ and its grouped layout (Menick et al. 2021, §3).
 
+    𝟙_1 = Θ, the pattern of J_θ (the trainable columns only), and
+    𝟙_{k+1} = 𝟙_k ∨ (S 𝟙_k) with S the pattern of J_s, as boolean products over the
+    recurrence graph; the columns are then grouped by their kept rows.
+
     Parameters
     ----------
-    cell : a refnet cell with ``jacobian_pattern`` (Elman, iRNN, leaky, GRU, LSTM)
-    theta : dict, the cell's params; J_s's pattern reads W_hh's zeros from it, so
-        the mask is that of the network's sparsity at θ and is fixed from then on
-    n : int >= 1, the SnAp order
-    trainable : collection of parameter names, optional (default all); the other parameters'
-        columns keep no entry (module docstring)
+    cell : refnet.cells.Cell
+        A cell with ``jacobian_pattern`` (ElmanRNN, IRNN, LeakyRNN, GRU, LSTM).
+    theta : dict {name: array}
+        The cell's parameters; J_s's pattern reads W_hh's zeros from it, so the mask is that of
+        the network's sparsity at θ and is fixed from then on.
+    n : int
+        The SnAp order, >= 1.
+    trainable : collection of str or None
+        Names of the parameters whose columns keep entries (default None: all); the others keep
+        none (module docstring).
 
     Returns
     -------
     SnApPattern
+        The mask, whether it is exact, and the grouped layout.
 
     Raises
     ------
     TypeError
-        ``n`` not an int, the cell has no ``jacobian_pattern``, ``trainable`` not a collection of names.
+        ``n`` not an int; the cell has no ``jacobian_pattern`` (FastRNN, FastGRNN, ...);
+        ``theta`` not a dict of floating arrays; ``trainable`` a str or not a collection.
     ValueError
-        n < 1, the patterns the cell returns have the wrong shapes, ``trainable`` names a parameter the
-        cell does not have or leaves no column with a kept entry.
+        n < 1; a missing or extra parameter, a wrong shape or a NaN/Inf in ``theta``; patterns
+        of the wrong shapes from the cell; a ``trainable`` name the cell lacks, or a
+        ``trainable`` that leaves no column with a kept entry.
     """
     n = check_int("n", n, 1)
     names = check_trainable(cell, trainable)
@@ -194,25 +246,71 @@ def _layout(cell, order, mask, exact, xp):
 
 
 def snap_init(pattern, batch, like):
-    """M̃_0 = 0: V of zeros (batch, G, r, c) on the backend and dtype of ``like``."""
+    """M̃_0 = 0: V of zeros (batch, G, r, c) on the backend and dtype of ``like``.
+
+    Parameters
+    ----------
+    pattern : SnApPattern
+        From :func:`snap_pattern`.
+    batch : int
+        B, the number of examples, >= 1.
+    like : array
+        Any array on the wanted backend and dtype.
+
+    Returns
+    -------
+    SnApState
+        V (B, G, r, c) of zeros.
+
+    Raises
+    ------
+    TypeError
+        ``batch`` not an int.
+    ValueError
+        ``batch`` < 1.
+    AttributeError
+        ``like`` has no ``dtype`` (not an array), or ``pattern`` is not a SnApPattern.
+    """
     G, r = pattern.rows.shape
     return SnApState(xp_of(like).zeros((check_int("batch", batch, 1), G, r, pattern.cols.shape[1]),
                                        dtype=like.dtype))
 
 
 def snap_update(cell, theta, cache, state, pattern):
-    """One SnAp-n step, V_g ← J_s[R_g, R_g] V_g + J_θ[R_g, C_g] (module docstring).
+    """One SnAp-n step, V_g ← J_s[R_g, R_g] V_g + J_θ[R_g, C_g] (Menick et al. 2021, §3; module docstring).
+
+    The masked recursion M̃_t = (J_s M̃_{t−1} + J_θ) ⊙ 𝟙_n on the kept entries only.
+    On a factored cell J_θ's kept entries are read off D ⊗ ĥ; SnAp-1 there is the
+    trace update with a = diag(J_s) (:func:`refnet.algorithms.traces.trace_update`).
+    Otherwise they are gathered from the cell's dense ``jacobians``.
 
     Parameters
     ----------
-    cell, theta : the cell and its params (the pattern's)
-    cache : from ``cell.step`` at this step
-    state : SnApState at t − 1
-    pattern : SnApPattern from :func:`snap_pattern`
+    cell : refnet.cells.Cell
+        The cell the pattern was made for (not validated here).
+    theta : dict {name: array}
+        The cell's parameters (the pattern's θ or any θ with the same zeros).
+    cache : NamedTuple
+        What ``cell.step`` returned at this step.
+    state : SnApState
+        V at t − 1.
+    pattern : SnApPattern
+        From :func:`snap_pattern`.
 
     Returns
     -------
-    SnApState at t.
+    SnApState
+        V at t.
+
+    Raises
+    ------
+    AttributeError
+        ``state`` or ``pattern`` of the wrong kind, or a cell without the methods the pattern
+        needs (``kronecker_factors``/``state_jacobian`` or ``jacobians``).
+    IndexError
+        A pattern made for a cell with other sizes.
+    ValueError
+        A state made for another batch size (from broadcasting), or a bad ``REFNET_NUMBA``.
     """
     V = state.V
     dtype = V.dtype
@@ -241,7 +339,32 @@ def snap_update(cell, theta, cache, state, pattern):
 
 
 def snap_gradient(state, ds, pattern):
-    """Σ_b (∂ℓ_t/∂s_t)[b] M̃_t[b] as a flat (P,) vector in flatten order; ds (B, n_state)."""
+    """Σ_b (∂ℓ_t/∂s_t)[b] M̃_t[b] as a flat (P,) vector in ``refnet.params.flatten`` order.
+
+    Parameters
+    ----------
+    state : SnApState
+        V at t.
+    ds : (B, n_state) array
+        The cotangent ∂ℓ_t/∂s_t.
+    pattern : SnApPattern
+        The pattern ``state`` was made with.
+
+    Returns
+    -------
+    (P,) array
+        The gradient of every parameter column (zero for columns that keep no entry: frozen or
+        unreachable ones).
+
+    Raises
+    ------
+    IndexError
+        ``ds`` narrower than n_state.
+    ValueError
+        ``ds`` of another batch size (from broadcasting).
+    AttributeError
+        ``state`` or ``pattern`` of the wrong kind.
+    """
     xp = xp_of(state.V)
     per_group = (ds[:, pattern.rows][:, :, :, None] * state.V).sum(axis=(0, 2))     # (G, c)
     out = xp.zeros(pattern.mask.shape[1], dtype=state.V.dtype)
@@ -251,7 +374,25 @@ def snap_gradient(state, ds, pattern):
 
 
 def snap_sensitivity(state, pattern):
-    """The dense M̃_t (B, n_state, P) with zeros off the mask (for tests and checks)."""
+    """The dense M̃_t (B, n_state, P) with zeros off the mask (for tests and checks).
+
+    Parameters
+    ----------
+    state : SnApState
+        V at t.
+    pattern : SnApPattern
+        The pattern ``state`` was made with.
+
+    Returns
+    -------
+    (B, n_state, P) array
+        M̃_t, equal to :func:`snap_masked_update`'s dense recursion.
+
+    Raises
+    ------
+    AttributeError
+        ``state`` or ``pattern`` of the wrong kind.
+    """
     xp = xp_of(state.V)
     B = state.V.shape[0]
     positions, rows, columns = pattern.scatter
@@ -263,37 +404,83 @@ def snap_sensitivity(state, pattern):
 def snap_masked_update(J_s, J_theta, M, mask):
     """M̃_t = (J_s M̃_{t−1} + J_θ) ⊙ 𝟙 written densely (Menick et al. 2021, §3): O(n²P) per step.
 
-    The plain twin of :func:`snap_update`, which keeps only the kept entries.
+    The plain twin of :func:`snap_update`, which keeps only the kept entries; the
+    tests hold the two equal.
 
     Parameters
     ----------
-    J_s : (B, n, n);  J_theta : (B, n, P);  M : (B, n, P), M̃_{t−1}
-    mask : (n, P) bool, on the arrays' backend or NumPy
+    J_s : (B, n, n) array
+        ∂s_t/∂s_{t−1}.
+    J_theta : (B, n, P) array
+        ∂s_t/∂θ.
+    M : (B, n, P) array
+        M̃_{t−1}.
+    mask : (n, P) bool array
+        The kept entries 𝟙_n, on the arrays' backend or NumPy.
 
     Returns
     -------
-    (B, n, P) M̃_t.
+    (B, n, P) array
+        M̃_t, in M's dtype.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit (B, n, n) @ (B, n, P) + (B, n, P) and (n, P).
+    TypeError
+        An argument that is not an array.
     """
     xp = xp_of(M)
     return (J_s @ M + J_theta) * xp.asarray(mask).astype(M.dtype)
 
 
 def snap(cell, theta, x, s0, head, beta, y, weights=None, *, n, trainable=None):
-    """SnAp-n's approximation of L's gradient over a sequence, θ fixed (Menick et al. 2021).
+    """SnAp-n's approximation of L's gradient over a sequence, θ fixed (Menick et al. 2021, §3).
 
-    Arguments as :func:`refnet.algorithms.bptt.bptt`, plus ``n``, the SnAp order.
-    Returns a GradResult whose ``dtheta`` is Σ_t Σ_b (∂L_t/∂s_t)[b] M̃_t[b] —
-    RTRL's gradient when the mask is closed (``snap_pattern(...).exact``), a
-    biased approximation otherwise; ``dbeta`` and ``loss`` are exact; ``ds0``
-    is None (not carried); ``vjp_steps`` is 0.  ``trainable`` (collection of names,
-    default all): only those parameters keep entries and appear in ``dtheta`` (module docstring).
+    Builds :func:`snap_pattern` once, carries M̃_t by :func:`snap_update` and sums
+    dθ = Σ_t Σ_b (∂L_t/∂s_t)[b] M̃_t[b] (:func:`snap_gradient`): RTRL's gradient when
+    the mask is closed (``snap_pattern(...).exact``; a gradcheck matrix relation),
+    a biased approximation otherwise.
+
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        A cell with ``jacobian_pattern`` (ElmanRNN, IRNN, LeakyRNN, GRU, LSTM).
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels in [0, O) for a label loss, else targets of the head's width O.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b]; None for the mean over every step and sequence.
+    n : int
+        The SnAp order, >= 1 (keyword-only): entries reachable within n steps are kept.
+    trainable : collection of str or None
+        Names of the parameters that keep entries and appear in ``dtheta`` (default None: all).
+
+    Returns
+    -------
+    GradResult
+        ``dtheta`` SnAp-n's gradient; ``loss`` and ``dbeta`` exact; ``ds0`` None (not carried);
+        ``s_T``; ``vjp_steps`` = 0.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments (named), a cell without ``jacobian_pattern``, n < 1, a bad ``trainable``.
+    TypeError
+        As :func:`refnet.algorithms.bptt.bptt`; a cell without ``jacobian_pattern``; ``n`` not
+        an int.
+    ValueError
+        As :func:`refnet.algorithms.bptt.bptt`; n < 1; a ``trainable`` that leaves no entry.
     refnet.NumericalError
-        A non-finite loss or gradient, naming the first non-finite state.
+        Names the first non-finite state s_t, loss term L_t or gradient term, checked every
+        ``checks.CHECK_EVERY`` steps.
     """
     x, s0 = check_sequence(cell, theta, x, s0)
     y, weights = check_objective(head, beta, x, y, weights, cell)

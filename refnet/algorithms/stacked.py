@@ -24,7 +24,23 @@ __all__ = ["StackedVJP", "stacked_forward", "stacked_sequence_vjp"]
 
 @dataclass(frozen=True)
 class StackedVJP:
-    """The top layer's outputs, every layer's final state, and the pulled-back cotangents."""
+    """The top layer's outputs, every layer's final state, and the pulled-back cotangents (:func:`stacked_sequence_vjp`).
+
+    Lists are indexed by layer, 0 at the bottom.
+
+    Attributes
+    ----------
+    outputs : (T, B, n_out) array
+        output(s^L_t) of the top layer for t = 1..T.
+    s_T : list of L arrays (B, n_state_l)
+        Every layer's final state.
+    dtheta : list of L dicts {name: array}
+        Every layer's parameter cotangent (its trainable parameters only).
+    dx : (T, B, I) array
+        The cotangent on the bottom layer's inputs.
+    ds0 : list of L arrays (B, n_state_l)
+        The cotangent on every layer's initial state.
+    """
 
     outputs: Any     # (T, B, n_out of the top layer)
     s_T: list        # per layer, (B, n_state)
@@ -74,25 +90,33 @@ def _check_stack(cells, thetas, x, s0s):
 
 
 def stacked_forward(cells, thetas, x, s0s=None):
-    """Run the stack over x; returns each layer's :class:`~refnet.algorithms.bptt.Trajectory`.
+    """Run the stack over x, s^l_t = f_l(θ_l, s^l_{t−1}, output(s^{l−1}_t)); returns each layer's trajectory.
 
     Parameters
     ----------
-    cells : list of L refnet cells, ``cells[l].input_size == cells[l − 1].n_out``
-    thetas : list of their L params dicts
-    x : (T, B, I) inputs of layer 0, T >= 1, B >= 1
-    s0s : list of L initial states (B, n_state) (None entries for zeros), or None for all zeros
+    cells : list of refnet.cells.Cell
+        The L layers, bottom first, with ``cells[l].input_size == cells[l − 1].n_out``.
+    thetas : list of dict {name: array}
+        Their L parameter dicts.
+    x : (T, B, I) array-like
+        Inputs of layer 0, T >= 1, B >= 1.
+    s0s : list of L (B, n_state_l) array-likes or None
+        Every layer's initial state (a None entry for zeros), or None for all zeros.
 
     Returns
     -------
-    list of L Trajectory, bottom layer first.
+    list of Trajectory
+        One :class:`~refnet.algorithms.bptt.Trajectory` per layer, bottom layer first.
 
     Raises
     ------
     TypeError
-        cells/thetas/s0s not lists, an entry that is not a cell, mixed dtypes.
+        ``cells``/``thetas``/``s0s`` not lists or tuples; an entry that is not a cell; a
+        ``thetas[l]`` that is not a dict of floating arrays; an array argument that is not one;
+        mixed dtypes or backends.
     ValueError
-        Mismatched lengths or widths between layers, a wrong shape, a NaN/Inf input.
+        No layer, mismatched lengths, a layer whose ``input_size`` is not the previous layer's
+        ``n_out``, a wrong shape, T = 0, B = 0, a missing or extra parameter, a NaN/Inf input.
     refnet.NumericalError
         A layer's forward pass overflowed: names the layer and the first non-finite s_t.
     """
@@ -113,31 +137,48 @@ def _outputs(cell, s):
 def stacked_sequence_vjp(cells, thetas, x, s0s, dout, ds_T=None, *, trainable=None):
     """Sequence VJP of a stack: gradients of ⟨dout, outputs⟩ + Σ_l ⟨ds_T[l], s^l_T⟩.
 
-    PyTorch: ``torch.autograd.grad`` of a multi-layer module's ``(output, h_n)``
-    (and ``c_n``) with those grad_outputs.  Each layer runs forward twice (once
-    to make the inputs of the layer above, once inside its own
-    :func:`~refnet.algorithms.bptt.sequence_vjp`).
+    Back-propagation goes layer by layer from the top: the cotangent of layer l's
+    outputs is the ``dx`` that layer l + 1's sequence VJP returns (Werbos 1990 on
+    the layered graph).  PyTorch: ``torch.autograd.grad`` of a multi-layer
+    module's ``(output, h_n)`` (and ``c_n``) with those grad_outputs.  Each lower
+    layer runs forward twice (once to make the inputs of the layer above, once
+    inside its own VJP).
 
     Parameters
     ----------
-    cells, thetas, x, s0s : as :func:`stacked_forward`
-    dout : (T, B, n_out of the top layer), the cotangent of the top layer's outputs
-    ds_T : L cotangents (B, n_state) of the final states, or None for zeros
-    trainable : list of L collections of parameter names (an entry None: all of that layer's), or None
-        for all; a frozen parameter is absent from its layer's ``dtheta`` (:mod:`refnet.algorithms.trainable`).
-        The cotangents still pass through every layer: dx and the layers below are unchanged.
+    cells : list of refnet.cells.Cell
+        The L layers, bottom first, with ``cells[l].input_size == cells[l − 1].n_out``.
+    thetas : list of dict {name: array}
+        Their L parameter dicts.
+    x : (T, B, I) array-like
+        Inputs of layer 0, T >= 1, B >= 1.
+    s0s : list of L (B, n_state_l) array-likes or None
+        Every layer's initial state (a None entry for zeros), or None for all zeros.
+    dout : (T, B, n_out) array-like
+        The cotangent of the top layer's outputs (n_out of the top layer).
+    ds_T : list of L (B, n_state_l) array-likes or None
+        Cotangents of the final states (a None entry for zero), or None for all zero.
+    trainable : list of L (collection of str or None), or None
+        Per layer, the names of the parameters in that layer's ``dtheta`` (an entry None: all);
+        None for all in every layer.  Cotangents still pass through every layer: ``dx`` and the
+        layers below are unchanged.
 
     Returns
     -------
-    StackedVJP with per-layer dtheta and ds0, and dx (T, B, I).
+    StackedVJP
+        ``outputs`` (T, B, n_out), per-layer ``s_T``, ``dtheta`` and ``ds0``, and ``dx`` (T, B, I).
 
     Raises
     ------
-    TypeError, ValueError
-        As :func:`stacked_forward`, and for ``dout`` or ``ds_T[l]`` of a wrong type, shape or dtype, or
-        ``trainable`` not one entry per layer or naming a parameter a layer does not have.
+    TypeError
+        As :func:`stacked_forward`; ``dout`` or ``ds_T[l]`` not an array; ``ds_T`` or
+        ``trainable`` not a list or tuple; a ``trainable`` entry that is a str.
+    ValueError
+        As :func:`stacked_forward`; ``dout`` not (T, B, n_out) or ``ds_T[l]`` not (B, n_state_l);
+        ``ds_T`` or ``trainable`` not one entry per layer; a ``trainable`` name a layer lacks.
     refnet.NumericalError
-        A layer's forward or backward pass overflowed: names the layer's pass and the first bad step.
+        A layer's forward or backward pass overflowed: names the layer's pass and the first
+        non-finite state, adjoint or input cotangent.
     """
     cells, thetas, x, s0s = _check_stack(cells, thetas, x, s0s)
     T, B = x.shape[:2]

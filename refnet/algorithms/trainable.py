@@ -14,12 +14,29 @@ __all__ = ["check_trainable", "trainable_columns", "restrict"]
 
 
 def check_trainable(cell, trainable):
-    """The trainable names in ``cell.param_shapes()`` order; None means all.
+    """The trainable parameter names in ``cell.param_shapes()`` order; None means all.
+
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        The cell whose parameters are named.
+    trainable : collection of str or None
+        The names to train (a set, list or tuple; one name as a one-element collection); None
+        for every parameter.  Order and repeats do not matter.
+
+    Returns
+    -------
+    tuple of str
+        The trainable names, in ``cell.param_shapes()`` order (possibly empty).
 
     Raises
     ------
-    TypeError if ``trainable`` is a str (one name must be given as a one-element collection) or not a
-    collection of str; ValueError naming the names the cell does not have.
+    TypeError
+        ``trainable`` is a str (one name must be given as a one-element collection) or not
+        iterable.
+    ValueError
+        ``trainable`` names parameters the cell does not have (the message lists them and the
+        cell's own).
     """
     names = list(cell.param_shapes())
     if trainable is None:
@@ -36,7 +53,25 @@ def check_trainable(cell, trainable):
 
 
 def trainable_columns(cell, names):
-    """Indices of the trainable entries among J_θ's columns (``refnet.params.flatten`` order)."""
+    """Indices of the trainable entries among J_θ's P columns (``refnet.params.flatten`` order).
+
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        The cell; its ``param_shapes()`` fixes the column order.
+    names : collection of str
+        The trainable names (from :func:`check_trainable`).
+
+    Returns
+    -------
+    (P_trainable,) int64 NumPy array
+        The flat column indices of those parameters' entries, ascending.
+
+    Raises
+    ------
+    TypeError
+        ``names`` does not support ``in`` (it is not a collection).
+    """
     columns, start = [], 0
     for k, shape in cell.param_shapes().items():
         size = int(np.prod(shape))
@@ -47,5 +82,23 @@ def trainable_columns(cell, names):
 
 
 def restrict(dtheta, names):
-    """``dtheta`` with the trainable ``names`` only, in that order (a frozen parameter is absent, not zero)."""
+    """``dtheta`` with the trainable ``names`` only, in that order (a frozen parameter is absent, not zero).
+
+    Parameters
+    ----------
+    dtheta : dict {name: array}
+        Gradients of every parameter.
+    names : iterable of str
+        The trainable names (from :func:`check_trainable`).
+
+    Returns
+    -------
+    dict {name: array}
+        ``{k: dtheta[k] for k in names}``; the arrays are not copied.
+
+    Raises
+    ------
+    KeyError
+        A name that ``dtheta`` lacks.
+    """
     return {k: dtheta[k] for k in names}

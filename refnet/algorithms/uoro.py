@@ -1,4 +1,4 @@
-"""UORO (Tallec & Ollivier 2017): an unbiased rank-one estimate of the RTRL sensitivity.
+"""UORO (Tallec & Ollivier 2018): an unbiased rank-one estimate of the RTRL sensitivity.
 
 Keep s̃ (n) and θ̃ (P) per example with E[s̃ θ̃ᵀ] = M_t = ds_t/dθ.  At each
 step, with ν a vector of independent random signs (paper, Alg. 1):
@@ -35,13 +35,42 @@ EPS = 1e-7   # the paper's ε: keeps ρ0, ρ1 finite and positive when a factor 
 
 
 class UOROState(NamedTuple):
+    """UORO's rank-one sensitivity, E[s̃ θ̃ᵀ] = M_t (Tallec & Ollivier 2018, Alg. 1).
+
+    Attributes
+    ----------
+    s_tilde : (B, n_state) array
+        s̃, the state-side factor of every example.
+    theta_tilde : (B, P_trainable) array
+        θ̃, the parameter-side factor, columns in ``refnet.params.flatten`` order of
+        ``cell.param_shapes()`` (the trainable ones only).
+    columns : (P_trainable,) int array or None
+        The trainable columns of J_θ (flatten order); None when every parameter is trained.
+    """
     s_tilde: object      # (B, n)
     theta_tilde: object  # (B, P_trainable), columns in flatten order of cell.param_shapes()
     columns: object = None   # the trainable columns of J_θ (flatten order), None for all
 
 
 def check_rng(rng):
-    """TypeError unless ``rng`` is a :class:`refnet.backend.Rng`."""
+    """Check that ``rng`` is a :class:`refnet.backend.Rng` (``refnet.rng(seed)``); returns it.
+
+    Parameters
+    ----------
+    rng : object
+        The candidate random source.
+
+    Returns
+    -------
+    refnet.backend.Rng
+        ``rng`` itself.
+
+    Raises
+    ------
+    TypeError
+        ``rng`` is not a :class:`refnet.backend.Rng` (a ``numpy.random.Generator`` or a seed is
+        refused by name).
+    """
     if not isinstance(rng, Rng):
         raise TypeError(f"rng must be a refnet.backend.Rng (refnet.rng(seed)), got {type(rng).__name__}")
     return rng
@@ -50,11 +79,29 @@ def check_rng(rng):
 def uoro_init(cell, batch, like, trainable=None):
     """s̃ = 0, θ̃ = 0 (M_0 = 0) for ``batch`` examples, on the backend and dtype of ``like``.
 
-    ``trainable`` (collection of parameter names, default all): θ̃ gets the
-    entries of those parameters only (module docstring).
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        The cell whose sensitivity is carried.
+    batch : int
+        B, the number of examples, >= 1.
+    like : array
+        Any floating array on the wanted backend and dtype (finiteness not checked).
+    trainable : collection of str or None
+        Names of the parameters θ̃ carries (default None: all).
 
-    Raises TypeError for a non-cell, a ``like`` that is not a floating array or a ``trainable``
-    that is not a collection of names; ValueError for ``batch`` < 1 or a name the cell lacks.
+    Returns
+    -------
+    UOROState
+        s̃ (B, n_state) and θ̃ (B, P_trainable) of zeros, and the trainable columns.
+
+    Raises
+    ------
+    TypeError
+        ``cell`` lacks the cell contract; ``batch`` not an int; ``like`` not a floating array;
+        ``trainable`` a str or not a collection.
+    ValueError
+        ``batch`` < 1, or a ``trainable`` name the cell lacks.
     """
     check_cell(cell)
     batch = check_int("batch", batch, 1)
@@ -87,22 +134,38 @@ def _nu_J_theta(cell, theta, cache, nu, columns):
 
 
 def uoro_update(cell, theta, cache, state, nu, *, eps=EPS):
-    """One UORO step (Tallec & Ollivier 2017, Alg. 1) after the transition that made ``cache``.
+    """One UORO step (Tallec & Ollivier 2018, Alg. 1) after the transition that made ``cache``.
+
+    a = J_s s̃ (one JVP), b = νᵀ J_θ (one VJP at B = 1, the per-example J_θ
+    otherwise), ρ0 = sqrt(‖θ̃‖/(‖a‖ + ε)) + ε, ρ1 = sqrt(‖b‖/(‖ν‖ + ε)) + ε,
+    then s̃ ← ρ0 a + ρ1 ν and θ̃ ← θ̃/ρ0 + b/ρ1, every norm per example.
 
     Parameters
     ----------
-    cell, theta : the cell and its params;  cache : from ``cell.step`` at this step
-    state : UOROState at t − 1;  nu : (B, n) random signs, drawn fresh at every step
-    eps : the ε of the module docstring
+    cell : refnet.cells.Cell
+        The cell (not validated here: the caller did).
+    theta : dict {name: array}
+        The cell's parameters.
+    cache : NamedTuple
+        What ``cell.step`` returned at this step.
+    state : UOROState
+        s̃ and θ̃ at t − 1.
+    nu : (B, n_state) array
+        Independent random signs ±1, drawn fresh at every step.
+    eps : float
+        ε > 0 (default ``EPS`` = 1e-7): keeps ρ0, ρ1 finite and positive where a factor is zero.
 
     Returns
     -------
-    UOROState at t.
+    UOROState
+        s̃ and θ̃ at t (same columns).
 
     Raises
     ------
-    TypeError, ValueError
-        ``state`` not a UOROState, ``nu`` not (B, n), ``eps`` not a finite number > 0.
+    TypeError
+        ``state`` not a UOROState; ``nu`` not a floating array; ``eps`` not a real number.
+    ValueError
+        ``nu`` not shaped as ``state.s_tilde``; ``eps`` <= 0 or not finite.
     """
     if not isinstance(state, UOROState):
         raise TypeError(f"state must be a UOROState (from uoro_init), got {type(state).__name__}")
@@ -120,9 +183,26 @@ def uoro_update(cell, theta, cache, state, nu, *, eps=EPS):
 
 
 def uoro_gradient(state, ds):
-    """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b]: Σ_b (ds[b] · s̃[b]) θ̃[b], (P,).
+    """The estimate of Σ_b (∂L_t/∂s_t)[b] M_t[b]: Σ_b (ds[b] · s̃[b]) θ̃[b].
 
-    Raises TypeError/ValueError for a ``state`` that is not a UOROState or ``ds`` not (B, n).
+    Parameters
+    ----------
+    state : UOROState
+        s̃ and θ̃ at t.
+    ds : (B, n_state) array
+        The cotangent ∂L_t/∂s_t.
+
+    Returns
+    -------
+    (P_trainable,) array
+        The flat gradient estimate, ``refnet.params.flatten`` order of the carried parameters.
+
+    Raises
+    ------
+    TypeError
+        ``state`` not a UOROState; ``ds`` not a floating array.
+    ValueError
+        ``ds`` not shaped as ``state.s_tilde``.
     """
     if not isinstance(state, UOROState):
         raise TypeError(f"state must be a UOROState (from uoro_init), got {type(state).__name__}")
@@ -131,23 +211,56 @@ def uoro_gradient(state, ds):
 
 
 def uoro(cell, theta, x, s0, head, beta, y, weights=None, *, rng, eps=EPS, trainable=None):
-    """One UORO estimate of L's gradient over a sequence with θ fixed (Tallec & Ollivier 2017).
+    """One UORO estimate of L's gradient over a sequence with θ fixed (Tallec & Ollivier 2018, Alg. 1).
 
-    Arguments as :func:`refnet.algorithms.bptt.bptt`, plus ``rng`` (a
-    :class:`refnet.backend.Rng`) for the signs ν.  Returns a GradResult whose
-    ``dtheta`` is a random, unbiased estimate of RTRL's (= BPTT's); ``dbeta``
-    and ``loss`` are exact; ``ds0`` is None (not estimated); ``vjp_steps``
-    counts the VJPs spent (T at B = 1, else 0: J_θ is used instead).
-    ``trainable`` (collection of names, default all): θ̃ and ``dtheta`` hold those
-    parameters only, frozen ones are absent (module docstring).
+    Runs the cell, applies :func:`uoro_update` after every step and sums
+    :func:`uoro_gradient` of each step's ∂L_t/∂s_t.  The estimate is unbiased:
+    its mean over the signs ν is RTRL's (= BPTT's) gradient (a gradcheck matrix
+    relation, by its mean over many draws).
+
+    Parameters
+    ----------
+    cell : refnet.cells.Cell
+        The recurrent cell.
+    theta : dict {name: array}
+        The cell's parameters, shapes as in ``cell.param_shapes()``.
+    x : (T, B, I) array-like
+        Inputs, T >= 1, B >= 1; ``x[t − 1]`` is x_t.
+    s0 : (B, n_state) array-like or None
+        Initial state s_0; None for zeros.
+    head : refnet.heads.Head or refnet.heads.MLPHead
+        The readout and its loss ℓ, on ``cell.output``; ``head.n_in == cell.n_out``.
+    beta : dict {name: array}
+        The head's parameters.
+    y : (T, B) int array or (T, B, O) float array
+        Class labels in [0, O) for a label loss, else targets of the head's width O.
+    weights : (T, B) array or None
+        Loss weights w[t − 1, b]; None for the mean over every step and sequence.
+    rng : refnet.backend.Rng
+        The source of the signs ν, (T, B, n_state) drawn at once on x's backend and dtype.
+    eps : float
+        ε > 0 of ρ0, ρ1 (default ``EPS`` = 1e-7).
+    trainable : collection of str or None
+        Names of the parameters θ̃ and ``dtheta`` carry (default None: all); frozen ones are
+        absent from ``dtheta``.
+
+    Returns
+    -------
+    GradResult
+        ``dtheta`` a random, unbiased estimate of ∂L/∂θ; ``loss`` and ``dbeta`` exact; ``ds0``
+        None (not estimated); ``s_T``; ``vjp_steps`` = T at B = 1 (one VJP per step), else 0
+        (J_θ is read instead).
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments, as :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a Rng; ``eps`` <= 0;
-        a bad ``trainable``.
+    TypeError
+        As :func:`refnet.algorithms.bptt.bptt`; ``rng`` not a :class:`refnet.backend.Rng`;
+        ``eps`` not a real number.
+    ValueError
+        As :func:`refnet.algorithms.bptt.bptt`; ``eps`` <= 0 or not finite.
     refnet.NumericalError
-        Names the first non-finite state s_t, loss term or gradient term (from s̃, θ̃).
+        Names the first non-finite state s_t, loss term L_t or gradient term (from s̃, θ̃),
+        checked every ``checks.CHECK_EVERY`` steps.
     """
     check_rng(rng)
     check_number("eps", eps, low=0.0, low_open=True)
