@@ -330,7 +330,8 @@ def neumann(A, b, x0=None, *, rtol=None, atol=0.0, maxiter):
         count is not a number of the right kind.
     ValueError
         If ``b``/``x0`` does not have shape ``A.vshape`` or holds NaN/Inf, a
-        tolerance is negative or infinite, or a count is below its minimum, or ``x0`` is not None.
+        tolerance is negative or infinite, a count is below its minimum, or
+        ``x0`` is not None.
     refnet.NumericalError
         A term overflowed, naming the first non-finite one.
     """
