@@ -237,13 +237,17 @@ class Head:
 
         Parameters
         ----------
-        beta : dict {name: array}, the head's params (:meth:`param_shapes`)
-        h : (B, n_in) features, B >= 1
-        check : bool, validate the arguments and the result (default True)
+        beta : dict {name: array}
+            The head's params (:meth:`param_shapes`).
+        h : (B, n_in) array
+            Features, B >= 1.
+        check : bool
+            Validate the arguments and the result (default True).
 
         Returns
         -------
-        (B, n_out) logits
+        (B, n_out) array
+            The logits.
 
         Raises
         ------
@@ -277,7 +281,12 @@ class Head:
 
         Returns
         -------
-        (L as a 0-d array, ∂L/∂h (B, n_in), ∂L/∂β dict)
+        L : 0-d array
+            The weighted loss, in the dtype of ``h``.
+        dh : (B, n_in) array
+            ∂L/∂h.
+        dbeta : dict {name: array}
+            ∂L/∂β, shaped as ``beta``.
 
         Raises
         ------

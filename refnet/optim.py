@@ -196,10 +196,13 @@ class SGD:
 
         Parameters
         ----------
-        params : dict {name: floating array}, updated in place
-        grads : dict {name: array}, the same keys and shapes, finite
-        state : SGDState from this optimiser's ``init(params)`` (or a previous ``update``)
-        check : bool, keyword-only
+        params : dict {name: floating array}
+            θ, updated in place.
+        grads : dict {name: floating array}
+            g = ∂L/∂θ: the same keys and shapes as ``params``, finite.
+        state : SGDState
+            From this optimiser's ``init(params)`` or its previous ``update``.
+        check : bool
             True (default): test the gradients and the new buffers/params for finiteness before
             writing.  False skips those tests (each is a read-back on a device) for a caller that
             guards the step itself (refnet.online's deferred checks); the new values are still
@@ -207,7 +210,8 @@ class SGD:
 
         Returns
         -------
-        SGDState, the state to pass next time.
+        SGDState
+            The state to pass next time (the same object, its buffers updated in place).
 
         Raises
         ------

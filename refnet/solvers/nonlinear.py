@@ -180,7 +180,8 @@ def fixed_point(F, h0, *, tol=None, rtol=None, maxiter=1000):
     ‖F(h_i)_b − h_i,b‖_∞ <= tol + rtol ‖h_i,b‖_∞ and returns that h_i (not
     F(h_i), whose residual would be unmeasured), or as soon as an example runs
     away (module docstring).  Checked every iteration on NumPy, every
-    :data:`~refnet.solvers.info.CHECK_EVERY` on CuPy.
+    :data:`~refnet.solvers.info.CHECK_EVERY` on CuPy.  Non-convergence and
+    runaway are reported in ``info`` (``converged=False``), not raised.
 
     Parameters
     ----------
@@ -216,9 +217,6 @@ def fixed_point(F, h0, *, tol=None, rtol=None, maxiter=1000):
         returns another shape than ``h0``'s.
     refnet.NumericalError
         If ‖F(h) − h‖_∞ becomes NaN/Inf (names the first such iteration).
-
-    Non-convergence and runaway are reported in ``info``
-    (``converged=False``), not raised.
     """
     p = _Problem("fixed_point", F, h0, tol, rtol)
     maxiter = check_int("maxiter", maxiter, 0)
@@ -305,6 +303,7 @@ def anderson(F, h0, *, tol=None, rtol=None, maxiter=200, m=5):
     within tol + rtol ‖h_b‖_∞, none run away) is re-measured on the returned h,
     whatever scipy reports: extrapolation can run h out until F(h) − h rounds
     to 0 on a map with no fixed point (module docstring), which is refused.
+    Non-convergence and runaway are reported in ``info``, not raised.
 
     Parameters
     ----------
@@ -343,8 +342,6 @@ def anderson(F, h0, *, tol=None, rtol=None, maxiter=200, m=5):
         returns another shape than ``h0``'s.
     refnet.NumericalError
         If ‖F(h) − h‖_∞ becomes NaN/Inf (names the first such iteration).
-
-    Non-convergence and runaway are reported in ``info``, not raised.
     """
     m = check_int("m", m, 1)
     return _scipy_root("anderson", scipy.optimize.anderson, F, h0, tol, rtol, maxiter, {"M": m, "alpha": 1.0})
@@ -361,7 +358,7 @@ def newton_krylov(F, h0, *, tol=None, rtol=None, maxiter=50):
     Newton steps.  Where J − I is singular along the residual (scipy's
     "Jacobian inversion yielded zero vector") the result is reported failed
     with ``info.singular`` set (:class:`refnet.SingularSystemError` at the
-    entry points).
+    entry points); any other ValueError from scipy's solver is passed on.
 
     Parameters
     ----------
@@ -398,9 +395,6 @@ def newton_krylov(F, h0, *, tol=None, rtol=None, maxiter=50):
         returns another shape than ``h0``'s.
     refnet.NumericalError
         If ‖F(h) − h‖_∞ becomes NaN/Inf (names the first such iteration).
-
-    A ValueError that scipy's solver raises for anything but its
-    singular-system message is passed on unchanged.
     """
     return _scipy_root("newton_krylov", scipy.optimize.newton_krylov, F, h0, tol, rtol, maxiter, {})
 
