@@ -230,7 +230,7 @@ class Head:
     # The three public computations validate their arguments and check their results when
     # ``check`` is true (the default).  The algorithms call them once per time step with
     # check=False — they validated everything at entry and check their results in blocks —
-    # so the per-step hot path pays no reductions or host read-backs (DESIGN.md §3, §5).
+    # so the per-step hot path pays no reductions or host read-backs (README, "Backend and dtype").
 
     def forward(self, beta, h, *, check=True):
         """Logits y = h Wᵀ + b.

@@ -11,7 +11,8 @@ The solvers of :mod:`refnet.solvers.nonlinear` take a *map*: a callable
 ``F.rows(index)`` (the same map on a subset of the examples) and
 ``F.jacobian(h)`` (B, n, n) (∂F/∂h per example).  :class:`CellMap` is that
 map for a cell; the solver layer knows cells only through this duck-typed
-contract (DESIGN.md §3), never by importing :mod:`refnet.cells`.
+contract (``refnet/cells/base.py``; the README's "Conventions worth knowing"), never by
+importing :mod:`refnet.cells`.
 """
 from dataclasses import dataclass
 from typing import Any
