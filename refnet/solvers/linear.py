@@ -143,7 +143,7 @@ class _System:
 
     def finish(self, x, iterations, r=None, diagnostics=None, context=""):
         """Measure ‖b − A x‖ on the returned x and build its SolveInfo (module docstring)."""
-        A, xp = self.A, self.xp
+        A = self.A
         if r is None:
             r = self.b - A.matvec(x)
         r_norms = _norms(A, r)
