@@ -134,9 +134,8 @@ class Head:
 
         Raises
         ------
-        AttributeError
-            Never for a constructed head; only if a subclass lacks ``n_in`` or
-            ``n_out``.
+        Exception
+            Nothing of its own: it only reads the validated ``n_in`` and ``n_out``.
         """
         return {"weight": (self.n_out, self.n_in), "bias": (self.n_out,)}
 

@@ -65,8 +65,8 @@ class MLPHead(Head):
 
         Raises
         ------
-        AttributeError
-            Never for a constructed head; only if a subclass lacks a size field.
+        Exception
+            Nothing of its own: it only reads the validated size fields.
         """
         return {"hidden_weight": (self.n_hidden, self.n_in), "hidden_bias": (self.n_hidden,),
                 "weight": (self.n_out, self.n_hidden), "bias": (self.n_out,)}

@@ -468,8 +468,6 @@ class Lowest:
     ------
     AttributeError
         If ``x`` or ``norms`` is not an array (no ``copy``/``shape``).
-    TypeError
-        If ``x`` and ``norms`` live on different backends.
     """
 
     def __init__(self, x, norms, i=0):

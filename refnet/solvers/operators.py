@@ -270,7 +270,8 @@ class Linearisation:
         Raises
         ------
         TypeError
-            If ``vshape`` or ``dtype`` is malformed (only for a hand-built instance).
+            If ``vshape`` or ``dtype`` is malformed (possible only for an
+            instance built by hand rather than by :func:`linearise`).
         """
         return LinearOperator(self.vshape, self.dtype, lambda v: self.vjp(v)[0], self.jvp,
                               block_diagonal=True)
@@ -286,7 +287,8 @@ class Linearisation:
         Raises
         ------
         TypeError
-            If ``vshape`` or ``dtype`` is malformed (only for a hand-built instance).
+            If ``vshape`` or ``dtype`` is malformed (possible only for an
+            instance built by hand rather than by :func:`linearise`).
         """
         return LinearOperator(self.vshape, self.dtype, self.jvp, lambda v: self.vjp(v)[0],
                               block_diagonal=True)
@@ -302,7 +304,8 @@ class Linearisation:
         Raises
         ------
         TypeError
-            If ``vshape`` or ``dtype`` is malformed (only for a hand-built instance).
+            If ``vshape`` or ``dtype`` is malformed (possible only for an
+            instance built by hand rather than by :func:`linearise`).
         """
         return IdentityMinus(self.jacobian_transpose())
 
