@@ -250,10 +250,14 @@ class Head:
 
         Raises
         ------
-        TypeError, ValueError
-            β or h of a wrong type, shape or dtype, or NaN/Inf in them.
+        TypeError
+            ``beta`` not a dict of floating NumPy/CuPy arrays, ``h`` not an
+            array, or mixed dtypes (``check``).
+        ValueError
+            A missing or extra key in ``beta``, a wrong shape, B = 0, NaN/Inf in
+            an argument (``check``).
         refnet.NumericalError
-            The logits overflowed.
+            The logits are NaN/Inf (``check``; names the first bad index).
         """
         if check:
             h = self._check_call(beta, h)[0]
@@ -289,10 +293,14 @@ class Head:
 
         Raises
         ------
-        TypeError, ValueError
-            Arguments of a wrong type, shape or dtype, NaN/Inf in them, labels out of range.
+        TypeError
+            ``beta`` not a dict of floating NumPy/CuPy arrays, ``h``/``y``/``w`` not an
+            array, labels not integers for a label loss, or mixed dtypes (``check``).
+        ValueError
+            A missing or extra key in ``beta``, a wrong shape, B = 0, NaN/Inf in
+            an argument, a label outside [0, n_out) (``check``).
         refnet.NumericalError
-            L or a gradient is NaN/Inf (named).
+            L or a gradient is NaN/Inf (``check``; names which and the index).
         """
         if check:
             h, y, w = self._check_call(beta, h, y, w)
@@ -324,9 +332,12 @@ class Head:
 
         Raises
         ------
-        TypeError, ValueError
-            Arguments of a wrong type, shape or dtype, NaN/Inf in them, labels
-            out of range (``check``).
+        TypeError
+            ``beta`` not a dict of floating NumPy/CuPy arrays, ``h``/``y``/``w`` not an
+            array, labels not integers for a label loss, or mixed dtypes (``check``).
+        ValueError
+            A missing or extra key in ``beta``, a wrong shape, B = 0, NaN/Inf in
+            an argument, a label outside [0, n_out) (``check``).
         refnet.NumericalError
             L is NaN/Inf (``check``).
         """

@@ -215,10 +215,14 @@ class SGD:
 
         Raises
         ------
-        TypeError, ValueError
-            Nothing updated: mismatched keys or shapes, non-finite gradients (``check``), or a
-            foreign state (another optimiser's, made for other keys/shapes/dtypes, or made with
-            the other momentum setting).
+        TypeError
+            Nothing updated: ``params`` or ``grads`` not a non-empty dict of
+            floating arrays, ``state`` not an SGDState, or its buffers not a dict.
+        ValueError
+            Nothing updated: ``grads`` with other keys or shapes than
+            ``params``, non-finite gradients (``check``), or a state made for
+            other params (keys, shapes, dtypes or backend) or with the other
+            momentum setting.
         refnet.NumericalError
             Nothing updated (``check``): the new momentum buffer or params would be NaN/Inf
             (named with the parameter and the index).
