@@ -56,7 +56,10 @@ class MLPHead(Head):
             raise ValueError(f"n_hidden must be a positive int, got {self.n_hidden!r}")
 
     def param_shapes(self):
-        """{name: shape} of β: hidden_weight (n_hidden, n_in), hidden_bias (n_hidden,), weight (n_out, n_hidden), bias (n_out,).
+        """{name: shape} of β: the hidden layer's, then the logits' (PyTorch nn.Linear names).
+
+        hidden_weight (n_hidden, n_in), hidden_bias (n_hidden,), weight
+        (n_out, n_hidden), bias (n_out,).
 
         Returns
         -------
