@@ -427,7 +427,7 @@ class Rng:
     def signs(self, shape, *, like=None):
         """Independent ±1 with probability ½ each (Rademacher).
 
-        The probe vectors of UORO (Tallec & Ollivier 2018, §3) and KF-RTRL
+        The random signs of UORO (Tallec & Ollivier 2018) and KF-RTRL
         (Mujika, Meier & Steger 2018).
 
         Parameters
