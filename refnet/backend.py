@@ -65,12 +65,41 @@ def _import_cupy():
 
 
 def backend_name():
-    """The active backend's name, from ``REFNET_BACKEND`` (default 'numpy')."""
+    """The active backend's name, from ``REFNET_BACKEND`` (default 'numpy').
+
+    Returns
+    -------
+    str
+        One of :data:`BACKENDS`: 'numpy', 'cupy' or 'strict'.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_BACKEND`` is set to anything else (the message names the
+        variable, the value and the valid choices).
+    """
     return _env_choice("REFNET_BACKEND", BACKENDS, "numpy")
 
 
 def get_xp():
-    """The array module in which new arrays are made (numpy or cupy)."""
+    """The array module in which new arrays are made (numpy, cupy, or the strict device double).
+
+    Read from ``REFNET_BACKEND`` at every call; compute functions use
+    :func:`xp_of` on their inputs instead.
+
+    Returns
+    -------
+    module
+        ``numpy``, ``cupy`` or ``refnet._strict.xp``.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_BACKEND`` is not 'numpy', 'cupy' or 'strict'.
+    RuntimeError
+        If 'cupy' was asked for and CuPy cannot be imported or sees no GPU
+        (the original exception is kept as the cause).
+    """
     name = backend_name()
     if name == "cupy":
         return _import_cupy()
@@ -81,7 +110,18 @@ def get_xp():
 
 
 def get_dtype():
-    """The floating dtype of new arrays, from ``REFNET_DTYPE`` (default float64)."""
+    """The floating dtype of new arrays, from ``REFNET_DTYPE`` (default float64).
+
+    Returns
+    -------
+    numpy.dtype
+        ``float64`` or ``float32``.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_DTYPE`` is set to anything but 'float64' or 'float32'.
+    """
     return numpy.dtype(_env_choice("REFNET_DTYPE", DTYPES, "float64"))
 
 
@@ -99,11 +139,28 @@ def _is_device_array(a):
 
 
 def xp_of(*arrays):
-    """The array module of ``arrays`` (None and Python scalars are ignored).
+    """The array module of ``arrays`` (CuPy's ``get_array_module``, with the mixing refused).
 
-    Raises TypeError if NumPy arrays are mixed with device (CuPy or strict)
-    arrays, or arrays of two device backends are mixed.  With no arrays at
-    all, returns NumPy.
+    Parameters
+    ----------
+    *arrays : array, None or Python scalar
+        Any number of operands, any shapes; None and Python scalars (bool,
+        int, float, complex) are ignored.
+
+    Returns
+    -------
+    module
+        ``cupy`` or ``refnet._strict.xp`` if any operand lives on that device
+        backend, else ``numpy`` (also with no arrays at all).
+
+    Raises
+    ------
+    TypeError
+        If NumPy arrays are mixed with device (CuPy or strict) arrays, or
+        arrays of the two device backends are mixed (the message names the
+        types and shapes of the first of each).
+    RuntimeError
+        If an operand is a CuPy array but CuPy sees no GPU.
     """
     first_numpy = first_device = None
     for a in arrays:
@@ -132,14 +189,57 @@ def xp_of(*arrays):
 
 
 def to_numpy(a):
-    """A NumPy copy (or view) of ``a``, wherever it lives: the explicit device-to-host door."""
+    """A NumPy copy (or view) of ``a``, wherever it lives: the explicit device-to-host door.
+
+    Parameters
+    ----------
+    a : array-like, any shape
+        A NumPy, CuPy or strict-double array, or anything ``numpy.asarray``
+        takes (scalars, nested lists).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``a`` on the host, same shape and dtype; a view when ``a`` already is a
+        NumPy array.
+
+    Raises
+    ------
+    ValueError
+        If ``a`` is a ragged nested sequence that NumPy cannot make an array of.
+    """
     if _is_device_array(a):
         return a.get()
     return numpy.asarray(a)
 
 
 def asarray(a, dtype=None):
-    """``a`` on the active backend, as ``dtype`` (default: the active float dtype)."""
+    """``a`` on the active backend, as ``dtype`` (default: the active float dtype).
+
+    A device array from another backend is first brought to the host.
+
+    Parameters
+    ----------
+    a : array-like, any shape
+        Values to place.
+    dtype : dtype or None
+        Dtype of the result; None for :func:`get_dtype` (``REFNET_DTYPE``).
+
+    Returns
+    -------
+    array
+        ``a`` as an array of the module :func:`get_xp` returns, same shape.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_BACKEND`` or ``REFNET_DTYPE`` has an invalid value, or ``a``
+        cannot be converted to ``dtype`` (e.g. a non-numeric string).
+    TypeError
+        If ``dtype`` is not a dtype the array module understands.
+    RuntimeError
+        If the active backend is 'cupy' and CuPy is unusable.
+    """
     xp = get_xp()
     if _is_device_array(a) and xp_of(a) is not xp:
         a = a.get()
@@ -164,6 +264,28 @@ class Rng:
     ``REFNET_BACKEND``.  Without it (parameter initialisation) the draw lands
     on the active backend, in ``dtype`` (default: the active ``REFNET_DTYPE``
     at each call).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of NumPy's PCG64 generator, >= 0.
+    dtype : {'float64', 'float32'}, numpy.dtype or None
+        Dtype of float draws made without ``like=``; None for ``REFNET_DTYPE``
+        read at each call.
+
+    Attributes
+    ----------
+    generator : numpy.random.Generator
+        The host generator every draw comes from.
+    dtype : numpy.dtype or None
+        The fixed float dtype, or None.
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an int (a bool is refused).
+    ValueError
+        If ``seed`` < 0, or ``dtype`` is not float64, float32 or None.
     """
 
     def __init__(self, seed, dtype=None):
@@ -187,30 +309,164 @@ class Rng:
         return _place(a, None, like)
 
     def normal(self, shape, scale=1.0, *, like=None):
-        """Samples of N(0, scale²)."""
+        """Samples of N(0, scale²).
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            Shape of the result.
+        scale : float
+            Standard deviation, >= 0 (in the units of the values drawn).
+        like : array or None
+            Array whose backend (and, for floats, dtype) the draw takes; None for
+            the active backend and this rng's dtype.
+
+        Returns
+        -------
+        array, ``shape``
+            Independent normal draws.
+
+        Raises
+        ------
+        ValueError
+            If ``scale`` < 0 or ``shape`` has a negative entry (from NumPy).
+        TypeError
+            If ``shape`` is not an int or tuple of ints.
+        """
         return self._float(self.generator.normal(0.0, scale, size=shape), like)
 
     def uniform(self, shape, low=0.0, high=1.0, *, like=None):
-        """Samples of U(low, high)."""
+        """Samples of U(low, high).
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            Shape of the result.
+        low : float
+            Lower bound (included).
+        high : float
+            Upper bound (excluded).
+        like : array or None
+            Array whose backend (and, for floats, dtype) the draw takes; None for
+            the active backend and this rng's dtype.
+
+        Returns
+        -------
+        array, ``shape``
+            Independent uniform draws.
+
+        Raises
+        ------
+        OverflowError
+            If ``high - low`` is not finite (from NumPy).
+        ValueError
+            If ``shape`` has a negative entry (from NumPy).
+        TypeError
+            If ``shape`` is not an int or tuple of ints.
+        """
         return self._float(self.generator.uniform(low, high, size=shape), like)
 
     def integers(self, low, high, shape, *, like=None):
-        """Integers in [low, high), as int64."""
+        """Integers in [low, high), as int64.
+
+        Parameters
+        ----------
+        low : int
+            Smallest value drawn.
+        high : int
+            One past the largest value drawn, > ``low``.
+        shape : int or tuple of int
+            Shape of the result.
+        like : array or None
+            Array whose backend the draw takes (the dtype stays int64); None
+            for the active backend.
+
+        Returns
+        -------
+        int64 array, ``shape``
+            Independent uniform integers.
+
+        Raises
+        ------
+        ValueError
+            If ``low >= high`` or ``shape`` has a negative entry (from NumPy).
+        TypeError
+            If ``shape`` is not an int or tuple of ints.
+        """
         return _place(self.generator.integers(low, high, size=shape), numpy.int64, like)
 
     def constant(self, values, *, like=None):
-        """``values`` (a NumPy array or nested list) as a float array in this rng's dtype: the
-        constants of a parameter initialisation (zeros, ones, a scaled identity), made in the same
-        dtype and on the same backend as its random draws."""
+        """``values`` as a float array in this rng's dtype, on the backend of its draws.
+
+        The constants of a parameter initialisation (zeros, ones, a scaled
+        identity), made in the same dtype and on the same backend as its
+        random draws.
+
+        Parameters
+        ----------
+        values : array-like, any shape
+            A NumPy array, nested list or scalar of real numbers.
+        like : array or None
+            Array whose backend (and, for floats, dtype) the draw takes; None for
+            the active backend and this rng's dtype.
+
+        Returns
+        -------
+        array
+            ``values`` as floats, same shape.
+
+        Raises
+        ------
+        ValueError
+            If ``values`` is ragged or not numeric (from ``numpy.asarray``).
+        TypeError
+            If ``values`` holds objects NumPy cannot convert to float64.
+        """
         return self._float(numpy.asarray(values, dtype=numpy.float64), like)
 
     def signs(self, shape, *, like=None):
-        """Independent ±1 with probability ½ each (Rademacher)."""
+        """Independent ±1 with probability ½ each (Rademacher).
+
+        The random signs of UORO (Tallec & Ollivier 2018) and KF-RTRL
+        (Mujika, Meier & Steger 2018).
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            Shape of the result.
+        like : array or None
+            Array whose backend (and, for floats, dtype) the draw takes; None for
+            the active backend and this rng's dtype.
+
+        Returns
+        -------
+        array, ``shape``
+            Entries -1.0 or +1.0.
+
+        Raises
+        ------
+        ValueError
+            If ``shape`` has a negative entry (from NumPy).
+        TypeError
+            If ``shape`` is not an int or tuple of ints.
+        """
         return self._float(self.generator.integers(0, 2, size=shape) * 2.0 - 1.0, like)
 
 
 def rng(seed, dtype=None):
     """A :class:`Rng` seeded with ``seed``, making floats in ``dtype`` (default: REFNET_DTYPE).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of NumPy's PCG64 generator, >= 0.
+    dtype : {'float64', 'float32'}, numpy.dtype or None
+        Dtype of float draws made without ``like=``; None for ``REFNET_DTYPE``.
+
+    Returns
+    -------
+    Rng
+        The seeded source.
 
     Raises
     ------

@@ -62,6 +62,19 @@ def _sigmoid_bce(z, y):
 
 
 class Loss(NamedTuple):
+    """A per-example loss ℓ(z, target) with its hand-written gradient (the table above).
+
+    Attributes
+    ----------
+    name : str
+        The key in :data:`LOSSES`.
+    value_and_grad : callable
+        ``(logits (B, O), target) -> (ℓ (B,), ∂ℓ/∂logits (B, O))``.
+    label_target : bool
+        True when targets are integer class labels (B,), False when they are
+        float arrays (B, O).
+    """
+
     name: str
     value_and_grad: Callable  # (logits (B, O), target) -> (ℓ (B,), ∂ℓ/∂logits (B, O))
     label_target: bool        # targets are class labels (B,) rather than arrays (B, O)
@@ -76,7 +89,27 @@ LOSSES = {loss.name: loss for loss in (softmax_cross_entropy, mse, sigmoid_bce)}
 
 @dataclass(frozen=True)
 class Head:
-    """Linear readout from ``n_in`` features to ``n_out`` logits, then ``loss``."""
+    """Linear readout from ``n_in`` features to ``n_out`` logits, then ``loss``.
+
+    logits = h Wᵀ + b (PyTorch ``nn.Linear``), then ℓ(logits, target) per
+    example, weighted by w over the batch.
+
+    Attributes
+    ----------
+    n_in : int
+        Features per example (the cell's output size n), >= 1.
+    n_out : int
+        Logits per example O (classes for a label loss), >= 1.
+    loss : Loss
+        One of :data:`LOSSES`; default :data:`softmax_cross_entropy`.
+
+    Raises
+    ------
+    ValueError
+        If ``n_in`` or ``n_out`` is not a positive int (a bool is refused).
+    TypeError
+        If ``loss`` is not a :class:`Loss`.
+    """
 
     n_in: int
     n_out: int
@@ -92,20 +125,94 @@ class Head:
                             f"got {self.loss!r}")
 
     def param_shapes(self):
-        """{name: shape} of β: weight (n_out, n_in), bias (n_out,) (PyTorch nn.Linear)."""
+        """{name: shape} of β: weight (n_out, n_in), bias (n_out,) (PyTorch nn.Linear).
+
+        Returns
+        -------
+        dict {str: tuple of int}
+            The parameter names in flattening order and their shapes.
+
+        Raises
+        ------
+        Exception
+            Nothing of its own: it only reads the validated ``n_in`` and ``n_out``.
+        """
         return {"weight": (self.n_out, self.n_in), "bias": (self.n_out,)}
 
     def init(self, rng):
-        """PyTorch nn.Linear's init: U(−1/√n_in, 1/√n_in)."""
+        """PyTorch nn.Linear's init: U(−1/√n_in, 1/√n_in) for weight and bias.
+
+        Parameters
+        ----------
+        rng : refnet.backend.Rng
+            Random source; its dtype and the active backend decide the arrays'.
+
+        Returns
+        -------
+        dict {name: array}
+            β: ``weight`` (n_out, n_in) and ``bias`` (n_out,).
+
+        Raises
+        ------
+        AttributeError
+            If ``rng`` has no ``uniform`` method (not a :class:`~refnet.backend.Rng`).
+        """
         bound = self.n_in ** -0.5
         return {k: rng.uniform(shape, -bound, bound) for k, shape in self.param_shapes().items()}
 
     def check_params(self, beta, name="beta"):
-        """Raise TypeError/ValueError unless ``beta`` has exactly this head's names and shapes, all finite."""
+        """Raise TypeError/ValueError unless ``beta`` has exactly this head's names and shapes, all finite.
+
+        Parameters
+        ----------
+        beta : dict {name: array}
+            Candidate head parameters (:meth:`param_shapes`).
+        name : str
+            How the error messages call ``beta``.
+
+        Returns
+        -------
+        dict {name: array}
+            ``beta`` itself, unchanged.
+
+        Raises
+        ------
+        TypeError
+            If ``beta`` is not a dict, a value is not a NumPy/CuPy floating
+            array, or the arrays' dtypes differ.
+        ValueError
+            If keys are missing or unexpected, a shape is wrong, or an entry is
+            NaN/Inf (names the key and the first bad index).
+        """
         return check_params(name, beta, self.param_shapes())
 
     def check_targets(self, y, leading, name="y"):
-        """Check targets whose leading dims are ``leading`` (e.g. (T, B))."""
+        """Check targets whose leading dims are ``leading`` (e.g. (T, B)).
+
+        Parameters
+        ----------
+        y : (*leading,) int array or (*leading, n_out) float array
+            Class labels in [0, n_out) for a label loss
+            (``softmax_cross_entropy``), float targets otherwise.
+        leading : tuple of int
+            The leading dimensions ``y`` must have, e.g. (T, B) or (B,).
+        name : str
+            How the error messages call ``y``.
+
+        Returns
+        -------
+        array
+            ``y`` itself, unchanged.
+
+        Raises
+        ------
+        TypeError
+            If labels are not an integer array, float targets not a floating
+            array, or ``y`` is not a NumPy/CuPy array.
+        ValueError
+            If the shape is wrong, a label lies outside [0, n_out), or a float
+            target is NaN/Inf.
+        """
         if self.loss.label_target:
             if not hasattr(y, "dtype") or y.dtype.kind not in "iu":
                 raise TypeError(f"{name} must be integer class labels for {self.loss.name}, "
@@ -122,27 +229,35 @@ class Head:
     # The three public computations validate their arguments and check their results when
     # ``check`` is true (the default).  The algorithms call them once per time step with
     # check=False — they validated everything at entry and check their results in blocks —
-    # so the per-step hot path pays no reductions or host read-backs (DESIGN.md §3, §5).
+    # so the per-step hot path pays no reductions or host read-backs (README, "Backend and dtype").
 
     def forward(self, beta, h, *, check=True):
         """Logits y = h Wᵀ + b.
 
         Parameters
         ----------
-        beta : dict {name: array}, the head's params (:meth:`param_shapes`)
-        h : (B, n_in) features, B >= 1
-        check : bool, validate the arguments and the result (default True)
+        beta : dict {name: array}
+            The head's params (:meth:`param_shapes`).
+        h : (B, n_in) array
+            Features, B >= 1.
+        check : bool
+            Validate the arguments and the result (default True).
 
         Returns
         -------
-        (B, n_out) logits
+        (B, n_out) array
+            The logits.
 
         Raises
         ------
-        TypeError, ValueError
-            β or h of a wrong type, shape or dtype, or NaN/Inf in them.
+        TypeError
+            ``beta`` not a dict of floating NumPy/CuPy arrays, ``h`` not an
+            array, or mixed dtypes (``check``).
+        ValueError
+            A missing or extra key in ``beta``, a wrong shape, B = 0, NaN/Inf in
+            an argument (``check``).
         refnet.NumericalError
-            The logits overflowed.
+            The logits are NaN/Inf (``check``; names the first bad index).
         """
         if check:
             h = self._check_call(beta, h)[0]
@@ -156,21 +271,36 @@ class Head:
 
         Parameters
         ----------
-        beta : dict {name: array};  h : (B, n_in) features
-        y : (B,) int labels (softmax_cross_entropy) or (B, n_out) float targets
-        w : (B,) weights of the examples
-        check : bool, validate the arguments and the results (default True)
+        beta : dict {name: array}
+            The head's params (:meth:`param_shapes`).
+        h : (B, n_in) array
+            Features, B >= 1.
+        y : (B,) int array or (B, n_out) float array
+            Labels (softmax_cross_entropy) or float targets (mse, sigmoid_bce).
+        w : (B,) array or float
+            Weights of the examples (a number is used for every example).
+        check : bool
+            Validate the arguments and the results (default True).
 
         Returns
         -------
-        (L as a 0-d array, ∂L/∂h (B, n_in), ∂L/∂β dict)
+        L : 0-d array
+            The weighted loss, in the dtype of ``h``.
+        dh : (B, n_in) array
+            ∂L/∂h.
+        dbeta : dict {name: array}
+            ∂L/∂β, shaped as ``beta``.
 
         Raises
         ------
-        TypeError, ValueError
-            Arguments of a wrong type, shape or dtype, NaN/Inf in them, labels out of range.
+        TypeError
+            ``beta`` not a dict of floating NumPy/CuPy arrays, ``h``/``y``/``w`` not an
+            array, labels not integers for a label loss, or mixed dtypes (``check``).
+        ValueError
+            A missing or extra key in ``beta``, a wrong shape, B = 0, NaN/Inf in
+            an argument, a label outside [0, n_out) (``check``).
         refnet.NumericalError
-            L or a gradient is NaN/Inf (named).
+            L or a gradient is NaN/Inf (``check``; names which and the index).
         """
         if check:
             h, y, w = self._check_call(beta, h, y, w)
@@ -180,7 +310,37 @@ class Head:
         return L, dh, dbeta
 
     def loss_value(self, beta, h, y, w, *, check=True):
-        """L alone (as in :meth:`loss_and_grad`), a 0-d array; same arguments and errors."""
+        """L = Σ_b w_b ℓ(head(h_b), y_b) alone (as in :meth:`loss_and_grad`), without gradients.
+
+        Parameters
+        ----------
+        beta : dict {name: array}
+            The head's params (:meth:`param_shapes`).
+        h : (B, n_in) array
+            Features, B >= 1.
+        y : (B,) int array or (B, n_out) float array
+            Labels (softmax_cross_entropy) or float targets (mse, sigmoid_bce).
+        w : (B,) array or float
+            Weights of the examples (a number is used for every example).
+        check : bool
+            Validate the arguments and the result (default True).
+
+        Returns
+        -------
+        0-d array
+            L, on the backend and in the dtype of ``h``.
+
+        Raises
+        ------
+        TypeError
+            ``beta`` not a dict of floating NumPy/CuPy arrays, ``h``/``y``/``w`` not an
+            array, labels not integers for a label loss, or mixed dtypes (``check``).
+        ValueError
+            A missing or extra key in ``beta``, a wrong shape, B = 0, NaN/Inf in
+            an argument, a label outside [0, n_out) (``check``).
+        refnet.NumericalError
+            L is NaN/Inf (``check``).
+        """
         if check:
             h, y, w = self._check_call(beta, h, y, w)
         ell, _ = self.loss.value_and_grad(self._logits(beta, h), y)
@@ -240,16 +400,65 @@ def _new(like):
 
 
 def every_step(T, B, *, like=None):
-    """Weights (T, B) for the mean loss over every step and sequence.
+    """Weights (T, B) for the mean loss over every step and sequence: w[t, b] = 1 / (T B).
 
     Made on the backend and dtype of ``like`` if given, else on the active ones.
+
+    Parameters
+    ----------
+    T : int
+        Sequence length (steps), >= 1.
+    B : int
+        Batch size (sequences), >= 1.
+    like : array or None
+        Array whose backend and dtype the weights take.
+
+    Returns
+    -------
+    (T, B) array
+        Every entry 1 / (T B); they sum to 1.
+
+    Raises
+    ------
+    ZeroDivisionError
+        If ``T`` or ``B`` is 0.
+    ValueError
+        If ``T`` or ``B`` is negative (from the array module).
+    TypeError
+        If ``T`` or ``B`` is not an int.
     """
     xp, dtype = _new(like)
     return xp.full((T, B), 1.0 / (T * B), dtype=dtype)
 
 
 def last_step(T, B, *, like=None):
-    """Weights (T, B) for the mean loss over sequences at the last step only."""
+    """Weights (T, B) for the mean loss over sequences at the last step only: w[T−1, b] = 1 / B.
+
+    Parameters
+    ----------
+    T : int
+        Sequence length (steps), >= 1.
+    B : int
+        Batch size (sequences), >= 1.
+    like : array or None
+        Array whose backend and dtype the weights take; None for the active ones.
+
+    Returns
+    -------
+    (T, B) array
+        Zeros except the last row, 1 / B; they sum to 1.
+
+    Raises
+    ------
+    ZeroDivisionError
+        If ``B`` is 0.
+    IndexError
+        If ``T`` is 0 (there is no last step).
+    ValueError
+        If ``T`` or ``B`` is negative (from the array module).
+    TypeError
+        If ``T`` or ``B`` is not an int.
+    """
     xp, dtype = _new(like)
     w = xp.zeros((T, B), dtype=dtype)
     w[-1] = 1.0 / B
@@ -260,6 +469,25 @@ def masked(mask, *, dtype=None):
     """Weights (T, B) for the mean loss over the entries where ``mask`` is true.
 
     On the backend of ``mask``; ``dtype`` defaults to the active float dtype.
+
+    Parameters
+    ----------
+    mask : (T, B) bool array
+        True where a loss is taken (any shape is accepted; the result has it).
+    dtype : dtype or None
+        Dtype of the weights; None for ``REFNET_DTYPE``.
+
+    Returns
+    -------
+    (T, B) array
+        mask / (number of true entries); they sum to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``mask`` selects no entry, or ``REFNET_DTYPE`` is invalid.
+    TypeError
+        If ``dtype`` is not a dtype the array module understands.
     """
     xp = xp_of(mask)
     m = xp.asarray(mask, dtype=get_dtype() if dtype is None else dtype)

@@ -209,18 +209,35 @@ def tbptt_step(learner, x, y, cls, step_type):
     Parameters
     ----------
     learner : refnet.online.TBPTTLearner
-    x : (1, I) x_t;  y : (1,) label or (1, O) target
-    cls, step_type : ``refnet.online.TBPTTLearner`` and ``refnet.online.Step``
+        The learner whose step this is; its attributes are updated only when
+        the step succeeds.
+    x : (1, I) array
+        x_t, one example.
+    y : (1,) int array or (1, O) float array
+        y_t: a class label for a label loss, a target otherwise.
+    cls : type
+        ``refnet.online.TBPTTLearner``: the class the kernel implements (a subclass
+        goes its own path).
+    step_type : type
+        ``refnet.online.Step``, built from (prediction (1, O), loss).
 
     Returns
     -------
-    refnet.online.Step, or None when the kernel does not apply (module docstring).
+    refnet.online.Step or None
+        The step's prediction and loss; None when the kernel does not apply
+        (module docstring) or x_t, y_t hold NaN/Inf, and the learner's own
+        path (which names the problem) is to be taken.
 
     Raises
     ------
-    NumericalError
-        If the new state, the loss, the gradient or the optimiser's update is not finite
-        (the learner is left exactly as it was).
+    refnet.NumericalError
+        If the new state, the window's next anchor, the loss, the gradient or the
+        optimiser's update is not finite (names the step t and the quantity;
+        the learner is left exactly as it was).
+    ValueError
+        If ``REFNET_NUMBA`` is set to anything but '1' or '0'.
+    ModuleNotFoundError
+        If numba is not installed (the kernel module is imported at first use).
     """
     ready = _prepare(learner, "tbptt", cls, step_type, x, y)
     if ready is None:
@@ -258,18 +275,35 @@ def rtrl_step(learner, x, y, cls, step_type):
     Parameters
     ----------
     learner : refnet.online.RTRLLearner
-    x : (1, I) x_t;  y : (1,) label or (1, O) target
-    cls, step_type : ``refnet.online.RTRLLearner`` and ``refnet.online.Step``
+        The learner whose step this is; its attributes are updated only when
+        the step succeeds.
+    x : (1, I) array
+        x_t, one example.
+    y : (1,) int array or (1, O) float array
+        y_t: a class label for a label loss, a target otherwise.
+    cls : type
+        ``refnet.online.RTRLLearner``: the class the kernel implements (a subclass
+        goes its own path).
+    step_type : type
+        ``refnet.online.Step``, built from (prediction (1, O), loss).
 
     Returns
     -------
-    refnet.online.Step, or None when the kernel does not apply (module docstring).
+    refnet.online.Step or None
+        The step's prediction and loss; None when the kernel does not apply
+        (module docstring) or x_t, y_t hold NaN/Inf, and the learner's own
+        path (which names the problem) is to be taken.
 
     Raises
     ------
-    NumericalError
-        If the new state, the loss, the gradient or the optimiser's update is not finite
-        (the learner is left exactly as it was).
+    refnet.NumericalError
+        If the new state, M_t, the loss, the gradient or the
+        optimiser's update is not finite (names the step t and the quantity;
+        the learner is left exactly as it was).
+    ValueError
+        If ``REFNET_NUMBA`` is set to anything but '1' or '0'.
+    ModuleNotFoundError
+        If numba is not installed (the kernel module is imported at first use).
     """
     ready = _prepare(learner, "rtrl", cls, step_type, x, y)
     if ready is None:

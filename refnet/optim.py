@@ -130,12 +130,37 @@ def _check_fraction(name, value):
 
 
 class SGDState(NamedTuple):
+    """What :class:`SGD` carries between steps.
+
+    Attributes
+    ----------
+    momentum : dict {name: array}
+        The momentum buffers b, shaped as the params; an empty dict when μ = 0.
+    """
+
     momentum: dict   # the buffers b (empty dict when μ = 0)
 
 
 @dataclass(frozen=True)
 class SGD:
-    """Stochastic gradient descent, PyTorch's form of momentum (no dampening, no Nesterov)."""
+    """Stochastic gradient descent, PyTorch's form of momentum (no dampening, no Nesterov).
+
+    b ← μ b + g (b = g at the first step);  θ ← θ − lr b, as ``torch.optim.SGD``.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate (step size per update, in units of θ per unit of
+        gradient), finite and >= 0.
+    momentum : float
+        Momentum factor μ (dimensionless), in [0, 1); 0 for plain SGD.
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not a finite number >= 0 or ``momentum`` not a number in
+        [0, 1) (a bool is refused for both).
+    """
 
     lr: float
     momentum: float = 0.0
@@ -145,7 +170,24 @@ class SGD:
         _check_fraction("momentum", self.momentum)
 
     def init(self, params):
-        """The momentum buffers b = 0 shaped as ``params`` (none when μ = 0)."""
+        """The momentum buffers b = 0 shaped as ``params`` (none when μ = 0).
+
+        Parameters
+        ----------
+        params : dict {name: floating array}
+            The parameters this state will update; any shapes.
+
+        Returns
+        -------
+        SGDState
+            Zero buffers with the keys, shapes, dtypes and backend of
+            ``params``, or an empty dict when ``momentum`` is 0.
+
+        Raises
+        ------
+        TypeError
+            If ``params`` is not a non-empty dict of floating arrays.
+        """
         _check_tree("params", params)
         return SGDState(zeros_like(params) if self.momentum else {})
 
@@ -154,10 +196,13 @@ class SGD:
 
         Parameters
         ----------
-        params : dict {name: floating array}, updated in place
-        grads : dict {name: array}, the same keys and shapes, finite
-        state : SGDState from this optimiser's ``init(params)`` (or a previous ``update``)
-        check : bool, keyword-only
+        params : dict {name: floating array}
+            θ, updated in place.
+        grads : dict {name: floating array}
+            g = ∂L/∂θ: the same keys and shapes as ``params``, finite.
+        state : SGDState
+            From this optimiser's ``init(params)`` or its previous ``update``.
+        check : bool
             True (default): test the gradients and the new buffers/params for finiteness before
             writing.  False skips those tests (each is a read-back on a device) for a caller that
             guards the step itself (refnet.online's deferred checks); the new values are still
@@ -165,14 +210,19 @@ class SGD:
 
         Returns
         -------
-        SGDState, the state to pass next time.
+        SGDState
+            The state to pass next time (the same object, its buffers updated in place).
 
         Raises
         ------
-        TypeError, ValueError
-            Nothing updated: mismatched keys or shapes, non-finite gradients (``check``), or a
-            foreign state (another optimiser's, made for other keys/shapes/dtypes, or made with
-            the other momentum setting).
+        TypeError
+            Nothing updated: ``params`` or ``grads`` not a non-empty dict of
+            floating arrays, ``state`` not an SGDState, or its buffers not a dict.
+        ValueError
+            Nothing updated: ``grads`` with other keys or shapes than
+            ``params``, non-finite gradients (``check``), or a state made for
+            other params (keys, shapes, dtypes or backend) or with the other
+            momentum setting.
         refnet.NumericalError
             Nothing updated (``check``): the new momentum buffer or params would be NaN/Inf
             (named with the parameter and the index).
@@ -202,12 +252,35 @@ class SGD:
 
 
 class AdagradState(NamedTuple):
+    """What :class:`Adagrad` carries between steps.
+
+    Attributes
+    ----------
+    sum_squares : dict {name: array}
+        G, the running sum of g², shaped as the params.
+    """
+
     sum_squares: dict   # G, the running sum of g²
 
 
 @dataclass(frozen=True)
 class Adagrad:
-    """Adagrad (Duchi, Hazan & Singer 2011) as torch.optim.Adagrad (no lr decay, G_0 = 0)."""
+    """Adagrad (Duchi, Hazan & Singer 2011) as torch.optim.Adagrad (no lr decay, G_0 = 0).
+
+    G ← G + g²;  θ ← θ − lr g / (√G + ε), elementwise.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate (step size per update), finite and >= 0.
+    eps : float
+        ε added to √G for stability (units of the gradient), finite and > 0.
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not a finite number >= 0 or ``eps`` not a finite number > 0.
+    """
 
     lr: float = 0.01
     eps: float = 1e-10
@@ -217,12 +290,65 @@ class Adagrad:
         _check_positive("eps", self.eps)
 
     def init(self, params):
-        """G = 0 shaped as ``params``."""
+        """G = 0 shaped as ``params``.
+
+        Parameters
+        ----------
+        params : dict {name: floating array}
+            The parameters this state will update; any shapes.
+
+        Returns
+        -------
+        AdagradState
+            Zero sums with the keys, shapes, dtypes and backend of ``params``.
+
+        Raises
+        ------
+        TypeError
+            If ``params`` is not a non-empty dict of floating arrays.
+        """
         _check_tree("params", params)
         return AdagradState(zeros_like(params))
 
     def update(self, params, grads, state, *, check=True):
-        """G ← G + g²;  θ ← θ − lr g / (√G + ε).  Raises as :meth:`SGD.update`."""
+        """One Adagrad step: G ← G + g²;  θ ← θ − lr g / (√G + ε) (Duchi et al. 2011).
+
+        All or nothing: every new value is computed into a temporary and
+        checked before the first is written.
+
+        Parameters
+        ----------
+        params : dict {name: floating array}
+            θ, updated in place.
+        grads : dict {name: floating array}
+            g = ∂L/∂θ: the same keys and shapes as ``params``, finite.
+        state : AdagradState
+            From this optimiser's ``init(params)`` or its previous ``update``.
+        check : bool
+            True (default): test the gradients and the new values for
+            finiteness before writing.  False skips those tests (each is a
+            read-back on a device) for a caller that guards the step itself
+            (refnet.online's deferred checks).
+
+        Returns
+        -------
+        AdagradState
+            The state to pass next time (the same object,
+            its arrays updated in place).
+
+        Raises
+        ------
+        TypeError
+            Nothing updated: ``params`` or ``grads`` not a non-empty dict of
+            floating arrays, ``state`` not an AdagradState, or a state buffer not a dict.
+        ValueError
+            Nothing updated: ``grads`` with other keys or shapes than
+            ``params``, non-finite gradients (``check``), or a state made for
+            other params (keys, shapes, dtypes or backend).
+        refnet.NumericalError
+            Nothing updated (``check``): a new sum of squares G or params would be NaN/Inf
+            (named with the parameter and the index).
+        """
         _check_update(params, grads, state, AdagradState, check)
         _check_buffers("sum_squares", state.sum_squares, params, "Adagrad")
         changes = []
@@ -238,6 +364,18 @@ class Adagrad:
 
 
 class AdamState(NamedTuple):
+    """What :class:`Adam` carries between steps.
+
+    Attributes
+    ----------
+    t : int
+        Steps taken so far (the t of the bias corrections 1 − β1ᵗ, 1 − β2ᵗ).
+    m : dict {name: array}
+        First-moment estimates, shaped as the params.
+    v : dict {name: array}
+        Second-moment estimates, shaped as the params.
+    """
+
     t: int       # steps taken
     m: dict      # first moment
     v: dict      # second moment
@@ -245,7 +383,28 @@ class AdamState(NamedTuple):
 
 @dataclass(frozen=True)
 class Adam:
-    """Adam (Kingma & Ba 2015) as torch.optim.Adam (no weight decay, no amsgrad)."""
+    """Adam (Kingma & Ba 2015, Algorithm 1) as torch.optim.Adam (no weight decay, no amsgrad).
+
+    m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²;
+    θ ← θ − (lr / (1 − β1ᵗ)) m / (√v / √(1 − β2ᵗ) + ε), PyTorch's placement of ε.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate (step size per update), finite and >= 0.
+    beta1 : float
+        Decay of the first moment (dimensionless), in [0, 1).
+    beta2 : float
+        Decay of the second moment (dimensionless), in [0, 1).
+    eps : float
+        ε added to the corrected √v (units of the gradient), finite and > 0.
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not a finite number >= 0, ``beta1`` or ``beta2`` not a
+        number in [0, 1), or ``eps`` not a finite number > 0.
+    """
 
     lr: float = 1e-3
     beta1: float = 0.9
@@ -259,12 +418,66 @@ class Adam:
         _check_positive("eps", self.eps)
 
     def init(self, params):
-        """t = 0, m = v = 0 shaped as ``params``."""
+        """t = 0, m = v = 0 shaped as ``params``.
+
+        Parameters
+        ----------
+        params : dict {name: floating array}
+            The parameters this state will update; any shapes.
+
+        Returns
+        -------
+        AdamState
+            t = 0 and zero moments with the keys, shapes, dtypes and backend
+            of ``params``.
+
+        Raises
+        ------
+        TypeError
+            If ``params`` is not a non-empty dict of floating arrays.
+        """
         _check_tree("params", params)
         return AdamState(0, zeros_like(params), zeros_like(params))
 
     def update(self, params, grads, state, *, check=True):
-        """Moments, then the bias-corrected step (module docstring).  Raises as :meth:`SGD.update`."""
+        """One Adam step: the moments, then the bias-corrected step (Kingma & Ba 2015, Algorithm 1).
+
+        All or nothing: every new value is computed into a temporary and
+        checked before the first is written.
+
+        Parameters
+        ----------
+        params : dict {name: floating array}
+            θ, updated in place.
+        grads : dict {name: floating array}
+            g = ∂L/∂θ: the same keys and shapes as ``params``, finite.
+        state : AdamState
+            From this optimiser's ``init(params)`` or its previous ``update``.
+        check : bool
+            True (default): test the gradients and the new values for
+            finiteness before writing.  False skips those tests (each is a
+            read-back on a device) for a caller that guards the step itself
+            (refnet.online's deferred checks).
+
+        Returns
+        -------
+        AdamState
+            The state to pass next time: a new AdamState with t + 1, holding
+            the same m and v dicts, updated in place.
+
+        Raises
+        ------
+        TypeError
+            Nothing updated: ``params`` or ``grads`` not a non-empty dict of
+            floating arrays, ``state`` not an AdamState, ``state.t`` not an int >= 0, or a state buffer not a dict.
+        ValueError
+            Nothing updated: ``grads`` with other keys or shapes than
+            ``params``, non-finite gradients (``check``), or a state made for
+            other params (keys, shapes, dtypes or backend).
+        refnet.NumericalError
+            Nothing updated (``check``): a new moment m, v or params would be NaN/Inf
+            (named with the parameter and the index).
+        """
         _check_update(params, grads, state, AdamState, check)
         if isinstance(state.t, bool) or not isinstance(state.t, numbers.Integral) or state.t < 0:
             raise TypeError(f"state.t must be the int >= 0 of steps taken, got {type(state.t).__name__} "

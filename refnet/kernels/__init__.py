@@ -34,7 +34,22 @@ _last = [object(), None]   # [raw value last parsed, its answer]
 
 
 def enabled():
-    """Whether ``REFNET_NUMBA`` allows the kernels (default '1')."""
+    """Whether ``REFNET_NUMBA`` allows the kernels (default '1').
+
+    Read at every call (the parsed answer is reused while the variable's raw
+    value is the same object).
+
+    Returns
+    -------
+    bool
+        True for '1' or unset, False for '0'.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_NUMBA`` is set to anything but '1' or '0' (the message
+        names the variable, the value and the valid choices).
+    """
     if _RAW is None:
         return _parse(os.environ.get("REFNET_NUMBA", "1"))
     raw = _RAW.get(_RAW_KEY)
@@ -52,7 +67,30 @@ def _parse(value):
 
 
 def applicable(*arrays):
-    """Whether a kernel may take ``arrays``: kernels enabled, all NumPy, one float dtype."""
+    """Whether a kernel may take ``arrays``: kernels enabled, all NumPy, one float dtype.
+
+    Parameters
+    ----------
+    *arrays : array
+        The operands of one kernel call, at least one, any shapes; the first
+        one's dtype is the one all must share.
+
+    Returns
+    -------
+    bool
+        True if every operand is exactly a ``numpy.ndarray`` (no subclass, no
+        CuPy or device-double array), all share one dtype that is float64 or
+        float32, and :func:`enabled` is true.
+
+    Raises
+    ------
+    IndexError
+        If no array is given.
+    AttributeError
+        If the first operand has no ``dtype``.
+    ValueError
+        If ``REFNET_NUMBA`` is invalid (read only once the operands qualify).
+    """
     dtype = arrays[0].dtype
     for a in arrays:
         if type(a) is not numpy.ndarray or a.dtype != dtype:
@@ -61,7 +99,23 @@ def applicable(*arrays):
 
 
 def load(name):
-    """The kernel module ``refnet.kernels.<name>``, imported (with numba) at first use."""
+    """The kernel module ``refnet.kernels.<name>``, imported (with numba) at first use.
+
+    Parameters
+    ----------
+    name : str
+        A module of this package, e.g. 'elman', 'rtrl', 'online', 'fused', 'traces'.
+
+    Returns
+    -------
+    module
+        The imported module (cached: later calls return the same object).
+
+    Raises
+    ------
+    ModuleNotFoundError
+        If there is no module ``refnet.kernels.<name>``, or numba is not installed.
+    """
     module = _loaded.get(name)
     if module is None:
         module = _loaded[name] = importlib.import_module(f"{__name__}.{name}")

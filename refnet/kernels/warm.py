@@ -55,16 +55,22 @@ def warm(dtypes=("float64", "float32")):
 
     Parameters
     ----------
-    dtypes : sequence of 'float64' / 'float32'
+    dtypes : sequence of str
+        Each 'float64' or 'float32': the dtypes to compile the kernels for.
 
     Returns
     -------
-    dict {"<part> <dtype>": seconds}
+    dict {str: float}
+        Wall-clock seconds per "<part> <dtype>" (part 'fused' or 'online'):
+        compile time on a cold cache, load time on a warm one.
 
     Raises
     ------
     ValueError
-        If a dtype is not float64 or float32, or ``REFNET_NUMBA`` is '0' (nothing would compile).
+        If a dtype is not the string 'float64' or 'float32', or
+        ``REFNET_NUMBA`` is '0' (nothing would compile) or invalid.
+    ModuleNotFoundError
+        If numba is not installed.
     """
     from . import enabled
     if not enabled():

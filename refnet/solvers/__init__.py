@@ -1,6 +1,6 @@
 """The solver layer: linear operators from VJP/JVP, linear and nonlinear solvers, SolveInfo.
 
-Below the cells in refnet's layers (DESIGN.md §2): it imports only the
+Below the cells in refnet's layers (the README's "Layout"): it imports only the
 backend, errors and argument checks, and knows a cell only through its
 duck-typed contract (``step``, ``step_vjp``, ``step_jvp``).  One concept per
 module:

@@ -81,15 +81,64 @@ _MODE = contextvars.ContextVar("refnet_solver_failures", default="raise")
 
 
 class ConvergenceWarning(RuntimeWarning):
-    """A solve stopped short of its tolerance and the caller asked for warnings (:func:`failures`)."""
+    """A solve stopped short of its tolerance and the caller asked for warnings (:func:`failures`).
+
+    Issued by :func:`settle` under ``failures("warn")``; filter it with the
+    :mod:`warnings` machinery like any :class:`RuntimeWarning`.
+
+    Parameters
+    ----------
+    *args : str
+        The message, as for any warning (``settle`` passes one string naming
+        the solver, the residual reached and the tolerance).
+    **kwargs : never
+        Not accepted: warnings take no keyword arguments.
+
+    Raises
+    ------
+    TypeError
+        If a keyword argument is given.
+    """
 
 
 class SeriesDivergenceWarning(RuntimeWarning):
-    """The terms of a Neumann series did not shrink: ρ(J) >= 1 is likely, Prop. 3's bound does not hold."""
+    """The terms of a Neumann series did not shrink: ρ(J) >= 1 is likely, Prop. 3's bound does not hold.
+
+    Issued by Neumann-RBP (Liao et al. 2018, Alg. 2; Prop. 3 bounds its error
+    only when ρ(J) < 1) when ‖(Jᵀ)^k g‖ grows over the series.
+
+    Parameters
+    ----------
+    *args : str
+        The message, as for any warning (the growth factor measured).
+    **kwargs : never
+        Not accepted: warnings take no keyword arguments.
+
+    Raises
+    ------
+    TypeError
+        If a keyword argument is given.
+    """
 
 
 def check_interval(xp):
-    """Iterations between host reads of a residual: 1 on NumPy, :data:`CHECK_EVERY` on a device."""
+    """Iterations between host reads of a residual: 1 on NumPy, :data:`CHECK_EVERY` on a device.
+
+    Parameters
+    ----------
+    xp : module
+        The array module of the solve (:func:`refnet.backend.xp_of` of its operands).
+
+    Returns
+    -------
+    int
+        1 when ``xp`` is NumPy (no device to wait for), else :data:`CHECK_EVERY`.
+
+    Raises
+    ------
+    Exception
+        Nothing of its own: it only compares ``xp`` with the numpy module.
+    """
     return 1 if xp is numpy else CHECK_EVERY
 
 
@@ -115,10 +164,13 @@ class SolveInfo:
         per-example threshold atol + rtol ‖h_b‖_∞.
     norm : str
         The norm of ``residual``, ``abs_trace`` and ``lowest``, in words.
-    abs_trace, rel_trace : (m,) NumPy arrays
-        Residuals recorded during the solve, absolute and relative (to ‖b‖
-        for a linear solve, to ‖F(h)‖ for a fixed point), at iterations
-        ``trace_at`` (m,).
+    abs_trace : (m,) NumPy array
+        Residuals recorded during the solve, absolute, in ``norm``.
+    rel_trace : (m,) NumPy array
+        The same residuals, relative (to ‖b‖ for a linear solve, to ‖F(h)‖
+        for a fixed point).
+    trace_at : (m,) int NumPy array
+        The iteration at which each trace entry was recorded.
     lowest : float
         Residual of ``lowest_x``.
     lowest_x : array like x
@@ -164,7 +216,23 @@ class SolveInfo:
         return self.converged is False
 
     def error(self):
-        """The exception describing this failure: SingularSystemError or ConvergenceError."""
+        """The exception describing this failure: SingularSystemError or ConvergenceError.
+
+        Made, not raised (:meth:`raise_if_failed` and :func:`settle` raise it).
+
+        Returns
+        -------
+        refnet.ConvergenceError or refnet.SingularSystemError
+            SingularSystemError when ``singular``; carries ``message`` (or the
+            residual and the tolerance), ``residual``, ``iterations`` and
+            ``where`` = ``solver``.
+
+        Raises
+        ------
+        TypeError
+            If no ``message`` was set and ``residual`` is not a number (the
+            default message formats it with ``.3e``).
+        """
         kind = SingularSystemError if self.singular else ConvergenceError
         return kind(self.message or f"{self.solver}: residual {self.residual:.3e} > {self.tolerance}",
                     residual=self.residual, iterations=self.iterations, where=self.solver)
@@ -172,9 +240,20 @@ class SolveInfo:
     def raise_if_failed(self):
         """Raise :meth:`error` if the solve failed; return self otherwise.
 
+        For a caller of a solver who wants an exception whatever the
+        :func:`failures` policy in force.
+
+        Returns
+        -------
+        SolveInfo
+            ``self``, when ``converged`` is not False.
+
         Raises
         ------
-        refnet.ConvergenceError, refnet.SingularSystemError
+        refnet.SingularSystemError
+            If the solve failed and the residual left is a null vector of Aᵀ.
+        refnet.ConvergenceError
+            If the solve failed otherwise.
         """
         if self.failed:
             raise self.error()
@@ -192,6 +271,12 @@ def failures(mode):
         SingularSystemError; "warn" issues a :class:`ConvergenceWarning` and
         returns the unconverged result; "ignore" returns it silently (its
         ``converged`` is False).
+
+    Yields
+    ------
+    str
+        ``mode``, in force until the block ends (the previous policy is then
+        restored, also when the block raises).
 
     Raises
     ------
@@ -213,20 +298,50 @@ def failures(mode):
 
 
 def failure_mode():
-    """The policy in force here: "raise", "warn" or "ignore" (:func:`failures`)."""
+    """The policy in force here: "raise", "warn" or "ignore" (:func:`failures`).
+
+    Returns
+    -------
+    str
+        The mode of the innermost ``failures`` block of this context (thread
+        or asyncio task), "raise" outside any.
+
+    Raises
+    ------
+    Exception
+        Nothing of its own: it reads a :mod:`contextvars` variable that has a
+        default.
+    """
     return _MODE.get()
 
 
 def settle(info, *, stacklevel=3):
     """Apply the failure policy to ``info``: the one place a failed solve is raised or warned.
 
-    Returns ``info`` unchanged when it did not fail, or when the policy lets
-    the failure through.
+    Parameters
+    ----------
+    info : SolveInfo
+        What a solver returned.
+    stacklevel : int
+        Passed to :func:`warnings.warn` under "warn", so that the warning
+        points at the user's call (3: the caller of the entry point that
+        called ``settle``).
+
+    Returns
+    -------
+    SolveInfo
+        ``info`` unchanged, when it did not fail or the policy ("warn",
+        "ignore") lets the failure through.
 
     Raises
     ------
-    refnet.ConvergenceError, refnet.SingularSystemError
-        Under the default policy, where ``info.failed``.
+    refnet.SingularSystemError
+        Under the default policy "raise", where ``info.failed`` and
+        ``info.singular``.
+    refnet.ConvergenceError
+        Under "raise", where ``info.failed`` otherwise.
+    AttributeError
+        If ``info`` is not a :class:`SolveInfo` (has no ``failed``).
     """
     if not info.failed:
         return info
@@ -246,6 +361,16 @@ class Recorder:
     scalars on CuPy: recording does not synchronise); ``host()`` returns
     (abs_trace, rel_trace, trace_at) as NumPy arrays; ``first_non_finite()``
     names the first iteration whose residual was NaN/Inf.
+
+    Parameters
+    ----------
+    xp : module
+        The array module the recorded values live on (numpy, cupy, ...).
+
+    Raises
+    ------
+    Exception
+        Nothing at construction: it stores ``xp`` and three empty lists.
     """
 
     def __init__(self, xp):
@@ -253,11 +378,43 @@ class Recorder:
         self.abs, self.rel, self.at = [], [], []
 
     def record(self, i, abs_value, rel_value):
+        """Keep one iteration's residuals, without reading them back (no host sync).
+
+        Parameters
+        ----------
+        i : int
+            The iteration number.
+        abs_value : 0-d array of ``xp``
+            The absolute residual at iteration ``i``.
+        rel_value : 0-d array of ``xp``
+            The relative residual at iteration ``i``.
+
+        Raises
+        ------
+        TypeError
+            If ``i`` cannot be converted with ``int()``.
+        """
         self.abs.append(abs_value)
         self.rel.append(rel_value)
         self.at.append(int(i))
 
     def host(self):
+        """The traces on the host, in one transfer per trace.
+
+        Returns
+        -------
+        abs_trace : (m,) float NumPy array
+            The absolute residuals recorded, m = the number of ``record`` calls.
+        rel_trace : (m,) float NumPy array
+            The relative residuals.
+        trace_at : (m,) int NumPy array
+            The iteration of each entry.
+
+        Raises
+        ------
+        ValueError
+            If a recorded value is not 0-d like the others (they cannot be stacked).
+        """
         if not self.abs:
             return numpy.zeros(0), numpy.zeros(0), numpy.zeros(0, dtype=int)
         xp = self.xp
@@ -266,7 +423,19 @@ class Recorder:
         return abs_trace, rel_trace, numpy.asarray(self.at, dtype=int)
 
     def first_non_finite(self):
-        """(iteration, value) of the first non-finite recorded residual, or None."""
+        """(iteration, value) of the first non-finite recorded residual, or None.
+
+        Returns
+        -------
+        tuple (int, float) or None
+            The iteration and the absolute residual (NaN or ±Inf) there; None
+            when every recorded residual is finite.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`host`.
+        """
         abs_trace, _, at = self.host()
         bad = numpy.flatnonzero(~numpy.isfinite(abs_trace))
         return None if bad.size == 0 else (int(at[bad[0]]), float(abs_trace[bad[0]]))
@@ -275,8 +444,30 @@ class Recorder:
 class Lowest:
     """Every example's lowest residual so far and the iterate that had it, updated on the device.
 
-    x : (B, n) iterates; ``norms`` (B,) their per-example residuals.  NaN never
-    replaces a finite best (NaN < a is False).
+    NaN never replaces a finite best (NaN < a is False).
+
+    Parameters
+    ----------
+    x : (B, n) array
+        The first iterate (copied); any trailing shape (B, ...) is accepted.
+    norms : (B,) array
+        Its per-example residuals (copied).
+    i : int
+        The iteration of ``x``.
+
+    Attributes
+    ----------
+    x : (B, ...) array
+        Each example's best iterate so far.
+    norms : (B,) array
+        Their residuals.
+    at : (B,) int64 array
+        The iteration at which each was reached.
+
+    Raises
+    ------
+    AttributeError
+        If ``x`` or ``norms`` is not an array (no ``copy``/``shape``).
     """
 
     def __init__(self, x, norms, i=0):
@@ -285,6 +476,24 @@ class Lowest:
         self.at = xp.full(norms.shape, i, dtype=numpy.int64)
 
     def update(self, x, norms, i):
+        """Keep, example by example, whichever of the best so far and ``x`` has the lower residual.
+
+        Parameters
+        ----------
+        x : (B, ...) array
+            A new iterate, shaped as the first.
+        norms : (B,) array
+            Its per-example residuals.
+        i : int
+            Its iteration.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` or ``norms`` is not shaped as the first iterate's (broadcasting fails).
+        TypeError
+            If ``x`` lives on another backend than the best so far.
+        """
         xp = xp_of(x)
         better = norms < self.norms
         self.norms = xp.where(better, norms, self.norms)
@@ -293,7 +502,25 @@ class Lowest:
 
 
 def raise_non_finite(name, quantity, recorder, fallback_iteration):
-    """NumericalError naming the first iteration at which ``quantity`` became NaN/Inf."""
+    """NumericalError naming the first iteration at which ``quantity`` became NaN/Inf.
+
+    Parameters
+    ----------
+    name : str
+        The solver, as the message names it.
+    quantity : str
+        The residual that went non-finite, e.g. "‖F(h) − h‖_∞".
+    recorder : Recorder or None
+        Its trace, searched for the first non-finite entry; None when there is none.
+    fallback_iteration : int
+        The iteration to name when the trace holds no non-finite entry (the
+        value is then reported as NaN).
+
+    Raises
+    ------
+    refnet.NumericalError
+        Always: ``where`` names the quantity and the iteration.
+    """
     first = recorder.first_non_finite() if recorder is not None else None
     iteration, value = first if first is not None else (fallback_iteration, math.nan)
     raise NumericalError(f"{name}: {quantity} became {value} at iteration {iteration} (the iteration "

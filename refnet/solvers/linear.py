@@ -143,7 +143,7 @@ class _System:
 
     def finish(self, x, iterations, r=None, diagnostics=None, context=""):
         """Measure ‖b − A x‖ on the returned x and build its SolveInfo (module docstring)."""
-        A, xp = self.A, self.xp
+        A = self.A
         if r is None:
             r = self.b - A.matvec(x)
         r_norms = _norms(A, r)
@@ -213,21 +213,37 @@ def fixed_point_iteration(A, b, x0=None, *, rtol=None, atol=0.0, maxiter=1000):
 
     Parameters
     ----------
-    A : LinearOperator (A = I − M; an :class:`~refnet.solvers.operators.IdentityMinus` gives M v exactly)
+    A : LinearOperator or (N, N) array
+        A = I − M; an :class:`~refnet.solvers.operators.IdentityMinus` gives
+        M v exactly (otherwise M v = v − A v).
     b : array of shape ``A.vshape``, e.g. (B, n)
-    x0 : array like b, or None for zeros (Liao et al.'s code draws U(0, 1))
-    rtol, atol : float >= 0, the stopping rule above
-    maxiter : int >= 0, most updates of x
+        Right-hand side (for RBP, ∂L/∂h*), floating, finite, A's dtype.
+    x0 : array of shape ``A.vshape`` or None
+        Start, b's dtype; None for zeros (Liao et al.'s code draws U(0, 1)).
+    rtol : float or None
+        Relative part of the rule (dimensionless), >= 0; None for
+        :data:`~refnet.solvers.info.DEFAULT_RTOL` of the dtype (1e-10 in float64).
+    atol : float
+        Absolute part of the rule (units of b), >= 0.
+    maxiter : int
+        Most updates of x, >= 0.
 
     Returns
     -------
-    x : array like b, the last iterate (x_i, i = ``info.iterations`` updates)
+    x : array of shape ``A.vshape``
+        The last iterate x_i, i = ``info.iterations`` updates.
     info : SolveInfo
+        ``converged`` per example against the rule above.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments (the message names which).
+    TypeError
+        If ``A`` is neither a LinearOperator nor a square floating matrix,
+        ``b``/``x0`` is not a floating array, dtypes differ, or a tolerance or
+        count is not a number of the right kind.
+    ValueError
+        If ``b``/``x0`` does not have shape ``A.vshape`` or holds NaN/Inf, a
+        tolerance is negative or infinite, or a count is below its minimum.
     refnet.NumericalError
         The iteration overflowed (ρ(M) > 1), naming the first non-finite iteration.
     """
@@ -277,22 +293,45 @@ def neumann(A, b, x0=None, *, rtol=None, atol=0.0, maxiter):
 
     Parameters
     ----------
-    A : LinearOperator, A = I − M
-    b : array of shape ``A.vshape``
-    x0 : must be None: the series starts at b (Alg. 2, line 1); a start belongs to
-        :func:`fixed_point_iteration`
-    rtol, atol : float >= 0 or None (see above)
-    maxiter : int >= 0, K
+    A : LinearOperator or (N, N) array
+        A = I − M (an IdentityMinus gives M v exactly).
+    b : array of shape ``A.vshape``, e.g. (B, n)
+        Right-hand side (for RBP, ∂L/∂h*), floating, finite, A's dtype.
+    x0 : None
+        Must be None: the series starts at b (Alg. 2, line 1); a start belongs
+        to :func:`fixed_point_iteration`.
+    rtol : float or None
+        Relative part of the rule, >= 0; None (default) claims no tolerance
+        unless ``atol`` is given.
+    atol : float
+        Absolute part of the rule (units of b), >= 0; 0 (default) claims none
+        unless ``rtol`` is given.
+    maxiter : int
+        K, the number of terms after the first, >= 0.
 
     Returns
     -------
-    x : array like b, g_K
-    info : SolveInfo; ``iterations`` = K
+    x : array of shape ``A.vshape``
+        g_K = Σ_{k=0..K} M^k b.
+    info : SolveInfo
+        ``iterations`` = K; ``diagnostics["growth"]`` (B,) and
+        ``["term_norms"]`` (K + 1, B) as above.
+
+    Warns
+    -----
+    SeriesDivergenceWarning
+        Where an example's growth factor is >= 1.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments (the message names which).
+    TypeError
+        If ``A`` is neither a LinearOperator nor a square floating matrix,
+        ``b``/``x0`` is not a floating array, dtypes differ, or a tolerance or
+        count is not a number of the right kind.
+    ValueError
+        If ``b``/``x0`` does not have shape ``A.vshape`` or holds NaN/Inf, a
+        tolerance is negative or infinite, a count is below its minimum, or
+        ``x0`` is not None.
     refnet.NumericalError
         A term overflowed, naming the first non-finite one.
     """
@@ -360,24 +399,41 @@ def cg_normal(A, b, x0=None, *, rtol=None, atol=0.0, maxiter=None, damping=0.0):
 
     Parameters
     ----------
-    A : LinearOperator with rmatvec (Aᵀ v), or a dense square matrix
-    b : array of shape ``A.vshape``
-    x0 : array like b, or None for zeros
-    rtol, atol : float >= 0, the stopping rule above
-    maxiter : int >= 1, most CG iterations in all (None: 10·N, N = b.size)
-    damping : float >= 0, η
+    A : LinearOperator or (N, N) array
+        The operator, with ``rmatvec`` (Aᵀ v); a dense matrix has it.
+    b : array of shape ``A.vshape``, e.g. (B, n)
+        Right-hand side (for RBP, ∂L/∂h*), floating, finite, A's dtype.
+    x0 : array of shape ``A.vshape`` or None
+        Start, b's dtype; None for zeros.
+    rtol : float or None
+        Relative part of the rule (dimensionless), >= 0; None for
+        :data:`~refnet.solvers.info.DEFAULT_RTOL` of the dtype (1e-10 in float64).
+    atol : float
+        Absolute part of the rule (units of b), >= 0.
+    maxiter : int or None
+        Most CG iterations in all, restarts included, >= 1; None for 10·N
+        (N = b.size).
+    damping : float
+        η (units of A²), >= 0.
 
     Returns
     -------
-    x : array like b
-    info : SolveInfo; ``iterations`` counts CG iterations; the residual is
-        recorded every :data:`~refnet.solvers.info.CHECK_EVERY` iterations
-        (one extra product each) and at every restart.
+    x : array of shape ``A.vshape``
+        The solution.
+    info : SolveInfo
+        ``iterations`` counts CG iterations; the residual is recorded every
+        :data:`~refnet.solvers.info.CHECK_EVERY` iterations (one extra product
+        each) and at every restart; ``singular`` where A is singular.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments (the message names which), or an A without rmatvec.
+    TypeError
+        If ``A`` is neither a LinearOperator nor a square floating matrix or has no ``rmatvec``,
+        ``b``/``x0`` is not a floating array, dtypes differ, or a tolerance or
+        count is not a number of the right kind.
+    ValueError
+        If ``b``/``x0`` does not have shape ``A.vshape`` or holds NaN/Inf, a
+        tolerance is negative or infinite, or a count is below its minimum.
     refnet.NumericalError
         Breakdown of the backend's CG or a non-finite result.
     """
@@ -452,25 +508,41 @@ def gmres(A, b, x0=None, *, rtol=None, atol=0.0, restart=20, maxiter=None):
 
     Parameters
     ----------
-    A : LinearOperator or dense square matrix
-    b : array of shape ``A.vshape``
-    x0 : array like b, or None for zeros
-    rtol, atol : float >= 0, the stopping rule above
-    restart : int >= 1, Krylov dimension between restarts (capped at N)
-    maxiter : int >= 1, most inner iterations (products with A), rounded up to
-        whole restart cycles; None: 10·N.  (SciPy counts restart cycles and
+    A : LinearOperator or (N, N) array
+        The operator (no Aᵀ needed).
+    b : array of shape ``A.vshape``, e.g. (B, n)
+        Right-hand side (for RBP, ∂L/∂h*), floating, finite, A's dtype.
+    x0 : array of shape ``A.vshape`` or None
+        Start, b's dtype; None for zeros.
+    rtol : float or None
+        Relative part of the rule (dimensionless), >= 0; None for
+        :data:`~refnet.solvers.info.DEFAULT_RTOL` of the dtype (1e-10 in float64).
+    atol : float
+        Absolute part of the rule (units of b), >= 0.
+    restart : int
+        Krylov dimension between restarts, >= 1 (capped at N).
+    maxiter : int or None
+        Most inner iterations (products with A), >= 1, rounded up to whole
+        restart cycles; None for 10·N.  (SciPy counts restart cycles and
         cupyx inner iterations; the adapter translates.)
 
     Returns
     -------
-    x : array like b
-    info : SolveInfo; ``iterations`` counts the backend's products with A; the
-        residual is recorded once per restart cycle (one extra product each).
+    x : array of shape ``A.vshape``
+        The solution.
+    info : SolveInfo
+        ``iterations`` counts the backend's products with A; the residual is
+        recorded once per restart cycle (one extra product each).
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments (the message names which).
+    TypeError
+        If ``A`` is neither a LinearOperator nor a square floating matrix,
+        ``b``/``x0`` is not a floating array, dtypes differ, or a tolerance or
+        count is not a number of the right kind.
+    ValueError
+        If ``b``/``x0`` does not have shape ``A.vshape`` or holds NaN/Inf, a
+        tolerance is negative or infinite, or a count is below its minimum.
     refnet.NumericalError
         Breakdown, or a non-finite result (cupyx's GMRES divides by a zero
         Arnoldi norm when the Krylov space is exactly invariant).

@@ -180,26 +180,43 @@ def fixed_point(F, h0, *, tol=None, rtol=None, maxiter=1000):
     ‖F(h_i)_b − h_i,b‖_∞ <= tol + rtol ‖h_i,b‖_∞ and returns that h_i (not
     F(h_i), whose residual would be unmeasured), or as soon as an example runs
     away (module docstring).  Checked every iteration on NumPy, every
-    :data:`~refnet.solvers.info.CHECK_EVERY` on CuPy.
+    :data:`~refnet.solvers.info.CHECK_EVERY` on CuPy.  Non-convergence and
+    runaway are reported in ``info`` (``converged=False``), not raised.
 
     Parameters
     ----------
-    F : map (B, n) -> (B, n), block-separable over the batch
-    h0 : (B, n) start
-    tol : float >= 0, absolute part, default DEFAULT_TOL of the dtype
-    rtol : float >= 0, part relative to ‖h_b‖_∞, default DEFAULT_FP_RTOL of the dtype
-    maxiter : int >= 0, most applications of F beyond the first
+    F : callable
+        The map (B, n) -> (B, n), block-separable over the batch
+        (:mod:`refnet.solvers.problem`).
+    h0 : (B, n) array
+        Start, floating, finite, B >= 1.
+    tol : float or None
+        Absolute part of the rule, >= 0 (units of h); None for
+        :data:`~refnet.solvers.info.DEFAULT_TOL` of the dtype (1e-10 in float64).
+    rtol : float or None
+        Part relative to ‖h_b‖_∞ (dimensionless), >= 0; None for
+        :data:`~refnet.solvers.info.DEFAULT_FP_RTOL` of the dtype (64 u).
+    maxiter : int
+        Most applications of F beyond the first, >= 0.
 
     Returns
     -------
-    h : (B, n);  info : SolveInfo (``iterations`` = i, the updates of h)
+    h : (B, n) array
+        The returned iterate, on the backend and in the dtype of ``h0``.
+    info : SolveInfo
+        ``converged`` per the rule above; ``iterations`` = i, the updates of h.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments (the message names which).
+    TypeError
+        If ``F`` is not callable, ``h0`` is not a floating NumPy/CuPy
+        array, or ``tol``/``rtol``/``maxiter`` is not a number of the right kind.
+    ValueError
+        If ``h0`` is not 2-D, holds NaN/Inf or no example, ``tol``/``rtol`` is
+        negative or infinite, ``maxiter`` is below its minimum, or ``F``
+        returns another shape than ``h0``'s.
     refnet.NumericalError
-        The iteration diverged or overflowed.
+        If ‖F(h) − h‖_∞ becomes NaN/Inf (names the first such iteration).
     """
     p = _Problem("fixed_point", F, h0, tol, rtol)
     maxiter = check_int("maxiter", maxiter, 0)
@@ -282,18 +299,49 @@ def anderson(F, h0, *, tol=None, rtol=None, maxiter=200, m=5):
 
     Solves G(h) = F(h) − h = 0 with Anderson mixing over the last ``m``
     residuals; the initial Jacobian guess −I (scipy's ``alpha = 1``) makes its
-    first step the plain iteration h ← F(h).  Arguments and result as
-    :func:`fixed_point`, plus ``m`` : int >= 1; the claim (every example
+    first step the plain iteration h ← F(h).  The claim (every example
     within tol + rtol ‖h_b‖_∞, none run away) is re-measured on the returned h,
     whatever scipy reports: extrapolation can run h out until F(h) − h rounds
     to 0 on a map with no fixed point (module docstring), which is refused.
+    Non-convergence and runaway are reported in ``info``, not raised.
+
+    Parameters
+    ----------
+    F : callable
+        The map (B, n) -> (B, n), block-separable over the batch
+        (:mod:`refnet.solvers.problem`).
+    h0 : (B, n) array
+        Start, floating, finite, B >= 1.
+    tol : float or None
+        Absolute part of the rule, >= 0 (units of h); None for
+        :data:`~refnet.solvers.info.DEFAULT_TOL` of the dtype (1e-10 in float64).
+    rtol : float or None
+        Part relative to ‖h_b‖_∞ (dimensionless), >= 0; None for
+        :data:`~refnet.solvers.info.DEFAULT_FP_RTOL` of the dtype (64 u).
+    maxiter : int
+        Most Anderson iterations (scipy's ``maxiter``), >= 1.
+    m : int
+        Mixing depth: how many past residuals are combined, >= 1.
+
+    Returns
+    -------
+    h : (B, n) array
+        The returned iterate, on the backend and in the dtype of ``h0``.
+    info : SolveInfo
+        ``converged`` per the rule of :func:`fixed_point`; ``iterations`` = the
+        steps scipy took (at least 1 unless h0 already met the rule).
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments.
+    TypeError
+        If ``F`` is not callable, ``h0`` is not a floating NumPy/CuPy
+        array, or ``tol``/``rtol``/``maxiter``/``m`` is not a number of the right kind.
+    ValueError
+        If ``h0`` is not 2-D, holds NaN/Inf or no example, ``tol``/``rtol`` is
+        negative or infinite, ``maxiter``/``m`` is below its minimum, or ``F``
+        returns another shape than ``h0``'s.
     refnet.NumericalError
-        A non-finite residual.
+        If ‖F(h) − h‖_∞ becomes NaN/Inf (names the first such iteration).
     """
     m = check_int("m", m, 1)
     return _scipy_root("anderson", scipy.optimize.anderson, F, h0, tol, rtol, maxiter, {"M": m, "alpha": 1.0})
@@ -310,14 +358,43 @@ def newton_krylov(F, h0, *, tol=None, rtol=None, maxiter=50):
     Newton steps.  Where J − I is singular along the residual (scipy's
     "Jacobian inversion yielded zero vector") the result is reported failed
     with ``info.singular`` set (:class:`refnet.SingularSystemError` at the
-    entry points).
+    entry points); any other ValueError from scipy's solver is passed on.
+
+    Parameters
+    ----------
+    F : callable
+        The map (B, n) -> (B, n), block-separable over the batch
+        (:mod:`refnet.solvers.problem`).
+    h0 : (B, n) array
+        Start, floating, finite, B >= 1.
+    tol : float or None
+        Absolute part of the rule, >= 0 (units of h); None for
+        :data:`~refnet.solvers.info.DEFAULT_TOL` of the dtype (1e-10 in float64).
+    rtol : float or None
+        Part relative to ‖h_b‖_∞ (dimensionless), >= 0; None for
+        :data:`~refnet.solvers.info.DEFAULT_FP_RTOL` of the dtype (64 u).
+    maxiter : int
+        Most Newton steps, >= 1.
+
+    Returns
+    -------
+    h : (B, n) array
+        The returned iterate, on the backend and in the dtype of ``h0``.
+    info : SolveInfo
+        ``converged`` per the rule of :func:`fixed_point`; ``singular`` when the
+        Newton system was singular; ``iterations`` = Newton steps taken.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments.
+    TypeError
+        If ``F`` is not callable, ``h0`` is not a floating NumPy/CuPy
+        array, or ``tol``/``rtol``/``maxiter`` is not a number of the right kind.
+    ValueError
+        If ``h0`` is not 2-D, holds NaN/Inf or no example, ``tol``/``rtol`` is
+        negative or infinite, ``maxiter`` is below its minimum, or ``F``
+        returns another shape than ``h0``'s.
     refnet.NumericalError
-        A non-finite residual.
+        If ‖F(h) − h‖_∞ becomes NaN/Inf (names the first such iteration).
     """
     return _scipy_root("newton_krylov", scipy.optimize.newton_krylov, F, h0, tol, rtol, maxiter, {})
 
@@ -335,21 +412,40 @@ def hybr(F, h0, *, tol=None, rtol=None, maxiter=100):
 
     Parameters
     ----------
-    F : map with ``F.rows(index)`` and ``F.jacobian(h) -> (B, n, n)``
-    h0 : (B, n) start;  tol, rtol : float >= 0 (as :func:`fixed_point`);
-    maxiter : int >= 1, evaluations per example
+    F : callable
+        The map (B, n) -> (B, n), block-separable over the batch, with
+        ``F.rows(index)`` (the map of a subset of the examples) and
+        ``F.jacobian(h) -> (B, n, n)`` (∂F/∂h per example).
+    h0 : (B, n) array
+        Start, floating, finite, B >= 1.
+    tol : float or None
+        Absolute part of the rule, and MINPACK's ``xtol``, >= 0 (units of h); None for
+        :data:`~refnet.solvers.info.DEFAULT_TOL` of the dtype (1e-10 in float64).
+    rtol : float or None
+        Part relative to ‖h_b‖_∞ (dimensionless), >= 0; None for
+        :data:`~refnet.solvers.info.DEFAULT_FP_RTOL` of the dtype (64 u).
+    maxiter : int
+        Most evaluations of G per example (MINPACK's ``maxfev``), >= 1.
 
     Returns
     -------
-    h : (B, n);  info : SolveInfo (``iterations`` = the most evaluations of G any
-        example took; traces hold the start and the end)
+    h : (B, n) array
+        The returned iterate, on the backend and in the dtype of ``h0``.
+    info : SolveInfo
+        ``iterations`` = the most evaluations of G any example took; the traces
+        hold the start and the end.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments, or F without ``rows``/``jacobian``.
+    TypeError
+        If ``F`` is not callable or lacks ``rows``/``jacobian``, ``h0`` is not a floating NumPy/CuPy
+        array, or ``tol``/``rtol``/``maxiter`` is not a number of the right kind.
+    ValueError
+        If ``h0`` is not 2-D, holds NaN/Inf or no example, ``tol``/``rtol`` is
+        negative or infinite, ``maxiter`` is below its minimum, or ``F``
+        returns another shape than ``h0``'s.
     refnet.NumericalError
-        A non-finite residual.
+        If ‖F(h) − h‖_∞ becomes NaN/Inf (names the first such iteration).
     """
     p = _Problem("hybr", F, h0, tol, rtol, needs=("rows", "jacobian"))
     maxiter = check_int("maxiter", maxiter, 1)
@@ -383,12 +479,42 @@ def fixed_point_then_hybr(F, h0, *, tol=None, rtol=None, maxiter=300):
     ``iterations`` counts the fixed-point iterations plus hybr's evaluations;
     the traces are the fixed point's, then the final residual.
 
+    Parameters
+    ----------
+    F : callable
+        The map (B, n) -> (B, n), block-separable over the batch, with
+        ``F.rows(index)`` (the map of a subset of the examples) and
+        ``F.jacobian(h) -> (B, n, n)`` (∂F/∂h per example).
+    h0 : (B, n) array
+        Start, floating, finite, B >= 1.
+    tol : float or None
+        Absolute part of the rule, >= 0 (units of h); None for
+        :data:`~refnet.solvers.info.DEFAULT_TOL` of the dtype (1e-10 in float64).
+    rtol : float or None
+        Part relative to ‖h_b‖_∞ (dimensionless), >= 0; None for
+        :data:`~refnet.solvers.info.DEFAULT_FP_RTOL` of the dtype (64 u).
+    maxiter : int
+        Most fixed-point iterations, >= 0 (hybr then runs with its own
+        default of 100 evaluations per example).
+
+    Returns
+    -------
+    h : (B, n) array
+        The returned iterate, on the backend and in the dtype of ``h0``.
+    info : SolveInfo
+        ``diagnostics["hybr_examples"]`` lists the examples hybr was run on.
+
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments.
+    TypeError
+        If ``F`` is not callable or lacks ``rows``/``jacobian``, ``h0`` is not a floating NumPy/CuPy
+        array, or ``tol``/``rtol``/``maxiter`` is not a number of the right kind.
+    ValueError
+        If ``h0`` is not 2-D, holds NaN/Inf or no example, ``tol``/``rtol`` is
+        negative or infinite, ``maxiter`` is below its minimum, or ``F``
+        returns another shape than ``h0``'s.
     refnet.NumericalError
-        A non-finite residual.
+        If ‖F(h) − h‖_∞ becomes NaN/Inf (names the first such iteration).
     """
     p = _Problem("fixed_point_then_hybr", F, h0, tol, rtol, needs=("rows", "jacobian"))
     h, first = fixed_point(F, h0, tol=p.tol, rtol=p.rtol, maxiter=maxiter)

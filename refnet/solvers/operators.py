@@ -35,18 +35,29 @@ __all__ = ["LinearOperator", "IdentityMinus", "Linearisation", "linearise", "as_
 class LinearOperator:
     """A linear map on arrays of shape ``vshape``, given by ``matvec`` and, optionally, ``rmatvec``.
 
+    After ``scipy.sparse.linalg.LinearOperator``; :meth:`matvec` and
+    :meth:`rmatvec` also accept flat vectors (N,) and return flat ones.
+
     Parameters
     ----------
     vshape : tuple of int
         Shape of the arrays it acts on, e.g. (B, n); ``shape`` is (N, N), N = prod(vshape).
     dtype : numpy dtype
-    matvec : callable, array of ``vshape`` -> array of ``vshape``
+        Floating dtype of the vectors it maps.
+    matvec : callable
+        v -> A v, from an array of ``vshape`` to an array of ``vshape``.
     rmatvec : callable or None
-        The transpose's product; None where it is not available.
+        v -> Aᵀ v, same shapes; None where it is not available.
     block_diagonal : bool
-        True when, for vshape (B, n), row b of A v depends on row b of v only.
+        True when, for vshape (B, n), row b of A v depends on row b of v only
+        (ignored unless ``vshape`` is 2-D).
 
-    ``matvec``/``rmatvec`` also accept flat vectors (N,) and return flat ones.
+    Raises
+    ------
+    TypeError
+        If ``vshape`` is not an iterable of ints or ``dtype`` is not a dtype.
+    ValueError
+        If an entry of ``vshape`` cannot be read as an int (e.g. a string).
     """
 
     def __init__(self, vshape, dtype, matvec, rmatvec=None, *, block_diagonal=False):
@@ -63,6 +74,7 @@ class LinearOperator:
 
     @property
     def has_rmatvec(self):
+        """Whether :meth:`rmatvec` (Aᵀ v) is available."""
         return self._rmatvec is not None
 
     def _apply(self, fn, v):
@@ -71,18 +83,68 @@ class LinearOperator:
         return fn(v.reshape(self.vshape)).reshape(v.shape)
 
     def matvec(self, v):
-        """A v."""
+        """A v.
+
+        Parameters
+        ----------
+        v : array of shape ``vshape``, or (N,)
+            The vector, structured or flat.
+
+        Returns
+        -------
+        array
+            A v, in the shape of ``v``.
+
+        Raises
+        ------
+        ValueError
+            If ``v`` has neither shape ``vshape`` nor N entries (the reshape fails).
+        """
         return self._apply(self._matvec, v)
 
     def rmatvec(self, v):
-        """Aᵀ v.  TypeError where the operator has no transpose product."""
+        """Aᵀ v.
+
+        Parameters
+        ----------
+        v : array of shape ``vshape``, or (N,)
+            The vector, structured or flat.
+
+        Returns
+        -------
+        array
+            Aᵀ v, in the shape of ``v``.
+
+        Raises
+        ------
+        TypeError
+            If the operator has no transpose product (built without ``rmatvec``).
+        ValueError
+            If ``v`` has neither shape ``vshape`` nor N entries.
+        """
         if self._rmatvec is None:
             raise TypeError("this LinearOperator has no rmatvec (Aᵀ v): build it with rmatvec=")
         return self._apply(self._rmatvec, v)
 
 
 class IdentityMinus(LinearOperator):
-    """A = I − M for a LinearOperator M; ``A.M`` keeps M so that series and iterations use M v exactly."""
+    """A = I − M for a LinearOperator M; ``A.M`` keeps M so that series and iterations use M v exactly.
+
+    With M = Jᵀ this is the RBP adjoint system's matrix (Liao et al. 2018,
+    Eq. 2); Aᵀ = I − Mᵀ is available where M has ``rmatvec``.
+
+    Parameters
+    ----------
+    M : LinearOperator
+        The operator subtracted from the identity; A takes its ``vshape``,
+        ``dtype`` and ``block_diagonal``.
+
+    Raises
+    ------
+    AttributeError
+        If ``M`` is not a :class:`LinearOperator` (lacks ``vshape``,
+        ``has_rmatvec``, ...).
+    """
 
     def __init__(self, M):
         rmatvec = (lambda v: v - M.rmatvec(v)) if M.has_rmatvec else None
@@ -92,7 +154,28 @@ class IdentityMinus(LinearOperator):
 
 
 def as_operator(A, name="A"):
-    """Accept a :class:`LinearOperator`, or a dense (N, N) NumPy/CuPy matrix (wrapped, flat vectors)."""
+    """Accept a :class:`LinearOperator`, or a dense (N, N) NumPy/CuPy matrix (wrapped, flat vectors).
+
+    Parameters
+    ----------
+    A : LinearOperator or (N, N) array
+        The operator, or a square floating matrix, N >= 1.
+    name : str
+        How the error messages call ``A``.
+
+    Returns
+    -------
+    LinearOperator
+        ``A`` itself, or a wrapper with vshape (N,), ``A @ v`` and ``A.T @ v``.
+
+    Raises
+    ------
+    TypeError
+        If ``A`` is neither a LinearOperator nor a 2-D array, or is a
+        non-floating matrix.
+    ValueError
+        If the matrix is not square or is empty.
+    """
     if isinstance(A, LinearOperator):
         return A
     if hasattr(A, "shape") and hasattr(A, "dtype") and getattr(A, "ndim", 0) == 2:
@@ -109,8 +192,21 @@ def as_operator(A, name="A"):
 class Linearisation:
     """F linearised at h: products with Jᵀ and J from one step's cache (module docstring).
 
+    J = ∂F/∂h at h per example, F(h) = cell.step(θ, h, x, t)[0]; made by
+    :func:`linearise`.
+
     Attributes
     ----------
+    cell : refnet cell
+        The cell, with ``step_vjp`` and ``step_jvp``.
+    theta : dict {name: array}
+        The cell's params.
+    cache : object
+        What ``cell.step`` returned at h, the point of linearisation.
+    vshape : tuple of int
+        (B, n_state), the shape of the vectors J acts on.
+    dtype : numpy dtype
+        The dtype of h.
     fixed_point_residual : (B,) array
         ‖F(h) − h‖_∞ per example, on the backend of h: how far h is from an equilibrium.
     """
@@ -123,25 +219,94 @@ class Linearisation:
     fixed_point_residual: Any
 
     def vjp(self, v):
-        """(Jᵀ v, vᵀ ∂F/∂θ, vᵀ ∂F/∂x) for v (B, n)."""
+        """(Jᵀ v, vᵀ ∂F/∂θ, vᵀ ∂F/∂x) for v (B, n): the cell's ``step_vjp`` at the cache.
+
+        Parameters
+        ----------
+        v : (B, n_state) array
+            The cotangent of F(h).
+
+        Returns
+        -------
+        tuple
+            (Jᵀ v (B, n_state), {name: array} shaped as θ, (B, I) array), as
+            ``cell.step_vjp`` returns them.
+
+        Raises
+        ------
+        ValueError
+            If ``v``'s shape disagrees with the cell (from the array module).
+        """
         return self.cell.step_vjp(self.theta, self.cache, v)
 
     def jvp(self, v):
-        """J v for v (B, n)."""
+        """J v for v (B, n): the cell's ``step_jvp`` with no tangent on θ or x.
+
+        Parameters
+        ----------
+        v : (B, n_state) array
+            The tangent of h.
+
+        Returns
+        -------
+        (B, n_state) array
+            J v, per example.
+
+        Raises
+        ------
+        ValueError
+            If ``v``'s shape disagrees with the cell (from the array module).
+        """
         return self.cell.step_jvp(self.theta, self.cache, v, None, None)
 
     def jacobian_transpose(self):
-        """Jᵀ as a block-diagonal LinearOperator on (B, n) (rmatvec: J)."""
+        """Jᵀ as a block-diagonal LinearOperator on (B, n) (rmatvec: J).
+
+        Returns
+        -------
+        LinearOperator
+            matvec v -> Jᵀ v (:meth:`vjp`), rmatvec v -> J v (:meth:`jvp`).
+
+        Raises
+        ------
+        TypeError
+            If ``vshape`` or ``dtype`` is malformed (possible only for an
+            instance built by hand rather than by :func:`linearise`).
+        """
         return LinearOperator(self.vshape, self.dtype, lambda v: self.vjp(v)[0], self.jvp,
                               block_diagonal=True)
 
     def jacobian(self):
-        """J as a block-diagonal LinearOperator on (B, n) (rmatvec: Jᵀ)."""
+        """J as a block-diagonal LinearOperator on (B, n) (rmatvec: Jᵀ).
+
+        Returns
+        -------
+        LinearOperator
+            matvec v -> J v (:meth:`jvp`), rmatvec v -> Jᵀ v (:meth:`vjp`).
+
+        Raises
+        ------
+        TypeError
+            If ``vshape`` or ``dtype`` is malformed (possible only for an
+            instance built by hand rather than by :func:`linearise`).
+        """
         return LinearOperator(self.vshape, self.dtype, self.jvp, lambda v: self.vjp(v)[0],
                               block_diagonal=True)
 
     def adjoint_system(self):
-        """A = I − Jᵀ (Liao et al. 2018, Eq. 2), with ``A.M`` = Jᵀ and Aᵀ = I − J."""
+        """A = I − Jᵀ (Liao et al. 2018, Eq. 2), with ``A.M`` = Jᵀ and Aᵀ = I − J.
+
+        Returns
+        -------
+        IdentityMinus
+            The adjoint system's matrix, block-diagonal over the batch.
+
+        Raises
+        ------
+        TypeError
+            If ``vshape`` or ``dtype`` is malformed (possible only for an
+            instance built by hand rather than by :func:`linearise`).
+        """
         return IdentityMinus(self.jacobian_transpose())
 
 
@@ -150,20 +315,29 @@ def linearise(cell, theta, x, h, t=None):
 
     Parameters
     ----------
-    cell : a refnet cell with ``step``, ``step_vjp``, ``step_jvp``
-    theta : dict, its params
-    x : (B, I) static input
-    h : (B, n_state) the point
-    t : passed to ``cell.step``
+    cell : refnet cell
+        A cell with ``step``, ``step_vjp`` and ``step_jvp``.
+    theta : dict {name: array}
+        The cell's params.
+    x : (B, I) array
+        Static input.
+    h : (B, n_state) array
+        The point of linearisation.
+    t : int or None
+        The step index passed to ``cell.step``.
 
     Returns
     -------
     Linearisation
+        Products with J and Jᵀ at h, and ‖F(h) − h‖_∞ per example.
 
     Raises
     ------
     TypeError
-        ``cell`` lacks ``step_vjp`` or ``step_jvp``.
+        ``cell`` lacks ``step``, ``step_vjp``, ``step_jvp`` or the contract's
+        ``param_shapes``/``check_params``/``input_size``/``n_state``.
+    ValueError
+        If the shapes of ``x``/``h`` disagree with the cell (from its ``step``).
     """
     check_cell(cell, ("step", "step_vjp", "step_jvp"))
     xp = xp_of(h)

@@ -48,10 +48,23 @@ __all__ = ["KrylovBackend", "backend_for", "tolerance_keyword", "cg", "gmres", "
 def no_convergence_class(optimize):
     """The NoConvergence exception of a scipy.optimize module: public since SciPy 1.11, in ``_nonlin`` before.
 
+    Parameters
+    ----------
+    optimize : module
+        ``scipy.optimize`` (or a stand-in with the same layout, in tests).
+
+    Returns
+    -------
+    type
+        The exception class scipy's nonlinear solvers raise on non-convergence.
+
     Raises
     ------
     ImportError
-        Neither place has it.
+        Neither ``optimize``, its ``_nonlin`` nor its ``nonlin`` has it.
+    AttributeError
+        If ``optimize`` lacks ``NoConvergence`` and has no ``__name__`` to
+        look further with.
     """
     found = getattr(optimize, "NoConvergence", None)
     for private in ("_nonlin", "nonlin"):
@@ -70,9 +83,19 @@ def no_convergence_class(optimize):
 class KrylovBackend:
     """A scipy-like module's Krylov pieces and how to call them.
 
-    name : str;  cg, gmres : callables with scipy's positional layout (A, b, x0);
-    LinearOperator : its operator class ``(shape, matvec=, dtype=)``;
-    gmres_maxiter_in_cycles : True where GMRES's ``maxiter`` counts restart cycles (SciPy).
+    Attributes
+    ----------
+    name : str
+        Which backend, for messages ("scipy", "cupyx", "scipy (device double)").
+    cg : callable
+        Its CG, with scipy's positional layout (A, b, x0).
+    gmres : callable
+        Its restarted GMRES, same layout.
+    LinearOperator : type
+        Its operator class, called as ``(shape, matvec=, dtype=)``.
+    gmres_maxiter_in_cycles : bool
+        True where GMRES's ``maxiter`` counts restart cycles (SciPy), False
+        where it counts inner iterations (cupyx).
     """
 
     name: str
@@ -83,7 +106,24 @@ class KrylovBackend:
 
 
 def backend_for(xp):
-    """SciPy's Krylov backend for NumPy, cupyx's for CuPy (SciPy's behind the wall for the device double)."""
+    """SciPy's Krylov backend for NumPy, cupyx's for CuPy (SciPy's behind the wall for the device double).
+
+    Parameters
+    ----------
+    xp : module
+        The array module of the operands (:func:`refnet.backend.xp_of`).
+
+    Returns
+    -------
+    KrylovBackend
+        The solvers to call for arrays of ``xp``.
+
+    Raises
+    ------
+    ModuleNotFoundError
+        If ``xp`` is neither NumPy nor the device double and cupyx cannot be
+        imported (CuPy absent).
+    """
     if xp is numpy:
         import scipy.sparse.linalg as linalg
         return KrylovBackend("scipy", linalg.cg, linalg.gmres, linalg.LinearOperator, True)
@@ -98,10 +138,24 @@ def backend_for(xp):
 def tolerance_keyword(solver):
     """'rtol' if ``solver`` accepts it, else 'tol' (SciPy < 1.12, cupyx 13).
 
+    Decided by the signature, not by version numbers (module docstring).
+
+    Parameters
+    ----------
+    solver : callable
+        A scipy-like Krylov solver (``cg``, ``gmres``).
+
+    Returns
+    -------
+    str
+        'rtol' or 'tol'.
+
     Raises
     ------
     TypeError
-        ``solver`` takes neither.
+        ``solver`` takes neither, or is not callable.
+    ValueError
+        If no signature can be read from ``solver`` (some built-ins).
     """
     parameters = inspect.signature(solver).parameters
     for keyword in ("rtol", "tol"):
@@ -112,7 +166,30 @@ def tolerance_keyword(solver):
 
 
 def gmres_maxiter(backend, maxiter, restart):
-    """refnet's ``maxiter`` (inner iterations, rounded up to whole cycles) in ``backend``'s count."""
+    """refnet's ``maxiter`` (inner iterations, rounded up to whole cycles) in ``backend``'s count.
+
+    Parameters
+    ----------
+    backend : KrylovBackend
+        Whose count to translate to.
+    maxiter : int
+        Inner iterations (products with A), >= 1.
+    restart : int
+        Krylov dimension of one cycle, >= 1.
+
+    Returns
+    -------
+    int
+        ⌈maxiter / restart⌉ cycles (at least 1) for SciPy; that many cycles
+        times ``restart`` inner iterations for cupyx.
+
+    Raises
+    ------
+    ZeroDivisionError
+        If ``restart`` is 0 (refnet's GMRES refuses that before calling).
+    TypeError
+        If ``maxiter`` or ``restart`` is not a number.
+    """
     cycles = max(1, math.ceil(maxiter / restart))
     return cycles if backend.gmres_maxiter_in_cycles else cycles * restart
 
@@ -125,8 +202,41 @@ def _operator(backend, A, dtype):
 def cg(backend, A, b, x0, *, rtol, atol, maxiter, callback=None):
     """The backend's CG on the symmetric positive (semi)definite A: ``(x, info)`` as scipy returns them.
 
-    b, x0 : flat vectors (N,) (x0 may be None);  maxiter : iterations or None (backend default).
     Stops on ‖b − A x‖₂ <= max(rtol ‖b‖₂, atol) (both backends).
+
+    Parameters
+    ----------
+    backend : KrylovBackend
+        From :func:`backend_for`.
+    A : refnet.solvers.LinearOperator
+        The operator; wrapped as the backend's LinearOperator on flat vectors.
+    b : (N,) array
+        Right-hand side, flat.
+    x0 : (N,) array or None
+        Start, flat; None for zeros.
+    rtol : float
+        Relative tolerance (dimensionless), passed as ``rtol=`` or ``tol=``.
+    atol : float
+        Absolute tolerance (units of b).
+    maxiter : int or None
+        Most CG iterations; None for the backend's default.
+    callback : callable or None
+        ``callback(xk)``, called after every iteration with the iterate (N,).
+
+    Returns
+    -------
+    x : (N,) array
+        The backend's last iterate.
+    info : int
+        The backend's code: 0 converged, > 0 iterations spent without
+        converging, < 0 breakdown.
+
+    Raises
+    ------
+    TypeError
+        If the backend's CG takes neither ``rtol`` nor ``tol``.
+    ValueError
+        If the backend refuses the shapes of ``b``/``x0`` against A.
     """
     options = {tolerance_keyword(backend.cg): rtol, "atol": atol, "maxiter": maxiter,
                "callback": callback}
@@ -134,10 +244,47 @@ def cg(backend, A, b, x0, *, rtol, atol, maxiter, callback=None):
 
 
 def gmres(backend, A, b, x0, *, rtol, atol, restart, maxiter, callback=None):
-    """The backend's restarted GMRES: ``(x, info)``; ``maxiter`` in refnet's count (module docstring).
+    """The backend's restarted GMRES (Saad & Schultz 1986): ``(x, info)``; ``maxiter`` in refnet's count.
 
-    ``callback(x)`` is called with the current iterate about once per restart
-    cycle (``callback_type="x"`` on both backends).
+    Parameters
+    ----------
+    backend : KrylovBackend
+        From :func:`backend_for`.
+    A : refnet.solvers.LinearOperator
+        The operator; wrapped as the backend's LinearOperator on flat vectors.
+    b : (N,) array
+        Right-hand side, flat.
+    x0 : (N,) array or None
+        Start, flat; None for zeros.
+    rtol : float
+        Relative tolerance (dimensionless), passed as ``rtol=`` or ``tol=``.
+    atol : float
+        Absolute tolerance (units of b).
+    restart : int
+        Krylov dimension between restarts, >= 1.
+    maxiter : int
+        Most inner iterations (products with A), >= 1, rounded up to whole
+        cycles and translated by :func:`gmres_maxiter`.
+    callback : callable or None
+        ``callback(x)``, called with the current iterate (N,) about once per
+        restart cycle (``callback_type="x"`` on both backends).
+
+    Returns
+    -------
+    x : (N,) array
+        The backend's last iterate.
+    info : int
+        The backend's code: 0 converged, > 0 not converged, < 0 breakdown.
+
+    Raises
+    ------
+    TypeError
+        If the backend's GMRES takes neither ``rtol`` nor ``tol``, or
+        ``maxiter``/``restart`` is not a number.
+    ZeroDivisionError
+        If ``restart`` is 0.
+    ValueError
+        If the backend refuses the shapes of ``b``/``x0`` against A.
     """
     options = {tolerance_keyword(backend.gmres): rtol, "atol": atol, "restart": restart,
                "maxiter": gmres_maxiter(backend, maxiter, restart)}

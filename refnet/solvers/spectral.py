@@ -25,18 +25,25 @@ def power_method(apply, v0, *, iterations=200):
 
     Parameters
     ----------
-    apply : callable (B, n) -> (B, n), the map M, row b depending on row b only
-    v0 : (B, n) start (nonzero rows)
-    iterations : int >= 2
+    apply : callable
+        The map M, (B, n) -> (B, n), row b depending on row b only.
+    v0 : (B, n) array
+        Start, floating, nonzero rows (a zero row gives the estimate 0).
+    iterations : int
+        Products with M, >= 2; the second half is averaged.
 
     Returns
     -------
-    rho : (B,) on the backend of v0
+    rho : (B,) array
+        |λ_max| of each example's block, on the backend and in the dtype of ``v0``.
 
     Raises
     ------
-    ValueError, TypeError
-        ``iterations`` not an int >= 2.
+    TypeError
+        If ``iterations`` is not an int.
+    ValueError
+        If ``iterations`` < 2, or ``v0`` has no floating dtype
+        (``numpy.finfo`` refuses it).
     """
     iterations = check_int("iterations", iterations, 2)
     xp = xp_of(v0)
@@ -58,20 +65,41 @@ def spectral_radius(cell, theta, x, h_star, *, iterations=200, seed=0, t=None):
     A diagnostic, not a certificate: with a gap |λ₂|/|λ₁| close to 1 it
     converges slowly (:func:`power_method`).
 
+    ρ(J) < 1 is the premise of the fixed-point iteration, original RBP
+    (Liao et al. 2018, Alg. 1) and Neumann-RBP (Alg. 2, Prop. 3).
+
     Parameters
     ----------
-    cell : a refnet cell with ``step_jvp``;  theta : dict, its params
-    x : (B, I) static input;  h_star : (B, n_state) the point
-    iterations : int >= 2;  seed : int, of the random start;  t : passed to ``cell.step``
+    cell : refnet cell
+        A cell with ``step``, ``step_vjp`` and ``step_jvp``.
+    theta : dict {name: array}
+        The cell's params.
+    x : (B, I) array
+        Static input.
+    h_star : (B, n_state) array
+        The point, usually an equilibrium h* (None is taken as zeros).
+    iterations : int
+        Power-method iterations, >= 2.
+    seed : int
+        Seed of the standard-normal start vector (NumPy's ``default_rng``), >= 0.
+    t : int or None
+        The step index passed to ``cell.step``.
 
     Returns
     -------
-    rho : (B,) on the backend of h*
+    rho : (B,) array
+        ρ(J_b) per example, on the backend and in the dtype of ``h_star``.
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments (the message names which).
+    TypeError
+        If ``cell`` lacks ``step``/``step_vjp``/``step_jvp`` or a contract
+        attribute, ``theta`` or an input is not a floating array dict/array,
+        dtypes are mixed, ``iterations`` is not an int, or ``seed`` is not an
+        int (from NumPy).
+    ValueError
+        If shapes disagree with the cell, the batch is empty, an input holds
+        NaN/Inf, ``iterations`` < 2, or ``seed`` is negative (from NumPy).
     """
     x = as_array("x", x)       # array-likes (torch tensors, lists) as the sequence algorithms take them
     h_star = check_problem(cell, theta, x, h_star, "h_star", needs=("step", "step_vjp", "step_jvp"))
