@@ -155,14 +155,14 @@ def problems(obj, *, kind, owner=None):
     missing = [name for name in expected if name not in flat and name.lstrip("*") not in flat]
     if missing:
         found.append(f"parameters not documented: {missing}")
-    if expected is not None and kind != "class" or (kind == "class" and not generated):
+    builtin_init = kind == "class" and not expected and not any(
+        "__init__" in vars(b) for b in obj.__mro__[:-1] if b.__module__ != "builtins")
+    if kind != "class" or not (generated or builtin_init):   # a builtin __init__ (*args) may be described
         stray = sorted(n for n in flat if n.lstrip("*") not in {e.lstrip("*") for e in expected})
         if stray and expected is not None:
             found.append(f"documented parameters the signature lacks: {stray}")
     if kind != "class" and _returns_a_value(function) and not (doc["Returns"] or doc["Yields"]):
         found.append("no Returns section")
-    builtin_init = kind == "class" and not expected and not any(
-        "__init__" in vars(b) for b in obj.__mro__[:-1] if b.__module__ != "builtins")
     if not doc["Raises"] and not generated and not builtin_init:
         found.append("no Raises section")
     return found
