@@ -185,7 +185,23 @@ def cell_checks(name, cell):
 
 
 def checks():
-    """The core matrix: every core cell, then every head loss."""
+    """The core matrix: every core cell, then every head loss.
+
+    The 11 rows of :func:`cell_checks` for every cell of :data:`~gradcheck.matrix.common.CELLS`,
+    then one FD row per head loss.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = []
     for name in CELLS:
         out += cell_checks(name, name)

@@ -259,7 +259,23 @@ def _optimiser(make, paper):
 
 
 def checks():
-    """The family's checks, in display order."""
+    """The family's checks, in display order.
+
+    The Elman kernels (tanh and ReLU, five methods each), the RTRL update
+    kernel and its BLAS route, then each optimiser against its paper's update.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = []
     for nonlinearity in ("tanh", "relu"):
         for method in ("step", "step_vjp", "jacobians", "steps", "steps_vjp"):

@@ -162,7 +162,22 @@ def _compare_nan_reference():
 
 
 def checks():
-    """The verdict rows, in display order."""
+    """The verdict rows, in display order.
+
+    One row per entry of the module docstring's table.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     return [
         Check("irnn", "kink detection", "kink named at relu(0), not a wrong gradient", _kink_detection),
         Check("gradcheck", "taylor f32, g wrong", "not PASS (f = 1000 + sum w, w float32, g = 0)",
