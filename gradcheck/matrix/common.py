@@ -214,13 +214,15 @@ class Problem:
 
         Returns
         -------
-        float or 0-d array
-            L = Σ_t Σ_b w_tb l(head(s_t), y_tb), through ``refnet.loss``.
+        float
+            L = Σ_t Σ_b w_tb ℓ(head(s_t), y_tb), through ``refnet.loss``.
 
         Raises
         ------
         KeyError
             As :meth:`unpack`.
+        ValueError
+            If a perturbed array holds NaN or Inf (``refnet.loss`` refuses it).
         refnet.NumericalError
             If the forward pass or the loss is not finite at ``flat``.
         """

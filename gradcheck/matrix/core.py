@@ -168,6 +168,29 @@ def cell_checks(name, cell):
     zero-argument factory returning any cell under the contract, so a new
     cell's module registers itself with ``cell_checks("mycell", lambda: MyCell(I, H))``
     (the problems feed inputs of width ``common.I``).
+
+    Parameters
+    ----------
+    name : str
+        The rows' cell label.
+    cell : str or callable
+        A name in :data:`~gradcheck.matrix.common.CELLS`, or a zero-argument
+        factory returning a cell with input width ``common.I``.
+
+    Returns
+    -------
+    list of Check
+        The 11 rows of the module docstring's table: BPTT = FD (three losses
+        and weightings), TBPTT(1, 2), (2, 3), (3, 3) = FD, TBPTT(2, T) = BPTT,
+        sequence VJP = FD, the JVP/VJP dot product, Jacobians = JVP, Taylor order.
+
+    Raises
+    ------
+    None
+        Nothing is built here: a bad ``cell`` surfaces when a row's ``run``
+        builds its :class:`~gradcheck.matrix.common.Problem` (KeyError for an
+        unknown name, TypeError for a non-callable), and
+        :func:`~gradcheck.matrix.common.run_check` reports it as a FAIL row.
     """
     return [
         Check(name, "bptt", "= FD of L (every step, CE)", _bptt_fd(cell, heads.softmax_cross_entropy, "every")),

@@ -64,6 +64,24 @@ def kernel_path(flag):
     """Run the body under ``REFNET_NUMBA=flag``; yields the list of kernels called through ``kernels.load``.
 
     Both the variable and ``kernels.load`` are restored on exit, whatever the body raised.
+    A context manager: ``with kernel_path("1") as calls: ...``.  The list is
+    the evidence a kernel row needs: a twin that silently ran instead of its
+    kernel leaves it empty.
+
+    Parameters
+    ----------
+    flag : {'0', '1'}
+        The value of ``REFNET_NUMBA`` inside the block.
+
+    Yields
+    ------
+    list of str
+        The names of the kernel functions called inside the block, in call order.
+
+    Raises
+    ------
+    TypeError
+        If ``flag`` is not a str (``os.environ`` takes only strings).
     """
     calls, load = [], kernels.load
 
