@@ -784,6 +784,10 @@ def run(*, repeats=None, quick=False):
 
     Raises
     ------
+    TypeError
+        If ``repeats`` is not an int (or None).
+    ValueError
+        If ``repeats`` < 1.
     BenchmarkError
         If refnet's and a peer's gradients disagree beyond :data:`GRAD_RTOL`.
     """
