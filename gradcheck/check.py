@@ -223,8 +223,10 @@ class GradReport:
         Raises
         ------
         TypeError
-            If a field was given a value of the wrong type (a report built by
-            hand); the reports the checks return always format.
+            If a numeric field holds None or another non-number (a report
+            built by hand); the reports the checks return always format.
+        ValueError
+            If a numeric field holds a str (a report built by hand).
         """
         ref = self.reference_name
         lines = [f"{'parameter':<24} {'rel error':>10} {'index':>14} {'analytic':>14} {ref:>14}"]
@@ -635,9 +637,10 @@ def compare_grads(grads, reference, *, rtol, atol=0.0, reference_name="reference
 
     Returns
     -------
-    GradReport; INCONCLUSIVE when every array is empty, or when both sides are
-    identically zero (unless ``zeros_are_evidence``): nothing that could differ
-    was compared.
+    GradReport
+        The worst entry per parameter and the verdict; INCONCLUSIVE when
+        every array is empty, or when both sides are identically zero (unless
+        ``zeros_are_evidence``): nothing that could differ was compared.
 
     Raises
     ------
@@ -927,8 +930,10 @@ class TaylorReport:
         Raises
         ------
         TypeError
-            If a field was given a value of the wrong type (a report built by
-            hand); the reports :func:`taylor_test` returns always format.
+            If a numeric field holds None or another non-number (a report
+            built by hand); the reports :func:`taylor_test` returns always format.
+        ValueError
+            If a numeric field holds a str (a report built by hand).
         """
         rows = [f"  eps={e:.3e}  r={r:.3e}" + ("" if e in self.usable else "  (noise)")
                 for e, r in zip(self.eps, self.remainders)]

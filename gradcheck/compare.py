@@ -251,7 +251,10 @@ class Divergence:
         Raises
         ------
         TypeError
-            If a numeric field holds a non-number (only for a Divergence built by hand).
+            If a numeric field holds None or another non-number (only for a
+            Divergence built by hand).
+        ValueError
+            If a numeric field holds a str (only for a Divergence built by hand).
         """
         of = f" of {T}" if T else ""
         gate = f" (gate {self.gate})" if self.gate else ""

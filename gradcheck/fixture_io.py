@@ -484,13 +484,14 @@ def load_fixture(path):
         If ``path`` is not a str or os.PathLike.
     FixtureError
         (a ValueError) naming the file and the problem: a file missing
-    (:class:`FixtureFileNotFound`, also a FileNotFoundError), a sidecar that is
-    not JSON or not a fixture of a known version, an archive that is truncated,
-    corrupt, not a zip, holds a member that is not an .npy array, object
-    arrays, or a header claiming more data than it holds; a sidecar field of
-    the wrong type or range (every field refnet reads: :func:`validate_meta`),
-    or a nesting too deep to read; arrays whose keys, shapes or dtypes are not
-    the sidecar's, traces or gate blocks that do not fit their arrays.  Nothing is unpickled; every file is closed.
+        (:class:`FixtureFileNotFound`, also a FileNotFoundError), a sidecar that is
+        not JSON or not a fixture of a known version, an archive that is truncated,
+        corrupt, not a zip, holds a member that is not an .npy array, object
+        arrays, or a header claiming more data than it holds; a sidecar field of
+        the wrong type or range (every field refnet reads: :func:`validate_meta`),
+        or a nesting too deep to read; arrays whose keys, shapes or dtypes are not
+        the sidecar's, traces or gate blocks that do not fit their arrays.
+        Nothing is unpickled; every file is closed.
     """
     npz_path, json_path = fixture_paths(path)
     if not os.path.exists(npz_path):

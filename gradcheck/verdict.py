@@ -284,7 +284,7 @@ def recording():
 
     Raises
     ------
-    Exception
+    None
         Nothing of its own; an exception raised inside the block propagates
         after the list is unregistered.
     """
