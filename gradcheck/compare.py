@@ -68,7 +68,7 @@ from typing import Optional
 
 import numpy as np
 
-from .fixture_io import FixtureError, as_fixture, fixture_paths, load_fixture, load_npz
+from .fixture_io import as_fixture, fixture_paths, load_fixture, load_npz
 from .tolerances import TOLERANCES
 from .verdict import Verdict
 

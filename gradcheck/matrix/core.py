@@ -2,7 +2,7 @@
 
 Each check builds a small random problem on the active backend and dtype
 (``REFNET_BACKEND``, ``REFNET_DTYPE``), runs refnet, and measures one
-relation (DESIGN.md §4).  Finite differences always evaluate the objective
+relation (the README's capability matrix).  Finite differences always evaluate the objective
 in float64 (at the same, possibly float32-rounded, point), so a float32 run
 measures the float32 gradient's own error, not the noise of a float32
 difference quotient; tolerances come from the analytic dtype's row.
