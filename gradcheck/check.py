@@ -648,8 +648,8 @@ def compare_grads(grads, reference, *, rtol, atol=0.0, reference_name="reference
         If ``grads`` or ``reference`` is not a dict of real arrays, or
         ``zeros_are_evidence`` is not a bool.
     ValueError
-        If ``rtol`` is None, ``rtol`` or ``atol`` is negative or not finite,
-        ``reference`` is empty, the keys or shapes differ, or an array holds NaN/Inf.
+        If ``rtol`` or ``atol`` is not a finite number >= 0 (for ``rtol``,
+        None included), ``reference`` is empty, the keys or shapes differ, or an array holds NaN/Inf.
     GradcheckError
         If ``raise_on_failure`` and the verdict is FAIL.
     InconclusiveError
@@ -826,7 +826,7 @@ def dot_product_test(u_Jv, JTu_v, *, rtol, raise_on_failure=True, allow_inconclu
     TypeError
         If a side is not a real scalar (an array of shape other than (), a str, None).
     ValueError
-        If ``rtol`` is None, negative or not finite.
+        If ``rtol`` is not a finite number >= 0 (None included).
     GradcheckError
         If ``raise_on_failure`` and the verdict is FAIL.
     InconclusiveError
