@@ -68,7 +68,21 @@ _FLOAT64_NOISE = 1e3
 
 @dataclass(frozen=True)
 class ParamError:
-    """The worst entry of one parameter (or one direction)."""
+    """The worst entry of one parameter (or one direction).
+
+    Attributes
+    ----------
+    name : str
+        The parameter's key in ``params`` (or ``'direction j'``).
+    rel_error : float
+        Its normwise relative error (module docstring), dimensionless.
+    index : tuple of int
+        Multi-index of the worst entry in the parameter's shape; () for a direction.
+    analytic : float
+        The analytic gradient there.
+    reference : float
+        The reference value there (finite difference, or the other algorithm).
+    """
 
     name: str
     rel_error: float
@@ -79,7 +93,33 @@ class ParamError:
 
 @dataclass(frozen=True)
 class Kink:
-    """A coordinate (or direction) where f is not differentiable at θ."""
+    """A coordinate (or direction) where f is not differentiable at θ.
+
+    Found when the second-order one-sided derivatives
+    (:func:`~gradcheck.finite_differences.one_sided_derivatives`) disagree
+    beyond tolerance and noise.
+
+    Attributes
+    ----------
+    name : str
+        The parameter's key (or ``'direction j'``, ``'direction v'``).
+    index : tuple of int
+        Multi-index of the coordinate in the parameter's shape; () for a direction.
+    analytic : float
+        The analytic derivative along that coordinate (or ⟨g, v⟩).
+    left : float
+        The left derivative (second-order one-sided difference).
+    right : float
+        The right derivative.
+    central : float
+        The central difference, (left + right) / 2 up to O(ε²).
+    matches : {'left', 'right', 'between', None}
+        Which side the analytic value equals within tolerance; 'between' when
+        strictly between them (a convention such as sign'(0) = 0), None when outside.
+    at_theta : bool
+        True when the kink is at θ; False when a one-sided estimate changes
+        with the step (the kink lies within (0, 2ε] of θ).
+    """
 
     name: str
     index: tuple
@@ -91,6 +131,19 @@ class Kink:
     at_theta: bool = True    # False: a one-sided estimate changes with the step (kink inside (0, 2ε])
 
     def describe(self):
+        """One line naming the coordinate, left, right and analytic values, and the side matched.
+
+        Returns
+        -------
+        str
+            E.g. ``"W[0, 1] not differentiable at θ (kink): left ..., right ..., analytic ... (= left)"``.
+
+        Raises
+        ------
+        KeyError
+            If ``matches`` is not one of 'left', 'right', 'between', None
+            (only for a Kink built by hand).
+        """
         where = f"{self.name}{list(self.index)}" if self.index != () else self.name
         side = {"left": " (= left)", "right": " (= right)", None: " (matches neither)",
                 "between": " (between them: a convention such as sign'(0) = 0)"}[self.matches]
@@ -101,7 +154,35 @@ class Kink:
 
 @dataclass(frozen=True)
 class GradReport:
-    """Outcome of a comparison: the verdict, and the worst entry per parameter (worst first)."""
+    """Outcome of a comparison: the verdict, and the worst entry per parameter (worst first).
+
+    Returned by :func:`check_grads`, :func:`check_directional`,
+    :func:`compare_grads` and :func:`dot_product_test`.
+
+    Attributes
+    ----------
+    max_rel_error : float
+        The largest normwise relative error over all parameters (inf when the
+        objective was not finite), dimensionless.
+    rtol : float
+        The relative tolerance the errors were held to.
+    atol : float
+        The absolute floor: a gradient below atol / rtol in ∞-norm counts as zero.
+    verdict : Verdict
+        PASS, FAIL or INCONCLUSIVE, with its reason.
+    params : list of ParamError
+        The worst entry of each parameter (or direction), worst first.
+    reference_name : str
+        The reference's column title (``'numeric'`` for finite differences).
+    kinks : list of Kink
+        Every non-differentiable coordinate examined.
+    notes : tuple of str
+        Remarks on the check, e.g. the objective's precision.
+    eps : float or None
+        The central-difference step used (None when no finite difference was taken).
+    noise : float or None
+        The measured σ of f near θ, in f's units (finite differences only).
+    """
 
     max_rel_error: float
     rtol: float
@@ -121,14 +202,32 @@ class GradReport:
 
     @property
     def status(self):
+        """The verdict's status: ``'pass'``, ``'fail'`` or ``'inconclusive'``."""
         return self.verdict.status
 
     @property
     def reason(self):
+        """The verdict's reason, in words."""
         return self.verdict.reason
 
     def table(self):
-        """A readable table, one row per parameter, worst first, then kinks and notes."""
+        """A readable table, one row per parameter, worst first, then kinks and notes.
+
+        Returns
+        -------
+        str
+            Lines of parameter, relative error, index, analytic and reference
+            values (out-of-tolerance rows marked), each kink described, the
+            notes, and a last line with the tolerance and the verdict.
+
+        Raises
+        ------
+        TypeError
+            If a numeric field holds None or another non-number (a report
+            built by hand); the reports the checks return always format.
+        ValueError
+            If a numeric field holds a str (a report built by hand).
+        """
         ref = self.reference_name
         lines = [f"{'parameter':<24} {'rel error':>10} {'index':>14} {'analytic':>14} {ref:>14}"]
         for p in self.params:
@@ -374,17 +473,25 @@ def check_grads(f, params, grads, *, eps=None, rtol=None, atol=None, equal_nan=F
 
     Parameters
     ----------
-    f : callable, dict {name: float64 array} -> real scalar
-        The objective; evaluated at float64 copies of ``params``.
+    f : callable
+        The objective, dict {name: float64 array} -> real scalar; evaluated
+        at float64 copies of ``params``, 2 evaluations per coordinate plus
+        16 to 64 more to measure its noise.
     params : dict {name: array}
         The point θ; any real dtype (float32 params are checked at their float64 copies).
-    grads : dict {name: array}, params' keys and shapes
-        The analytic gradient ∂f/∂θ; finite (NaN allowed with ``equal_nan``).
-    eps : float > 0, optional
-        Central-difference step; default from ``gradcheck.TOLERANCES`` for
-        the dtype of ``grads`` (or ``FLOAT32_OBJECTIVE`` for a float32 objective).
-    rtol, atol : float >= 0, optional
-        Tolerances of the error measure (module docstring), defaults as ``eps``.
+    grads : dict {name: array}
+        The analytic gradient ∂f/∂θ, with params' keys and shapes; finite
+        (NaN allowed with ``equal_nan``).
+    eps : float, optional
+        Central-difference step ε > 0, in the parameters' units; default from
+        ``gradcheck.TOLERANCES`` for the dtype of ``grads`` (or
+        ``FLOAT32_OBJECTIVE`` for a float32 objective).
+    rtol : float, optional
+        Relative tolerance (>= 0, dimensionless) of the normwise error
+        (module docstring); default as ``eps``.
+    atol : float, optional
+        Absolute floor (>= 0, in the gradient's units): a gradient with
+        ‖n‖_∞ < atol / rtol is compared absolutely; default as ``eps``.
     equal_nan : bool
         NaN in ``grads`` matches NaN in the finite differences.
     raise_on_failure : bool
@@ -404,9 +511,12 @@ def check_grads(f, params, grads, *, eps=None, rtol=None, atol=None, equal_nan=F
     TypeError
         ``f`` not callable or not returning a real scalar; a non-dict or non-real params/grads.
     ValueError
-        Empty params, key or shape mismatch, non-finite grads, eps <= 0, rtol/atol < 0.
-    GradcheckError, InconclusiveError
-        See ``raise_on_failure``.
+        Empty params, key or shape mismatch, non-finite grads, eps <= 0, rtol/atol < 0,
+        or ``grads`` of a dtype with no default tolerances while eps, rtol or atol is None.
+    GradcheckError
+        If ``raise_on_failure`` and the verdict is FAIL (including a non-finite objective).
+    InconclusiveError
+        If ``raise_on_failure``, the verdict is INCONCLUSIVE and not ``allow_inconclusive``.
     """
     objective = Objective(f)
     eps, rtol, atol = _check_positive(eps, "eps"), _check_tolerance(rtol, "rtol"), _check_tolerance(atol, "atol")
@@ -502,10 +612,21 @@ def compare_grads(grads, reference, *, rtol, atol=0.0, reference_name="reference
 
     Parameters
     ----------
-    grads, reference : dict {name: array}, the same keys and shapes, finite
-    rtol, atol : float >= 0
-    reference_name : str, the reference's column title
-    raise_on_failure, allow_inconclusive : as :func:`check_grads`
+    grads : dict {name: array}
+        The gradient under test, with the keys and shapes of ``reference``; finite.
+    reference : dict {name: array}
+        The reference gradient (e.g. BPTT's), at least one array; finite.
+    rtol : float
+        Relative tolerance (>= 0, dimensionless) of the normwise error
+        (module docstring); required, since the right bound depends on the relation.
+    atol : float, optional
+        Absolute floor (>= 0, in the gradient's units); 0 is read as 1e-300.
+    reference_name : str, optional
+        The reference's column title in the table and the failure message.
+    raise_on_failure : bool, optional
+        As :func:`check_grads`.
+    allow_inconclusive : bool, optional
+        As :func:`check_grads`.
     zeros_are_evidence : bool, default False
         Two gradients that are both identically zero agree about nothing (a
         loss with all weights 0, a detached head: any two algorithms give
@@ -516,13 +637,23 @@ def compare_grads(grads, reference, *, rtol, atol=0.0, reference_name="reference
 
     Returns
     -------
-    GradReport; INCONCLUSIVE when every array is empty, or when both sides are
-    identically zero (unless ``zeros_are_evidence``): nothing that could differ
-    was compared.
+    GradReport
+        The worst entry per parameter and the verdict; INCONCLUSIVE when
+        every array is empty, or when both sides are identically zero (unless
+        ``zeros_are_evidence``): nothing that could differ was compared.
 
     Raises
     ------
-    TypeError, ValueError for bad arguments; GradcheckError / InconclusiveError.
+    TypeError
+        If ``grads`` or ``reference`` is not a dict of real arrays, or
+        ``zeros_are_evidence`` is not a bool.
+    ValueError
+        If ``rtol`` or ``atol`` is not a finite number >= 0 (for ``rtol``,
+        None included), ``reference`` is empty, the keys or shapes differ, or an array holds NaN/Inf.
+    GradcheckError
+        If ``raise_on_failure`` and the verdict is FAIL.
+    InconclusiveError
+        If ``raise_on_failure``, the verdict is INCONCLUSIVE and not ``allow_inconclusive``.
     """
     rtol, atol = _check_tolerance(rtol, "rtol"), _check_tolerance(atol, "atol")
     if rtol is None:
@@ -568,17 +699,44 @@ def check_directional(f, params, grads, *, n_directions=3, seed=0, eps=None, rto
 
     Parameters
     ----------
-    f, params, grads, eps, rtol, atol, raise_on_failure, allow_inconclusive : as :func:`check_grads`
-    n_directions : int >= 1
-    seed : int, seed of the random directions
+    f : callable
+        The objective, dict {name: float64 array} -> real scalar; evaluated
+        at float64 copies of ``params``.
+    params : dict {name: array}
+        The point θ; any real dtype.
+    grads : dict {name: array}
+        The analytic gradient g = ∂f/∂θ, with params' keys and shapes; finite.
+    n_directions : int, optional
+        How many random unit directions v (>= 1); 2 evaluations of f each.
+    seed : int, optional
+        Seed (>= 0) of the random directions.
+    eps : float, optional
+        Step ε > 0 along v; default as :func:`check_grads`.
+    rtol : float, optional
+        Relative tolerance (>= 0) of the directional error above; default as :func:`check_grads`.
+    atol : float, optional
+        Absolute floor (>= 0): a gradient with ‖g‖₂ < atol / rtol is compared absolutely.
+    raise_on_failure : bool, optional
+        As :func:`check_grads`.
+    allow_inconclusive : bool, optional
+        As :func:`check_grads`.
 
     Returns
     -------
-    GradReport, one row per direction.
+    GradReport
+        One row per direction (``'direction j'``, worst first), its kinks and notes.
 
     Raises
     ------
-    TypeError, ValueError as :func:`check_grads`, and ValueError for ``n_directions < 1``.
+    TypeError
+        As :func:`check_grads`.
+    ValueError
+        As :func:`check_grads`, and for ``n_directions`` not an int >= 1 or
+        ``seed`` not an int >= 0.
+    GradcheckError
+        If ``raise_on_failure`` and the verdict is FAIL (including a non-finite objective).
+    InconclusiveError
+        If ``raise_on_failure``, the verdict is INCONCLUSIVE and not ``allow_inconclusive``.
     """
     if isinstance(n_directions, bool) or not isinstance(n_directions, numbers.Integral) or n_directions < 1:
         raise ValueError(f"n_directions must be an int >= 1, got {n_directions!r}")
@@ -640,20 +798,39 @@ def check_directional(f, params, grads, *, n_directions=3, seed=0, eps=None, rto
 def dot_product_test(u_Jv, JTu_v, *, rtol, raise_on_failure=True, allow_inconclusive=False):
     """Relative gap between ⟨u, J v⟩ (from a JVP) and ⟨Jᵀ u, v⟩ (from a VJP).
 
+    For a correct pair of JVP and VJP the two are equal up to rounding, so
+    ``rtol`` is the dtype's ``exact`` row (``gradcheck.TOLERANCES``).
+
     Parameters
     ----------
-    u_Jv, JTu_v : real scalars, the two sides
-    rtol : float >= 0, bound on |lhs − rhs| / max(|lhs|, |rhs|)
-    raise_on_failure, allow_inconclusive : as :func:`check_grads`
+    u_Jv : float
+        ⟨u, J v⟩, from the JVP; a real scalar (a number or 0-d array).
+    JTu_v : float
+        ⟨Jᵀ u, v⟩, from the VJP; a real scalar.
+    rtol : float
+        Bound (>= 0, dimensionless) on |lhs − rhs| / max(|lhs|, |rhs|).
+    raise_on_failure : bool, optional
+        As :func:`check_grads`.
+    allow_inconclusive : bool, optional
+        As :func:`check_grads`.
 
     Returns
     -------
-    GradReport; FAIL when a side is not finite, INCONCLUSIVE when both are 0
-    (the test then says nothing about J: draw u, v with ⟨u, J v⟩ ≠ 0).
+    GradReport
+        One row, the relative gap; FAIL when a side is not finite,
+        INCONCLUSIVE when both are 0 (the test then says nothing about J:
+        draw u, v with ⟨u, J v⟩ ≠ 0).
 
     Raises
     ------
-    TypeError for a non-scalar side, ValueError for a bad rtol; GradcheckError / InconclusiveError.
+    TypeError
+        If a side is not a real scalar (an array of shape other than (), a str, None).
+    ValueError
+        If ``rtol`` is not a finite number >= 0 (None included).
+    GradcheckError
+        If ``raise_on_failure`` and the verdict is FAIL.
+    InconclusiveError
+        If ``raise_on_failure``, the verdict is INCONCLUSIVE and not ``allow_inconclusive``.
     """
     rtol = _check_tolerance(rtol, "rtol")
     if rtol is None:
@@ -687,7 +864,34 @@ def dot_product_test(u_Jv, JTu_v, *, rtol, raise_on_failure=True, allow_inconclu
 
 @dataclass(frozen=True)
 class TaylorReport:
-    """Remainders r(ε) = |f(θ + d_ε) − f(θ) − ⟨g, d_ε⟩| and their observed order, with the verdict."""
+    """Remainders r(ε) = |f(θ + d_ε) − f(θ) − ⟨g, d_ε⟩| and their observed order, with the verdict.
+
+    Returned by :func:`taylor_test`.
+
+    Attributes
+    ----------
+    eps : tuple of float
+        The steps ε swept, in order.
+    remainders : tuple of float
+        r(ε) for each step (in f's units).
+    order : float
+        The median of the 3 smallest-ε slopes of log r against log ε above
+        the floor; NaN with fewer than 2 usable points.
+    min_order : float
+        The order a pass needs.
+    verdict : Verdict
+        PASS, FAIL or INCONCLUSIVE, with its reason.
+    floor : float
+        Remainders at or below it are noise: max(100 σ, 10 u |f(θ)|).
+    noise : float
+        The measured σ of f at θ, in the evaluation dtype.
+    usable : tuple of float
+        The ε whose remainder is above the floor.
+    dtype : str
+        The dtype f was evaluated in (``'float64'`` or ``'float32'``).
+    kink : Kink or None
+        Set when f is not differentiable at θ along v (the verdict is then INCONCLUSIVE).
+    """
 
     eps: tuple
     remainders: tuple
@@ -707,13 +911,30 @@ class TaylorReport:
 
     @property
     def status(self):
+        """The verdict's status: ``'pass'``, ``'fail'`` or ``'inconclusive'``."""
         return self.verdict.status
 
     @property
     def reason(self):
+        """The verdict's reason, in words."""
         return self.verdict.reason
 
     def table(self):
+        """One line per ε with its remainder (``(noise)`` below the floor), then the order and verdict.
+
+        Returns
+        -------
+        str
+            The readable table a failure message carries.
+
+        Raises
+        ------
+        TypeError
+            If a numeric field holds None or another non-number (a report
+            built by hand); the reports :func:`taylor_test` returns always format.
+        ValueError
+            If a numeric field holds a str (a report built by hand).
+        """
         rows = [f"  eps={e:.3e}  r={r:.3e}" + ("" if e in self.usable else "  (noise)")
                 for e, r in zip(self.eps, self.remainders)]
         return "\n".join(rows + [f"evaluated in {self.dtype}; noise σ = {self.noise:.2e}, floor "
@@ -780,23 +1001,41 @@ def taylor_test(f, params, grads, *, eps=None, seed=0, min_order=1.8, raise_on_f
 
     Parameters
     ----------
-    f : callable, dict -> real scalar
-    params : dict {name: array}, the point θ
-    grads : dict {name: array}, params' keys and shapes, finite
-    eps : sequence of at least two float > 0, optional
-        The sweep; default 0.1 · 2^-k, k = 0, 1, … (above), along a random unit direction.
-    seed : int, the direction's seed
-    min_order : float > 0
-    raise_on_failure, allow_inconclusive : as :func:`check_grads`
+    f : callable
+        The objective, dict {name: array} -> real scalar, evaluated in the
+        params' own precision (above).
+    params : dict {name: array}
+        The point θ; float32 arrays stay float32, others become float64.
+    grads : dict {name: array}
+        The analytic gradient g, with params' keys and shapes; finite.
+    eps : sequence of float, optional
+        The sweep, at least two steps > 0 along a random unit direction v;
+        default 0.1 · 2^-k, k = 0, 1, … (above).
+    seed : int, optional
+        Seed (>= 0) of the direction v.
+    min_order : float, optional
+        The observed order (> 0) a pass needs; a correct gradient gives 2, a wrong one 1.
+    raise_on_failure : bool, optional
+        As :func:`check_grads`.
+    allow_inconclusive : bool, optional
+        As :func:`check_grads`.
 
     Returns
     -------
     TaylorReport
+        The sweep, remainders, observed order, noise floor and verdict.
 
     Raises
     ------
-    TypeError, ValueError for bad arguments (as :func:`check_grads`, and an
-    empty or non-positive ``eps`` sweep); GradcheckError / InconclusiveError.
+    TypeError
+        As :func:`check_grads`, and for an ``eps`` that is not a sequence.
+    ValueError
+        As :func:`check_grads`; for ``eps`` with fewer than two steps or a step
+        that is not a finite number > 0, ``min_order`` <= 0, ``seed`` not an int >= 0.
+    GradcheckError
+        If ``raise_on_failure`` and the verdict is FAIL (including a non-finite objective).
+    InconclusiveError
+        If ``raise_on_failure``, the verdict is INCONCLUSIVE and not ``allow_inconclusive``.
     """
     objective = Objective(f)
     _check_positive(min_order, "min_order")

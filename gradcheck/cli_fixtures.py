@@ -90,7 +90,35 @@ def _export_parser(exporters, cells):
 
 
 def export_main(argv=None):
-    """``python -m gradcheck export --cell C --algorithm A --out DIR [...]``; returns the exit status."""
+    """``python -m gradcheck export --cell C --algorithm A --out DIR [...]``; returns the exit status.
+
+    Computes the fixture with ``refnet.fixtures.EXPORTERS[A]`` (from a seed,
+    or from the user's arrays with ``--from FILE.npz``), writes
+    ``DIR/NAME.npz`` and ``DIR/NAME.json`` and prints the two paths.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``export``; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 (:data:`EXIT_AGREE`) once both files are written.
+
+    Raises
+    ------
+    SystemExit
+        With status 2 (argparse's usage error) for a bad command line: an
+        unknown cell or algorithm, ``--from`` together with ``--seed`` or a
+        size flag, an option the algorithm does not take, a ``--from`` file
+        that cannot be read or does not fit, or a ValueError/TypeError from
+        the exporter; with status 0 for ``--help``.
+    ImportError
+        If refnet cannot be imported (it is imported here, not at module import).
+    OSError
+        If the output folder or files cannot be written.
+    """
     from refnet.fixtures import ALL_CELLS, EXPORTERS
 
     parser = _export_parser(EXPORTERS, ALL_CELLS)
@@ -174,7 +202,31 @@ def _from_file_maker(parser, args, exporter):
 
 
 def compare_main(argv=None):
-    """``python -m gradcheck compare REF CAND [--json] [--rtol R] [--atol A]``; returns the exit status."""
+    """``python -m gradcheck compare REF CAND [--json] [--rtol R] [--atol A]``; returns the exit status.
+
+    Prints :func:`gradcheck.compare`'s table (or, with ``--json``, its
+    ``to_dict()`` as one JSON object) on stdout; errors go to stderr.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``compare``; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        :data:`EXIT_AGREE` (0) the candidate agrees; :data:`EXIT_DIFFER` (1) it
+        differs or holds a non-finite entry; :data:`EXIT_COULD_NOT_COMPARE` (2)
+        a file is missing, unreadable or inconsistent (the message names it);
+        :data:`EXIT_INCONCLUSIVE` (3) nothing was compared.
+
+    Raises
+    ------
+    SystemExit
+        With status 2 (argparse's usage error) for a bad command line, such as
+        a negative or non-numeric ``--rtol``/``--atol``; with status 0 for ``--help``.
+        Errors while comparing are reported as exit status 2, not raised.
+    """
     p = argparse.ArgumentParser(prog="python -m gradcheck compare",
                                 description="Compare a candidate with a reference fixture; say where it "
                                             "first diverges.  Exit status: 0 agree, 1 differ, 2 could not "
@@ -208,7 +260,28 @@ def compare_main(argv=None):
 
 
 def main(argv=None):
-    """Dispatch ``export …`` / ``compare …`` (what ``python -m gradcheck`` forwards here)."""
+    """Dispatch ``export …`` / ``compare …`` (what ``python -m gradcheck`` forwards here).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The subcommand and its arguments; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The subcommand's exit status, or 2 (with a usage line on stderr) when
+        ``argv`` is empty or names no subcommand.
+
+    Raises
+    ------
+    SystemExit
+        As :func:`export_main` and :func:`compare_main` (argparse usage errors).
+    ImportError
+        As :func:`export_main`.
+    OSError
+        As :func:`export_main`.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"export": export_main, "compare": compare_main}
     if not argv or argv[0] not in commands:

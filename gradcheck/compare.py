@@ -68,7 +68,7 @@ from typing import Optional
 
 import numpy as np
 
-from .fixture_io import FixtureError, as_fixture, fixture_paths, load_fixture, load_npz
+from .fixture_io import as_fixture, fixture_paths, load_fixture, load_npz
 from .tolerances import TOLERANCES
 from .verdict import Verdict
 
@@ -84,7 +84,26 @@ COMPARE_TOLERANCES = {
 
 
 def compare_tolerances(dtype):
-    """The :data:`COMPARE_TOLERANCES` row for ``dtype``; ValueError for a dtype with no row."""
+    """The :data:`COMPARE_TOLERANCES` row for ``dtype``; ValueError for a dtype with no row.
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        Anything ``np.dtype`` accepts.
+
+    Returns
+    -------
+    dict
+        ``{'rtol': float, 'atol': float}`` (the table in the module docstring),
+        the very dict stored in :data:`COMPARE_TOLERANCES` (do not mutate it).
+
+    Raises
+    ------
+    TypeError
+        If ``np.dtype`` does not understand ``dtype``.
+    ValueError
+        If it is a dtype with no row (only float64 and float32 have one).
+    """
     dtype = np.dtype(dtype)
     if dtype not in COMPARE_TOLERANCES:
         raise ValueError(f"dtype must be one of {[str(d) for d in COMPARE_TOLERANCES]}, got {dtype}")
@@ -93,7 +112,41 @@ def compare_tolerances(dtype):
 
 @dataclass(frozen=True)
 class ArrayDiff:
-    """One compared array: its errors and where the worst entry is."""
+    """One compared array: its errors and where the worst entry is.
+
+    Attributes
+    ----------
+    key : str
+        The fixture key (``'grads/weight_ih_l0'``, ``'forward/h_l0'`` ...).
+    max_abs : float
+        max |a − r| over the entries the reference defines (inf where the candidate is NaN).
+    max_rel : float
+        The normwise relative error of the worst entry (module docstring), dimensionless.
+    passed : bool
+        Whether every entry is within its bound.
+    index : tuple of int
+        Multi-index of the worst entry (traces: (t − 1, b, unit)).
+    candidate : float
+        The candidate's value there (NaN for an empty array).
+    reference : float
+        The reference's value there.
+    gate : str or None
+        The gate of the worst row, for an array with gate blocks of more than one gate.
+    unit : int or None
+        The unit of the worst entry (within its gate block, or a trace's last axis).
+    step : int or None
+        Traces: t of the worst entry, 1-based.
+    batch : int or None
+        Traces: its batch element.
+    dtype : str or None
+        The dtype whose :data:`COMPARE_TOLERANCES` row judged this array.
+    rtol : float or None
+        The relative tolerance this array was held to.
+    atol : float or None
+        The absolute floor this array was held to.
+    defined : int or None
+        Entries the reference defines (not NaN); 0 means nothing was compared.
+    """
 
     key: str
     max_abs: float
@@ -112,7 +165,19 @@ class ArrayDiff:
     defined: Optional[int] = None  # entries the reference defines (not NaN): 0 means nothing compared
 
     def where(self):
-        """The worst entry in words: ``step 3 batch 1 unit 2``, ``[5, 1] gate f unit 1``."""
+        """The worst entry in words: ``step 3 batch 1 unit 2``, ``[5, 1] gate f unit 1``.
+
+        Returns
+        -------
+        str
+            The step, batch element and unit for a trace; otherwise the
+            multi-index, with the gate and unit where the array has gate blocks.
+
+        Raises
+        ------
+        TypeError
+            If ``index`` is not iterable (only for an ArrayDiff built by hand).
+        """
         if self.step is not None:
             return f"step {self.step} batch {self.batch} unit {self.unit}"
         return (str(list(self.index)) + (f" gate {self.gate}" if self.gate else "")
@@ -121,7 +186,39 @@ class ArrayDiff:
 
 @dataclass(frozen=True)
 class Divergence:
-    """The first place where a trace leaves the reference."""
+    """The first place where a trace leaves the reference.
+
+    Attributes
+    ----------
+    direction : {'forward', 'backward'}
+        Which pass the trace belongs to.
+    key : str
+        The trace's fixture key.
+    quantity : str
+        What the trace holds: ``'a_i'``, ``'h'``, ``'dc'``, ``'da_f'``, ``'dh_prev_from_a_o'`` ...
+    gate : str or None
+        The gate the quantity belongs to, if any.
+    layer : int
+        The layer, 0 at the bottom.
+    step : int
+        t, 1-based (the trace's row t − 1; a solve's iteration for ``rows: 'ascending'``).
+    batch : int
+        The batch element with the largest excess over the bound at that step.
+    unit : int
+        Its unit.
+    candidate : float
+        The candidate's value there.
+    reference : float
+        The reference's value there.
+    abs_error : float
+        |candidate − reference|.
+    bound : float
+        max(rtol ‖r_t‖_∞, atol), the bound it exceeded.
+    count : int
+        Diverging entries of this quantity at this step.
+    size : int
+        Entries of this quantity at this step.
+    """
 
     direction: str            # 'forward' or 'backward'
     key: str
@@ -139,6 +236,26 @@ class Divergence:
     size: int                 # entries of this quantity at this step
 
     def describe(self, T=None):
+        """One line: step, layer, quantity, gate, batch, unit, both values, the bound and how many diverge.
+
+        Parameters
+        ----------
+        T : int, optional
+            The sequence length, shown as ``step t of T`` when given.
+
+        Returns
+        -------
+        str
+            The divergence in words.
+
+        Raises
+        ------
+        TypeError
+            If a numeric field holds None or another non-number (only for a
+            Divergence built by hand).
+        ValueError
+            If a numeric field holds a str (only for a Divergence built by hand).
+        """
         of = f" of {T}" if T else ""
         gate = f" (gate {self.gate})" if self.gate else ""
         return (f"step {self.step}{of}, layer {self.layer}, {self.quantity}{gate}, batch {self.batch}, "
@@ -153,6 +270,31 @@ class CompareReport:
     ``verdict`` is PASS (every compared array agrees), FAIL (one does not;
     the reason names it, and a non-finite candidate entry by its index) or
     INCONCLUSIVE (no result array in common: nothing was compared).
+
+    Attributes
+    ----------
+    verdict : Verdict
+        PASS, FAIL or INCONCLUSIVE, with its reason.
+    dtype : str
+        The least precise dtype among the result arrays compared.
+    rtol : float
+        The relative tolerance of that dtype (or the caller's override).
+    atol : float
+        The absolute floor of that dtype (or the caller's override).
+    arrays : list of ArrayDiff
+        One per shared key, in the reference's key order.
+    first_forward : Divergence or None
+        The first forward divergence, in the order the forward computes.
+    first_backward : Divergence or None
+        The first backward divergence, in the order back-propagation computes.
+    missing : list of str
+        Result keys (``forward/``, ``backward/``, ``grads/``) the candidate lacks.
+    ignored : list of str
+        Candidate keys the reference lacks.
+    context : dict
+        Cell, algorithm and sizes (T, B, hidden_size, num_layers) from the reference's meta.
+    undefined : list of str
+        Result keys whose reference is NaN everywhere (nothing compared).
     """
 
     verdict: Verdict
@@ -174,6 +316,7 @@ class CompareReport:
 
     @property
     def reason(self):
+        """The verdict's reason, in words."""
         return self.verdict.reason
 
     @property
@@ -187,6 +330,18 @@ class CompareReport:
         return self.first_forward or self.first_backward
 
     def table(self):
+        """The readable report: context, first divergences, one row per array, what was not compared.
+
+        Returns
+        -------
+        str
+            What ``str(report)`` and ``print(report)`` show.
+
+        Raises
+        ------
+        KeyError
+            If ``verdict.status`` is unknown (only for a report built by hand).
+        """
         c = self.context
         T = c.get("T")
         head = " ".join(f"{k} {c[k]}" for k in ("cell", "algorithm") if k in c)
@@ -215,7 +370,22 @@ class CompareReport:
         return self.table()
 
     def to_dict(self):
-        """A JSON-able dict of the whole report."""
+        """A JSON-able dict of the whole report.
+
+        Returns
+        -------
+        dict
+            ``passed``, ``verdict`` (the status), ``reason``, ``dtype``,
+            ``rtol``, ``atol``, ``first_forward`` and ``first_backward`` (dicts
+            or None), ``arrays`` (one dict per ArrayDiff, ``index`` as a
+            list), ``missing``, ``undefined``, ``ignored``, ``context``.
+
+        Raises
+        ------
+        TypeError
+            If a divergence or array entry is not a dataclass instance (only
+            for a report built by hand).
+        """
         return {"passed": self.passed, "verdict": self.verdict.status, "reason": self.verdict.reason,
                 "dtype": self.dtype, "rtol": self.rtol, "atol": self.atol,
                 "first_forward": None if self.first_forward is None else asdict(self.first_forward),
@@ -259,9 +429,29 @@ def candidate_arrays(candidate):
     """The candidate's arrays {key: NumPy array}: from a fixture, a path, or a (nested) dict.
 
     A path with a sidecar is loaded (and validated) as a fixture; a path
-    without one is read as a plain ``.npz`` of arrays (no pickle).  Raises
-    FixtureError naming the file for anything unreadable, TypeError for a
-    candidate that is none of these.
+    without one is read as a plain ``.npz`` of arrays (no pickle).  Torch
+    tensors (detached, on the CPU), JAX and CuPy arrays are read as NumPy.
+
+    Parameters
+    ----------
+    candidate : dict, Fixture, str or os.PathLike
+        A (possibly nested) dict {key: array or tensor}, nested keys joined by
+        ``/`` (``{'grads': {'weight_ih_l0': g}}`` -> ``'grads/weight_ih_l0'``);
+        anything with ``arrays``; or a fixture or ``.npz`` path.
+
+    Returns
+    -------
+    dict {key: ndarray}
+        Flat keys, NumPy arrays.
+
+    Raises
+    ------
+    TypeError
+        If ``candidate`` is none of these, or an entry is not a real (bool,
+        int, float) array.
+    FixtureError
+        Naming the file, for a path that is missing, unreadable, or (with a
+        sidecar) not a valid fixture.
     """
     if isinstance(candidate, dict):
         return _flatten(candidate)
@@ -362,28 +552,41 @@ def compare(reference, candidate, *, rtol=None, atol=None):
 
     Parameters
     ----------
-    reference : a fixture path, or an object with ``meta`` and ``arrays``
-    candidate : another fixture (or its path, or a plain ``.npz`` path), or a
+    reference : str, os.PathLike, Fixture or object
+        A fixture path, or an object with ``meta`` and ``arrays``.
+    candidate : dict, Fixture, str or os.PathLike
+        Another fixture (or its path, or a plain ``.npz`` path), or a
         (possibly nested) dict {key: array or tensor} under the fixture's keys,
-        e.g. ``{'grads': {'weight_ih_l0': …}}``
-    rtol, atol : float >= 0, optional
-        Override, for every array, the :data:`COMPARE_TOLERANCES` row of the
-        less precise real dtype of that array's two versions (what the arrays
-        are, not what a sidecar says).  ``rtol = 0`` compares exactly up to
-        ``atol``; ``rtol = atol = 0`` asks for exact equality.
+        e.g. ``{'grads': {'weight_ih_l0': …}}`` (see :func:`candidate_arrays`).
+    rtol : float, optional
+        Relative tolerance (>= 0, dimensionless) overriding, for every array,
+        the :data:`COMPARE_TOLERANCES` row of the less precise real dtype of
+        that array's two versions (what the arrays are, not what a sidecar
+        says).  ``rtol = 0`` compares exactly up to ``atol``.
+    atol : float, optional
+        Absolute floor (>= 0, in each array's units) overriding the row's;
+        ``rtol = atol = 0`` asks for exact equality.
 
     Returns
     -------
-    CompareReport; ``report.verdict`` (PASS / FAIL / INCONCLUSIVE: no result
-    array in common), ``report.passed``, ``report.first_divergence``, ``print(report)``.
+    CompareReport
+        ``report.verdict`` (PASS / FAIL / INCONCLUSIVE: no result array in
+        common, or none of their entries defined), ``report.passed``,
+        ``report.first_divergence``; ``print(report)`` shows the table.
 
     Raises
     ------
-    FixtureError (a ValueError) naming the file for a missing, unreadable or
-    inconsistent fixture or candidate file (and for a sidecar field of the
-    wrong type); ValueError when a shared key's shapes differ or for a
-    negative or non-finite tolerance; TypeError for a tolerance that is not a
-    number or a candidate that is not arrays.
+    FixtureError
+        (a ValueError) naming the file, for a missing, unreadable or
+        inconsistent fixture or candidate file, and for a sidecar field of the
+        wrong type or range.
+    ValueError
+        If a shared key's shapes differ, a tolerance is negative or not
+        finite, or an array compared has a float dtype with no tolerance row
+        (float16, say) -- even when both ``rtol`` and ``atol`` are given.
+    TypeError
+        If a tolerance is not a number, ``reference`` is not a fixture, or
+        ``candidate`` is not arrays.
     """
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is None:

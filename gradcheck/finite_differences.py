@@ -26,7 +26,24 @@ __all__ = ["Objective", "numerical_gradient", "directional_derivative", "as_floa
 
 
 def unit_roundoff(dtype):
-    """u = eps / 2 of a float dtype (float64 for anything that is not a NumPy float)."""
+    """u = eps / 2 of a float dtype (float64 for anything that is not a NumPy float).
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        Anything ``np.dtype`` accepts; a non-float dtype (int, bool) counts as float64.
+
+    Returns
+    -------
+    float
+        The unit roundoff u (dimensionless): 2^-53 ≈ 1.1e-16 for float64,
+        2^-24 ≈ 6e-8 for float32.
+
+    Raises
+    ------
+    TypeError
+        If ``np.dtype`` does not understand ``dtype``.
+    """
     dtype = np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(np.float64)
     return float(np.finfo(dtype).eps) / 2
 
@@ -39,7 +56,31 @@ def _check_params(params, name="params"):
 
 
 def as_float64(params, name="params"):
-    """A float64 NumPy copy of every array in ``params`` (TypeError for a non-real entry)."""
+    """A float64 NumPy copy of every array in ``params`` (TypeError for a non-real entry).
+
+    Torch tensors are detached and moved to the host, CuPy arrays copied to
+    the host, so a check can be handed the user's own arrays.
+
+    Parameters
+    ----------
+    params : dict {name: array}
+        Arrays of any shape and real dtype (bool, int or float), or scalars.
+    name : str, optional
+        What ``params`` is called in error messages (``'params'``, ``'direction'``).
+
+    Returns
+    -------
+    dict {name: float64 ndarray}
+        Fresh copies with the same keys and shapes; the caller may write into them.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is not a dict, or an entry is not a real array (complex,
+        object, string dtype, or not convertible by ``np.asarray``).
+    ValueError
+        If ``params`` is empty.
+    """
     _check_params(params, name)
     out = {}
     for key, value in params.items():
@@ -77,7 +118,23 @@ class Objective:
     """``f`` with its result checked: a real scalar (a number or a 0-d array), read as a float.
 
     ``dtype`` is the least precise floating dtype ``f`` has returned (float64
-    for Python floats), ``calls`` how often it was evaluated.
+    for Python floats), ``calls`` how often it was evaluated.  Calling it,
+    ``objective(params, where)``, returns ``f(params)`` as a float; ``where``
+    (e.g. ``"f(θ + ε e) at params['W'] flat index 3"``) names the evaluation
+    in the TypeError raised for a result that is not a real scalar.
+
+    Parameters
+    ----------
+    f : callable or Objective
+        The objective, params dict ``{name: array}`` -> real scalar (a Python
+        number or a 0-d array); an Objective is unwrapped to its ``f``.
+
+    Raises
+    ------
+    TypeError
+        If ``f`` is not callable.  A call raises TypeError when ``f`` returns
+        something other than a real scalar (an array of shape other than (),
+        a complex, a str, None).
     """
 
     def __init__(self, f):
@@ -122,20 +179,30 @@ def _check_eps(eps):
 def numerical_gradient(f, params, *, eps):
     """∂f/∂θ_i ≈ (f(θ + ε e_i) − f(θ − ε e_i)) / 2ε for every coordinate i, in float64.
 
+    Costs 2 evaluations of ``f`` per coordinate; the truncation error is
+    O(ε²) (times f's third derivative) and the rounding error O(u |f| / ε).
+
     Parameters
     ----------
-    f : callable, dict -> real scalar
-    params : dict {name: array}, evaluated at float64 copies
-    eps : float > 0, the step
+    f : callable
+        The objective, params dict {name: float64 array} -> real scalar.
+    params : dict {name: array}
+        The point θ; any real dtype, evaluated at float64 copies.
+    eps : float
+        The step ε > 0, in the parameters' units.
 
     Returns
     -------
-    dict {name: float64 array} of params' shapes (NaN/Inf where f was not finite).
+    dict {name: float64 ndarray}
+        The central differences, in params' shapes (NaN/Inf where f was not finite).
 
     Raises
     ------
-    TypeError for a non-callable ``f``, a non-scalar result or a non-real param;
-    ValueError for ``eps <= 0`` or empty ``params``.
+    TypeError
+        If ``f`` is not callable or returns something other than a real scalar,
+        or ``params`` is not a dict or holds a non-real array.
+    ValueError
+        If ``eps`` is not a finite number > 0, or ``params`` is empty.
     """
     eps = _check_eps(eps)
     objective = Objective(f)
@@ -159,9 +226,33 @@ def numerical_gradient(f, params, *, eps):
 def directional_derivative(f, params, direction, *, eps):
     """⟨∇f, v⟩ ≈ (f(θ + ε v) − f(θ − ε v)) / 2ε, in float64.
 
-    ``direction`` holds params' keys and shapes.  Raises TypeError/ValueError
-    as :func:`numerical_gradient`, and ValueError for a direction whose keys
-    or shapes differ from params'.
+    Two evaluations of ``f`` whatever the size of θ; ``v`` is used as given
+    (not normalised), so the result scales with ‖v‖.
+
+    Parameters
+    ----------
+    f : callable
+        The objective, params dict {name: float64 array} -> real scalar.
+    params : dict {name: array}
+        The point θ; any real dtype, evaluated at float64 copies.
+    direction : dict {name: array}
+        The direction v, with params' keys and shapes.
+    eps : float
+        The step ε > 0 along v.
+
+    Returns
+    -------
+    float
+        The central difference (NaN/Inf when f was not finite at θ ± ε v).
+
+    Raises
+    ------
+    TypeError
+        As :func:`numerical_gradient`, and for a ``direction`` that is not a
+        dict of real arrays.
+    ValueError
+        As :func:`numerical_gradient`, and if the keys or shapes of
+        ``direction`` differ from those of ``params``.
     """
     eps = _check_eps(eps)
     objective = Objective(f)
@@ -182,7 +273,28 @@ def one_sided_derivatives(phi, phi0, eps):
 
     right = (−3 φ(0) + 4 φ(ε) − φ(2ε)) / 2ε, left the mirror image; each also
     at step ε/2, so a side whose two estimates disagree has a kink inside
-    (0, 2ε] rather than at 0.  Returns ``(left, right, left_half, right_half)``.
+    (0, 2ε] rather than at 0.  Each is exact for a quadratic on its side
+    (error O(ε²)), so at a kink left and right differ by the jump in slope.
+
+    Parameters
+    ----------
+    phi : callable
+        φ(t) = f(θ + t v), float -> float; called 8 times, at ±ε, ±2ε, ±ε/2.
+    phi0 : float
+        φ(0), already at hand.
+    eps : float
+        The step ε > 0 (not validated here).
+
+    Returns
+    -------
+    tuple of 4 float
+        ``(left, right, left_half, right_half)``: the left and right
+        derivatives at step ε, then at step ε/2.
+
+    Raises
+    ------
+    ZeroDivisionError
+        If ``eps`` is 0.  Whatever ``phi`` raises propagates.
     """
     def right_at(h, sign):
         return sign * (-3.0 * phi0 + 4.0 * phi(sign * h) - phi(sign * 2.0 * h)) / (2.0 * h)
@@ -207,8 +319,37 @@ def estimate_noise(phi, phi0, h, *, m=8, grow=100.0, tries=4):
 
     Values φ(±i h), i = 1..m, on each side; a side with fewer than 3 distinct
     values is below φ's resolution, so h grows by ``grow`` (up to ``tries``
-    times).  Returns ``(sigma, h_used)``; sigma is 0 when φ is constant at
-    every step tried, and ``(nan, t)`` when φ(t) is not finite.
+    times).  Moré & Wild (2011, Eq. 2.4, Alg. 1).
+
+    Parameters
+    ----------
+    phi : callable
+        φ(t) = f(θ + t v), float -> float; called 2 m times per try.
+    phi0 : float
+        φ(0), already at hand.
+    h : float
+        The first spacing, > 0, in the units of t.
+    m : int, optional
+        Values per side besides φ(0); differences of orders 2..6 are taken.
+    grow : float, optional
+        Factor by which h grows when a side is below φ's resolution.
+    tries : int, optional
+        How many spacings to try at most.
+
+    Returns
+    -------
+    sigma : float
+        The noise's standard deviation, in φ's units: the smaller of the two
+        sides' estimates; 0 when φ is constant at every step tried; NaN when
+        φ was not finite somewhere.
+    h_used : float
+        The spacing that gave ``sigma``, or, with NaN, the t where φ(t) was not finite.
+
+    Raises
+    ------
+    TypeError
+        If ``phi`` is not callable.  The arguments are not otherwise
+        validated; whatever ``phi`` raises propagates.
     """
     for _ in range(tries):
         sides = []

@@ -24,16 +24,57 @@ VERSIONS = (1,)
 
 
 class FixtureError(ValueError):
-    """A fixture or candidate file is missing, unreadable, or not what its sidecar says; names the file."""
+    """A fixture or candidate file is missing, unreadable, or not what its sidecar says; names the file.
+
+    A ValueError, so that code catching bad input as ValueError catches it too.
+
+    Parameters
+    ----------
+    *args : object
+        The message (one str naming the file and the problem), as for ValueError.
+    **kwargs : object
+        None are accepted (as for ValueError).
+
+    Raises
+    ------
+    TypeError
+        If keyword arguments are given (ValueError takes none).
+    """
 
 
 class FixtureFileNotFound(FixtureError, FileNotFoundError):
-    """A fixture file does not exist (also a FileNotFoundError)."""
+    """A fixture file does not exist (also a FileNotFoundError).
+
+    Parameters
+    ----------
+    *args : object
+        The message (one str naming the missing file).
+    **kwargs : object
+        None are accepted.
+
+    Raises
+    ------
+    TypeError
+        If keyword arguments are given.
+    """
 
 
 @dataclass(frozen=True)
 class Fixture:
-    """A fixture: ``meta`` (the JSON sidecar as a dict), ``arrays`` {key: NumPy array}, where it was read."""
+    """A fixture: ``meta`` (the JSON sidecar as a dict), ``arrays`` {key: NumPy array}, where it was read.
+
+    Attributes
+    ----------
+    meta : dict
+        The sidecar: ``format``, ``version``, ``arrays`` (key -> shape, dtype)
+        and the fields ``refnet.fixtures`` describes (cell, algorithm, T, B,
+        traces, gate_blocks, tolerances...).
+    arrays : dict {key: ndarray}
+        The arrays under their slash-separated keys (``'inputs/x'``,
+        ``'grads/weight_ih_l0'``, ``'forward/h_l0'`` (T, B, H) ...).
+    path : str or None
+        The stem it was read from (``DIR/NAME``), None for a fixture made in memory.
+    """
 
     meta: dict
     arrays: dict
@@ -41,7 +82,28 @@ class Fixture:
 
 
 def fixture_paths(path):
-    """(``.npz`` path, ``.json`` path) of the fixture at ``path`` (stem, either file, or a folder of one)."""
+    """(``.npz`` path, ``.json`` path) of the fixture at ``path`` (stem, either file, or a folder of one).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``DIR/NAME``, ``DIR/NAME.npz``, ``DIR/NAME.json``, or a folder holding
+        exactly one ``NAME.json``.  The files need not exist (except in the folder case).
+
+    Returns
+    -------
+    npz_path : str
+        ``DIR/NAME.npz``.
+    json_path : str
+        ``DIR/NAME.json``.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a str or os.PathLike.
+    FixtureError
+        If ``path`` is a folder holding no ``.json`` sidecar or more than one.
+    """
     try:
         path = os.fspath(path)
     except TypeError:
@@ -63,7 +125,35 @@ def save_fixture(fixture, path, *, tolerances=None):
 
     ``meta['arrays']`` gains each array's shape and dtype, and
     ``meta['tolerances']`` the comparison defaults by dtype
-    (``gradcheck.compare.COMPARE_TOLERANCES`` unless given).  Returns the two paths.
+    (``gradcheck.compare.COMPARE_TOLERANCES`` unless given).  The arrays are
+    written with ``np.savez`` (uncompressed, no pickle), the sidecar as
+    indented JSON; a missing folder is created; existing files are overwritten.
+
+    Parameters
+    ----------
+    fixture : Fixture or object
+        Anything with ``meta`` (a dict) and ``arrays`` ({key: array}, numeric dtypes).
+    path : str or os.PathLike
+        Where to write, as for :func:`fixture_paths`.
+    tolerances : dict, optional
+        ``{dtype name: {'rtol': float, 'atol': float}}`` to record in the sidecar.
+
+    Returns
+    -------
+    npz_path : str
+        The ``.npz`` written.
+    json_path : str
+        The ``.json`` sidecar written.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a str or os.PathLike, an array is not numeric
+        (bool, int, float: no pickle), or ``meta`` holds something JSON cannot encode.
+    FixtureError
+        If ``path`` is a folder that does not hold exactly one fixture.
+    OSError
+        If the folder cannot be created or a file cannot be written.
     """
     npz_path, json_path = fixture_paths(path)
     arrays = {key: np.asarray(value) for key, value in fixture.arrays.items()}
@@ -140,6 +230,27 @@ def load_npz(path):
     arrays, object and non-numeric arrays, and headers claiming more data
     than the member (or the archive) holds are refused — every header is read
     and checked before any array is allocated; the file is closed on every path.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npz`` file itself (no stem resolution here).
+
+    Returns
+    -------
+    dict {key: ndarray}
+        Every member, keyed by its name without ``.npy``.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a str or os.PathLike.
+    FixtureFileNotFound
+        If the file does not exist.
+    FixtureError
+        If it is not a zip file, is corrupt or truncated, holds a member name
+        twice, a member that is not an ``.npy`` array, an object or
+        non-numeric array, or a header claiming more data than it holds.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -203,6 +314,13 @@ def validate_meta(meta, where):
     """Check every field of a sidecar that refnet reads, by type and range, before any of it is used.
 
     ``where`` names the file (or "the reference fixture") in the messages.
+
+    Parameters
+    ----------
+    meta : dict
+        The sidecar as read from JSON.
+    where : str
+        What to call it in error messages (``"sidecar 'x.json'"``).
 
     Raises
     ------
@@ -290,6 +408,15 @@ def validate_meta(meta, where):
 def check_meta_against_arrays(meta, arrays, where):
     """The parts of a (validated) sidecar that describe arrays must fit those arrays: traces, gate blocks.
 
+    Parameters
+    ----------
+    meta : dict
+        A sidecar already passed through :func:`validate_meta`.
+    arrays : dict {key: array}
+        The fixture's arrays; keys the sidecar names but ``arrays`` lacks are skipped here.
+    where : str
+        What to call the fixture in error messages.
+
     Raises
     ------
     FixtureError
@@ -344,21 +471,27 @@ def load_fixture(path):
     Parameters
     ----------
     path : str or os.PathLike
+        ``DIR/NAME``, either file, or a folder holding exactly one fixture.
 
     Returns
     -------
     Fixture
+        Its ``meta``, its ``arrays`` and the stem it was read from.
 
     Raises
     ------
-    FixtureError (a ValueError) naming the file and the problem: a file missing
-    (:class:`FixtureFileNotFound`, also a FileNotFoundError), a sidecar that is
-    not JSON or not a fixture of a known version, an archive that is truncated,
-    corrupt, not a zip, holds a member that is not an .npy array, object
-    arrays, or a header claiming more data than it holds; a sidecar field of
-    the wrong type or range (every field refnet reads: :func:`validate_meta`),
-    or a nesting too deep to read; arrays whose keys, shapes or dtypes are not
-    the sidecar's, traces or gate blocks that do not fit their arrays.  Nothing is unpickled; every file is closed.
+    TypeError
+        If ``path`` is not a str or os.PathLike.
+    FixtureError
+        (a ValueError) naming the file and the problem: a file missing
+        (:class:`FixtureFileNotFound`, also a FileNotFoundError), a sidecar that is
+        not JSON or not a fixture of a known version, an archive that is truncated,
+        corrupt, not a zip, holds a member that is not an .npy array, object
+        arrays, or a header claiming more data than it holds; a sidecar field of
+        the wrong type or range (every field refnet reads: :func:`validate_meta`),
+        or a nesting too deep to read; arrays whose keys, shapes or dtypes are not
+        the sidecar's, traces or gate blocks that do not fit their arrays.
+        Nothing is unpickled; every file is closed.
     """
     npz_path, json_path = fixture_paths(path)
     if not os.path.exists(npz_path):
@@ -371,7 +504,32 @@ def load_fixture(path):
 
 
 def as_fixture(obj):
-    """A :class:`Fixture` from a path or from any object with ``meta`` and ``arrays``."""
+    """A :class:`Fixture` from a path or from any object with ``meta`` and ``arrays``.
+
+    A path is loaded with :func:`load_fixture`; an object in memory is
+    validated as a sidecar would be (an unsaved one may lack ``format``,
+    ``version`` and the ``arrays`` table, which :func:`save_fixture` adds).
+
+    Parameters
+    ----------
+    obj : str, os.PathLike, Fixture or object
+        A fixture path, or anything with ``meta`` (a dict) and ``arrays``.
+
+    Returns
+    -------
+    Fixture
+        ``obj`` itself when it is a Fixture, else a Fixture holding copies
+        of its ``meta`` and ``arrays`` dicts.
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` is neither a path nor has ``meta`` and ``arrays``.
+    FixtureError
+        As :func:`load_fixture` for a path; for an object, a ``meta`` field
+        of the wrong type or range, or traces or gate blocks that do not fit
+        the arrays.
+    """
     if isinstance(obj, (str, os.PathLike)):
         return load_fixture(obj)
     if hasattr(obj, "meta") and hasattr(obj, "arrays"):

@@ -42,39 +42,63 @@ def _candidate_keys(grads):
 def check_torch(model, x, *, loss, h0=None, c0=None, grads=None, rtol=None, atol=None, dtype="float64"):
     """Check the gradients of a PyTorch nn.RNN/LSTM/GRU (or your gradient function) against refnet.
 
+    The cells are Elman's (1990, Eq. 1; ``nn.RNN``), the LSTM with forget
+    gate (Hochreiter & Schmidhuber 1997; Gers et al. 2000) and the GRU (Cho
+    et al. 2014), in PyTorch's gate order and parameter names.
+
     Parameters
     ----------
-    model : torch.nn.RNN, LSTM or GRU (``batch_first=False``, unidirectional), any num_layers, bias on or
-        off; or, with ``grads``, anything :func:`refnet.fixtures.model_from` accepts (state_dict, Flax
-        tree, per-gate dict, plain arrays)
+    model : torch.nn.RNN, LSTM or GRU, or parameters
+        A module with ``batch_first=False``, unidirectional, any num_layers,
+        bias on or off; or, with ``grads``, anything
+        :func:`refnet.fixtures.model_from` accepts (state_dict, Flax tree,
+        per-gate dict, plain arrays).
     x : (T, B, input_size) tensor or array
-    loss : callable ``loss(output, state) -> scalar tensor`` on what the module returns: ``output``
-        (T, B, H) and ``state`` = ``h_n`` (num_layers, B, H), or ``(h_n, c_n)`` for an LSTM; e.g.
-        ``lambda out, _: F.cross_entropy(head(out).flatten(0, 1), y.flatten())``
-    h0, c0 : (num_layers, B, H) initial states, default zeros (c0: LSTM only)
+        The inputs, T steps of B examples.
+    loss : callable
+        ``loss(output, state) -> scalar tensor`` on what the module returns:
+        ``output`` (T, B, H) and ``state`` = ``h_n`` (num_layers, B, H), or
+        ``(h_n, c_n)`` for an LSTM; e.g.
+        ``lambda out, _: F.cross_entropy(head(out).flatten(0, 1), y.flatten())``.
+    h0 : (num_layers, B, H) tensor or array, optional
+        Initial hidden state (a (B, H) one for one layer); default zeros.
+    c0 : (num_layers, B, H) tensor or array, optional
+        Initial cell state, LSTM only; default zeros.
     grads : callable, optional
         ``grads(x, h0)`` (``grads(x, h0, c0)`` for an LSTM) returning your gradients of ``loss``
         {name: tensor or array}: names ``weight_ih_l0`` …, ``x``, ``h0``, ``c0`` (or fixture keys such as
         ``forward/h_l0``); it is called with float64 tensors that require grad.  Default: torch autograd
         through ``model`` itself.
-    rtol, atol : float, optional
-        Override :data:`gradcheck.COMPARE_TOLERANCES` (by the candidate's dtype: float32 modules are held
-        to the float32 row).
-    dtype : 'float64' or 'float32'
+    rtol : float, optional
+        Relative tolerance (>= 0) overriding :data:`gradcheck.COMPARE_TOLERANCES` (by the
+        candidate's dtype: float32 modules are held to the float32 row).
+    atol : float, optional
+        Absolute floor (>= 0) overriding the row's.
+    dtype : {'float64', 'float32'}
         Precision of refnet's reference (default float64).
 
     Returns
     -------
-    CompareReport: ``report.passed`` (PASS only), ``report.verdict`` (PASS / FAIL / INCONCLUSIVE),
-    ``print(report)`` (per-array errors, first divergence).  INCONCLUSIVE when the loss's cotangents are
-    all exactly zero (every gradient is zero: nothing is tested).
+    CompareReport
+        ``report.passed`` (PASS only), ``report.verdict`` (PASS / FAIL /
+        INCONCLUSIVE), ``print(report)`` (per-array errors, first
+        divergence).  INCONCLUSIVE when the loss's cotangents are all exactly
+        zero (every gradient is zero: nothing is tested).
 
     Raises
     ------
-    ImportError if torch is not installed; TypeError for a loss that is not callable or does not
-    return a scalar tensor, or grads returning a non-dict; ValueError for a module in training mode
-    with dropout between layers, and as :func:`refnet.fixtures.problem_from` for data that do not fit
-    the model (named argument, expected and received).
+    ImportError
+        If torch (or refnet) is not installed.
+    TypeError
+        If ``loss`` or ``grads`` is not callable, ``model`` is not a torch
+        module while ``grads`` is None, ``loss`` does not return a 0-d torch
+        tensor, or ``grads`` returns something other than a dict with str keys.
+    ValueError
+        If ``dtype`` is neither 'float64' nor 'float32'; for a module in
+        training mode with dropout between layers; as
+        :func:`refnet.fixtures.problem_from` for data that do not fit the
+        model (named argument, expected and received); and as
+        :func:`gradcheck.compare` for a bad tolerance.
     """
     import torch
 

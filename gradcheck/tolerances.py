@@ -34,7 +34,27 @@ FLOAT32_OBJECTIVE = {"eps": 4e-3, "rtol": 1e-3, "atol": 1e-6}
 
 
 def tolerances_for(dtype):
-    """The tolerance row for ``dtype``; ValueError for a dtype with no row."""
+    """The tolerance row for ``dtype``; ValueError for a dtype with no row.
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        Anything ``np.dtype`` accepts (``'float64'``, ``np.float32``, an array's ``dtype``).
+
+    Returns
+    -------
+    dict
+        ``{'eps', 'rtol', 'atol', 'exact'}`` for that dtype (dimensionless;
+        ``eps`` is the central-difference step in the parameters' units), the
+        very dict stored in :data:`TOLERANCES` (do not mutate it).
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not something ``np.dtype`` understands.
+    ValueError
+        If it is a dtype with no row (only float64 and float32 have one).
+    """
     try:
         dtype = np.dtype(dtype)
     except TypeError:

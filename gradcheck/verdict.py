@@ -31,6 +31,22 @@ class Verdict:
     ``Verdict.inconclusive(reason)``.  ``bool(verdict)`` is refused (a verdict
     has three values): read ``verdict.passed``, ``verdict.failed`` or
     ``verdict.is_inconclusive``.
+
+    Attributes
+    ----------
+    status : str
+        ``'pass'``, ``'fail'`` or ``'inconclusive'`` (:data:`PASS`, :data:`FAIL`,
+        :data:`INCONCLUSIVE`).
+    reason : str
+        Why, in words (the failing parameter, the noise floor, the kink...);
+        may be empty for a pass.
+
+    Raises
+    ------
+    ValueError
+        If ``status`` is not one of the three statuses.
+    TypeError
+        If ``reason`` is not a str; also on ``bool(verdict)``, which is refused.
     """
 
     status: str
@@ -44,14 +60,65 @@ class Verdict:
 
     @classmethod
     def pass_(cls, reason=""):
+        """A PASS verdict.
+
+        Parameters
+        ----------
+        reason : str, optional
+            What was shown (may be empty).
+
+        Returns
+        -------
+        Verdict
+            ``status == 'pass'``.
+
+        Raises
+        ------
+        TypeError
+            If ``reason`` is not a str.
+        """
         return cls(PASS, reason)
 
     @classmethod
     def fail(cls, reason):
+        """A FAIL verdict.
+
+        Parameters
+        ----------
+        reason : str
+            What disagreed (parameter, index, analytic and numeric values).
+
+        Returns
+        -------
+        Verdict
+            ``status == 'fail'``.
+
+        Raises
+        ------
+        TypeError
+            If ``reason`` is not a str.
+        """
         return cls(FAIL, reason)
 
     @classmethod
     def inconclusive(cls, reason):
+        """An INCONCLUSIVE verdict: no evidence either way, never a pass.
+
+        Parameters
+        ----------
+        reason : str
+            Why there is no evidence (noise floor, kink, non-finite objective...).
+
+        Returns
+        -------
+        Verdict
+            ``status == 'inconclusive'``.
+
+        Raises
+        ------
+        TypeError
+            If ``reason`` is not a str.
+        """
         return cls(INCONCLUSIVE, reason)
 
     @property
@@ -61,10 +128,12 @@ class Verdict:
 
     @property
     def failed(self):
+        """True only for FAIL: evidence that the gradient is wrong."""
         return self.status == FAIL
 
     @property
     def is_inconclusive(self):
+        """True only for INCONCLUSIVE: no evidence either way."""
         return self.status == INCONCLUSIVE
 
     @property
@@ -85,6 +154,26 @@ def combine(verdicts, *, empty_reason="no check was made"):
 
     The reasons of the deciding verdicts are joined; no verdicts at all is
     inconclusive (``empty_reason``), never a pass.
+
+    Parameters
+    ----------
+    verdicts : iterable of Verdict
+        The verdicts to combine; consumed once.
+    empty_reason : str, optional
+        The reason of the INCONCLUSIVE verdict returned when ``verdicts`` is empty.
+
+    Returns
+    -------
+    Verdict
+        The combined verdict, its reason the ``'; '``-joined reasons of the
+        verdicts that decided it.
+
+    Raises
+    ------
+    TypeError
+        If ``verdicts`` is not iterable, or ``empty_reason`` is not a str.
+    AttributeError
+        If an element has no ``status`` (is not a Verdict).
     """
     verdicts = list(verdicts)
     if not verdicts:
@@ -97,7 +186,27 @@ def combine(verdicts, *, empty_reason="no check was made"):
 
 
 def as_verdict(value, reason=""):
-    """A :class:`Verdict` from a Verdict, a report with ``.verdict``, or a bool (True PASS, False FAIL)."""
+    """A :class:`Verdict` from a Verdict, a report with ``.verdict``, or a bool (True PASS, False FAIL).
+
+    Parameters
+    ----------
+    value : Verdict, report or bool
+        A Verdict (returned as is), an object whose ``verdict`` attribute is a
+        Verdict (a report), or a Python or NumPy bool.
+    reason : str, optional
+        The reason given to a verdict made from a bool; a False with no reason
+        gets ``'check returned False'``.
+
+    Returns
+    -------
+    Verdict
+        The verdict ``value`` stands for.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is none of the three kinds, or ``reason`` is not a str.
+    """
     if isinstance(value, Verdict):
         return value
     if isinstance(getattr(value, "verdict", None), Verdict):
@@ -109,7 +218,23 @@ def as_verdict(value, reason=""):
 
 
 class GradcheckError(AssertionError):
-    """A gradient check did not pass; ``report`` holds the numbers, ``verdict`` its outcome."""
+    """A gradient check did not pass; ``report`` holds the numbers, ``verdict`` its outcome.
+
+    Subclasses AssertionError so that a check used inside a test fails the test.
+
+    Parameters
+    ----------
+    message : str
+        The error message (the check's title, the verdict's reason and the report's table).
+    report : report
+        The report of the check (:class:`~gradcheck.check.GradReport`,
+        :class:`~gradcheck.check.TaylorReport`, ...), kept as ``self.report``.
+
+    Raises
+    ------
+    TypeError
+        Only if called with the wrong number of arguments; the constructor validates nothing.
+    """
 
     def __init__(self, message, report):
         super().__init__(message)
@@ -117,11 +242,25 @@ class GradcheckError(AssertionError):
 
     @property
     def verdict(self):
+        """The report's :class:`Verdict`, or None when the report has none."""
         return getattr(self.report, "verdict", None)
 
 
 class InconclusiveError(GradcheckError):
-    """A check found no evidence either way (its reason says why); raised unless ``allow_inconclusive``."""
+    """A check found no evidence either way (its reason says why); raised unless ``allow_inconclusive``.
+
+    Parameters
+    ----------
+    message : str
+        The error message (the verdict's reason and the report's table).
+    report : report
+        The report of the inconclusive check, kept as ``self.report``.
+
+    Raises
+    ------
+    TypeError
+        Only if called with the wrong number of arguments; the constructor validates nothing.
+    """
 
 
 # Reports made while a matrix row runs, so that a row written before verdicts
@@ -132,7 +271,23 @@ _recorders = []
 
 @contextmanager
 def recording():
-    """Collect the verdict of every report made inside the ``with`` block (a list, yielded)."""
+    """Collect the verdict of every report made inside the ``with`` block (a list, yielded).
+
+    Blocks may nest: a verdict is appended to every list open at the time.
+    The matrix uses it to show a row that returned a bare False as
+    INCONCLUSIVE when the report behind it was inconclusive.
+
+    Yields
+    ------
+    list of Verdict
+        Filled, in order, by every :func:`raise_for` called inside the block.
+
+    Raises
+    ------
+    None
+        Nothing of its own; an exception raised inside the block propagates
+        after the list is unregistered.
+    """
     seen = []
     _recorders.append(seen)
     try:
@@ -149,7 +304,33 @@ def _record(verdict):
 def raise_for(report, title, *, raise_on_failure, allow_inconclusive):
     """Record ``report``'s verdict; raise GradcheckError on FAIL, InconclusiveError on INCONCLUSIVE.
 
-    Returns ``report`` when nothing is raised.
+    The one place every check of this package raises, so that the raising
+    rule is the same for all of them.
+
+    Parameters
+    ----------
+    report : report
+        Any report with a ``verdict`` (:class:`Verdict`) and a ``table()`` method.
+    title : str
+        First words of the GradcheckError message (e.g. ``'gradient check failed'``).
+    raise_on_failure : bool
+        Whether to raise at all; False only records the verdict.
+    allow_inconclusive : bool
+        Whether an INCONCLUSIVE verdict returns the report instead of raising.
+
+    Returns
+    -------
+    report
+        ``report`` itself, when nothing is raised.
+
+    Raises
+    ------
+    GradcheckError
+        If ``raise_on_failure`` and the verdict is FAIL.
+    InconclusiveError
+        If ``raise_on_failure``, the verdict is INCONCLUSIVE and not ``allow_inconclusive``.
+    AttributeError
+        If ``report`` has no ``verdict``.
     """
     verdict = report.verdict
     _record(verdict)

@@ -20,7 +20,23 @@ __all__ = ["CELLS", "Check", "Row", "checks", "run_check"]
 
 
 def checks():
-    """Every registered check, in display order."""
+    """Every registered check, in display order.
+
+    The families of the module docstring, in that order; the fast-weight
+    cells' RTRL = BPTT rows follow the RTRL family's.  Nothing is run:
+    :func:`run_check` runs one row.
+
+    Returns
+    -------
+    list of Check
+        One per matrix row (cell, algorithm, relation, ``run``).
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_BACKEND`` names no backend (the fused and approximate-RTRL
+        families read it to decide whether their kernel rows apply).
+    """
     rtrl_for_other_families = [c for family in (fast_weights,) for name, factory in family.CELLS.items()
                                for c in rtrl.rtrl_checks(name, factory, estimators=False)]
     return (core.checks() + interop.checks() + fast_weights.checks() + ernn.checks() + rbp.checks()

@@ -29,7 +29,29 @@ CELLS = {
 
 @dataclass(frozen=True)
 class Row:
-    """One printed row: the check's measure, its tolerance and its verdict (pass / fail / inconclusive)."""
+    """One printed row: the check's measure, its tolerance and its verdict (pass / fail / inconclusive).
+
+    Attributes
+    ----------
+    cell : str
+        The row's cell (or family: ``'head'``, ``'optim'``, ``'gradcheck'``).
+    algorithm : str
+        The algorithm or entry point checked (``'bptt'``, ``'tbptt(2,3)'``, ...).
+    relation : str
+        The relation claimed, in words (``'= FD of L (every step, CE)'``).
+    max_rel_error : float or None
+        The measured error (dimensionless); None where the measure is not an
+        error (a Taylor order) or the check raised.
+    tolerance : float
+        The bound the error was held to (for a Taylor row, the minimum order);
+        NaN when the check raised.
+    verdict : Verdict
+        PASS, FAIL or INCONCLUSIVE, with its reason.
+    seconds : float
+        Wall-clock time of the check, in seconds.
+    detail : str
+        What the check adds (the worst entry, an order...) and the verdict's reason.
+    """
 
     cell: str
     algorithm: str
@@ -52,6 +74,18 @@ class Check:
 
     ``outcome`` is a bool (True = pass), a :class:`gradcheck.Verdict`, or a
     report with ``.verdict`` (:func:`run_check` reads all three).
+
+    Attributes
+    ----------
+    cell : str
+        The row's cell (or family).
+    algorithm : str
+        The algorithm or entry point checked.
+    relation : str
+        The relation claimed, in words.
+    run : callable
+        ``run() -> (max_rel_error or None, tolerance, outcome, detail)``; builds
+        its own problem, so listing checks costs nothing.
     """
 
     cell: str
@@ -61,10 +95,41 @@ class Check:
 
 
 class Problem:
-    """A seeded random problem for one cell: θ, β, x, s_0, targets and weights."""
+    """A seeded random problem for one cell: θ, β, x, s_0, targets and weights.
+
+    Sizes are the module's T = 5 steps, B = 3 examples, I = 3 inputs and
+    O = 3 outputs; arrays are made on the active backend and dtype
+    (``REFNET_BACKEND``, ``REFNET_DTYPE``).  Attributes: ``cell``, ``theta``,
+    ``head``, ``beta``, ``x`` (T, B, I), ``s0`` (B, n_state) ~ N(0, 0.5²),
+    ``y`` ((T, B) labels or (T, B, O) targets in [0, 1)), ``weights`` (T, B),
+    and float64 copies ``x64``, ``y64``, ``w64`` for the objective.
+
+    Parameters
+    ----------
+    cell : str or callable
+        A name in :data:`CELLS`, or a zero-argument factory returning a cell
+        with input width I.
+    loss : refnet.heads loss, optional
+        The head's loss (``heads.softmax_cross_entropy``, ``heads.sigmoid_bce``,
+        ``heads.mse``, ...); its ``label_target`` decides the kind of ``y``.
+    weights : {'every', 'last', 'mask'}, optional
+        Loss weights (T, B): every step, the last step only, or a random mask
+        (any other value gives the mask).
+    seed : int, optional
+        Seed (>= 0) of every draw.
+
+    Raises
+    ------
+    KeyError
+        If ``cell`` is a str that is not in :data:`CELLS`.
+    TypeError
+        If ``cell`` is neither a str nor callable, or ``seed`` is not an int.
+    ValueError
+        If ``seed`` is negative, or ``REFNET_BACKEND``/``REFNET_DTYPE`` hold an unknown value.
+    """
 
     def __init__(self, cell, loss=heads.softmax_cross_entropy, weights="every", seed=0):
-        """``cell``: a name in :data:`CELLS`, or a zero-argument factory returning a cell."""
+        """Draw θ, β, x, s_0, y and the weights (class docstring)."""
         r = rng(seed)
         self.cell = CELLS[cell]() if isinstance(cell, str) else cell()
         self.theta = self.cell.init(r)
@@ -86,42 +151,178 @@ class Problem:
         self.x64, self.y64, self.w64 = f64(self.x), f64(self.y), f64(self.weights)
 
     def pack(self, theta, beta, s0):
-        """One float64 NumPy dict for gradcheck: theta/…, beta/…, s0."""
+        """One NumPy dict for gradcheck: theta/…, beta/…, s0.
+
+        Parameters
+        ----------
+        theta : dict {name: array}
+            Cell parameters (or their gradients), keys as ``self.theta``.
+        beta : dict {name: array}
+            Head parameters (or their gradients), keys as ``self.beta``.
+        s0 : (B, n_state) array
+            The initial state (or ∂L/∂s_0).
+
+        Returns
+        -------
+        dict {str: ndarray}
+            ``'theta/<k>'``, ``'beta/<k>'`` and ``'s0'``, host copies in their
+            own dtype (gradcheck makes the float64 copies).
+
+        Raises
+        ------
+        AttributeError
+            If ``theta`` or ``beta`` is not a dict.
+        """
         out = {f"theta/{k}": to_numpy(v) for k, v in theta.items()}
         out.update({f"beta/{k}": to_numpy(v) for k, v in beta.items()})
         out["s0"] = to_numpy(s0)
         return out
 
     def unpack(self, flat):
-        """float64 θ, β, s_0 on the active backend, from a gradcheck dict."""
+        """float64 θ, β, s_0 on the active backend, from a gradcheck dict.
+
+        Parameters
+        ----------
+        flat : dict {str: array}
+            A dict as :meth:`pack` makes (gradcheck's perturbed point).
+
+        Returns
+        -------
+        theta : dict {name: array}
+            Cell parameters, float64.
+        beta : dict {name: array}
+            Head parameters, float64.
+        s0 : (B, n_state) array
+            Initial state, float64.
+
+        Raises
+        ------
+        KeyError
+            If ``flat`` lacks a ``theta/…``, ``beta/…`` or ``s0`` key of this problem.
+        """
         theta = {k: f64(flat[f"theta/{k}"]) for k in self.theta}
         beta = {k: f64(flat[f"beta/{k}"]) for k in self.beta}
         return theta, beta, f64(flat["s0"])
 
     def loss(self, flat):
-        """L in float64 at the point ``flat``."""
+        """L in float64 at the point ``flat``: the objective finite differences are taken of.
+
+        Parameters
+        ----------
+        flat : dict {str: array}
+            A dict as :meth:`pack` makes.
+
+        Returns
+        -------
+        float
+            L = Σ_t Σ_b w_tb ℓ(head(s_t), y_tb), through ``refnet.loss``.
+
+        Raises
+        ------
+        KeyError
+            As :meth:`unpack`.
+        ValueError
+            If a perturbed array holds NaN or Inf (``refnet.loss`` refuses it).
+        refnet.NumericalError
+            If the forward pass or the loss is not finite at ``flat``.
+        """
         theta, beta, s0 = self.unpack(flat)
         return refnet.loss(self.cell, theta, self.x64, s0, self.head, beta, self.y64, self.w64)
 
 
 def f64(a):
-    """``a`` on the active backend in float64 (integer labels stay integers)."""
+    """``a`` on the active backend in float64 (integer labels stay integers).
+
+    Parameters
+    ----------
+    a : array
+        Any array (NumPy, CuPy, or refnet's device double), any shape.
+
+    Returns
+    -------
+    array
+        ``a`` in float64 on the active backend (signed or unsigned integer
+        arrays keep their dtype).
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_BACKEND`` names no backend.
+    RuntimeError
+        If ``REFNET_BACKEND='cupy'`` and CuPy is unusable.
+    """
     a_np = to_numpy(a)
     return asarray(a_np, dtype=a_np.dtype if a_np.dtype.kind in "iu" else np.float64)
 
 
 def check_fd(f, point, grads):
-    """check_grads with a float64 step and the tolerances of the analytic dtype."""
+    """check_grads with a float64 step and the tolerances of the analytic dtype.
+
+    The step is float64's ε = 1e-6 whatever ``REFNET_DTYPE`` is (the objective
+    is evaluated in float64), while rtol and atol are the active dtype's row,
+    so a float32 run measures the float32 gradient's own error.
+
+    Parameters
+    ----------
+    f : callable
+        The objective, dict {name: float64 array} -> real scalar.
+    point : dict {name: array}
+        The point θ.
+    grads : dict {name: array}
+        The analytic gradient, with point's keys and shapes.
+
+    Returns
+    -------
+    GradReport
+        The report (never raised: ``raise_on_failure=False``).
+
+    Raises
+    ------
+    TypeError
+        As :func:`gradcheck.check_grads` (a non-callable ``f``, non-real arrays...).
+    ValueError
+        As :func:`gradcheck.check_grads` (key or shape mismatch, non-finite
+        grads), and for an unknown ``REFNET_DTYPE``.
+    """
     row = tolerances_for(get_dtype())
     return check_grads(f, point, grads, eps=tolerances_for(np.float64)["eps"], rtol=row["rtol"],
                        atol=row["atol"], raise_on_failure=False)
 
 
 def exact_tol():
+    """The active dtype's tolerance for relations that hold to rounding (RTRL = BPTT ...).
+
+    Returns
+    -------
+    float
+        ``TOLERANCES[REFNET_DTYPE]['exact']``: 1e-12 in float64, 1e-5 in float32.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_DTYPE`` is neither float64 nor float32.
+    """
     return tolerances_for(get_dtype())["exact"]
 
 
 def worst(report):
+    """The worst entry of a report in words, for a row's detail: ``'worst theta/weight_hh[2, 0]'``.
+
+    Parameters
+    ----------
+    report : GradReport
+        Any report with ``params`` (ParamError, worst first).
+
+    Returns
+    -------
+    str
+        ``'worst <name><index>'``, or ``''`` when the report has no rows.
+
+    Raises
+    ------
+    AttributeError
+        If ``report`` has no ``params``.
+    """
     if not report.params:
         return ""
     p = report.params[0]
@@ -157,6 +358,25 @@ def run_check(check):
 
     An exception becomes a FAIL row carrying its message (an
     :class:`gradcheck.InconclusiveError`, an INCONCLUSIVE row), not a dead CLI.
+    A bool False is INCONCLUSIVE when the reports made meanwhile were
+    inconclusive and none failed; a non-finite error is never a pass.
+
+    Parameters
+    ----------
+    check : Check
+        The row to run.
+
+    Returns
+    -------
+    Row
+        The measure, tolerance, verdict, time in seconds and detail.
+
+    Raises
+    ------
+    AttributeError
+        If ``check`` has no ``run``, ``cell``, ``algorithm`` or ``relation``.
+        Whatever ``check.run`` raises (an Exception) is reported in the row,
+        not raised; KeyboardInterrupt and SystemExit propagate.
     """
     start = time.perf_counter()
     with recording() as seen:

@@ -2,7 +2,7 @@
 
 Each check builds a small random problem on the active backend and dtype
 (``REFNET_BACKEND``, ``REFNET_DTYPE``), runs refnet, and measures one
-relation (DESIGN.md §4).  Finite differences always evaluate the objective
+relation (the README's capability matrix).  Finite differences always evaluate the objective
 in float64 (at the same, possibly float32-rounded, point), so a float32 run
 measures the float32 gradient's own error, not the noise of a float32
 difference quotient; tolerances come from the analytic dtype's row.
@@ -168,6 +168,29 @@ def cell_checks(name, cell):
     zero-argument factory returning any cell under the contract, so a new
     cell's module registers itself with ``cell_checks("mycell", lambda: MyCell(I, H))``
     (the problems feed inputs of width ``common.I``).
+
+    Parameters
+    ----------
+    name : str
+        The rows' cell label.
+    cell : str or callable
+        A name in :data:`~gradcheck.matrix.common.CELLS`, or a zero-argument
+        factory returning a cell with input width ``common.I``.
+
+    Returns
+    -------
+    list of Check
+        The 11 rows of the module docstring's table: BPTT = FD (three losses
+        and weightings), TBPTT(1, 2), (2, 3), (3, 3) = FD, TBPTT(2, T) = BPTT,
+        sequence VJP = FD, the JVP/VJP dot product, Jacobians = JVP, Taylor order.
+
+    Raises
+    ------
+    None
+        Nothing is built here: a bad ``cell`` surfaces when a row's ``run``
+        builds its :class:`~gradcheck.matrix.common.Problem` (KeyError for an
+        unknown name, TypeError for a non-callable), and
+        :func:`~gradcheck.matrix.common.run_check` reports it as a FAIL row.
     """
     return [
         Check(name, "bptt", "= FD of L (every step, CE)", _bptt_fd(cell, heads.softmax_cross_entropy, "every")),
@@ -185,7 +208,23 @@ def cell_checks(name, cell):
 
 
 def checks():
-    """The core matrix: every core cell, then every head loss."""
+    """The core matrix: every core cell, then every head loss.
+
+    The 11 rows of :func:`cell_checks` for every cell of :data:`~gradcheck.matrix.common.CELLS`,
+    then one FD row per head loss.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = []
     for name in CELLS:
         out += cell_checks(name, name)

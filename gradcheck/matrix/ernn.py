@@ -69,7 +69,25 @@ LIGHT = {"toy_ernn": CORE_ROWS - {("tbptt(2,3)", "= FD of truncated objective"),
 
 
 def checks():
-    """The family's checks, in display order."""
+    """The family's checks, in display order.
+
+    For each cell: its rows of :func:`~gradcheck.matrix.core.cell_checks`
+    (all of them for :data:`FULL`, the light set otherwise), then RTRL = BPTT.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        For the registered cells.  Listing builds each cell once
+        (:func:`~gradcheck.matrix.rtrl.rtrl_checks` asks whether it has
+        ``kronecker_factors``); every problem is built when its row's ``run``
+        is called, and :func:`~gradcheck.matrix.common.run_check` turns
+        whatever that raises into a FAIL row.
+    """
     out = []
     for name, factory in CELLS.items():
         out += [check for check in cell_checks(name, factory)

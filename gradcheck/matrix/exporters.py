@@ -454,7 +454,20 @@ KFRTRL_CELLS = ("elman_tanh", "fastrnn")     # the smooth cells with kronecker_f
 
 
 def checks():
-    """The exporters family's checks, in display order: one row per table entry."""
+    """The exporters family's checks, in display order: one row per table entry.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = [Check(name, "fixture(bptt)", "traces dh, da_* = FD of kicks at step t", _cell_traces_fd(name))
            for name in STEP_CELLS]
     out += [Check(name, "fixture(rtrl)", "sum_t <r_t, M_t> = FD of sum_t <r_t, s_t(theta)>",

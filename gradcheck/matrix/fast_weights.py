@@ -153,7 +153,23 @@ def _mlp_head_fd():
 
 
 def checks():
-    """The family's checks, in display order."""
+    """The family's checks, in display order.
+
+    The :data:`STANDARD` rows for each of the four cells, explicit = attention
+    for S = 1 and 2, then the layer-norm and MLP-head rows.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = [check for name, factory in CELLS.items() for check in cell_checks(name, factory)
            if (check.algorithm, check.relation) in STANDARD]
     out += [Check(f"fast_weights_s{S}", "explicit/attention", "= each other (loss, grads, h(t), A(t))",

@@ -107,7 +107,20 @@ def _loss_and_refresh(cell, t):
 
 
 def checks():
-    """FPP's per-transition gradient against FD for every core cell and every cell that reads t."""
+    """FPP's per-transition gradient against FD for every core cell and every cell that reads t.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = []
     for name in CELLS:
         out.append(Check(name, "fpp", "= FD of L_s + L_t (W, beta, s_prev, s_next)", _fpp_fd(name, 1.0, False)))

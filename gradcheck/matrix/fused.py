@@ -185,7 +185,21 @@ def _host_compiler():
 
 
 def checks():
-    """The family's rows: fused = per-step for every fused cell, kernel = twin for those with kernels."""
+    """The family's rows: fused = per-step for every fused cell, kernel = twin for those with kernels.
+
+    The kernel rows are listed on the NumPy backend only (the kernels take NumPy arrays).
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_BACKEND`` names no backend (read to decide whether the
+        kernel rows apply).
+    """
     rows = [Check(name, "fused sequence", "fused path = per-step path (bptt, tbptt, sequence_vjp)",
                   _fused_equals_per_step(name)) for name in FUSED_CELLS]
     if backend_name() == "numpy":       # the kernels take NumPy arrays only; elsewhere the twin is the path

@@ -120,7 +120,23 @@ def _fixture_traces_fd(cell_name):
 
 
 def checks():
-    """The oracle family's checks, in display order."""
+    """The oracle family's checks, in display order.
+
+    Per cell (Elman tanh, LSTM, GRU): the stacked VJP = FD, one layer = the
+    sequence VJP, and the BPTT fixture's traces = FD.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = []
     for name in ("elman_tanh", "lstm", "gru"):
         out += [

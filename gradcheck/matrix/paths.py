@@ -64,6 +64,24 @@ def kernel_path(flag):
     """Run the body under ``REFNET_NUMBA=flag``; yields the list of kernels called through ``kernels.load``.
 
     Both the variable and ``kernels.load`` are restored on exit, whatever the body raised.
+    A context manager: ``with kernel_path("1") as calls: ...``.  The list is
+    the evidence a kernel row needs: a twin that silently ran instead of its
+    kernel leaves it empty.
+
+    Parameters
+    ----------
+    flag : {'0', '1'}
+        The value of ``REFNET_NUMBA`` inside the block.
+
+    Yields
+    ------
+    list of str
+        The names of the kernel functions called inside the block, in call order.
+
+    Raises
+    ------
+    TypeError
+        If ``flag`` is not a str (``os.environ`` takes only strings).
     """
     calls, load = [], kernels.load
 
@@ -259,7 +277,23 @@ def _optimiser(make, paper):
 
 
 def checks():
-    """The family's checks, in display order."""
+    """The family's checks, in display order.
+
+    The Elman kernels (tanh and ReLU, five methods each), the RTRL update
+    kernel and its BLAS route, then each optimiser against its paper's update.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = []
     for nonlinearity in ("tanh", "relu"):
         for method in ("step", "step_vjp", "jacobians", "steps", "steps_vjp"):

@@ -258,7 +258,20 @@ def _claims(solver, **kwargs):
 
 
 def checks():
-    """The RBP family: implicit gradients against FD, Neumann-RBP against (T)BPTT, Prop. 3; Hopfield rows."""
+    """The RBP family: implicit gradients against FD, Neumann-RBP against (T)BPTT, Prop. 3; Hopfield rows.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     out = []
     for name in CONVERGENT:
         out += [

@@ -88,7 +88,25 @@ VARIANCE_MARGIN = 1.5   # the seeds spread up to ±16 % (irnn UORO): 1.5 × thei
 
 @dataclass(frozen=True)
 class ZTest:
-    """Outcome of :func:`z_test`."""
+    """Outcome of :func:`z_test`.
+
+    Attributes
+    ----------
+    max_z : float
+        max_j |mean_j − g_j| / (sd_j / √N), dimensionless.
+    critical : float
+        The Bonferroni-corrected two-sided quantile (normal, or Student's t) it is held to.
+    n : int
+        N, the number of estimates.
+    p : int
+        P, the number of coordinates tested.
+    scaled_error : float
+        √N ‖mean − g‖ / √(tr Σ): ≈ 1 when the error falls as 1/√N.
+    rel_variance : float
+        tr Σ / ‖g‖², the variance of one estimate relative to ‖g‖².
+    passed : bool
+        ``max_z <= critical``.
+    """
 
     max_z: float            # max_j |mean_j − g_j| / (sd_j / √N)
     critical: float         # Bonferroni-corrected two-sided quantile (normal, or Student's t)
@@ -108,6 +126,34 @@ def z_test(samples, reference, *, alpha=ALPHA, rtol=1e-12, student=False):
     never varies (a dead ReLU unit's weights) must match to rounding.  With
     ``student`` the quantile is Student's t with N − 1 degrees of freedom (for
     few samples, each a mean of many estimates) instead of the normal one.
+
+    Parameters
+    ----------
+    samples : (N, P) array
+        N independent estimates of a P-vector (N >= 2: the standard deviation
+        needs two).
+    reference : (P,) array
+        The value their mean should be (RTRL's dθ).
+    alpha : float, optional
+        Family-wise false-rejection rate, in (0, 1).
+    rtol : float, optional
+        Floor of the standard error, relative to max|reference| (dimensionless).
+    student : bool, optional
+        Use Student's t with N − 1 degrees of freedom (needs SciPy).
+
+    Returns
+    -------
+    ZTest
+        max z, the critical value, N, P, the scaled error, the relative
+        variance and whether it passed.
+
+    Raises
+    ------
+    ValueError
+        If ``samples`` is not 2-D, ``reference`` does not broadcast against
+        its rows, or ``reference`` is empty.
+    ImportError
+        If ``student`` and SciPy is not installed.
     """
     samples = np.asarray(samples, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
@@ -139,6 +185,34 @@ def estimates(p, estimator, calls, batch=1, seed=7):
     Each row is one call's ``dtheta`` (flattened) divided by ``batch``: the
     mean of ``batch`` estimates, the sequence repeated along the batch.  One
     Rng serves every call, so the calls are independent.
+
+    Parameters
+    ----------
+    p : Problem
+        The problem (:class:`~gradcheck.matrix.common.Problem`); only its first
+        sequence is used.
+    estimator : callable
+        ``uoro`` or ``kfrtrl`` (refnet's public entry points, with ``rng=``).
+    calls : int
+        How many calls, N.
+    batch : int, optional
+        Copies of the sequence per call; the call's dθ is divided by it.
+    seed : int, optional
+        Seed (>= 0) of the one Rng every call draws its signs from.
+
+    Returns
+    -------
+    (calls, P) ndarray
+        One flattened dθ estimate per row (P = the cell's parameter count).
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an int.
+    ValueError
+        If ``seed`` is negative or ``calls`` < 1 (nothing to stack).
+    refnet.NumericalError
+        If an estimator's run is not finite.
     """
     xp = xp_of(p.x)
     x, s, y, w = _first_sequence(p)
@@ -279,6 +353,30 @@ def rtrl_checks(name, cell, *, estimators=True):
 
     Another family registers the RTRL row of its cells with
     ``rtrl_checks("mycell", lambda: MyCell(I, H), estimators=False)``.
+
+    Parameters
+    ----------
+    name : str
+        The rows' cell label, and the key of :data:`REFERENCE_VARIANCE`.
+    cell : str or callable
+        A name in :data:`~gradcheck.matrix.common.CELLS`, or a zero-argument
+        factory returning a cell with input width ``common.I``.
+    estimators : bool, optional
+        Also list UORO's (and KF-RTRL's) step, unbiasedness and variance rows.
+
+    Returns
+    -------
+    list of Check
+        RTRL = BPTT, then with ``estimators`` the estimator rows of the module
+        docstring's table.
+
+    Raises
+    ------
+    KeyError
+        With ``estimators``, if ``cell`` is a str not in ``CELLS`` (the cell is
+        built once to ask whether it has ``kronecker_factors``).
+    TypeError
+        With ``estimators``, if ``cell`` is neither a str nor callable.
     """
     out = [Check(name, "rtrl", "= bptt (theta fixed; dtheta, dbeta, ds0)", _rtrl_equals_bptt(cell))]
     if not estimators:
@@ -305,5 +403,17 @@ def rtrl_checks(name, cell, *, estimators=True):
 
 
 def checks():
-    """The RTRL family for every core cell."""
+    """The RTRL family for every core cell.
+
+    Returns
+    -------
+    list of Check
+        :func:`rtrl_checks` with estimators, for each of :data:`~gradcheck.matrix.common.CELLS`.
+
+    Raises
+    ------
+    None
+        For the registered cells: listing builds each cell once, every problem
+        is built when its row's ``run`` is called.
+    """
     return [c for name in CELLS for c in rtrl_checks(name, name)]

@@ -289,7 +289,23 @@ def _fastrnn_kfrtrl(seed=7):
 
 
 def checks():
-    """The family's checks, in display order."""
+    """The family's checks, in display order.
+
+    For each leaky cell: :func:`~gradcheck.matrix.core.cell_checks` and
+    :func:`~gradcheck.matrix.rtrl.rtrl_checks`; then FastRNN's KF-RTRL rows, the
+    SnAp-n and RFLO rows, and (NumPy backend only) their kernels = twins.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_BACKEND`` names no backend (read to decide whether the
+        kernel rows apply).
+    """
     out = []
     for name, factory in CELLS.items():
         out += cell_checks(name, factory)

@@ -44,6 +44,27 @@ def irnn_kink_problem(seed=0):
     Every pre-activation of steps 1 and 2 is exactly 0 (W_ih · 0 + W_hh · 0 + 0),
     so L is not differentiable in the biases and s_0 there.  ``point`` and
     ``grads`` are float64 NumPy dicts over θ, β (``beta/…``) and ``s0``.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed (>= 0) of the head, the inputs after step 2 and the labels.
+
+    Returns
+    -------
+    objective : callable
+        ``objective(point) -> float``, L evaluated in float64.
+    point : dict {str: ndarray}
+        θ (cell keys), ``beta/<k>`` and ``s0`` (B, H) = 0, in the active dtype.
+    grads : dict {str: ndarray}
+        BPTT's gradient at ``point``, same keys (refnet's relu′(0) = 0).
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an int.
+    ValueError
+        If ``seed`` is negative, or ``REFNET_BACKEND``/``REFNET_DTYPE`` hold an unknown value.
     """
     r = rng(seed)
     cell = refnet.IRNN(I, H)
@@ -162,7 +183,22 @@ def _compare_nan_reference():
 
 
 def checks():
-    """The verdict rows, in display order."""
+    """The verdict rows, in display order.
+
+    One row per entry of the module docstring's table.
+
+    Returns
+    -------
+    list of Check
+        The rows, each with its cell, algorithm, relation and ``run``.
+
+    Raises
+    ------
+    None
+        Listing builds no problem: each row's problem is built when its
+        ``run`` is called, and :func:`~gradcheck.matrix.common.run_check`
+        turns whatever that raises into a FAIL row.
+    """
     return [
         Check("irnn", "kink detection", "kink named at relu(0), not a wrong gradient", _kink_detection),
         Check("gradcheck", "taylor f32, g wrong", "not PASS (f = 1000 + sum w, w float32, g = 0)",

@@ -75,8 +75,19 @@ GRAD_RTOL = {"float32": 1e-4, "float64": 1e-11}
 class Problem:
     """One BPTT problem, all NumPy arrays of one dtype.
 
-    theta : the cell's params, e.g. LSTM {weight_ih (4H, I), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,)}
-    x : (T, B, I);  s0 : (B, n_state) (LSTM: [h0, c0]);  dout : (T, B, H);  ds_T : (B, n_state)
+    Attributes
+    ----------
+    theta : dict {name: ndarray}
+        The cell's params, e.g. LSTM {weight_ih (4H, I), weight_hh (4H, H),
+        bias_ih (4H,), bias_hh (4H,)}.
+    x : (T, B, I) ndarray
+        Inputs, T steps of B examples.
+    s0 : (B, n_state) ndarray
+        Initial state (LSTM: [h0, c0], n_state = 2H).
+    dout : (T, B, H) ndarray
+        Cotangent ∂L/∂output_t of every step's output.
+    ds_T : (B, n_state) ndarray
+        Cotangent ∂L/∂s_T of the final state.
     """
 
     theta: dict
@@ -94,10 +105,30 @@ def rnn_bptt_flops(B, I, H, T, gates):
     step, twice that: dW = daᵀ [x, h] and d[x, h] = da W.  G = 4 (LSTM), 3 (GRU),
     1 (Elman).  The elementwise gate work and the bias sums (O(T·B·H)) are not counted.
 
+    Parameters
+    ----------
+    B : int
+        Batch size, >= 1.
+    I : int
+        Input width, >= 1.
+    H : int
+        Hidden units, >= 1.
+    T : int
+        Time steps, >= 1.
+    gates : int
+        Gate blocks G of H rows in W_ih and W_hh, >= 1.
+
+    Returns
+    -------
+    int
+        6·T·B·(I+H)·G·H floating-point operations.
+
     Raises
     ------
+    TypeError
+        If a size is not an int.
     ValueError
-        If a size is not a positive int.
+        If a size is < 1.
     """
     B, I, H, T, gates = (check_int(name, v, 1) for name, v in
                          (("B", B), ("I", I), ("H", H), ("T", T), ("gates", gates)))
@@ -105,7 +136,31 @@ def rnn_bptt_flops(B, I, H, T, gates):
 
 
 def lstm_bptt_flops(B, I, H, T):
-    """Matmul FLOPs of LSTM forward + backward over T steps: 24·T·B·(I+H)·H (:func:`rnn_bptt_flops`, G = 4)."""
+    """Matmul FLOPs of LSTM forward + backward over T steps: 24·T·B·(I+H)·H (:func:`rnn_bptt_flops`, G = 4).
+
+    Parameters
+    ----------
+    B : int
+        Batch size, >= 1.
+    I : int
+        Input width, >= 1.
+    H : int
+        Hidden units, >= 1.
+    T : int
+        Time steps, >= 1.
+
+    Returns
+    -------
+    int
+        24·T·B·(I+H)·H floating-point operations.
+
+    Raises
+    ------
+    TypeError
+        If a size is not an int.
+    ValueError
+        If a size is < 1.
+    """
     return rnn_bptt_flops(B, I, H, T, 4)
 
 
@@ -114,6 +169,34 @@ def make_problem(cell, batch, steps, dtype, seed=0):
 
     Weights follow PyTorch's init U(−1/√H, 1/√H); x, dout and ds_T are N(0, 1);
     s0 is N(0, 0.5²) so that the gradient for s_0 is exercised from a nonzero state.
+
+    Parameters
+    ----------
+    cell : refnet cell
+        Any cell with ``hidden_size``, ``input_size``, ``n_state``, ``n_out``
+        and ``param_shapes()`` (LSTM, GRU, ElmanRNN here).
+    batch : int
+        B, examples per sequence.
+    steps : int
+        T, time steps.
+    dtype : dtype-like
+        The dtype every array is cast to (``'float32'`` or ``'float64'``).
+    seed : int, optional
+        Seed of ``numpy.random.default_rng``, >= 0.
+
+    Returns
+    -------
+    Problem
+        θ, x (T, B, I), s0 (B, n_state), dout (T, B, n_out), ds_T (B, n_state).
+
+    Raises
+    ------
+    ValueError
+        If ``batch`` or ``steps`` is negative, or ``seed`` is negative.
+    TypeError
+        If ``dtype`` is not a dtype, or a size or ``seed`` is not an int.
+    AttributeError
+        If ``cell`` lacks one of the attributes above.
     """
     generator = numpy.random.default_rng(seed)
     bound = cell.hidden_size ** -0.5
@@ -130,8 +213,28 @@ def max_rel_error(ours, theirs):
     """Largest normwise relative error max|a − b| / max|b| over named arrays.
 
     Normwise (∞-norm of the difference over the ∞-norm of the reference), so
-    entries near zero do not blow the figure up.  Returns ``(error, name)``
-    for the worst of the names in ``theirs``.
+    entries near zero do not blow the figure up.
+
+    Parameters
+    ----------
+    ours : dict {name: array}
+        refnet's arrays; must hold every name of ``theirs``.
+    theirs : dict {name: array}
+        The peer's arrays (the reference of each ratio), same shapes.
+
+    Returns
+    -------
+    error : float
+        The worst normwise relative error, dimensionless (0.0 when ``theirs`` is empty).
+    name : str or None
+        The name it was found under (None when ``theirs`` is empty).
+
+    Raises
+    ------
+    KeyError
+        If ``ours`` lacks a name of ``theirs``.
+    ValueError
+        If two arrays' shapes do not broadcast, or an array is empty.
     """
     worst = (0.0, None)
     for name, b in theirs.items():
@@ -180,13 +283,33 @@ def refnet_kept_bytes(cell, theta, x, s0):
 
     Parameters
     ----------
-    cell : a refnet cell;  theta : its params
-    x : (T, B, I);  s0 : (B, n_state)
+    cell : refnet cell
+        The cell; its fused path is measured when it has one and ``REFNET_FUSED`` allows it.
+    theta : dict {name: array}
+        Its params (``cell.param_shapes()``).
+    x : (T, B, I) array
+        Inputs.
+    s0 : (B, n_state) array
+        Initial state.
 
     Returns
     -------
     int
-        Distinct buffers (views counted once), the inputs x included, as PyTorch's count includes them.
+        Bytes of the distinct buffers (views counted once), the inputs x
+        included, as PyTorch's count includes them.
+
+    Raises
+    ------
+    ValueError
+        If ``REFNET_FUSED`` is neither '0' nor '1'; on the per-step path, as
+        :func:`refnet.forward` for a wrong shape or a NaN/Inf input (the fused
+        path validates nothing here: a wrong shape fails in NumPy's matmul,
+        also a ValueError).
+    TypeError
+        On the per-step path, as :func:`refnet.forward` for ``theta`` that is
+        not a dict of floating arrays, or mixed dtypes.
+    refnet.NumericalError
+        On the per-step path, if the forward pass overflows.
     """
     if fused_applies(cell):
         return _distinct_bytes(tuple(cell.fused_sequence(theta, x, s0)[2]))
@@ -254,6 +377,26 @@ def import_jax(single_thread):
 
     With ``single_thread`` and ``XLA_FLAGS`` unset before JAX's first import,
     XLA's CPU backend is held to one thread, as NumPy's BLAS and PyTorch are.
+    Enabling ``jax_enable_x64`` is global: it stays on for the rest of the process.
+
+    Parameters
+    ----------
+    single_thread : bool
+        Set ``XLA_FLAGS`` for one thread (only if JAX is not yet imported and
+        the variable is unset).
+
+    Returns
+    -------
+    jax : module or None
+        The ``jax`` module, or None.
+    reason : str or None
+        None on success, else ``'<ExceptionType>: <message>'`` for the report.
+
+    Raises
+    ------
+    None
+        Any Exception raised by importing or configuring JAX is caught and
+        returned as the reason.
     """
     import sys
     if single_thread and "jax" not in sys.modules and "XLA_FLAGS" not in os.environ:
@@ -298,9 +441,33 @@ def jax_sequence_grad(jax, name, H):
     """A jitted JAX function (theta, x, s0, dout, ds_T) -> (outputs, (dθ, dx, ds0)) by ``lax.scan`` and ``jax.grad``.
 
     The objective is ⟨dout, outputs⟩ + ⟨ds_T, s_T⟩, so its gradient is the
-    sequence VJP refnet computes (Werbos 1990).  Returns the function and the
-    un-jitted objective's forward (theta, x, s0) -> (outputs, s_T), whose
-    ``jax.vjp`` residuals :func:`run` reports as JAX's kept bytes.
+    sequence VJP refnet computes (Werbos 1990).  The cells are PyTorch's
+    equations: the LSTM (Hochreiter & Schmidhuber 1997, gates i|f|g|o), the
+    GRU (Cho et al. 2014, r|z|n with r applied to W_hn h + b_hn) and the tanh
+    Elman RNN (Elman 1990).
+
+    Parameters
+    ----------
+    jax : module
+        The ``jax`` module (from :func:`import_jax`).
+    name : {'lstm', 'gru', 'elman'}
+        The cell.
+    H : int
+        Hidden units (splits the gate blocks and, for the LSTM, s = [h, c]).
+
+    Returns
+    -------
+    call : callable
+        ``call(theta, x, s0, dout, ds_T) -> (outputs (T, B, H), (dθ, dx, ds0))``, jitted
+        (compiled at its first call).
+    run_forward : callable
+        The un-jitted forward ``(theta, x, s0) -> (outputs, s_T)``, whose
+        ``jax.vjp`` residuals :func:`run` reports as JAX's kept bytes.
+
+    Raises
+    ------
+    KeyError
+        If ``name`` is not one of the three cells.
     """
     jnp = jax.numpy
     step = _jax_cell(jnp, name, H)
@@ -352,8 +519,39 @@ def _check(ours, theirs, peer, name, dtype):
 def cell_gemms(B, I, H, T, gates, dtype, *, repeats, max_seconds=None):
     """NumPy's matmul rate on a cell's three per-step products, each issued T times.
 
-    (B×(I+H))@((I+H)×G·H), (G·H×B)@(B×(I+H)) and (B×G·H)@(G·H×(I+H)), G = ``gates``.
-    Returns a GemmThroughput.
+    (B×(I+H))@((I+H)×G·H), (G·H×B)@(B×(I+H)) and (B×G·H)@(G·H×(I+H)), G = ``gates``:
+    the forward pre-activations, dW and d[x, h] of :func:`rnn_bptt_flops`.
+
+    Parameters
+    ----------
+    B : int
+        Batch size.
+    I : int
+        Input width.
+    H : int
+        Hidden units.
+    T : int
+        Time steps: each product is issued T times per timed call.
+    gates : int
+        Gate blocks G.
+    dtype : dtype-like
+        The operands' dtype.
+    repeats : int
+        Timed calls, >= 1.
+    max_seconds : float or None, optional
+        Wall-clock budget of the timed calls, in seconds.
+
+    Returns
+    -------
+    GemmThroughput
+        The rate on those products (``flops_per_s``).
+
+    Raises
+    ------
+    TypeError
+        If ``T`` or ``repeats`` is not an int, or ``dtype`` is not a dtype.
+    ValueError
+        If ``T`` < 1, ``repeats`` < 1, or a size is negative.
     """
     K, G = I + H, gates * H
     return gemm_throughput(f"{B}x{K}x{G} x3 xT", [(B, K, G), (G, B, K), (B, G, K)],
@@ -363,7 +561,36 @@ def cell_gemms(B, I, H, T, gates, dtype, *, repeats, max_seconds=None):
 def lstm_gemms(B, I, H, T, dtype, *, square, repeats, max_seconds=None):
     """NumPy's matmul rate on the LSTM's products (:func:`cell_gemms`, G = 4) and on one square product.
 
-    Returns ``{"lstm": GemmThroughput, "square": GemmThroughput}``.
+    Parameters
+    ----------
+    B : int
+        Batch size.
+    I : int
+        Input width.
+    H : int
+        Hidden units.
+    T : int
+        Time steps.
+    dtype : dtype-like
+        The operands' dtype.
+    square : int
+        Side n of the square (n×n)@(n×n) product: the machine's large-GEMM rate.
+    repeats : int
+        Timed calls per measurement, >= 1.
+    max_seconds : float or None, optional
+        Wall-clock budget of each measurement's timed calls, in seconds.
+
+    Returns
+    -------
+    dict
+        ``{"lstm": GemmThroughput, "square": GemmThroughput}``.
+
+    Raises
+    ------
+    TypeError
+        As :func:`cell_gemms`.
+    ValueError
+        As :func:`cell_gemms`, and for a negative ``square``.
     """
     return {
         "lstm": cell_gemms(B, I, H, T, 4, dtype, repeats=repeats, max_seconds=max_seconds),
@@ -557,6 +784,10 @@ def run(*, repeats=None, quick=False):
 
     Raises
     ------
+    TypeError
+        If ``repeats`` is not an int (or None).
+    ValueError
+        If ``repeats`` < 1.
     BenchmarkError
         If refnet's and a peer's gradients disagree beyond :data:`GRAD_RTOL`.
     """

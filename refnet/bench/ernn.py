@@ -58,7 +58,31 @@ GRAD_RTOL = 1e-10
 
 
 def make_model(name, T):
-    """The refnet cell of ``name`` (one of :data:`MODELS`) for walks of T steps."""
+    """The refnet cell of ``name`` (one of :data:`MODELS`) for walks of T steps.
+
+    FastRNN (Kusupati et al. 2018) and the LSTM (Hochreiter & Schmidhuber
+    1997) ignore T; ERNN (Zhang et al. 2019, Eqs. 7, 9, 11, 12) with K = 1 or
+    2 inner iterations needs it for its per-step η (T, K).  Every model has
+    INPUT = 2 inputs and HIDDEN = 10 units.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODELS`: ``'FastRNN'``, ``'ERNN(K=1)'``, ``'ERNN(K=2)'``, ``'LSTM'``.
+    T : int
+        Time steps of the walks, >= 1.
+
+    Returns
+    -------
+    refnet cell
+        A fresh cell (its parameters are drawn later, by ``cell.init``).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`MODELS`, or, for an ERNN, ``T`` is not
+        a positive int (the cell's constructor refuses it as ``sequence_length``).
+    """
     cells = {"FastRNN": lambda: FastRNN(INPUT, HIDDEN),
              "ERNN(K=1)": lambda: ERNN(INPUT, HIDDEN, K=1, sequence_length=T),
              "ERNN(K=2)": lambda: ERNN(INPUT, HIDDEN, K=2, sequence_length=T),
@@ -82,7 +106,39 @@ def _accuracy(cell, theta, head, beta, x, y):
 def train_refnet(name, data, batches, repeats):
     """Train ``name`` epoch by epoch until TARGET test accuracy and ``repeats`` timed epochs.
 
-    Returns ``(epoch seconds list, epochs to TARGET or None, seconds to TARGET or None, last accuracy)``.
+    Each epoch runs ``refnet.bptt`` (Werbos 1990) and Adam (lr 1e-2) on every
+    batch, the last state classified, then measures test accuracy (not timed).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODELS`.
+    data : refnet.tasks.random_walks.RandomWalks
+        The split: ``x_train`` (T, N, 2), ``y_train`` (N,), ``x_test``, ``y_test``.
+    batches : list of list of ndarray
+        Per epoch, the index arrays of its batches into the N training walks;
+        at most ``len(batches)`` epochs are run.
+    repeats : int
+        Least number of timed epochs before stopping once TARGET is reached.
+
+    Returns
+    -------
+    seconds : list of float
+        Wall time of each epoch run, in seconds.
+    epochs_to_target : int or None
+        The epoch (1-based) after which test accuracy first reached TARGET, or None.
+    seconds_to_target : float or None
+        The training time of those epochs, in seconds, or None.
+    accuracy : float
+        Test accuracy after the last epoch run, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`MODELS`, or as ``refnet.bptt`` for
+        data of the wrong shape or holding NaN/Inf.
+    refnet.NumericalError
+        If a training step overflows (names the first non-finite step).
     """
     T = data.x_train.shape[0]
     cell = make_model(name, T)
@@ -247,6 +303,18 @@ def run(*, repeats=None, quick=False):
         and "ratio" (per model: ``speedup_vs_fastrnn`` = FastRNN's time to
         TARGET / the model's, ``refnet_over_torch_epoch`` = refnet's median
         epoch / PyTorch's, the gradient agreement).
+
+    Raises
+    ------
+    TypeError
+        If ``repeats`` is not an int (or None).
+    ValueError
+        If ``repeats`` < 1.
+    BenchmarkError
+        If refnet's and PyTorch's gradients on the first batch disagree beyond
+        :data:`GRAD_RTOL` (only when PyTorch is importable).
+    refnet.NumericalError
+        If a training step overflows.
     """
     size = "quick" if quick else "full"
     repeats = DEFAULT_REPEATS[size] if repeats is None else check_int("repeats", repeats, 1)

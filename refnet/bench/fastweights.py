@@ -68,7 +68,44 @@ FORMS = ("explicit", "attention")
 
 
 class Problem:
-    """Data, weights and the refnet objects of one (form, n, T) training step; NumPy float64."""
+    """Data, weights and the refnet objects of one (form, n, T) training step; NumPy float64.
+
+    The cell is Ba et al. (2016, Eqs. 1–3, §3.1) with S = 1 inner step and
+    the cell's own λ, η; the readout their §4.1 MLP (100 ReLU units, 10
+    classes).  W is drawn N(0, 1/n) rather than the init's 0.05·I so that the
+    recurrence is exercised.  Attributes: ``cell``, ``head``, ``theta``,
+    ``beta``, ``x`` (T, batch, 37) one-hot inputs, ``y`` (T, batch) labels
+    (only the last step's count), ``weights`` (T, batch) on the last step,
+    ``s0`` (batch, n_state) zeros (h_0 = 0, A(0) = 0).  Use
+    :func:`make_problem`, which validates the sizes.
+
+    Parameters
+    ----------
+    form : {'explicit', 'attention'}
+        :class:`~refnet.cells.fast_weights.FastWeights` (state [h, vec(A)])
+        for 'explicit', else :class:`~refnet.cells.fast_weights.FastWeightsAttention`
+        with capacity T.
+    n : int
+        Hidden units.
+    T : int
+        Time steps.
+    batch : int
+        Examples per step.
+    seed : int, optional
+        Seed of ``numpy.random.default_rng``, >= 0.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive int (the cell's constructor refuses it), or
+        ``T``, ``batch`` or ``seed`` is negative.
+    TypeError
+        If ``T``, ``batch`` or ``seed`` is not an int.
+    IndexError
+        If ``T`` = 0 (there is no last step to label).
+    ZeroDivisionError
+        If ``batch`` = 0 (the last-step weights average over no example).
+    """
 
     def __init__(self, form, n, T, batch, seed=0):
         generator = numpy.random.default_rng(seed)
@@ -92,12 +129,53 @@ class Problem:
         self.s0 = numpy.zeros((batch, self.cell.n_state))
 
     def refnet_step(self):
-        """One refnet training step: loss and gradients by BPTT."""
+        """One refnet training step: loss and gradients by BPTT (Werbos 1990).
+
+        Returns
+        -------
+        GradResult
+            ``loss`` (the mean cross-entropy at the last step), ``dtheta``,
+            ``dbeta`` and ``ds0``.
+
+        Raises
+        ------
+        refnet.NumericalError
+            If the forward or backward pass overflows (names the first non-finite step).
+        ValueError
+            As :func:`refnet.bptt`, for attributes changed to a wrong shape or
+            to hold NaN/Inf.
+        """
         return bptt(self.cell, self.theta, self.x, self.s0, self.head, self.beta, self.y, self.weights)
 
 
 def make_problem(form, n, T, batch=BATCH, seed=0):
-    """The :class:`Problem` of one size."""
+    """The :class:`Problem` of one size.
+
+    Parameters
+    ----------
+    form : {'explicit', 'attention'}
+        The memory form (:data:`FORMS`).
+    n : int
+        Hidden units, >= 1.
+    T : int
+        Time steps, >= 1 (also the attention form's capacity).
+    batch : int, optional
+        Examples per step, >= 1.
+    seed : int, optional
+        Seed of the data and weights, >= 0.
+
+    Returns
+    -------
+    Problem
+        Data, weights and the refnet cell and head, float64.
+
+    Raises
+    ------
+    ValueError
+        If ``form`` is not in :data:`FORMS`, a size is < 1, or ``seed`` is negative.
+    TypeError
+        If a size is not an int, or ``seed`` is not an int.
+    """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     return Problem(form, check_int("n", n, 1), check_int("T", T, 1), check_int("batch", batch, 1), seed)
@@ -107,8 +185,35 @@ def torch_hidden_states(torch, cell, theta, x, h0):
     """h(1..T) (T, B, n) of ``cell`` (a refnet fast-weights cell) in torch ops, from h(0) = ``h0``, A(0) = 0.
 
     The explicit form keeps A(t) = λ A(t−1) + η h(t) h(t)ᵀ; the attention form
-    reads η Σ_{τ ≤ t} λ^{t−τ} h(τ) ⟨h(τ), h⟩ from the stacked history.
-    ``theta``, ``x``, ``h0`` are tensors; autograd differentiates the result.
+    reads η Σ_{τ ≤ t} λ^{t−τ} h(τ) ⟨h(τ), h⟩ from the stacked history
+    (Ba et al. 2016, Eqs. 1–3, with layer norm as in §3.1:
+    h_{s+1}(t+1) = ReLU(LN[W h(t) + C x(t) + A(t) h_s(t+1)])).
+    Autograd differentiates the result.
+
+    Parameters
+    ----------
+    torch : module
+        The ``torch`` module.
+    cell : FastWeights or FastWeightsAttention
+        The refnet cell whose λ, η, S, ``ln_eps`` and ``hidden_size`` n are used.
+    theta : dict {name: tensor}
+        ``weight_hh`` W (n, n), ``weight_ih`` C (n, I), ``ln_weight`` (n,), ``ln_bias`` (n,).
+    x : (T, B, I) tensor
+        Inputs.
+    h0 : (B, n) tensor
+        h(0).
+
+    Returns
+    -------
+    (T, B, n) tensor
+        h(1), ..., h(T).
+
+    Raises
+    ------
+    KeyError
+        If ``theta`` lacks one of the four parameters.
+    RuntimeError
+        If the tensors' shapes or dtypes do not fit together (torch's own error).
     """
     W, C = theta["weight_hh"], theta["weight_ih"]
     gain, bias = theta["ln_weight"], theta["ln_bias"]
@@ -189,7 +294,24 @@ def _arrays(obj):
 
 
 def kept_bytes(trajectory):
-    """Bytes of the distinct buffers of a :class:`refnet.algorithms.bptt.Trajectory` (views count once)."""
+    """Bytes of the distinct buffers of a :class:`refnet.algorithms.bptt.Trajectory` (views count once).
+
+    Parameters
+    ----------
+    trajectory : Trajectory
+        What :func:`refnet.forward` returns: states ``s`` (s_0..s_T) and ``caches``.
+
+    Returns
+    -------
+    int
+        Bytes of the distinct NumPy buffers in ``s`` and ``caches`` (a view
+        counts as its base, once).
+
+    Raises
+    ------
+    AttributeError
+        If ``trajectory`` has no ``s`` or ``caches``.
+    """
     roots = {}
     for a in _arrays((trajectory.s, trajectory.caches)):
         while isinstance(a.base, numpy.ndarray):
@@ -309,6 +431,10 @@ def run(*, repeats=None, quick=False):
 
     Raises
     ------
+    TypeError
+        If ``repeats`` is not an int (or None).
+    ValueError
+        If ``repeats`` < 1.
     BenchmarkError
         If refnet and PyTorch disagree beyond :data:`GRAD_RTOL`.
     """

@@ -635,6 +635,10 @@ def run(*, repeats=None, quick=False):
 
     Raises
     ------
+    TypeError
+        If ``repeats`` is not an int (or None).
+    ValueError
+        If ``repeats`` < 1.
     BenchmarkError
         If a PyTorch learner's weights and refnet's disagree beyond :data:`AGREEMENT_RTOL`.
     """

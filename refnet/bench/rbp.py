@@ -60,7 +60,24 @@ IMPLS = ("bptt", "neumann_rbp", "cg_rbp")
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem: cell and θ, the readout, x (B, I) static, labels y (B,)."""
+    """One problem: cell and θ, the readout, x (B, I) static, labels y (B,).
+
+    Attributes
+    ----------
+    cell : ElmanRNN
+        The tanh Elman cell, h ← tanh(W_ih x + b_ih + W_hh h + b_hh) (Elman 1990),
+        iterated to its equilibrium h* = F(h*) (Almeida 1987; Pineda 1987).
+    theta : dict {name: ndarray}
+        Its params: weight_ih (n, I), weight_hh (n, n), bias_ih (n,), bias_hh (n,).
+    head : Head
+        The linear readout of h_T to 10 classes, softmax cross-entropy.
+    beta : dict {name: ndarray}
+        The readout's params: weight (10, n), bias (10,).
+    x : (B, I) ndarray
+        The static input, the same at every step.
+    y : (B,) ndarray
+        Integer labels in [0, 10).
+    """
 
     cell: ElmanRNN
     theta: dict
@@ -71,7 +88,35 @@ class Problem:
 
 
 def make_problem(n, I, B, seed=0):
-    """PyTorch's init U(−1/√n, 1/√n) for the cell and the readout; x ~ N(0, 1); random labels."""
+    """PyTorch's init U(−1/√n, 1/√n) for the cell and the readout; x ~ N(0, 1); random labels.
+
+    At this init ρ(J) ≈ 0.6 for n = 256, so the dynamics contract to an
+    equilibrium the RBP variants (Liao et al. 2018) can start from.
+
+    Parameters
+    ----------
+    n : int
+        Hidden units, >= 1.
+    I : int
+        Input width, >= 1.
+    B : int
+        Batch size, >= 0.
+    seed : int, optional
+        Seed of ``numpy.random.default_rng``, >= 0.
+
+    Returns
+    -------
+    Problem
+        The cell, θ, the readout, β, x (B, I) and y (B,), float64.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` or ``I`` is not a positive int (the cell's constructor refuses
+        it), or ``B`` or ``seed`` is negative.
+    TypeError
+        If ``B`` or ``seed`` is not an int.
+    """
     generator = numpy.random.default_rng(seed)
     cell, head = ElmanRNN(I, n, "tanh"), Head(n, CLASSES)
     bound = n ** -0.5
@@ -246,6 +291,10 @@ def run(*, repeats=None, quick=False):
 
     Raises
     ------
+    TypeError
+        If ``repeats`` is not an int (or None).
+    ValueError
+        If ``repeats`` < 1.
     BenchmarkError
         If a gradient disagrees with BPTT beyond :data:`GRAD_RTOL`.
     """

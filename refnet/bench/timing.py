@@ -40,7 +40,19 @@ WARMUP_SECONDS = 0.25
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per call: median, min and max over ``repeats`` timed calls."""
+    """Seconds per call: median, min and max over ``repeats`` timed calls.
+
+    Attributes
+    ----------
+    median : float
+        Median time per call, in seconds: the figure to quote.
+    min : float
+        Fastest call, in seconds.
+    max : float
+        Slowest call, in seconds.
+    repeats : int
+        How many timed calls (fewer than asked when a time budget cut it short).
+    """
 
     median: float
     min: float
@@ -49,13 +61,39 @@ class Timing:
 
     @classmethod
     def of(cls, seconds):
-        """The summary of a list of per-call times in seconds."""
+        """The summary of a list of per-call times in seconds.
+
+        Parameters
+        ----------
+        seconds : sequence of float
+            Per-call wall-clock times, in seconds; at least one.
+
+        Returns
+        -------
+        Timing
+            Their median, min, max and count.
+
+        Raises
+        ------
+        ValueError
+            If ``seconds`` is empty (``statistics.StatisticsError`` is a ValueError).
+        """
         return cls(statistics.median(seconds), min(seconds), max(seconds), len(seconds))
 
 
 @dataclass(frozen=True)
 class GemmThroughput:
-    """A measured matmul rate: ``flops`` per timed call, ``timing`` of that call."""
+    """A measured matmul rate: ``flops`` per timed call, ``timing`` of that call.
+
+    Attributes
+    ----------
+    label : str
+        Name of the measurement in reports.
+    flops : int
+        Floating-point operations per timed call (:func:`gemm_flops` summed).
+    timing : Timing
+        Seconds per timed call.
+    """
 
     label: str
     flops: int
@@ -86,13 +124,14 @@ def time_call(fn, *, repeats, warmup=1, warmup_seconds=WARMUP_SECONDS, max_secon
     Parameters
     ----------
     fn : callable
-    repeats : int >= 1
-        Timed calls.
-    warmup : int >= 0
-        Untimed calls first (caches, lazy imports, allocator pools).
-    warmup_seconds : float
-        ...and more untimed calls until this long has passed, so that another
-        library's spinning worker threads have gone to sleep (module docstring).
+        Called with no argument; its result is discarded.
+    repeats : int
+        Timed calls, >= 1.
+    warmup : int, optional
+        Untimed calls first (caches, lazy imports, allocator pools), >= 0.
+    warmup_seconds : float, optional
+        ...and more untimed calls until this long (seconds) has passed, so that
+        another library's spinning worker threads have gone to sleep (module docstring).
     max_seconds : float or None
         Wall-clock budget of the timed calls: once they have taken this long,
         no further call starts, provided at least ``MIN_ROUNDS`` are done (or
@@ -102,6 +141,16 @@ def time_call(fn, *, repeats, warmup=1, warmup_seconds=WARMUP_SECONDS, max_secon
     Returns
     -------
     Timing
+        Seconds per timed call: median, min, max and the number of calls.
+
+    Raises
+    ------
+    TypeError
+        If ``repeats`` or ``warmup`` is not an int.
+    ValueError
+        If ``repeats`` < 1 or ``warmup`` < 0.
+    Exception
+        Whatever ``fn`` raises propagates (the garbage collector is re-enabled first).
     """
     repeats = check_int("repeats", repeats, 1)
     warmup = check_int("warmup", warmup, 0)
@@ -129,7 +178,32 @@ def time_each(fns, *, repeats, warmup=1, warmup_seconds=WARMUP_SECONDS, max_seco
     """:func:`time_call` for each of ``fns`` {name: callable} in turn, in blocks (module docstring).
 
     The keywords are :func:`time_call`'s, ``max_seconds`` the budget of each
-    block.  Returns {name: Timing}.
+    block.
+
+    Parameters
+    ----------
+    fns : dict {str: callable}
+        The implementations to time, each a zero-argument callable, in the order given.
+    repeats : int
+        Timed calls per implementation, >= 1.
+    warmup : int, optional
+        Untimed calls before each block, >= 0.
+    warmup_seconds : float, optional
+        Least warm-up time per block, in seconds.
+    max_seconds : float or None, optional
+        Wall-clock budget of each block's timed calls, in seconds (:func:`time_call`).
+
+    Returns
+    -------
+    dict {str: Timing}
+        Seconds per call of each implementation, under its name.
+
+    Raises
+    ------
+    ValueError
+        If ``fns`` is empty, or as :func:`time_call`.
+    TypeError
+        As :func:`time_call`.
     """
     if not fns:
         raise ValueError("fns must name at least one callable, got an empty dict")
@@ -139,7 +213,28 @@ def time_each(fns, *, repeats, warmup=1, warmup_seconds=WARMUP_SECONDS, max_seco
 
 
 def gemm_flops(m, k, n):
-    """FLOPs of one (m×k)@(k×n) product: 2·m·k·n (a multiply and an add per term)."""
+    """FLOPs of one (m×k)@(k×n) product: 2·m·k·n (a multiply and an add per term).
+
+    Parameters
+    ----------
+    m : int
+        Rows of the left operand.
+    k : int
+        The shared (summed) dimension.
+    n : int
+        Columns of the right operand.
+
+    Returns
+    -------
+    int
+        2 m k n floating-point operations.
+
+    Raises
+    ------
+    TypeError
+        If the arguments cannot be multiplied (None, say); nothing else is
+        validated: the sizes are the caller's.
+    """
     return 2 * m * k * n
 
 
@@ -159,16 +254,31 @@ def gemm_throughput(label, shapes, dtype, *, calls=1, repeats, warmup=1, warmup_
     shapes : sequence of (m, k, n)
         Each product is (m×k)@(k×n).
     dtype : numpy dtype
-    calls : int >= 1
-        How many times the list of products is issued per timed call.
-    repeats, warmup, warmup_seconds, max_seconds
-        As :func:`time_call`.
-    seed : int
+        The operands' dtype (float64 or float32, as the workload it stands beside).
+    calls : int, optional
+        How many times the list of products is issued per timed call, >= 1.
+    repeats : int
+        Timed calls, as :func:`time_call`.
+    warmup : int, optional
+        Untimed calls, as :func:`time_call`.
+    warmup_seconds : float, optional
+        Least warm-up time in seconds, as :func:`time_call`.
+    max_seconds : float or None, optional
+        Budget of the timed calls in seconds, as :func:`time_call`.
+    seed : int, optional
         Seed of the operands.
 
     Returns
     -------
     GemmThroughput
+        The flops per timed call and their timing; ``flops_per_s`` the rate.
+
+    Raises
+    ------
+    TypeError
+        If ``calls``, ``repeats`` or ``warmup`` is not an int, or ``dtype`` is not a dtype.
+    ValueError
+        If ``calls`` < 1, ``shapes`` is empty, a size is negative, or as :func:`time_call`.
     """
     calls = check_int("calls", calls, 1)
     if not shapes:
@@ -195,6 +305,18 @@ def numpy_blas():
     because the count cannot be read reliably without it.  Where several BLAS
     libraries are loaded (PyTorch may bring its own), the one shipped with
     NumPy (under ``numpy/`` or a wheel's ``numpy.libs/``) is chosen.
+
+    Returns
+    -------
+    name : str or None
+        threadpoolctl's ``internal_api`` (``'openblas'``, ``'mkl'``, ...), or None.
+    threads : int or None
+        Its thread count, or None.
+
+    Raises
+    ------
+    None
+        A missing threadpoolctl or BLAS gives ``(None, None)``, not an error.
     """
     try:
         from threadpoolctl import threadpool_info
@@ -210,7 +332,21 @@ def numpy_blas():
 
 
 def import_torch():
-    """PyTorch, or ``(None, reason)`` if it cannot be imported (the peer is then skipped)."""
+    """PyTorch, or ``(None, reason)`` if it cannot be imported (the peer is then skipped).
+
+    Returns
+    -------
+    torch : module or None
+        The ``torch`` module, or None.
+    reason : str or None
+        None on success, else ``'<ExceptionType>: <message>'`` for the report.
+
+    Raises
+    ------
+    None
+        Any Exception raised by ``import torch`` (ImportError, or a broken
+        install failing at import) is caught and returned as the reason.
+    """
     try:
         import torch
     except Exception as exc:  # ImportError, or a broken install failing at import
@@ -224,6 +360,23 @@ def one_thread(torch):
 
     On a shared 2-core machine a second BLAS or torch thread fighting other work makes small
     products erratic (single calls up to 100× slower); one thread each compares like with like.
+    A context manager: ``with one_thread(torch): ...``.
+
+    Parameters
+    ----------
+    torch : module or None
+        The ``torch`` module to limit too, or None for NumPy's BLAS only.
+
+    Yields
+    ------
+    None
+        Inside the block both run on one thread; the previous torch thread
+        count is restored on exit, whatever the block raised.
+
+    Raises
+    ------
+    AttributeError
+        If ``torch`` is not None and has no ``get_num_threads``/``set_num_threads``.
     """
     try:
         from threadpoolctl import threadpool_limits
@@ -246,7 +399,23 @@ def peak_bytes(fn):
     """Peak traced allocation (bytes) above the start during one call of ``fn``.
 
     :mod:`tracemalloc` sees NumPy's buffers (NumPy reports them to it), not PyTorch's
-    CPU allocator, so this measures refnet's side only.
+    CPU allocator, so this measures refnet's side only.  Tracing slows the
+    call: never time it at the same time.
+
+    Parameters
+    ----------
+    fn : callable
+        Called once with no argument; its result is discarded.
+
+    Returns
+    -------
+    int
+        Peak traced bytes above what was traced when the call began.
+
+    Raises
+    ------
+    Exception
+        Whatever ``fn`` raises propagates (tracing is stopped first).
     """
     tracemalloc.start()
     try:
