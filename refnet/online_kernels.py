@@ -209,8 +209,15 @@ def tbptt_step(learner, x, y, cls, step_type):
     Parameters
     ----------
     learner : refnet.online.TBPTTLearner
-    x : (1, I) x_t;  y : (1,) label or (1, O) target
-    cls, step_type : ``refnet.online.TBPTTLearner`` and ``refnet.online.Step``
+    x : (1, I) array
+        The observation x_t.
+    y : (1,) int array or (1, O) array
+        The target y_t: a label for a label loss, a float target otherwise.
+    cls : type
+        ``refnet.online.TBPTTLearner``: the kernel applies to exactly that class (not subclasses).
+    step_type : type
+        ``refnet.online.Step``, the named tuple returned (passed in: this module does not import
+        :mod:`refnet.online`, which imports it).
 
     Returns
     -------
@@ -218,9 +225,10 @@ def tbptt_step(learner, x, y, cls, step_type):
 
     Raises
     ------
-    NumericalError
+    refnet.NumericalError
         If the new state, the loss, the gradient or the optimiser's update is not finite
-        (the learner is left exactly as it was).
+        (the learner is left exactly as it was).  A bad x_t or y_t raises nothing here: the
+        function returns None and the learner's own path names it.
     """
     ready = _prepare(learner, "tbptt", cls, step_type, x, y)
     if ready is None:
@@ -258,8 +266,15 @@ def rtrl_step(learner, x, y, cls, step_type):
     Parameters
     ----------
     learner : refnet.online.RTRLLearner
-    x : (1, I) x_t;  y : (1,) label or (1, O) target
-    cls, step_type : ``refnet.online.RTRLLearner`` and ``refnet.online.Step``
+    x : (1, I) array
+        The observation x_t.
+    y : (1,) int array or (1, O) array
+        The target y_t: a label for a label loss, a float target otherwise.
+    cls : type
+        ``refnet.online.RTRLLearner``: the kernel applies to exactly that class (not subclasses).
+    step_type : type
+        ``refnet.online.Step``, the named tuple returned (passed in: this module does not import
+        :mod:`refnet.online`, which imports it).
 
     Returns
     -------
@@ -267,9 +282,10 @@ def rtrl_step(learner, x, y, cls, step_type):
 
     Raises
     ------
-    NumericalError
+    refnet.NumericalError
         If the new state, the loss, the gradient or the optimiser's update is not finite
-        (the learner is left exactly as it was).
+        (the learner is left exactly as it was).  A bad x_t or y_t raises nothing here: the
+        function returns None and the learner's own path names it.
     """
     ready = _prepare(learner, "rtrl", cls, step_type, x, y)
     if ready is None:
