@@ -1078,8 +1078,8 @@ class FPPLearner(OnlineLearner):
     ValueError
         Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
         ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
-        the cell lacks, ``check_every`` < 1, ``n`` or ``buffer_size`` < 1, ``refresh`` < 0, or ``state_weight`` or
-        ``state_lr`` negative, non-finite or not a number.
+        the cell lacks, ``check_every`` < 1, ``n`` or ``buffer_size`` < 1, ``refresh`` < 0, or
+        ``state_weight`` or ``state_lr`` negative, non-finite or not a number.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, n=1, buffer_size=100, state_weight=1.0,
@@ -1289,7 +1289,8 @@ class RFLOLearner(OnlineLearner):
     ValueError
         Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
         ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
-        the cell lacks, ``check_every`` < 1, ``feedback`` not (cell.n_out, head.n_out) or with NaN/Inf, or an empty ``trainable``.
+        the cell lacks, ``check_every`` < 1, ``feedback`` not (cell.n_out, head.n_out) or with
+        NaN/Inf, or an empty ``trainable``.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, feedback=None, s0=None, batch=1, trainable=None,
