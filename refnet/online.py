@@ -226,6 +226,8 @@ class OnlineLearner:
         ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
         the cell lacks, ``check_every`` < 1.
 
+    Notes
+    -----
     Every ``step``/``predict``/``learn`` validates its observation x_t and target y_t
     *before* touching the state, the carried traces or the parameters: a NaN/Inf or a
     wrong shape raises ValueError (TypeError for a wrong kind) and the learner goes on

@@ -209,6 +209,7 @@ def tbptt_step(learner, x, y, cls, step_type):
     Parameters
     ----------
     learner : refnet.online.TBPTTLearner
+        The learner whose step this is; its attributes are committed only after a finite step.
     x : (1, I) array
         The observation x_t.
     y : (1,) int array or (1, O) array
@@ -221,7 +222,8 @@ def tbptt_step(learner, x, y, cls, step_type):
 
     Returns
     -------
-    refnet.online.Step, or None when the kernel does not apply (module docstring).
+    refnet.online.Step or None
+        (prediction (1, O), ℓ_t), or None when the kernel does not apply (module docstring).
 
     Raises
     ------
@@ -266,6 +268,7 @@ def rtrl_step(learner, x, y, cls, step_type):
     Parameters
     ----------
     learner : refnet.online.RTRLLearner
+        The learner whose step this is; its attributes are committed only after a finite step.
     x : (1, I) array
         The observation x_t.
     y : (1,) int array or (1, O) array
@@ -278,7 +281,8 @@ def rtrl_step(learner, x, y, cls, step_type):
 
     Returns
     -------
-    refnet.online.Step, or None when the kernel does not apply (module docstring).
+    refnet.online.Step or None
+        (prediction (1, O), ℓ_t), or None when the kernel does not apply (module docstring).
 
     Raises
     ------

@@ -80,10 +80,15 @@ def _path(name, path):
 def write_idx(path, array):
     """Write an unsigned-byte array as an IDX file (for tests and small fixtures).
 
+    Header 0, 0, 0x08 (unsigned bytes), ndim, then the sizes as big-endian uint32 and the data in
+    C order (LeCun et al.'s IDX format, module docstring).
+
     Parameters
     ----------
     path : str or os.PathLike
-    array : array (or array-like) of whole numbers in [0, 255], at most 255 dimensions
+        The file, written anew (not gzipped, whatever its name).
+    array : array or array-like
+        Whole numbers in [0, 255] (integer, bool or whole-valued float), at most 255 dimensions.
 
     Raises
     ------

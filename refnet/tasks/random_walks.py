@@ -102,26 +102,38 @@ def _check_sigmas(sigmas):
 def random_walks(n_per_class, *, T=100, sigmas=SIGMAS, reading="variance", seed=0):
     """Walks of both classes, shuffled together.
 
+    X_0 = 0, X_t = X_{t−1} + step_t, each step's coordinates N(0, step_std(σ_i)²) (Zhang et al.
+    2019, §1); class i has σ_i = ``sigmas[i]``.
+
     Parameters
     ----------
-    n_per_class : int >= 1
-    T : int >= 1
-        Steps per walk.
-    sigmas : (σ_0, σ_1)
-        The paper's σ of each class, read as ``reading`` says (module docstring).
-    reading : 'variance' or 'std'
-    seed : int >= 0
+    n_per_class : int
+        Walks of each class, >= 1.
+    T : int
+        Steps per walk, >= 1.
+    sigmas : sequence of float
+        (σ_0, σ_1, ...), the paper's σ of each class (at least two, each finite and > 0), read as
+        ``reading`` says (module docstring).
+    reading : {'variance', 'std'}
+        How σ is read (:func:`step_std`).
+    seed : int
+        Seed of the stream (``numpy.random.default_rng``), >= 0.
 
     Returns
     -------
-    x : (T, C n_per_class, 2) positions X_1..X_T on the active backend and dtype (C = len(sigmas))
-    y : (C n_per_class,) int64 labels
+    x : (T, C·n_per_class, 2) array
+        Positions X_1..X_T, on the active backend and dtype (C = len(sigmas)).
+    y : (C·n_per_class,) int64 array
+        The class of each walk, shuffled together with ``x``.
 
     Raises
     ------
-    TypeError, ValueError
-        ``n_per_class`` or ``T`` not an int >= 1, ``sigmas`` not at least two finite numbers > 0,
-        an unknown ``reading``, ``seed`` not an int >= 0.
+    TypeError
+        ``n_per_class``, ``T`` or ``seed`` not an int; ``sigmas`` not a sequence or holding a
+        non-number.
+    ValueError
+        ``n_per_class`` or ``T`` < 1, fewer than two ``sigmas`` or one not finite and > 0, an unknown
+        ``reading``, ``seed`` < 0.
     """
     n_per_class = check_int("n_per_class", n_per_class, 1)
     T = check_int("T", T, 1)
