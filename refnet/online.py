@@ -487,9 +487,9 @@ class OnlineLearner:
             (nothing changed) ``x`` not (B, I), or NaN/Inf in it.
         refnet.NumericalError
             (nothing changed) s_t or a carried quantity is NaN/Inf: names the step and quantity.
-        refnet.NumericalError
-            With deferred checks (``check_every`` > 1), also when the read-back this step reaches
-            finds an earlier step's flag false: names that step (θ, β as before it; this step kept).
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
         """
         return self._transaction(self._predict, self._check_x(x))
 
@@ -524,9 +524,9 @@ class OnlineLearner:
             (nothing changed) ``y`` of the wrong shape, labels outside [0, O), or NaN/Inf targets.
         refnet.NumericalError
             (nothing changed) ℓ_t, its gradient or the optimiser's update is NaN/Inf.
-        refnet.NumericalError
-            With deferred checks (``check_every`` > 1), also when the read-back this step reaches
-            finds an earlier step's flag false: names that step (θ, β as before it; this step kept).
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
         """
         return self._transaction(self._learn_step, self._check_y(y))
 
@@ -603,9 +603,9 @@ class OnlineLearner:
             (nothing changed) ``x`` or ``y`` of the wrong shape, labels outside [0, O), or NaN/Inf.
         refnet.NumericalError
             (nothing changed) s_t, a carried quantity, ℓ_t, the gradient or the update is NaN/Inf.
-        refnet.NumericalError
-            With deferred checks (``check_every`` > 1), also when the read-back this step reaches
-            finds an earlier step's flag false: names that step (θ, β as before it; this step kept).
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
         """
         return self._transaction(self._step, self._check_x(x), self._check_y(y))
 
@@ -665,7 +665,7 @@ class TBPTTLearner(OnlineLearner):
     ------
     TypeError
         A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
-        str or not a collection; ``batch`` or ``check_every`` not an int, or ``k`` not an int.
+        str or not a collection; ``batch``, ``check_every`` or ``k`` not an int.
     ValueError
         Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
         ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
@@ -709,9 +709,9 @@ class TBPTTLearner(OnlineLearner):
             (nothing changed) ``x`` or ``y`` of the wrong shape, labels outside [0, O), or NaN/Inf.
         refnet.NumericalError
             (nothing changed) s_t, a carried quantity, ℓ_t, the gradient or the update is NaN/Inf.
-        refnet.NumericalError
-            With deferred checks (``check_every`` > 1), also when the read-back this step reaches
-            finds an earlier step's flag false: names that step (θ, β as before it; this step kept).
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
         """
         fast = online_kernels.tbptt_step(self, x, y, TBPTTLearner, Step)
         return super().step(x, y) if fast is None else fast
@@ -810,9 +810,9 @@ class RTRLLearner(OnlineLearner):
             (nothing changed) ``x`` or ``y`` of the wrong shape, labels outside [0, O), or NaN/Inf.
         refnet.NumericalError
             (nothing changed) s_t, a carried quantity, ℓ_t, the gradient or the update is NaN/Inf.
-        refnet.NumericalError
-            With deferred checks (``check_every`` > 1), also when the read-back this step reaches
-            finds an earlier step's flag false: names that step (θ, β as before it; this step kept).
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
         """
         fast = online_kernels.rtrl_step(self, x, y, RTRLLearner, Step)
         return super().step(x, y) if fast is None else fast
