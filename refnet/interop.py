@@ -79,7 +79,18 @@ _TORCH_MODES = {"RNN_TANH": (1, "tanh"), "RNN_RELU": (1, "relu"), "GRU": (3, Non
 
 @dataclass(frozen=True)
 class Layers:
-    """A stack of cells: ``cells[k]`` runs with ``params[k]`` and reads the outputs of layer k − 1."""
+    """A stack of cells: ``cells[k]`` runs with ``params[k]`` and reads the outputs of layer k − 1.
+
+    ``len(layers)`` is the number of layers; run it with :mod:`refnet.algorithms.stacked`.
+
+    Attributes
+    ----------
+    cells : tuple
+        One refnet cell per layer; layer 0 reads x (T, B, input_size), layer k > 0 layer k − 1's h.
+    params : tuple
+        One params dict per layer, PyTorch's names (``weight_ih`` (G·H, I_k), ``weight_hh`` (G·H, H),
+        ``bias_ih``, ``bias_hh`` (G·H,)).
+    """
 
     cells: tuple
     params: tuple
@@ -93,6 +104,21 @@ def gate_names(cell):
 
     ('i', 'f', 'g', 'o') for an LSTM, ('r', 'z', 'n') for a GRU and ('h',)
     for an Elman RNN (one block: PyTorch's W_ih, W_hh).
+
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+
+    Returns
+    -------
+    tuple of str
+        The gate letters, block k = rows k·H .. (k + 1)·H − 1.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not a refnet ElmanRNN, IRNN, LSTM or GRU.
     """
     if isinstance(cell, LSTM):
         return ("i", "f", "g", "o")
@@ -133,21 +159,40 @@ def _cell_for(gates, input_size, hidden_size, nonlinearity):
 def from_torch(source, *, nonlinearity=None, dtype=None):
     """refnet :class:`Layers` from an nn.RNN/nn.LSTM/nn.GRU module or its state_dict.
 
-    Parameters
-    ----------
-    source : a torch.nn.RNN, LSTM or GRU, or a mapping {name: tensor or array}
-        with keys ``weight_ih_l{k}``, ``weight_hh_l{k}`` and (unless the module
-        has ``bias=False``) ``bias_ih_l{k}``, ``bias_hh_l{k}``, k = 0..L−1.
-    nonlinearity : 'tanh' or 'relu', for an nn.RNN given as a state_dict
-        (which does not record it; default 'tanh').  A module says it itself.
-    dtype : dtype of the refnet arrays (default: ``REFNET_DTYPE``, float64),
-        on the active backend.
-
     The cell kind follows from the gate count G = rows(weight_hh) / H.
     Bidirectional modules (``_reverse`` keys) and LSTM projections
     (``weight_hr``) have no refnet counterpart and are refused.  Dropout
     between layers is a training policy: compare with ``dropout=0`` or in
     ``eval()`` mode.
+
+    Parameters
+    ----------
+    source : torch.nn.RNN, LSTM or GRU, or mapping
+        A module, or ``{name: tensor or array}`` with keys ``weight_ih_l{k}`` (G·H, I_k),
+        ``weight_hh_l{k}`` (G·H, H) and (unless the module has ``bias=False``) ``bias_ih_l{k}``,
+        ``bias_hh_l{k}`` (G·H,), k = 0..L−1.
+    nonlinearity : {'tanh', 'relu'} or None
+        For an nn.RNN given as a state_dict, which does not record it (None: 'tanh').  A module
+        says it itself.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', the refnet arrays' dtype on the active backend (None: ``REFNET_DTYPE``).
+
+    Returns
+    -------
+    Layers
+        One cell (LSTM for G = 4, GRU for G = 3, ElmanRNN for G = 1) and params dict per layer.
+
+    Raises
+    ------
+    TypeError
+        If ``source`` is neither a module nor a mapping, or a value is not a floating array or a CPU
+        tensor.
+    ValueError
+        If a module is bidirectional, has ``proj_size`` or ``batch_first=True`` or an unknown mode; a
+        key has no refnet counterpart; layers are missing or not 0..L−1; a weight is missing, empty,
+        mis-shaped or NaN/Inf; only one of a layer's biases is given; the gate count is not 1, 3 or 4
+        (or not the module's); layer k's input width is not layer k − 1's H; ``nonlinearity`` is
+        not 'tanh'/'relu' or contradicts the module; ``dtype`` is not float64/float32.
     """
     dtype = check_dtype("dtype", dtype)
     mode_gates = None
@@ -232,10 +277,33 @@ def _layer_list(params):
 def to_torch(params, *, tensors=True):
     """A PyTorch state_dict ``{weight_ih_l0: …}`` from refnet params.
 
-    ``params`` is one params dict (one layer), a sequence of them or a
-    :class:`Layers`.  With ``tensors=True`` (for ``module.load_state_dict``,
-    which wants tensors) the values are CPU torch tensors of the arrays' dtype
-    and torch is imported now; with ``tensors=False`` they are NumPy arrays.
+    With ``tensors=True`` (for ``module.load_state_dict``, which wants tensors) the values are CPU
+    torch tensors of the arrays' dtype and torch is imported now; with ``tensors=False`` they are
+    NumPy arrays.
+
+    Parameters
+    ----------
+    params : dict, sequence of dict, or Layers
+        One params dict (one layer), a non-empty sequence of them (layer k = entry k) or a
+        :class:`Layers`; each with exactly ``weight_ih`` (G·H, I_k), ``weight_hh`` (G·H, H),
+        ``bias_ih``, ``bias_hh`` (G·H,).
+    tensors : bool
+        True for torch tensors, False for NumPy arrays.
+
+    Returns
+    -------
+    dict
+        ``{'weight_ih_l{k}': …, 'weight_hh_l{k}': …, 'bias_ih_l{k}': …, 'bias_hh_l{k}': …}``,
+        contiguous copies.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is none of the three forms, or a value is not a floating array.
+    ValueError
+        If a layer's dict does not have exactly the four keys, or a value holds NaN/Inf.
+    ImportError
+        If ``tensors=True`` and torch is not installed.
     """
     out = {}
     for k, theta in enumerate(_layer_list(params)):
@@ -252,7 +320,30 @@ def to_torch(params, *, tensors=True):
 
 
 def state_from_torch(h0, c0=None, *, dtype=None):
-    """Per-layer refnet states (B, n_state) from PyTorch's ``h0`` (L, B, H) and, for an LSTM, ``c0``."""
+    """Per-layer refnet states (B, n_state) from PyTorch's ``h0`` (L, B, H) and, for an LSTM, ``c0``.
+
+    Parameters
+    ----------
+    h0 : (num_layers, B, H) array or tensor
+        PyTorch's initial hidden state, every size >= 1.
+    c0 : (num_layers, B, H) array or tensor, or None
+        The LSTM's initial cell state; None for the other cells.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', the refnet arrays' dtype on the active backend (None: ``REFNET_DTYPE``).
+
+    Returns
+    -------
+    list
+        One (B, H) state per layer, or (B, 2H) = [h, c] when ``c0`` is given.
+
+    Raises
+    ------
+    TypeError
+        If ``h0`` or ``c0`` is not an array or tensor, or not floating.
+    ValueError
+        If ``h0`` is not 3-D with every size >= 1, ``c0`` does not have ``h0``'s shape, a value is
+        NaN/Inf, or ``dtype`` is not float64/float32.
+    """
     dtype = check_dtype("dtype", dtype)
     h0 = _as_numpy(h0, "h0")
     if h0.ndim != 3 or 0 in h0.shape:
@@ -266,7 +357,28 @@ def state_from_torch(h0, c0=None, *, dtype=None):
 
 
 def state_to_torch(cells, states):
-    """PyTorch's ``h`` (L, B, H) — and ``(h, c)`` for LSTMs — as NumPy arrays, from per-layer states."""
+    """PyTorch's ``h`` (L, B, H) — and ``(h, c)`` for LSTMs — as NumPy arrays, from per-layer states.
+
+    Parameters
+    ----------
+    cells : list, tuple or Layers
+        One refnet ElmanRNN, IRNN, LSTM or GRU per layer (or the :class:`Layers`).
+    states : list or tuple
+        One state (B, n_state) per layer ([h, c] for the LSTM).
+
+    Returns
+    -------
+    numpy.ndarray or tuple
+        ``h`` (num_layers, B, H); ``(h, c)`` when every layer is an LSTM.
+
+    Raises
+    ------
+    TypeError
+        If ``cells`` or ``states`` is not a list/tuple, a cell is not one of the four kinds, or a
+        state is not a floating array.
+    ValueError
+        If the counts differ, or a state is not (B, n_state) or holds NaN/Inf.
+    """
     cells = list(cells.cells) if isinstance(cells, Layers) else cells
     if not isinstance(cells, (list, tuple)) or not isinstance(states, (list, tuple)):
         raise TypeError(f"cells and states must be lists (or cells a Layers), got {type(cells).__name__} and "
@@ -290,8 +402,25 @@ def _blocks(cell, a):
 def to_gate_dict(cell, theta):
     """PyTorch-documentation names per gate (module docstring): ``{'W_ii': (H, I), …, 'b_ho': (H,)}``.
 
-    Raises TypeError for a cell other than an Elman RNN, LSTM or GRU; TypeError/ValueError naming
-    ``theta`` for params that are not the cell's (names, shapes, floating, finite).
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+    theta : dict
+        The cell's params, PyTorch's stacked layout.
+
+    Returns
+    -------
+    dict
+        ``W_i<g>`` (H, I), ``W_h<g>`` (H, H), ``b_i<g>``, ``b_h<g>`` (H,) per gate g, NumPy views.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not a refnet ElmanRNN, IRNN, LSTM or GRU, or ``theta`` is not a dict of
+        floating arrays.
+    ValueError
+        Naming ``theta``, for missing or extra names, wrong shapes or NaN/Inf.
     """
     _check_cell(cell)
     cell.check_params(theta, "theta")
@@ -306,7 +435,28 @@ def to_gate_dict(cell, theta):
 def from_gate_dict(cell, gates, *, dtype=None):
     """The inverse of :func:`to_gate_dict`: refnet params with PyTorch's stacked layout.
 
-    Raises TypeError for a ``gates`` that is not a dict, ValueError for other keys, wrong shapes or NaN/Inf.
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+    gates : dict
+        Exactly the per-gate keys of :func:`to_gate_dict` for this cell: ``W_i<g>`` (H, I),
+        ``W_h<g>`` (H, H), ``b_i<g>``, ``b_h<g>`` (H,); arrays or tensors.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', the refnet arrays' dtype on the active backend (None: ``REFNET_DTYPE``).
+
+    Returns
+    -------
+    dict
+        The cell's params, gate blocks stacked in rows in PyTorch's order.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not one of the four kinds, ``gates`` is not a dict, or a value is not a
+        floating array or tensor.
+    ValueError
+        For other keys, wrong shapes, NaN/Inf, or a ``dtype`` other than float64/float32.
     """
     dtype = check_dtype("dtype", dtype)
     names = gate_names(cell)
@@ -355,6 +505,26 @@ def to_flax(cell, theta):
 
     Use as ``flax_cell.apply({'params': to_flax(cell, theta)}, carry, x)``.
     Merged biases are ``b_ih + b_hh`` (module docstring).
+
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+    theta : dict
+        The cell's params, PyTorch's stacked layout.
+
+    Returns
+    -------
+    dict
+        ``{module: {'kernel': (in, H), 'bias': (H,)}}``, Flax's modules (``ii`` … ``ho``; ``ir`` …
+        ``hn``; ``i``, ``h``), kernel = Wᵀ, NumPy arrays.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not one of the four kinds, or ``theta`` is not a dict of floating arrays.
+    ValueError
+        Naming ``theta``, for missing or extra names, wrong shapes or NaN/Inf.
     """
     return _flax_tree(cell, theta, lambda b_i, b_h: b_i + b_h)
 
@@ -363,6 +533,25 @@ def grads_to_flax(cell, dtheta):
     """refnet's gradient as the gradient with respect to Flax's ``params`` tree.
 
     A merged Flax bias b = b_ih + b_hh has ∂L/∂b = ∂L/∂b_hh (= ∂L/∂b_ih), not their sum.
+
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+    dtheta : dict
+        ∂L/∂θ in the cell's names and shapes.
+
+    Returns
+    -------
+    dict
+        ∂L/∂(Flax's tree), the tree of :func:`to_flax`.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not one of the four kinds, or ``dtheta`` is not a dict of floating arrays.
+    ValueError
+        For missing or extra names, wrong shapes or NaN/Inf (the message calls ``dtheta`` "theta").
     """
     return _flax_tree(cell, dtheta, lambda db_i, db_h: db_h)
 
@@ -398,17 +587,83 @@ def from_flax(cell, tree, *, dtype=None):
 
     A merged bias goes to ``bias_hh`` for the LSTM and to ``bias_ih`` for the
     GRU's r, z and for SimpleCell; the other side is zero.
+
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+    tree : dict
+        Flax's ``params`` collection of the counterpart cell: ``{module: {'kernel': (in, H),
+        'bias': (H,)}}``; arrays (NumPy, JAX) or tensors.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', the refnet arrays' dtype on the active backend (None: ``REFNET_DTYPE``).
+
+    Returns
+    -------
+    dict
+        The cell's params, PyTorch's stacked layout.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not one of the four kinds, or a leaf is not a floating array.
+    ValueError
+        If a leaf is missing (names it), has the wrong shape or NaN/Inf, or ``dtype`` is not
+        float64/float32.
     """
     return _from_flax_tree(cell, tree, False, check_dtype("dtype", dtype))
 
 
 def grads_from_flax(cell, dtree, *, dtype=None):
-    """refnet's gradient from a gradient with respect to Flax's tree: ∂L/∂b_ih = ∂L/∂b_hh = ∂L/∂b."""
+    """refnet's gradient from a gradient with respect to Flax's tree: ∂L/∂b_ih = ∂L/∂b_hh = ∂L/∂b.
+
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+    dtree : dict
+        ∂L/∂(Flax's tree), the tree's structure (:func:`to_flax`).
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', the refnet arrays' dtype on the active backend (None: ``REFNET_DTYPE``).
+
+    Returns
+    -------
+    dict
+        ∂L/∂θ in the cell's names; a merged bias's gradient on both sides.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not one of the four kinds, or a leaf is not a floating array.
+    ValueError
+        If a leaf is missing (names it), has the wrong shape or NaN/Inf, or ``dtype`` is not
+        float64/float32.
+    """
     return _from_flax_tree(cell, dtree, True, check_dtype("dtype", dtype))
 
 
 def carry_to_flax(cell, s):
-    """Flax's carry for refnet state ``s`` (B, n_state): ``(c, h)`` for an LSTM, ``h`` otherwise."""
+    """Flax's carry for refnet state ``s`` (B, n_state): ``(c, h)`` for an LSTM, ``h`` otherwise.
+
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+    s : (B, n_state) array
+        The refnet state ([h, c] for the LSTM).
+
+    Returns
+    -------
+    array or tuple
+        ``(c, h)``, each (B, H), for an LSTM (views of ``s``); ``s`` itself otherwise.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not one of the four kinds, or ``s`` is not a floating array.
+    ValueError
+        If ``s`` is not (B, n_state) or holds NaN/Inf.
+    """
     _check_cell(cell)
     check_array("s", s, shape=(None, cell.n_state))
     if isinstance(cell, LSTM):
@@ -418,7 +673,28 @@ def carry_to_flax(cell, s):
 
 
 def carry_from_flax(cell, carry):
-    """refnet's state (B, n_state) from Flax's carry (the inverse of :func:`carry_to_flax`)."""
+    """refnet's state (B, n_state) from Flax's carry (the inverse of :func:`carry_to_flax`).
+
+    Parameters
+    ----------
+    cell : ElmanRNN, IRNN, LSTM or GRU
+        The refnet cell (PyTorch's layout: G = 1, 3 or 4 gate blocks of H rows).
+    carry : array or (c, h)
+        Flax's carry: ``(c, h)``, each (B, H), for an LSTM; h (B, H) otherwise.
+
+    Returns
+    -------
+    (B, n_state) array
+        [h, c] for an LSTM (a new array); ``carry`` itself otherwise.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not one of the four kinds, an LSTM's carry is not a pair, or an array is not
+        a floating array.
+    ValueError
+        If an array has the wrong shape or holds NaN/Inf.
+    """
     _check_cell(cell)
     if isinstance(cell, LSTM):
         if not isinstance(carry, (tuple, list)) or len(carry) != 2:

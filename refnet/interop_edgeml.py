@@ -82,26 +82,43 @@ def from_edgeml(params, *, layout, update_nonlinearity="tanh", gate_nonlinearity
                 check=None):
     """(cell, θ) of refnet's FastRNN or FastGRNN from an EdgeML cell's parameters.
 
+    FastRNN: h_t = α σ(W x_t + U h_{t−1} + b) + β h_{t−1}; FastGRNN: z = σ_g(W x + U h + b_z),
+    h̃ = σ_u(W x + U h + b_h), h_t = (ζ(1 − z) + ν) ⊙ h̃ + z ⊙ h_{t−1} (Kusupati et al. 2018,
+    Eqs. 1–4), with α, β, ζ, ν the sigmoids of the stored logits.
+
     Parameters
     ----------
-    params : dict {name: tensor or array}, or an EdgeML cell (``cell.named_parameters()`` is read)
-        FastRNNCell: W, U, bias_update, alpha, beta; FastGRNNCell: W, U, bias_gate, bias_update, zeta, nu.
-    layout : 'right' or 'left', required (module docstring): how EdgeML applies W and U.
-    update_nonlinearity, gate_nonlinearity : the cell's σ_u (and FastGRNN's σ_g); 'tanh', 'sigmoid', 'relu'.
-    dtype : dtype of refnet's arrays (default ``REFNET_DTYPE``).
-    check : (x (B, I), h_prev (B, H), h_next (B, H)), optional
+    params : dict or EdgeML cell
+        ``{name: tensor or array}``, or an EdgeML cell (``cell.named_parameters()`` is read).
+        FastRNNCell: W, U, bias_update, alpha, beta; FastGRNNCell: W, U, bias_gate, bias_update,
+        zeta, nu.  W (input, hidden) or (hidden, input) by ``layout``, U (hidden, hidden), biases
+        (1, hidden), scalars (1, 1).
+    layout : {'right', 'left'}
+        Required (module docstring): how EdgeML applies W and U.
+    update_nonlinearity : {'tanh', 'sigmoid', 'relu'}
+        The cell's σ_u (FastRNN's σ), default 'tanh'.
+    gate_nonlinearity : {'tanh', 'sigmoid', 'relu'}
+        FastGRNN's σ_g, default 'sigmoid'; ignored for FastRNN.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', refnet's arrays' dtype (None: ``REFNET_DTYPE``).
+    check : (x (B, I), h_prev (B, H), h_next (B, H)) or None
         One step of the EdgeML cell; the converted cell must reproduce it (rtol 1e-5, which float32
         EdgeML outputs meet).
 
     Returns
     -------
-    (FastRNN or FastGRNN, θ dict in refnet's layout)
+    tuple
+        (FastRNN or FastGRNN, θ dict in refnet's layout: W (H, I), U (H, H), biases (H,), scalars (1,)).
 
     Raises
     ------
-    ValueError for a missing layout, unknown or low-rank keys, shapes that do not fit the layout (naming
-    the layout they fit), non-finite values, or a ``check`` step the converted cell does not reproduce;
-    TypeError for non-floating arrays.
+    ValueError
+        For a missing or unknown layout, unknown or low-rank keys, shapes that do not fit the layout
+        (naming the layout they fit), non-finite values, an unknown nonlinearity or ``dtype``, or a
+        ``check`` step the converted cell does not reproduce (naming the other layout if it does).
+    TypeError
+        For ``params`` neither a dict nor an EdgeML cell, non-floating arrays, or a ``check`` that is
+        not a triple of arrays.
     """
     _check_layout(layout)
     dtype = check_dtype("dtype", dtype)
@@ -172,8 +189,28 @@ def _close(a, b):
 def to_edgeml(cell, theta, *, layout):
     """EdgeML's parameters {name: NumPy array} for refnet's FastRNN/FastGRNN θ (or dθ: the map is linear).
 
-    ``layout`` as :func:`from_edgeml` (required): 'right' gives W (input, hidden) for ``x @ W``.
     Biases become (1, hidden) and the scalars (1, 1), EdgeML's shapes.
+
+    Parameters
+    ----------
+    cell : FastRNN or FastGRNN
+        The refnet cell (Kusupati et al. 2018).
+    theta : dict
+        Its params (or their gradient): W (H, I), U (H, H), biases (H,), scalars (1,).
+    layout : {'right', 'left'}
+        Required, as :func:`from_edgeml`: 'right' gives W (input, hidden) for ``x @ W``.
+
+    Returns
+    -------
+    dict
+        ``{name: numpy.ndarray}`` in EdgeML's names and shapes (copies).
+
+    Raises
+    ------
+    ValueError
+        For an unknown layout, or ``theta`` with missing or extra names, wrong shapes or NaN/Inf.
+    TypeError
+        If ``cell`` is not a refnet FastRNN or FastGRNN, or ``theta`` is not a dict of floating arrays.
     """
     _check_layout(layout)
     if not isinstance(cell, (FastRNN, FastGRNN)):

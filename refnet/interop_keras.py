@@ -160,25 +160,37 @@ def from_keras(kind, weights, *, reset_after=True, activation="tanh", dtype=None
 
     Parameters
     ----------
-    kind : 'LSTM', 'GRU' or 'SimpleRNN', required: the Keras layer the weights come from
-    weights : {'kernel': (I, G·H), 'recurrent_kernel': (H, G·H), 'bias': …} or ``layer.get_weights()``
-        (NumPy, TensorFlow, JAX or torch arrays); no bias = ``use_bias=False`` (zeros)
-    reset_after : must be True for a GRU (False is a different cell, refused by name)
-    activation : SimpleRNN's activation, 'tanh' (default) or 'relu'
-    dtype : dtype of refnet's arrays (default ``REFNET_DTYPE``)
-    check : (x (B, I), state, new_state), optional
+    kind : {'LSTM', 'GRU', 'SimpleRNN'}
+        Required: the Keras layer the weights come from.
+    weights : dict or list
+        ``{'kernel': (I, G·H), 'recurrent_kernel': (H, G·H), 'bias': …}`` or ``layer.get_weights()``
+        (NumPy, TensorFlow, JAX or torch arrays); no bias = ``use_bias=False`` (zeros).  The bias is
+        (G·H,), or (2, 3H) for a GRU.
+    reset_after : bool
+        Must be True for a GRU (False is a different cell, refused by name); ignored otherwise.
+    activation : {'tanh', 'relu'}
+        SimpleRNN's activation (default 'tanh'); ignored otherwise.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', refnet's arrays' dtype (None: ``REFNET_DTYPE``).
+    check : (x (B, I), state, new_state) or None
         One step the Keras layer computed (``state`` is h, or [h, c] for an LSTM); the converted cell
         must reproduce it (rtol 1e-5, which float32 Keras outputs meet).
 
     Returns
     -------
-    (cell, θ) with PyTorch's names and layout; a merged Keras bias sits on ``bias_ih`` (``bias_hh`` = 0).
+    tuple
+        (cell, θ) with PyTorch's names and layout; a merged Keras bias sits on ``bias_ih``
+        (``bias_hh`` = 0).
 
     Raises
     ------
-    ValueError for an unknown kind, reset_after=False, missing or extra keys, shapes that do not fit the
-    kind (naming a transposed layout when that is what came), non-finite values, or a ``check`` step that
-    the converted cell does not reproduce; TypeError for non-floating arrays.
+    ValueError
+        For an unknown kind, reset_after=False, a list of other than 2 or 3 weights, missing or extra
+        keys, shapes that do not fit the kind (naming a transposed layout when that is what came),
+        non-finite values, an unknown SimpleRNN activation or ``dtype``, or a ``check`` step that the
+        converted cell does not reproduce (or whose arrays have the wrong shapes).
+    TypeError
+        For ``weights`` neither a dict nor a list, non-floating arrays, or ``check`` not a triple.
     """
     dtype = check_dtype("dtype", dtype)
     _check_kind(kind, reset_after)
@@ -216,17 +228,85 @@ def to_keras(cell, theta):
 
     LSTM and SimpleRNN: ``bias = b_ih + b_hh``; GRU: ``bias = [b_ih; b_hh]`` (2, 3H), reset_after=True.
     Use as ``layer.set_weights([w['kernel'], w['recurrent_kernel'], w['bias']])``.
+
+    Parameters
+    ----------
+    cell : LSTM, GRU or ElmanRNN
+        The refnet cell (an IRNN is an Elman RNN: a SimpleRNN with 'relu').
+    theta : dict
+        The cell's params, PyTorch's names and layout.
+
+    Returns
+    -------
+    dict
+        ``kernel`` (I, G·H), ``recurrent_kernel`` (H, G·H) with Keras' gate column order (GRU z|r|h),
+        and ``bias`` (G·H,) or (2, 3H); NumPy arrays.
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not a refnet LSTM, GRU or ElmanRNN, or ``theta`` is not a dict of floating arrays.
+    ValueError
+        Naming ``theta``, for missing or extra names, wrong shapes or NaN/Inf.
     """
     return _from_theta(cell, theta, lambda b_i, b_h: b_i + b_h)
 
 
 def grads_to_keras(cell, dtheta):
-    """refnet's gradient as the gradient w.r.t. the Keras weights (merged bias: ∂L/∂b = ∂L/∂b_ih)."""
+    """refnet's gradient as the gradient w.r.t. the Keras weights (merged bias: ∂L/∂b = ∂L/∂b_ih).
+
+    Parameters
+    ----------
+    cell : LSTM, GRU or ElmanRNN
+        The refnet cell (an IRNN is an Elman RNN: a SimpleRNN with 'relu').
+    dtheta : dict
+        ∂L/∂θ in the cell's names and shapes.
+
+    Returns
+    -------
+    dict
+        ∂L/∂kernel, ∂L/∂recurrent_kernel, ∂L/∂bias in Keras' layout (:func:`to_keras`).
+
+    Raises
+    ------
+    TypeError
+        If ``cell`` is not a refnet LSTM, GRU or ElmanRNN, or ``dtheta`` is not a dict of floating arrays.
+    ValueError
+        For missing or extra names, wrong shapes or NaN/Inf (the message calls ``dtheta`` "theta").
+    """
     return _from_theta(cell, dtheta, lambda db_i, db_h: db_i)
 
 
 def grads_from_keras(kind, dweights, *, reset_after=True, dtype=None):
-    """The gradient w.r.t. refnet's θ from one w.r.t. the Keras weights: ∂L/∂b_ih = ∂L/∂b_hh = ∂L/∂b."""
+    """The gradient w.r.t. refnet's θ from one w.r.t. the Keras weights: ∂L/∂b_ih = ∂L/∂b_hh = ∂L/∂b.
+
+    For a GRU (reset_after=True) the two bias rows are the two biases' gradients as they are.
+
+    Parameters
+    ----------
+    kind : {'LSTM', 'GRU', 'SimpleRNN'}
+        The Keras layer the gradient is of.
+    dweights : dict or list
+        ∂L/∂{kernel (I, G·H), recurrent_kernel (H, G·H), bias}, as ``weights`` of :func:`from_keras`.
+    reset_after : bool
+        Must be True for a GRU.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32' (None: ``REFNET_DTYPE``).
+
+    Returns
+    -------
+    dict
+        ∂L/∂θ in refnet's names (``weight_ih`` (G·H, I), ``weight_hh`` (G·H, H), ``bias_ih``,
+        ``bias_hh`` (G·H,)), on the active backend.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind, reset_after=False, missing or extra keys, shapes that do not fit the kind,
+        or an unknown ``dtype``.  Values are not checked for NaN/Inf.
+    TypeError
+        For ``dweights`` neither a dict nor a list, or a non-floating array.
+    """
     dtype = check_dtype("dtype", dtype)
     _check_kind(kind, reset_after)
     theta, _, _ = _to_theta(kind, _weights_dict(dweights, kind), True)

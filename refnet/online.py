@@ -102,7 +102,23 @@ def _arrays(name, params):
 
 
 def check_optimiser(optimiser):
-    """TypeError unless ``optimiser`` has ``init(params)`` and ``update(params, grads, state)`` (refnet.optim)."""
+    """``optimiser`` itself if it has ``init(params)`` and ``update(params, grads, state)`` (refnet.optim).
+
+    Parameters
+    ----------
+    optimiser : object
+        A refnet.optim optimiser (SGD, Adagrad, Adam) or anything with those two methods.
+
+    Returns
+    -------
+    object
+        ``optimiser``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``init`` or ``update`` is missing or not callable.
+    """
     if not (callable(getattr(optimiser, "init", None)) and callable(getattr(optimiser, "update", None))):
         raise TypeError(f"optimiser must be a refnet.optim optimiser (SGD, Adagrad, Adam, or anything with "
                         f"init(params) and update(params, grads, state)), got {type(optimiser).__name__} "
@@ -153,6 +169,16 @@ class _Signs:
 
 
 class Step(NamedTuple):
+    """What a learner's ``step(x_t, y_t)`` returns.
+
+    Attributes
+    ----------
+    prediction : (B, O) array
+        The head's output for x_t, made before y_t was seen.
+    loss : float or 0-d array
+        ℓ_t, the batch-mean loss of that prediction (a 0-d device array when checks are deferred).
+    """
+
     prediction: object  # (B, O) the head's output for x_t, before y_t was seen
     loss: float         # ℓ_t, the loss of that prediction
 
@@ -160,30 +186,48 @@ class Step(NamedTuple):
 class OnlineLearner:
     """What every learner shares: parameters, state, the loss, the optimiser step.
 
+    The base class: a subclass supplies how s_t is advanced and how ∂ℓ_t/∂θ is formed.
+
     Parameters
     ----------
-    cell, head : a refnet cell and a refnet.heads.Head on its output
-    theta, beta : their params dicts (copied)
-    optimiser : refnet.optim.SGD, Adagrad or Adam (anything with init/update)
-    s0 : (B, n_state) initial state, or None for zeros of batch ``batch``
-    batch : int, the number of parallel streams when ``s0`` is None (default 1)
-    trainable : collection of θ's parameter names, optional (default all); the others are held
-        fixed: their gradient entries are zero and the optimiser never moves them.  The learners
-        that carry a sensitivity carry none for them: RTRL's M_t, UORO's θ̃, KF-RTRL's u and
-        M_rest, SnAp's kept entries and RFLO's trace hold the trainable parameters only
-        (KF-RTRL's A (n, n) is shared by every factored block and stays; TBPTT and FPP carry
-        no sensitivity, their VJPs compute a frozen parameter's gradient and drop it)
-    check_every : int >= 1 or None, steps between two reads of the finiteness flags (module
-        docstring); None: 1 on NumPy, :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device
+    cell : refnet cell
+        The recurrent cell (:mod:`refnet.cells`), state (B, n_state).
+    head : refnet.heads.Head or MLPHead
+        The readout on ``cell.output(s)``, with ``head.n_in == cell.n_out``.
+    theta : dict
+        The cell's params ``{name: array}`` (``cell.param_shapes()``); copied into the learner.
+    beta : dict
+        The head's params; copied.
+    optimiser : refnet.optim.SGD, Adagrad or Adam
+        Or anything with ``init(params)`` and ``update(params, grads, state)``; one update of θ and β
+        per step (FPP: per update), at the optimiser's own learning rate.
+    s0 : (B, n_state) array or None
+        Initial state; None for zeros of batch ``batch``.
+    batch : int
+        B, the number of parallel streams when ``s0`` is None, >= 1 (default 1).
+    trainable : collection of str or None
+        θ's parameter names to learn (None: all); the others are held fixed: their gradient
+        entries are zero and the optimiser never moves them.  The learners that carry a sensitivity
+        carry none for them: RTRL's M_t, UORO's θ̃, KF-RTRL's u and M_rest, SnAp's kept entries and
+        RFLO's trace hold the trainable parameters only (KF-RTRL's A (n, n) is shared by every
+        factored block and stays; TBPTT and FPP carry no sensitivity, their VJPs compute a frozen
+        parameter's gradient and drop it).
+    check_every : int or None
+        Steps between two reads of the finiteness flags, >= 1 (module docstring); None: 1 on NumPy,
+        :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device.
 
     Raises
     ------
     TypeError
-        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays.
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
+        str or not a collection; ``batch`` or ``check_every`` not an int.
     ValueError
         Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
-        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0.
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
+        the cell lacks, ``check_every`` < 1.
 
+    Notes
+    -----
     Every ``step``/``predict``/``learn`` validates its observation x_t and target y_t
     *before* touching the state, the carried traces or the parameters: a NaN/Inf or a
     wrong shape raises ValueError (TypeError for a wrong kind) and the learner goes on
@@ -422,8 +466,30 @@ class OnlineLearner:
     def predict(self, x):
         """Observe x_t (B, I): advance the state and return the head's output (B, O).
 
-        Raises ValueError/TypeError (nothing changed) for a bad x_t; NumericalError (nothing changed)
-        if s_t or a carried quantity overflows.
+        s_t = f(θ, s_{t−1}, x_t), the algorithm's carried quantities advanced with it; the
+        prediction is made before y_t is seen.
+
+        Parameters
+        ----------
+        x : (B, I) array
+            The observation x_t, in the learner's dtype (NumPy, or the learner's backend).
+
+        Returns
+        -------
+        (B, O) array
+            ``head(output(s_t))``.
+
+        Raises
+        ------
+        TypeError
+            (nothing changed) ``x`` not an array, or not of the learner's dtype.
+        ValueError
+            (nothing changed) ``x`` not (B, I), or NaN/Inf in it.
+        refnet.NumericalError
+            (nothing changed) s_t or a carried quantity is NaN/Inf: names the step and quantity.
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
         """
         return self._transaction(self._predict, self._check_x(x))
 
@@ -437,8 +503,30 @@ class OnlineLearner:
     def learn(self, y):
         """Take ℓ_t on target y_t, form the gradient, update θ and β; returns ℓ_t.
 
-        Raises ValueError/TypeError (nothing changed) for a bad y_t; NumericalError (nothing changed)
-        if ℓ_t, its gradient or the optimiser's update is NaN/Inf.
+        ℓ_t = mean_b ℓ(head(output(s_t))_b, y_t[b]); the gradient is the learner's algorithm's.
+
+        Parameters
+        ----------
+        y : (B,) int array or (B, O) array
+            The target y_t: class labels in [0, O) for a label loss, float targets in the learner's
+            dtype otherwise.
+
+        Returns
+        -------
+        float or 0-d array
+            ℓ_t (a 0-d device array when checks are deferred).
+
+        Raises
+        ------
+        TypeError
+            (nothing changed) ``y`` not an array, float targets of another dtype, or non-integer labels.
+        ValueError
+            (nothing changed) ``y`` of the wrong shape, labels outside [0, O), or NaN/Inf targets.
+        refnet.NumericalError
+            (nothing changed) ℓ_t, its gradient or the optimiser's update is NaN/Inf.
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
         """
         return self._transaction(self._learn_step, self._check_y(y))
 
@@ -493,6 +581,31 @@ class OnlineLearner:
 
         Both x_t and y_t are validated before either is used, so a bad one changes nothing; a step
         that overflows anywhere raises NumericalError and changes nothing either.
+
+        Parameters
+        ----------
+        x : (B, I) array
+            The observation x_t, in the learner's dtype (NumPy, or the learner's backend).
+        y : (B,) int array or (B, O) array
+            The target y_t: class labels in [0, O) for a label loss, float targets in the learner's
+            dtype otherwise.
+
+        Returns
+        -------
+        Step
+            (prediction (B, O), ℓ_t).
+
+        Raises
+        ------
+        TypeError
+            (nothing changed) ``x`` or ``y`` not an array, of another dtype, or non-integer labels.
+        ValueError
+            (nothing changed) ``x`` or ``y`` of the wrong shape, labels outside [0, O), or NaN/Inf.
+        refnet.NumericalError
+            (nothing changed) s_t, a carried quantity, ℓ_t, the gradient or the update is NaN/Inf.
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
         """
         return self._transaction(self._step, self._check_x(x), self._check_y(y))
 
@@ -521,7 +634,42 @@ class TBPTTLearner(OnlineLearner):
     detach).  k = 1 back-propagates through the last transition only.  The
     run and its VJP are the cell's ``steps`` and ``steps_vjp`` (one kernel
     call each for the Elman RNN at batch 1).
-    Extra argument: ``k``, the truncation.
+
+    Parameters
+    ----------
+    cell : refnet cell
+        The recurrent cell (:mod:`refnet.cells`), state (B, n_state).
+    head : refnet.heads.Head or MLPHead
+        The readout on ``cell.output(s)``, with ``head.n_in == cell.n_out``.
+    theta : dict
+        The cell's params ``{name: array}`` (``cell.param_shapes()``); copied into the learner.
+    beta : dict
+        The head's params; copied.
+    optimiser : refnet.optim.SGD, Adagrad or Adam
+        Or anything with ``init(params)`` and ``update(params, grads, state)``; one update of θ and β
+        per step (FPP: per update), at the optimiser's own learning rate.
+    k : int
+        The truncation: ℓ_t is back-propagated through the last k steps, >= 1.
+    s0 : (B, n_state) array or None
+        Initial state; None for zeros of batch ``batch``.
+    batch : int
+        B, the number of parallel streams when ``s0`` is None, >= 1.
+    trainable : collection of str or None
+        θ's parameter names to learn (None: all); the others are held fixed and carry no
+        sensitivity (:class:`OnlineLearner`).
+    check_every : int or None
+        Steps between two reads of the finiteness flags, >= 1 (module docstring); None: 1 on NumPy,
+        :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device.
+
+    Raises
+    ------
+    TypeError
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
+        str or not a collection; ``batch``, ``check_every`` or ``k`` not an int.
+    ValueError
+        Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
+        the cell lacks, ``check_every`` < 1, or ``k`` < 1.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, k, s0=None, batch=1, trainable=None,
@@ -535,7 +683,36 @@ class TBPTTLearner(OnlineLearner):
         self.trace = None           # from cell.steps, for cell.steps_vjp
 
     def step(self, x, y):
-        """``predict(x)`` then ``learn(y)``; one kernel call at batch 1 where :mod:`refnet.online_kernels` applies."""
+        """``predict(x)`` then ``learn(y)``; one kernel call at batch 1 where :mod:`refnet.online_kernels` applies.
+
+        The kernel and the learner's own path make the same step (the kernel's plain twin);
+        anything the kernel does not take goes the learner's way, which names a bad input.
+
+        Parameters
+        ----------
+        x : (B, I) array
+            The observation x_t, in the learner's dtype (NumPy, or the learner's backend).
+        y : (B,) int array or (B, O) array
+            The target y_t: class labels in [0, O) for a label loss, float targets in the learner's
+            dtype otherwise.
+
+        Returns
+        -------
+        Step
+            (prediction (B, O), ℓ_t).
+
+        Raises
+        ------
+        TypeError
+            (nothing changed) ``x`` or ``y`` not an array, of another dtype, or non-integer labels.
+        ValueError
+            (nothing changed) ``x`` or ``y`` of the wrong shape, labels outside [0, O), or NaN/Inf.
+        refnet.NumericalError
+            (nothing changed) s_t, a carried quantity, ℓ_t, the gradient or the update is NaN/Inf.
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
+        """
         fast = online_kernels.tbptt_step(self, x, y, TBPTTLearner, Step)
         return super().step(x, y) if fast is None else fast
 
@@ -555,7 +732,45 @@ class TBPTTLearner(OnlineLearner):
 
 
 class RTRLLearner(OnlineLearner):
-    """Online RTRL (Williams & Zipser 1989): M_t = J_s M_{t−1} + J_θ, gradient ∂ℓ_t/∂s_t M_t."""
+    """Online RTRL (Williams & Zipser 1989): M_t = J_s M_{t−1} + J_θ, gradient ∂ℓ_t/∂s_t M_t.
+
+    M_t (B, n_state, P) is carried across updates of θ (the usual online approximation); with θ
+    fixed the gradients sum to BPTT's.  Memory B·n·P, cost O(n²P) per step.
+
+    Parameters
+    ----------
+    cell : refnet cell
+        The recurrent cell (:mod:`refnet.cells`), state (B, n_state).
+    head : refnet.heads.Head or MLPHead
+        The readout on ``cell.output(s)``, with ``head.n_in == cell.n_out``.
+    theta : dict
+        The cell's params ``{name: array}`` (``cell.param_shapes()``); copied into the learner.
+    beta : dict
+        The head's params; copied.
+    optimiser : refnet.optim.SGD, Adagrad or Adam
+        Or anything with ``init(params)`` and ``update(params, grads, state)``; one update of θ and β
+        per step (FPP: per update), at the optimiser's own learning rate.
+    s0 : (B, n_state) array or None
+        Initial state; None for zeros of batch ``batch``.
+    batch : int
+        B, the number of parallel streams when ``s0`` is None, >= 1.
+    trainable : collection of str or None
+        θ's parameter names to learn (None: all); the others are held fixed and carry no
+        sensitivity (:class:`OnlineLearner`).
+    check_every : int or None
+        Steps between two reads of the finiteness flags, >= 1 (module docstring); None: 1 on NumPy,
+        :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device.
+
+    Raises
+    ------
+    TypeError
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
+        str or not a collection; ``batch`` or ``check_every`` not an int.
+    ValueError
+        Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
+        the cell lacks, ``check_every`` < 1.
+    """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, s0=None, batch=1, trainable=None,
                  check_every=None):
@@ -569,7 +784,36 @@ class RTRLLearner(OnlineLearner):
         self._M_next = xp.empty_like(self.M)   # M_t is written here, then the two swap
 
     def step(self, x, y):
-        """``predict(x)`` then ``learn(y)``; one kernel call at batch 1 where :mod:`refnet.online_kernels` applies."""
+        """``predict(x)`` then ``learn(y)``; one kernel call at batch 1 where :mod:`refnet.online_kernels` applies.
+
+        The kernel and the learner's own path make the same step (the kernel's plain twin);
+        anything the kernel does not take goes the learner's way, which names a bad input.
+
+        Parameters
+        ----------
+        x : (B, I) array
+            The observation x_t, in the learner's dtype (NumPy, or the learner's backend).
+        y : (B,) int array or (B, O) array
+            The target y_t: class labels in [0, O) for a label loss, float targets in the learner's
+            dtype otherwise.
+
+        Returns
+        -------
+        Step
+            (prediction (B, O), ℓ_t).
+
+        Raises
+        ------
+        TypeError
+            (nothing changed) ``x`` or ``y`` not an array, of another dtype, or non-integer labels.
+        ValueError
+            (nothing changed) ``x`` or ``y`` of the wrong shape, labels outside [0, O), or NaN/Inf.
+        refnet.NumericalError
+            (nothing changed) s_t, a carried quantity, ℓ_t, the gradient or the update is NaN/Inf.
+            With deferred checks (``check_every`` > 1) it is raised at the next read-back instead,
+            naming the first bad step: θ and β keep their values from before it, and the step that
+            reached the read-back is kept (:meth:`flush`).
+        """
         fast = online_kernels.rtrl_step(self, x, y, RTRLLearner, Step)
         return super().step(x, y) if fast is None else fast
 
@@ -590,9 +834,49 @@ class RTRLLearner(OnlineLearner):
 
 
 class UOROLearner(OnlineLearner):
-    """Online UORO (Tallec & Ollivier 2017): gradient (∂ℓ_t/∂s_t · s̃_t) θ̃_t.
+    """Online UORO (Tallec & Ollivier 2017, Alg. 1): gradient (∂ℓ_t/∂s_t · s̃_t) θ̃_t.
 
-    Extra arguments: ``rng`` (a refnet.backend.Rng) for the signs ν, ``eps``.
+    s̃_t = ρ_0 J_s s̃_{t−1} + ρ_1 ν_t, θ̃_t = θ̃_{t−1}/ρ_0 + ν_tᵀ J_θ/ρ_1 with random signs ν_t:
+    an unbiased rank-one estimate s̃_t θ̃_tᵀ of M_t.
+
+    Parameters
+    ----------
+    cell : refnet cell
+        The recurrent cell (:mod:`refnet.cells`), state (B, n_state).
+    head : refnet.heads.Head or MLPHead
+        The readout on ``cell.output(s)``, with ``head.n_in == cell.n_out``.
+    theta : dict
+        The cell's params ``{name: array}`` (``cell.param_shapes()``); copied into the learner.
+    beta : dict
+        The head's params; copied.
+    optimiser : refnet.optim.SGD, Adagrad or Adam
+        Or anything with ``init(params)`` and ``update(params, grads, state)``; one update of θ and β
+        per step (FPP: per update), at the optimiser's own learning rate.
+    rng : refnet.backend.Rng
+        The stream of the signs ν_t (``refnet.rng(seed)``), drawn in blocks of steps.
+    eps : float
+        ε of ρ_0, ρ_1 (keeps them finite and positive when a factor is zero), > 0.
+    s0 : (B, n_state) array or None
+        Initial state; None for zeros of batch ``batch``.
+    batch : int
+        B, the number of parallel streams when ``s0`` is None, >= 1.
+    trainable : collection of str or None
+        θ's parameter names to learn (None: all); the others are held fixed and carry no
+        sensitivity (:class:`OnlineLearner`).
+    check_every : int or None
+        Steps between two reads of the finiteness flags, >= 1 (module docstring); None: 1 on NumPy,
+        :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device.
+
+    Raises
+    ------
+    TypeError
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
+        str or not a collection; ``batch`` or ``check_every`` not an int;
+        ``rng`` not a refnet Rng; ``eps`` not a real number.
+    ValueError
+        Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
+        the cell lacks, ``check_every`` < 1, or ``eps`` not finite and > 0.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=UORO_EPS, s0=None, batch=1,
@@ -620,10 +904,49 @@ class UOROLearner(OnlineLearner):
 
 
 class KFRTRLLearner(OnlineLearner):
-    """Online KF-RTRL (Mujika, Meier & Steger 2018): gradient ∂ℓ_t/∂s_t (A_t ⊗ u_t).
+    """Online KF-RTRL (Mujika, Meier & Steger 2018, Eq. 5): gradient ∂ℓ_t/∂s_t (A_t ⊗ u_t).
 
-    For cells with ``kronecker_factors`` (Elman, iRNN).  Extra arguments:
-    ``rng`` (a refnet.backend.Rng) for the signs c1, c2, ``eps``.
+    For cells with ``kronecker_factors`` (Elman, iRNN, FastRNN, leaky RNN).  M_t ≈ A_t ⊗ u_t, updated
+    with two random signs c1, c2 per step.
+
+    Parameters
+    ----------
+    cell : refnet cell
+        The recurrent cell (:mod:`refnet.cells`), state (B, n_state).
+    head : refnet.heads.Head or MLPHead
+        The readout on ``cell.output(s)``, with ``head.n_in == cell.n_out``.
+    theta : dict
+        The cell's params ``{name: array}`` (``cell.param_shapes()``); copied into the learner.
+    beta : dict
+        The head's params; copied.
+    optimiser : refnet.optim.SGD, Adagrad or Adam
+        Or anything with ``init(params)`` and ``update(params, grads, state)``; one update of θ and β
+        per step (FPP: per update), at the optimiser's own learning rate.
+    rng : refnet.backend.Rng
+        The stream of the signs c1, c2 (``refnet.rng(seed)``).
+    eps : float
+        ε of the factors' rescaling (keeps it finite when a factor is zero), > 0.
+    s0 : (B, n_state) array or None
+        Initial state; None for zeros of batch ``batch``.
+    batch : int
+        B, the number of parallel streams when ``s0`` is None, >= 1.
+    trainable : collection of str or None
+        θ's parameter names to learn (None: all); the others are held fixed and carry no
+        sensitivity (:class:`OnlineLearner`).
+    check_every : int or None
+        Steps between two reads of the finiteness flags, >= 1 (module docstring); None: 1 on NumPy,
+        :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device.
+
+    Raises
+    ------
+    TypeError
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
+        str or not a collection; ``batch`` or ``check_every`` not an int;
+        a cell without ``kronecker_factors``; ``rng`` not a refnet Rng; ``eps`` not a real number.
+    ValueError
+        Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
+        the cell lacks, ``check_every`` < 1, or ``eps`` not finite and > 0.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, eps=KF_EPS, s0=None, batch=1,
@@ -708,6 +1031,57 @@ class FPPLearner(OnlineLearner):
                        after each update (the ICLR 2020 formulation); 0 leaves it as stored
 
     ``rng`` (a refnet.backend.Rng) draws the sampled transitions.
+
+    Parameters
+    ----------
+    cell : refnet cell
+        The recurrent cell (:mod:`refnet.cells`), state (B, n_state).
+    head : refnet.heads.Head or MLPHead
+        The readout on ``cell.output(s)``, with ``head.n_in == cell.n_out``.
+    theta : dict
+        The cell's params ``{name: array}`` (``cell.param_shapes()``); copied into the learner.
+    beta : dict
+        The head's params; copied.
+    optimiser : refnet.optim.SGD, Adagrad or Adam
+        Or anything with ``init(params)`` and ``update(params, grads, state)``; one update of θ and β
+        per step (FPP: per update), at the optimiser's own learning rate.
+    rng : refnet.backend.Rng
+        Draws the sampled transitions (``refnet.rng(seed)``).
+    n : int
+        Updates per environment step, >= 1.
+    buffer_size : int
+        N, the transitions kept, >= 1.
+    state_weight : float
+        λ, the weight of the state loss L_s (dimensionless), finite, >= 0.
+    refresh : int
+        Extra state-only write-backs per step, >= 0.
+    prioritised : bool
+        Sample transitions by their last L (True) or uniformly (False).
+    state_lr : float
+        Step size of the stored s_{T−1} as a variable (per update), finite, >= 0; 0 leaves it.
+    s0 : (B, n_state) array or None
+        Initial state; None for zeros of batch ``batch``.
+    batch : int
+        B, the number of parallel streams when ``s0`` is None, >= 1.
+    trainable : collection of str or None
+        θ's parameter names to learn (None: all); the others are held fixed and carry no
+        sensitivity (:class:`OnlineLearner`).
+    check_every : int or None
+        Steps between two reads of the finiteness flags, >= 1 (module docstring); None: 1 on NumPy,
+        :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device.
+
+    Raises
+    ------
+    TypeError
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
+        str or not a collection; ``batch`` or ``check_every`` not an int;
+        ``rng`` not a refnet Rng; ``prioritised`` not a bool; ``n``, ``refresh`` or ``buffer_size``
+        not an int.
+    ValueError
+        Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
+        the cell lacks, ``check_every`` < 1, ``n`` or ``buffer_size`` < 1, ``refresh`` < 0, or
+        ``state_weight`` or ``state_lr`` negative, non-finite or not a number.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, n=1, buffer_size=100, state_weight=1.0,
@@ -814,8 +1188,45 @@ class SnApLearner(OnlineLearner):
     For cells with ``jacobian_pattern`` (Elman, iRNN, leaky, GRU, LSTM).  The
     mask 𝟙_n is built once, from θ at construction (W_hh's zeros then), and
     kept while θ changes, as the paper keeps a sparse network's pattern; see
-    :mod:`refnet.algorithms.snap` for the memory and cost per step.  Extra
-    argument: ``n`` (int >= 1), the SnAp order.
+    :mod:`refnet.algorithms.snap` for the memory and cost per step.
+
+    Parameters
+    ----------
+    cell : refnet cell
+        The recurrent cell (:mod:`refnet.cells`), state (B, n_state).
+    head : refnet.heads.Head or MLPHead
+        The readout on ``cell.output(s)``, with ``head.n_in == cell.n_out``.
+    theta : dict
+        The cell's params ``{name: array}`` (``cell.param_shapes()``); copied into the learner.
+    beta : dict
+        The head's params; copied.
+    optimiser : refnet.optim.SGD, Adagrad or Adam
+        Or anything with ``init(params)`` and ``update(params, grads, state)``; one update of θ and β
+        per step (FPP: per update), at the optimiser's own learning rate.
+    n : int
+        The SnAp order: M̃ keeps the entries reachable in n steps, >= 1.
+    s0 : (B, n_state) array or None
+        Initial state; None for zeros of batch ``batch``.
+    batch : int
+        B, the number of parallel streams when ``s0`` is None, >= 1.
+    trainable : collection of str or None
+        θ's parameter names to learn (None: all); the others are held fixed and carry no
+        sensitivity (:class:`OnlineLearner`).
+    check_every : int or None
+        Steps between two reads of the finiteness flags, >= 1 (module docstring); None: 1 on NumPy,
+        :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device.
+
+    Raises
+    ------
+    TypeError
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
+        str or not a collection; ``batch`` or ``check_every`` not an int;
+        a cell without ``jacobian_pattern``; ``n`` not an int.
+    ValueError
+        Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
+        the cell lacks, ``check_every`` < 1, ``n`` < 1, or ``trainable``
+        leaving no column with a kept entry.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, n, s0=None, batch=1, trainable=None,
@@ -842,7 +1253,46 @@ class RFLOLearner(OnlineLearner):
     (the readout's transpose, ``feedback=None``) or B e_t with a fixed
     feedback matrix B (n_out, O) and the output error e_t
     (:mod:`refnet.algorithms.rflo`).  The head learns by its exact gradient.
-    Extra argument: ``feedback``.
+
+    Parameters
+    ----------
+    cell : refnet cell
+        The recurrent cell (:mod:`refnet.cells`), state (B, n_state).
+    head : refnet.heads.Head or MLPHead
+        The readout on ``cell.output(s)``, with ``head.n_in == cell.n_out``.
+    theta : dict
+        The cell's params ``{name: array}`` (``cell.param_shapes()``); copied into the learner.
+    beta : dict
+        The head's params; copied.
+    optimiser : refnet.optim.SGD, Adagrad or Adam
+        Or anything with ``init(params)`` and ``update(params, grads, state)``; one update of θ and β
+        per step (FPP: per update), at the optimiser's own learning rate.
+    feedback : (n_out, O) array or None
+        A fixed random feedback matrix B, in the learner's dtype; None: the readout's transpose
+        (δ_t = ∂ℓ_t/∂s_t).
+    s0 : (B, n_state) array or None
+        Initial state; None for zeros of batch ``batch``.
+    batch : int
+        B, the number of parallel streams when ``s0`` is None, >= 1.
+    trainable : collection of str or None
+        θ's parameter names to learn (None: all); the others are held fixed and carry no
+        sensitivity (:class:`OnlineLearner`).
+    check_every : int or None
+        Steps between two reads of the finiteness flags, >= 1 (module docstring); None: 1 on NumPy,
+        :data:`~refnet.algorithms.checks.CHECK_EVERY` on a device.
+
+    Raises
+    ------
+    TypeError
+        A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
+        str or not a collection; ``batch`` or ``check_every`` not an int;
+        a cell without a Kronecker-factored J_θ and a ``leak`` (RFLO needs :class:`refnet.cells.LeakyRNN`
+        or the Elman RNN); ``feedback`` not a floating array or of another dtype than θ.
+    ValueError
+        Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
+        ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
+        the cell lacks, ``check_every`` < 1, ``feedback`` not (cell.n_out, head.n_out) or with
+        NaN/Inf, or an empty ``trainable``.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, feedback=None, s0=None, batch=1, trainable=None,

@@ -18,7 +18,26 @@ __all__ = ["grid", "run_sweep", "read_results"]
 
 
 def grid(**axes):
-    """The points of the product of ``axes`` ({name: values}), as a list of dicts, in row-major order."""
+    """The points of the product of ``axes`` ({name: values}), as a list of dicts, in row-major order.
+
+    ``grid(seed=[0, 1], n=[1, 2])`` is ``[{'seed': 0, 'n': 1}, {'seed': 0, 'n': 2}, {'seed': 1, 'n': 1},
+    {'seed': 1, 'n': 2}]``: the last axis varies fastest.
+
+    Parameters
+    ----------
+    **axes
+        ``name=values``: each an iterable of the values that argument of ``run`` takes (not a str).
+
+    Returns
+    -------
+    list of dict
+        One ``{name: value}`` per point; ``[{}]`` when no axis is given, ``[]`` when an axis is empty.
+
+    Raises
+    ------
+    TypeError
+        If an axis's values are a str/bytes or not iterable (names the axis).
+    """
     for name, values in axes.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise TypeError(f"axis {name!r} must be a list of values, got {type(values).__name__} {values!r}")
@@ -44,17 +63,38 @@ def run_sweep(run, points, path, *, n_jobs=1, scheduler=None, progress=None):
 
     Parameters
     ----------
-    run : a picklable module-level function returning a JSON-serialisable dict
-    points : list of dicts, e.g. from :func:`grid`
-    path : file written anew (JSON lines): each line is ``{**point, **run(**point)}``
-    n_jobs : worker processes on this machine (loky); ignored on a cluster, where
-        every worker takes tasks
-    scheduler : None, or the address of a Dask scheduler ("tcp://host:8786")
-    progress : None, or a callable ``progress(row)`` called as each result arrives (a tqdm update)
+    run : callable
+        A picklable module-level function ``run(**point) -> dict``, the dict JSON-serialisable.
+    points : list of dict
+        The points, e.g. from :func:`grid`.
+    path : str or os.PathLike
+        File written anew (JSON lines): each line is ``{**point, **run(**point)}``.
+    n_jobs : int
+        Worker processes on this machine (loky), non-zero (joblib's convention: -1 for every core);
+        ignored on a cluster, where every worker takes tasks.
+    scheduler : str or None
+        None, or the address of a Dask scheduler ("tcp://host:8786").
+    progress : callable or None
+        None, or ``progress(row)`` called as each result arrives (a tqdm update).
 
     Returns
     -------
-    list of dicts, the rows in the order they finished
+    list of dict
+        The rows in the order they finished.
+
+    Raises
+    ------
+    TypeError
+        If ``run`` is not callable, ``points`` is not a list/tuple of dicts, ``run`` returns something
+        that is not a mapping, or a row is not JSON-serialisable.
+    ValueError
+        If ``n_jobs`` is not a non-zero int (local runs).
+    ImportError
+        If ``scheduler`` is given and dask.distributed (or joblib) is not installed.
+    OSError
+        If ``path`` cannot be opened for writing.
+    Exception
+        Whatever ``run`` raises for a point propagates (the rows before it are written).
     """
     from joblib import Parallel, delayed
     if not callable(run):
@@ -84,7 +124,25 @@ def _one(run, point):
 
 
 def read_results(path):
-    """The rows of a sweep file, a list of dicts."""
+    """The rows of a sweep file, a list of dicts.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A JSON-lines file written by :func:`run_sweep`; blank lines are skipped.
+
+    Returns
+    -------
+    list
+        One parsed JSON value (a dict for :func:`run_sweep`'s rows) per non-blank line, in file order.
+
+    Raises
+    ------
+    ValueError
+        If a line is not JSON (names the file and line).
+    OSError
+        If ``path`` cannot be opened (``FileNotFoundError`` when it does not exist).
+    """
     rows = []
     with open(path) as f:
         for number, line in enumerate(f, 1):

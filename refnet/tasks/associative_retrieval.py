@@ -31,7 +31,17 @@ _DIGIT0 = SYMBOLS.index("0")
 
 @dataclass(frozen=True)
 class Split:
-    """One split: ``codes`` (N, 2K + 3) int64 symbol indices, ``targets`` (N,) int64 digits."""
+    """One split: ``codes`` (N, 2K + 3) int64 symbol indices, ``targets`` (N,) int64 digits.
+
+    ``len(split)`` is N.
+
+    Attributes
+    ----------
+    codes : (N, 2K + 3) numpy.ndarray
+        int64 symbol indices into :data:`SYMBOLS` (K pairs, ``??``, the query letter).
+    targets : (N,) numpy.ndarray
+        int64 digits 0–9, the query's value.
+    """
 
     codes: numpy.ndarray
     targets: numpy.ndarray
@@ -42,7 +52,19 @@ class Split:
 
 @dataclass(frozen=True)
 class AssociativeRetrieval:
-    """The three splits of one seeded draw, and the number of pairs K."""
+    """The three splits of one seeded draw, and the number of pairs K.
+
+    Attributes
+    ----------
+    train : Split
+        The training sequences (drawn first).
+    valid : Split
+        The validation sequences.
+    test : Split
+        The test sequences.
+    pairs : int
+        K, the (letter, digit) pairs per sequence.
+    """
 
     train: Split
     valid: Split
@@ -53,13 +75,29 @@ class AssociativeRetrieval:
 def make_sequences(n, pairs, generator):
     """Draw ``n`` sequences of ``pairs`` (letter, digit) pairs, ``??`` and a query key.
 
+    Per row: ``pairs`` distinct letters (a uniformly random order of a–z, the first ``pairs``), a
+    digit 0–9 for each, then which key is asked, uniformly (Ba et al. 2016, §4.1).
+
     Parameters
     ----------
-    n : int >= 0;  pairs : int in [1, 26];  generator : numpy.random.Generator
+    n : int
+        Sequences to draw, >= 0.
+    pairs : int
+        K, the (letter, digit) pairs per sequence, in [1, 26].
+    generator : numpy.random.Generator
+        The stream drawn from (letters, then digits, then the queries).
 
     Returns
     -------
-    Split with codes (n, 2·pairs + 3) and targets (n,), NumPy int64.
+    Split
+        codes (n, 2·pairs + 3) and targets (n,), NumPy int64.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` or ``pairs`` is not an int, or ``generator`` is not a numpy.random.Generator.
+    ValueError
+        If ``n`` < 0, ``pairs`` < 1 or ``pairs`` > 26 (the keys are distinct letters).
     """
     n = check_int("n", n, 0)
     pairs = check_int("pairs", pairs, 1)
@@ -83,7 +121,33 @@ def make_sequences(n, pairs, generator):
 def associative_retrieval(pairs=4, n_train=100_000, n_valid=10_000, n_test=20_000, seed=0):
     """The task of Ba et al. (2016, §4.1): train, validation and test splits from one seed.
 
-    Defaults are the paper's: K = 4 pairs, 100 000 / 10 000 / 20 000 sequences.
+    Defaults are the paper's: K = 4 pairs, 100 000 / 10 000 / 20 000 sequences.  All three are
+    drawn by one :func:`make_sequences` call from ``numpy.random.default_rng(seed)``, train first.
+
+    Parameters
+    ----------
+    pairs : int
+        K, the (letter, digit) pairs per sequence, in [1, 26].
+    n_train : int
+        Training sequences, >= 0.
+    n_valid : int
+        Validation sequences, >= 0.
+    n_test : int
+        Test sequences, >= 0.
+    seed : int
+        Seed of the stream, >= 0.
+
+    Returns
+    -------
+    AssociativeRetrieval
+        The three :class:`Split` and ``pairs``.
+
+    Raises
+    ------
+    TypeError
+        If ``pairs``, a size or ``seed`` is not an int.
+    ValueError
+        If a size or ``seed`` < 0, or ``pairs`` is outside [1, 26].
     """
     sizes = [check_int(name, value, 0) for name, value in
              (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test))]
@@ -97,7 +161,24 @@ def associative_retrieval(pairs=4, n_train=100_000, n_valid=10_000, n_test=20_00
 def one_hot(codes, dtype=None):
     """Inputs (T, N, 37) on the active backend for codes (N, T): time first, as the algorithms take them.
 
-    ``dtype`` defaults to the active float dtype.
+    Parameters
+    ----------
+    codes : (N, T) int array
+        Symbol indices in [0, 37), e.g. :attr:`Split.codes`.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32' (None: the active ``REFNET_DTYPE``).
+
+    Returns
+    -------
+    (T, N, 37) array
+        One-hot rows, on the active backend.
+
+    Raises
+    ------
+    TypeError
+        If ``codes`` is not an array (or array-like) of integers.
+    ValueError
+        If ``codes`` is not 2-D, an index is outside [0, 37), or ``dtype`` is not float64/float32.
     """
     codes = _codes(codes)
     dtype = check_dtype("dtype", dtype)
@@ -120,8 +201,22 @@ def _codes(codes):
 def decode(codes):
     """The strings of codes (N, T), e.g. ``'c9k8j3f1??c'``.
 
-    Raises TypeError/ValueError for ``codes`` not a 2-D array of integer symbol indices in [0, 37)
-    (one sequence is ``codes[None]``).
+    Parameters
+    ----------
+    codes : (N, T) int array
+        Symbol indices in [0, 37); one sequence is ``codes[None]``.
+
+    Returns
+    -------
+    list of str
+        One string of T symbols per row.
+
+    Raises
+    ------
+    TypeError
+        If ``codes`` is not an array (or array-like) of integers.
+    ValueError
+        If ``codes`` is not 2-D or an index is outside [0, 37).
     """
     codes = _codes(codes)
     return ["".join(SYMBOLS[int(c)] for c in row) for row in numpy.asarray(codes)]
@@ -130,7 +225,22 @@ def decode(codes):
 def overlap(train, other):
     """Fraction of the sequences of ``other`` that also occur in ``train`` (both :class:`Split`).
 
-    Raises TypeError if either is not a :class:`Split`.
+    Parameters
+    ----------
+    train : Split
+        The sequences seen in training.
+    other : Split
+        The sequences to look up (validation or test).
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0.0 when ``other`` is empty.
+
+    Raises
+    ------
+    TypeError
+        If either is not a :class:`Split`.
     """
     for name, split in (("train", train), ("other", other)):
         if not isinstance(split, Split):

@@ -20,16 +20,29 @@ def cycleworld(p, steps, *, phase=0, dtype=None):
 
     Parameters
     ----------
-    p : int >= 2, the length of the cycle
-    steps : int >= 1, how many time steps
-    phase : int in [0, p), the state the agent starts in; the observation is 1
-        in state 0, so o_t = 1 when (t + phase) is a multiple of p
-    dtype : floating dtype, default the active REFNET_DTYPE
+    p : int
+        The length of the cycle, >= 2.
+    steps : int
+        How many time steps, >= 1.
+    phase : int
+        The state the agent starts in, in [0, p); the observation is 1 in state 0, so o_t = 1 when
+        (t + phase) is a multiple of p.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32' (None: the active ``REFNET_DTYPE``).
 
     Returns
     -------
-    x : (steps, 1, 1), x[t] = o_t, the observation at step t (a batch of one stream)
-    y : (steps, 1, 1), y[t] = o_{t+1}, the target: the next observation
+    x : (steps, 1, 1) array
+        x[t] = o_t, the observation at step t (a batch of one stream), on the active backend.
+    y : (steps, 1, 1) array
+        y[t] = o_{t+1}, the target: the next observation.
+
+    Raises
+    ------
+    TypeError
+        If ``p``, ``steps`` or ``phase`` is not an int.
+    ValueError
+        If ``p`` < 2, ``steps`` < 1, ``phase`` outside [0, p), or ``dtype`` not float64/float32.
     """
     p = check_int("p", p, 2)
     steps = check_int("steps", steps, 1)
@@ -43,6 +56,24 @@ def cycleworld(p, steps, *, phase=0, dtype=None):
 
 
 def always_zero_accuracy(p):
-    """(p − 1)/p: the accuracy of always predicting 0."""
+    """(p − 1)/p: the accuracy of always predicting 0 on p-CycleWorld (Tanner & Sutton 2005).
+
+    Parameters
+    ----------
+    p : int
+        The length of the cycle, >= 2.
+
+    Returns
+    -------
+    float
+        (p − 1)/p, e.g. 0.833… for p = 6.
+
+    Raises
+    ------
+    TypeError
+        If ``p`` is not an int.
+    ValueError
+        If ``p`` < 2.
+    """
     p = check_int("p", p, 2)
     return (p - 1) / p

@@ -18,6 +18,20 @@ __all__ = ["SequenceSplit", "digits", "to_sequences"]
 
 
 class SequenceSplit(NamedTuple):
+    """Images as sequences, split into train and test (:func:`digits`, :func:`refnet.tasks.mnist.mnist`).
+
+    Attributes
+    ----------
+    x_train : (T, N_train, I) array
+        Inputs, time first (refnet's layout), pixels in [0, 1]; T·I = the pixels of an image.
+    y_train : (N_train,) int64 array
+        Labels 0–9.
+    x_test : (T, N_test, I) array
+        Test inputs.
+    y_test : (N_test,) int64 array
+        Test labels.
+    """
+
     x_train: object  # (T, N_train, I) inputs, time first (refnet's layout)
     y_train: object  # (N_train,) int64 labels
     x_test: object   # (T, N_test, I)
@@ -29,8 +43,15 @@ def to_sequences(images, pixels_per_step):
 
     Parameters
     ----------
-    images : (N, H, W) (or (N, D)) array, N >= 1, at least one pixel
-    pixels_per_step : int >= 1 dividing the H·W pixels of an image
+    images : (N, H, W) or (N, D) array
+        N >= 1 images of at least one pixel; any dtype, values as they are.
+    pixels_per_step : int
+        Pixels read per step, >= 1, dividing the H·W pixels of an image.
+
+    Returns
+    -------
+    (T, N, pixels_per_step) numpy.ndarray
+        T = H·W / pixels_per_step steps, row-major; a contiguous NumPy array (on the host).
 
     Raises
     ------
@@ -57,14 +78,28 @@ def digits(*, rows=False, test_fraction=0.25, seed=0, dtype=None):
 
     Parameters
     ----------
-    rows : False for 64 steps of one pixel; True for 8 steps of one row of 8 pixels
-    test_fraction : float in (0, 1), the share of the 1 797 images held out
-    seed : int, the shuffle
-    dtype : floating dtype of the inputs, default REFNET_DTYPE
+    rows : bool
+        False for 64 steps of one pixel; True for 8 steps of one row of 8 pixels.
+    test_fraction : float
+        The share of the 1 797 images held out, in (0, 1) (rounded to whole images).
+    seed : int
+        Seed of the shuffle (``numpy.random.default_rng``), >= 0.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', the inputs' dtype (None: ``REFNET_DTYPE``).
 
     Returns
     -------
-    SequenceSplit on the active backend
+    SequenceSplit
+        x (64, N, 1) or (8, N, 8) in [0, 1] and int64 labels, on the active backend.
+
+    Raises
+    ------
+    ValueError
+        If ``test_fraction`` is not a float in (0, 1), ``seed`` < 0, or ``dtype`` not float64/float32.
+    TypeError
+        If ``rows`` is not a bool or ``seed`` not an int.
+    ImportError
+        If scikit-learn is not installed.
     """
     from sklearn.datasets import load_digits
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, float) or not 0 < test_fraction < 1:

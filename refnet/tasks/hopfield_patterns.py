@@ -28,6 +28,20 @@ def digit_patterns(side=28, *, threshold=0.5):
         Width and height after upsampling (28 for MNIST's size).
     threshold : float in (0, 1)
         A pixel is on where the upsampled intensity (in [0, 1]) exceeds it.
+
+    Returns
+    -------
+    (10, side·side) array
+        0/1 patterns on the active backend, in the active float dtype; row d is the digit d.
+
+    Raises
+    ------
+    TypeError
+        If ``side`` is not an int or ``threshold`` not a real number.
+    ValueError
+        If ``side`` < 8 or ``threshold`` is not in (0, 1).
+    ImportError
+        If scikit-learn is not installed.
     """
     side = check_int("side", side, 8)
     threshold = check_number("threshold", threshold, low=0.0, low_open=True)
@@ -52,9 +66,25 @@ def corrupt(patterns, level=0.5, *, seed=0):
 
     Parameters
     ----------
-    patterns : (P, D) binary (0/1) array
-    level : float in [0, 1], the fraction of each row's on pixels to switch off
-    seed : int, for the choice of pixels (NumPy PCG64)
+    patterns : (P, D) array
+        Floating, holding only 0 and 1 (e.g. :func:`digit_patterns`).
+    level : float
+        The fraction of each row's on pixels to switch off, in [0, 1].
+    seed : int
+        Seed of the choice of pixels (``numpy.random.default_rng``, PCG64), >= 0.
+
+    Returns
+    -------
+    (P, D) array
+        The corrupted copy, on the active backend, in ``patterns``' dtype.
+
+    Raises
+    ------
+    TypeError
+        If ``patterns`` is not a floating array, ``level`` not a real number, ``seed`` not an int.
+    ValueError
+        If ``patterns`` is not 2-D, holds NaN/Inf or values other than 0 and 1, ``level`` is outside
+        [0, 1] or NaN, or ``seed`` < 0.
     """
     patterns = as_array("patterns", patterns)
     check_array("patterns", patterns, ndim=2)

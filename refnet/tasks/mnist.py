@@ -26,6 +26,16 @@ _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 def read_idx(path):
     """The array stored in the IDX file ``path`` (gzipped if it ends in .gz).
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; a name ending in ``.gz`` is read through gzip.
+
+    Returns
+    -------
+    numpy.ndarray
+        The array of the header's shape and type (uint8 for MNIST), native byte order.
+
     Raises
     ------
     TypeError
@@ -70,10 +80,15 @@ def _path(name, path):
 def write_idx(path, array):
     """Write an unsigned-byte array as an IDX file (for tests and small fixtures).
 
+    Header 0, 0, 0x08 (unsigned bytes), ndim, then the sizes as big-endian uint32 and the data in
+    C order (LeCun et al.'s IDX format, module docstring).
+
     Parameters
     ----------
     path : str or os.PathLike
-    array : array (or array-like) of whole numbers in [0, 255], at most 255 dimensions
+        The file, written anew (not gzipped, whatever its name).
+    array : array or array-like
+        Whole numbers in [0, 255] (integer, bool or whole-valued float), at most 255 dimensions.
 
     Raises
     ------
@@ -112,8 +127,32 @@ def _find(folder, name):
 def mnist(folder, *, rows=False, dtype=None):
     """MNIST's train and test sets from ``folder`` as sequences: 784 steps of one pixel, or 28 rows of 28.
 
-    Pixels are scaled from 0..255 to [0, 1]; returns a
-    :class:`refnet.tasks.digits.SequenceSplit` on the active backend.
+    Pixels are scaled from 0..255 to [0, 1] (LeCun et al.'s IDX files, :data:`FILES`, each possibly
+    gzipped); nothing is downloaded.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The directory holding the four IDX files.
+    rows : bool
+        False for W·H steps of one pixel; True for H steps of one row of W pixels.
+    dtype : str, numpy.dtype or None
+        'float64' or 'float32', the inputs' dtype (None: ``REFNET_DTYPE``).
+
+    Returns
+    -------
+    SequenceSplit
+        x (784, N, 1) or (28, N, 28) for MNIST and int64 labels, on the active backend.
+
+    Raises
+    ------
+    TypeError
+        If ``folder`` is not a path or ``rows`` not a bool.
+    FileNotFoundError
+        If ``folder`` is not a directory or lacks one of the files (named).
+    ValueError
+        If a file is not a valid IDX file (:func:`read_idx`), the images are not (N, H, W) with one
+        (N,) label per image, or ``dtype`` is not float64/float32.
     """
     folder = _path("folder", folder)
     if not isinstance(rows, bool):

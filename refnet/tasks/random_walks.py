@@ -31,7 +31,21 @@ SIGMAS = (0.1, 1.0)
 
 @dataclass(frozen=True)
 class RandomWalks:
-    """A train/test split: x (T, N, 2) positions X_1..X_T, y (N,) int64 labels; classes balanced."""
+    """A train/test split: x (T, N, 2) positions X_1..X_T, y (N,) int64 labels; classes balanced.
+
+    Attributes
+    ----------
+    x_train : (T, N_train, 2) array
+        Training walks' positions X_1..X_T, on the active backend and dtype.
+    y_train : (N_train,) int64 array
+        Their classes, 0 (σ_0) or 1 (σ_1).
+    x_test : (T, N_test, 2) array
+        Test walks' positions.
+    y_test : (N_test,) int64 array
+        Their classes.
+    step_stds : tuple of float
+        The per-class step standard deviations used (:func:`step_std` of σ_0, σ_1).
+    """
 
     x_train: Any
     y_train: Any
@@ -43,8 +57,27 @@ class RandomWalks:
 def step_std(sigma, reading):
     """The standard deviation of one coordinate of a step for the paper's σ under ``reading``.
 
-    Raises ValueError for ``reading`` not in :data:`READINGS` or ``sigma`` not a finite number > 0
-    (TypeError if not a number).
+    Zhang et al. (2019, §1) write X_t ~ N(X_{t−1}, σ_i I): 'variance' reads σ_i as the variance
+    (std √σ_i), 'std' as the standard deviation (std σ_i).
+
+    Parameters
+    ----------
+    sigma : float
+        The paper's σ_i, a finite number > 0.
+    reading : {'variance', 'std'}
+        How σ_i is read (:data:`READINGS`).
+
+    Returns
+    -------
+    float
+        √σ for 'variance', σ for 'std'.
+
+    Raises
+    ------
+    ValueError
+        If ``reading`` is not in :data:`READINGS`, or ``sigma`` is not a finite number > 0.
+    TypeError
+        If ``sigma`` is not a real number.
     """
     _check_reading(reading)
     sigma = check_number("sigma", sigma, low=0.0, low_open=True)
@@ -69,26 +102,38 @@ def _check_sigmas(sigmas):
 def random_walks(n_per_class, *, T=100, sigmas=SIGMAS, reading="variance", seed=0):
     """Walks of both classes, shuffled together.
 
+    X_0 = 0, X_t = X_{t−1} + step_t, each step's coordinates N(0, step_std(σ_i)²) (Zhang et al.
+    2019, §1); class i has σ_i = ``sigmas[i]``.
+
     Parameters
     ----------
-    n_per_class : int >= 1
-    T : int >= 1
-        Steps per walk.
-    sigmas : (σ_0, σ_1)
-        The paper's σ of each class, read as ``reading`` says (module docstring).
-    reading : 'variance' or 'std'
-    seed : int >= 0
+    n_per_class : int
+        Walks of each class, >= 1.
+    T : int
+        Steps per walk, >= 1.
+    sigmas : sequence of float
+        (σ_0, σ_1, ...), the paper's σ of each class (at least two, each finite and > 0), read as
+        ``reading`` says (module docstring).
+    reading : {'variance', 'std'}
+        How σ is read (:func:`step_std`).
+    seed : int
+        Seed of the stream (``numpy.random.default_rng``), >= 0.
 
     Returns
     -------
-    x : (T, C n_per_class, 2) positions X_1..X_T on the active backend and dtype (C = len(sigmas))
-    y : (C n_per_class,) int64 labels
+    x : (T, C·n_per_class, 2) array
+        Positions X_1..X_T, on the active backend and dtype (C = len(sigmas)).
+    y : (C·n_per_class,) int64 array
+        The class of each walk, shuffled together with ``x``.
 
     Raises
     ------
-    TypeError, ValueError
-        ``n_per_class`` or ``T`` not an int >= 1, ``sigmas`` not at least two finite numbers > 0,
-        an unknown ``reading``, ``seed`` not an int >= 0.
+    TypeError
+        ``n_per_class``, ``T`` or ``seed`` not an int; ``sigmas`` not a sequence or holding a
+        non-number.
+    ValueError
+        ``n_per_class`` or ``T`` < 1, fewer than two ``sigmas`` or one not finite and > 0, an unknown
+        ``reading``, ``seed`` < 0.
     """
     n_per_class = check_int("n_per_class", n_per_class, 1)
     T = check_int("T", T, 1)
@@ -106,8 +151,32 @@ def random_walks(n_per_class, *, T=100, sigmas=SIGMAS, reading="variance", seed=
 def random_walk_task(n_per_class=10_000, *, T=100, reading="variance", seed=0):
     """The paper's split: ``n_per_class`` walks per class, half of each class to train, half to test.
 
-    Raises TypeError/ValueError for ``n_per_class`` not an int >= 2, ``T`` not an int >= 1, an
-    unknown ``reading`` or ``seed`` not an int >= 0.
+    σ_0 = 0.1, σ_1 = 1 (Zhang et al. 2019, §1); the train half is drawn from ``seed``, the test
+    half from a second stream (``seed + 1 000 003``), so the train set does not depend on the
+    parity of ``n_per_class``.
+
+    Parameters
+    ----------
+    n_per_class : int
+        Walks per class, >= 2 (⌊n/2⌋ to train, the rest to test); the paper's 10^4.
+    T : int
+        Steps per walk, >= 1 (the paper's 100).
+    reading : {'variance', 'std'}
+        How σ is read (:func:`step_std`).
+    seed : int
+        Seed of the training stream, >= 0.
+
+    Returns
+    -------
+    RandomWalks
+        The split and the step standard deviations used.
+
+    Raises
+    ------
+    TypeError
+        If ``n_per_class``, ``T`` or ``seed`` is not an int.
+    ValueError
+        If ``n_per_class`` < 2, ``T`` < 1, ``reading`` is unknown, or ``seed`` < 0.
     """
     n_per_class = check_int("n_per_class", n_per_class, 2)
     seed = check_seed("seed", seed)
@@ -121,7 +190,22 @@ def random_walk_task(n_per_class=10_000, *, T=100, reading="variance", seed=0):
 def step_variance(x):
     """Per walk, the mean squared step (1/2T) Σ_t ‖X_t − X_{t−1}‖², X_0 = 0: (T, N, 2) -> (N,).
 
-    Raises TypeError/ValueError for ``x`` not a finite floating (T, N, 2) array with T >= 1 and N >= 1.
+    Parameters
+    ----------
+    x : (T, N, 2) array
+        Positions X_1..X_T of N walks, floating, T >= 1, N >= 1.
+
+    Returns
+    -------
+    (N,) array
+        The step variance of each walk (per coordinate), on ``x``'s backend.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not an array (or array-like) or not floating.
+    ValueError
+        If ``x`` is not (T, N, 2) with T >= 1 and N >= 1, or holds NaN/Inf.
     """
     x = _walks("x", x)
     xp = xp_of(x)
@@ -154,10 +238,31 @@ def step_variance_baseline(x_train, y_train, x_test, y_test):
     """Test accuracy of the best threshold on the step variance, the threshold fitted on the train set.
 
     The rule "class 1 if step variance > c" with c chosen among the midpoints
-    between sorted training values to maximise training accuracy.  Returns
-    ``(test accuracy, c)`` as floats.
+    between sorted training values to maximise training accuracy (:func:`step_variance`).
 
-    Raises TypeError/ValueError for walks not finite (T, N, 2) with T, N >= 1 or labels not (N,) 0/1.
+    Parameters
+    ----------
+    x_train : (T, N_train, 2) array
+        Training walks, floating, finite.
+    y_train : (N_train,) int array
+        Their labels, 0 or 1.
+    x_test : (T', N_test, 2) array
+        Test walks, floating, finite.
+    y_test : (N_test,) int array
+        Their labels, 0 or 1.
+
+    Returns
+    -------
+    tuple of float
+        (test accuracy in [0, 1], the threshold c).
+
+    Raises
+    ------
+    TypeError
+        If a walk array is not floating, or an argument is not an array (or array-like).
+    ValueError
+        If the walks are not (T, N, 2) with T, N >= 1 or hold NaN/Inf, or the labels are not (N,)
+        integers 0/1 for the N walks.
     """
     x_train, x_test = _walks("x_train", x_train), _walks("x_test", x_test)
     y_train, y_test = _labels("y_train", y_train, x_train), _labels("y_test", y_test, x_test)
