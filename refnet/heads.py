@@ -134,7 +134,7 @@ class Head:
 
         Raises
         ------
-        Exception
+        None
             Nothing of its own: it only reads the validated ``n_in`` and ``n_out``.
         """
         return {"weight": (self.n_out, self.n_in), "bias": (self.n_out,)}

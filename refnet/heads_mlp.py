@@ -68,7 +68,7 @@ class MLPHead(Head):
 
         Raises
         ------
-        Exception
+        None
             Nothing of its own: it only reads the validated size fields.
         """
         return {"hidden_weight": (self.n_hidden, self.n_in), "hidden_bias": (self.n_hidden,),

@@ -76,7 +76,7 @@ def has_kronecker(cell):
 
     Raises
     ------
-    Exception
+    None
         Nothing of its own: only what a property named ``kronecker_factors`` on ``cell``
         raises when read (a ``getattr`` with a default swallows AttributeError alone).
     """

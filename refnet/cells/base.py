@@ -84,7 +84,7 @@ def contract_clashes(cell):
 
     Raises
     ------
-    Exception
+    None
         Nothing of its own: it only reads ``vars(cell)`` and the class
         dictionaries of ``type(cell).__mro__``.
     """
@@ -351,7 +351,7 @@ class Cell:
 
         Raises
         ------
-        Exception
+        None
             Nothing of its own: the identity map reads and checks nothing.
         """
         return s
@@ -371,7 +371,7 @@ class Cell:
 
         Raises
         ------
-        Exception
+        None
             Nothing of its own: the identity map reads and checks nothing.
         """
         return dy

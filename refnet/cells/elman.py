@@ -119,7 +119,7 @@ class ElmanRNN(Cell):
 
         Raises
         ------
-        Exception
+        None
             Nothing of its own: the sizes were checked when the cell was made.
         """
         H, I = self.hidden_size, self.input_size

@@ -105,7 +105,7 @@ class GRU(Cell):
 
         Raises
         ------
-        Exception
+        None
             Nothing of its own: the sizes were checked when the cell was made.
         """
         H, I = self.hidden_size, self.input_size

@@ -112,7 +112,7 @@ class LeakyRNN(Cell):
 
         Raises
         ------
-        Exception
+        None
             Nothing of its own: the sizes were checked when the cell was made.
         """
         H, I = self.hidden_size, self.input_size

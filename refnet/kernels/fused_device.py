@@ -237,7 +237,8 @@ def kernel_names():
 
     Raises
     ------
-    Nothing of its own: no argument to refuse.
+    None
+        Nothing of its own: it takes no argument.
     """
     names = []
     for kind, (_, arity) in _BUILDERS.items():

@@ -136,7 +136,7 @@ def check_interval(xp):
 
     Raises
     ------
-    Exception
+    None
         Nothing of its own: it only compares ``xp`` with the numpy module.
     """
     return 1 if xp is numpy else CHECK_EVERY
@@ -308,7 +308,7 @@ def failure_mode():
 
     Raises
     ------
-    Exception
+    None
         Nothing of its own: it reads a :mod:`contextvars` variable that has a
         default.
     """
@@ -369,7 +369,7 @@ class Recorder:
 
     Raises
     ------
-    Exception
+    None
         Nothing at construction: it stores ``xp`` and three empty lists.
     """
 
