@@ -118,3 +118,21 @@ def test_online_quick_json_reports_timings_and_agreement():
     assert ("tbptt6", 4, "refnet_numba") in {(r["name"], r["n"], r["impl"]) for r in rows if r["row"] == "timing"}
     if HAS_TORCH:
         assert all(r["weights_max_rel_err"] <= r["rtol"] for r in rows if r["row"] == "agreement")
+
+
+def test_gpu_case_without_a_gpu_refuses_to_report_and_says_why():
+    from refnet.bench import gpu
+    if gpu.import_gpu()[2] is None:
+        pytest.skip("a GPU is here: tests/test_cupy.py runs the case")
+    done = _bench("gpu", "--quick")
+    assert done.returncode == 1
+    assert "gpu: not measured" in done.stderr and gpu.import_gpu()[2] in done.stderr
+
+
+def test_bptt_table_says_why_the_gpu_rows_are_absent(bptt_rows):
+    from refnet.bench import gpu
+    if gpu.import_gpu()[2] is None:
+        pytest.skip("a GPU is here: the rows are present")
+    assert not [r for r in bptt_rows if r["row"] == "gpu"]
+    done = _bench("bptt", "--quick", "--repeats", "1")
+    assert done.returncode == 0 and "gpu rows: not measured" in done.stdout

@@ -8,17 +8,18 @@ import argparse
 import json
 import sys
 
-from . import bptt, ernn, fastweights, online, rbp
+from . import ernn, fastweights, gpu, online, rbp
 from .report import BenchmarkError
 
 __all__ = ["CASES", "main"]
 
 CASES = {
-    "bptt": bptt.run,
+    "bptt": gpu.bptt_with_gpu,      # bptt.run, and the GPU rows where a GPU is here
     "fastweights": fastweights.run,
     "online": online.run,
     "ernn": ernn.run,
     "rbp": rbp.run,
+    "gpu": gpu.run,
 }
 
 

@@ -781,6 +781,7 @@ def run(*, repeats=None, quick=False):
         ``kept_bytes``), "gemm" and "ratio" (``refnet_over_torch``,
         ``refnet_over_jax`` = refnet time / peer time, so > 1 means refnet is
         slower, and the kept-bytes ratios; null without the peer), each with the environment.
+        (The command's ``bptt`` case adds the GPU rows: :func:`refnet.bench.gpu.bptt_with_gpu`.)
 
     Raises
     ------
