@@ -834,7 +834,7 @@ class RTRLLearner(OnlineLearner):
 
 
 class UOROLearner(OnlineLearner):
-    """Online UORO (Tallec & Ollivier 2017, Alg. 1): gradient (∂ℓ_t/∂s_t · s̃_t) θ̃_t.
+    """Online UORO (Tallec & Ollivier 2018, Alg. 1): gradient (∂ℓ_t/∂s_t · s̃_t) θ̃_t.
 
     s̃_t = ρ_0 J_s s̃_{t−1} + ρ_1 ν_t, θ̃_t = θ̃_{t−1}/ρ_0 + ν_tᵀ J_θ/ρ_1 with random signs ν_t:
     an unbiased rank-one estimate s̃_t θ̃_tᵀ of M_t.

@@ -93,7 +93,7 @@ def test_uoro_needs_a_refnet_rng():
         uoro(cell, theta, x, s0, head, beta, y, rng=np.random.default_rng(0))
 
 
-# ---- influence balancing (Tallec & Ollivier 2017, §5) ----------------------
+# ---- influence balancing (Tallec & Ollivier 2018, §5) ----------------------
 
 _A = 0.5 * np.eye(23) + 0.5 * np.eye(23, k=1)
 _C = np.where(np.arange(23) < 10, 1.0, -1.0)
