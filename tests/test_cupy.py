@@ -100,13 +100,14 @@ def test_fused_device_kernels_equal_the_per_step_path_on_the_gpu(name, dtype, rt
         assert np.abs(got - value).max() <= rtol * max(np.abs(value).max(), 1.0), key
 
 
-def test_every_device_kernel_compiles_with_nvrtc():
+@pytest.mark.parametrize("dtype", ["float64", "float32"])      # T = float picks other overloads (tanh(float))
+def test_every_device_kernel_compiles_with_nvrtc(dtype):
     from refnet.kernels import fused_device
     kernel_set = fused_device.kernels_for(cupy)
     for key in fused_device.kernel_names():
         k = kernel_set.get(*key)
         n_args = len(k.spec.inputs) + len(k.spec.outputs)
-        arrays = [cupy.full((2, 3), 0.25) for _ in range(n_args)]
+        arrays = [cupy.full((2, 3), 0.25, dtype=dtype) for _ in range(n_args)]
         k(*arrays)                      # compiles at first launch
         assert all(bool(cupy.isfinite(a).all()) for a in arrays[len(k.spec.inputs):])
 

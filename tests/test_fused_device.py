@@ -153,3 +153,17 @@ def test_a_missing_compiler_is_named(monkeypatch):
     monkeypatch.setenv("CXX", "/nonexistent/refnet-test-c++")
     with pytest.raises(fused_device.HostCompilerError, match="could not be run"):
         fused_device._compile_host_library("int refnet_test_unique_symbol_42;\n")
+
+
+def test_a_truncated_library_in_the_cache_is_rebuilt_not_fatal(tmp_path, monkeypatch):
+    """The cache name is predictable in a shared temp directory: a bad file there must not break emulation."""
+    import hashlib
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("CXX", os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+                       or shutil.which("clang++"))
+    source = 'extern "C" int refnet_test_truncated_cache() { return 42; }\n'
+    digest = hashlib.sha256((os.environ["CXX"] + "\0" + source).encode()).hexdigest()[:16]
+    (tmp_path / f"refnet-fused-device-{digest}.so").write_bytes(b"")   # disk full, killed writer, foreign file
+    library = fused_device._compile_host_library(source)
+    assert library.refnet_test_truncated_cache() == 42

@@ -316,21 +316,31 @@ def _compile_host_library(source):
                                 "g++/clang++); none was found")
     digest = hashlib.sha256((compiler + "\0" + source).encode()).hexdigest()[:16]
     path = os.path.join(tempfile.gettempdir(), f"refnet-fused-device-{digest}.so")
-    if not os.path.exists(path):
-        fd, partial = tempfile.mkstemp(suffix=".so", dir=tempfile.gettempdir())
-        os.close(fd)
-        # -ffp-contract=off: no fused multiply-adds the body does not ask for, so the host build rounds
-        # like the array twin; the GPU build is compared with a tolerance for exactly that reason.
-        command = [compiler, "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-x", "c++", "-", "-o", partial]
+    if os.path.exists(path):
         try:
-            done = subprocess.run(command, input=source.encode(), capture_output=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            os.unlink(partial)
-            raise HostCompilerError(f"{compiler} could not be run: {error}") from error
-        if done.returncode != 0:
-            os.unlink(partial)
-            raise HostCompilerError(f"{compiler} failed on the kernels' bodies:\n{done.stderr.decode()[-4000:]}")
-        os.replace(partial, path)          # atomic: concurrent test processes see a whole library or none
+            # Only a library this user built is trusted (the temp directory is shared and the name is
+            # predictable); a truncated, foreign or unreadable file is built afresh below, not fatal.
+            if os.stat(path).st_uid == os.getuid():
+                return ctypes.CDLL(path)
+        except OSError:
+            pass
+    fd, partial = tempfile.mkstemp(suffix=".so", dir=tempfile.gettempdir())
+    os.close(fd)
+    # -ffp-contract=off: no fused multiply-adds the body does not ask for, so the host build rounds
+    # like the array twin; the GPU build is compared with a tolerance for exactly that reason.
+    command = [compiler, "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-x", "c++", "-", "-o", partial]
+    try:
+        done = subprocess.run(command, input=source.encode(), capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        os.unlink(partial)
+        raise HostCompilerError(f"{compiler} could not be run: {error}") from error
+    if done.returncode != 0:
+        os.unlink(partial)
+        raise HostCompilerError(f"{compiler} failed on the kernels' bodies:\n{done.stderr.decode()[-4000:]}")
+    try:
+        os.replace(partial, path)      # atomic: concurrent test processes see a whole library or none
+    except OSError:                    # another user's file in a sticky temp directory: keep ours private
+        return ctypes.CDLL(partial)
     return ctypes.CDLL(path)
 
 
