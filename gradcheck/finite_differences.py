@@ -147,6 +147,26 @@ class Objective:
         self.calls = 0
 
     def __call__(self, params, where="f(θ)"):
+        """f(params) as a Python float, counted, with the dtype it was computed in remembered.
+
+        Parameters
+        ----------
+        params : dict {name: array}
+            The point θ at which f is evaluated.
+        where : str
+            How the point is named in an error (e.g. ``"f(θ + εd)"``).
+
+        Returns
+        -------
+        float
+            The objective's value.
+
+        Raises
+        ------
+        TypeError
+            If f returns anything but a real scalar (an array of shape other than (), a str, None,
+            a complex number, or an object ``float()`` refuses), naming ``where``.
+        """
         value = self.f(params)
         self.calls += 1
         shape = getattr(value, "shape", ())

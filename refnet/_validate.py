@@ -236,6 +236,22 @@ def first_nonfinite(arrays):
     One ``isfinite(...).all()`` per array, stacked on the arrays' device and read
     back once; the failing array alone is then searched for its first bad entry
     (C order).  None entries are skipped.
+
+    Parameters
+    ----------
+    arrays : sequence of arrays (or None)
+        The arrays to search, any shapes, on one backend.
+
+    Returns
+    -------
+    tuple or None
+        ``(position, index, value)``: the position in ``arrays`` of the first array with a
+        non-finite entry, that entry's index tuple and its value; None if all are finite.
+
+    Raises
+    ------
+    TypeError
+        If the arrays mix backends (:func:`refnet.backend.xp_of`).
     """
     items = [(k, a) for k, a in enumerate(arrays) if a is not None]
     if not items:

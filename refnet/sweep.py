@@ -25,7 +25,7 @@ def grid(**axes):
 
     Parameters
     ----------
-    **axes
+    **axes : iterables
         ``name=values``: each an iterable of the values that argument of ``run`` takes (not a str).
 
     Returns

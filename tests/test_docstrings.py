@@ -2,12 +2,13 @@
 
 "Public" means: named in the ``__all__`` of a module whose dotted path has no
 component starting with an underscore (``__init__`` aside), defined in that
-module, and, for a class, every method, property, classmethod and staticmethod
-its own body defines without a leading underscore.  Each must have
+module or re-exported there from a private one (``refnet._validate``), and,
+for a class, every method, property, classmethod and staticmethod its own
+body defines without a leading underscore, and ``__call__``.  Each must have
 
 - a docstring with a one-line summary;
 - a ``Parameters`` section naming every parameter of the signature (``self``
-  and ``cls`` aside), one per entry (``x, y : ...`` on one line is refused);
+  and ``cls`` aside), one per entry, each with its type or shape (``x, y : ...`` on one line is refused);
   a dataclass or named tuple may list its fields under ``Attributes`` instead;
   no entry may name a parameter the signature does not have;
 - a ``Returns`` (or ``Yields``) section when the body returns a value;
@@ -148,6 +149,10 @@ def problems(obj, *, kind, owner=None):
         expected = _signature_names(function, skip_first=skip)
         documented = _entry_names(doc["Parameters"]) + _entry_names(doc["Other Parameters"])
 
+    untyped = [entry.name.strip() for entry in list(doc["Parameters"]) + list(doc["Other Parameters"])
+               if not entry.type.strip()]
+    if untyped:
+        found.append(f"parameters without a type or shape: {untyped}")
     joined = [name for name in documented if "," in name]
     if joined:
         found.append(f"one parameter per entry: {joined}")
@@ -174,7 +179,12 @@ def _items(module_name):
     items = []
     for name in getattr(module, "__all__", ()):
         obj = getattr(module, name, None)
-        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != module_name:
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        home = obj.__module__ or ""
+        private_home = home.split(".")[0] == module_name.split(".")[0] and any(
+            part.startswith("_") for part in home.split(".")[1:])
+        if home != module_name and not private_home:   # defined elsewhere public: checked at home
             continue
         if inspect.isfunction(obj):
             items.append((f"{module_name}.{name}", obj, "function", None))
@@ -184,7 +194,7 @@ def _items(module_name):
             continue
         fields = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
         for attr, value in vars(obj).items():
-            if attr.startswith("_") or attr in fields:      # a field's default (even a function) is data
+            if (attr.startswith("_") and attr != "__call__") or attr in fields:   # a field's default is data
                 continue
             qualified = f"{module_name}.{name}.{attr}"
             if isinstance(value, property):
@@ -320,3 +330,50 @@ def test_a_dataclass_may_document_its_fields_as_attributes():
     assert problems(Result, kind="class") == []
     Result.__doc__ = "A result."
     assert problems(Result, kind="class") == ["parameters not documented: ['value']"]
+
+
+def test_a_parameter_without_a_type_or_shape_is_named():
+    def bare_entry(x):
+        """Bare.
+
+        Parameters
+        ----------
+        x
+            Something.
+
+        Raises
+        ------
+        ValueError
+        """
+    assert problems(bare_entry, kind="function") == ["parameters without a type or shape: ['x']"]
+
+
+def test_call_of_a_public_class_is_checked():
+    class Map:
+        """A map.
+
+        Raises
+        ------
+        None
+            Nothing of its own.
+        """
+
+        def __call__(self, h):
+            return h
+    listed = [(kind, problems(obj, kind=kind)) for _, obj, kind, _ in _items_of_class(Map)]
+    assert ("method", ["no docstring"]) in listed
+
+
+def _items_of_class(cls):
+    """The (name, object, kind, owner) items the module walk yields for one class, for the test above."""
+    import types
+    module = types.ModuleType("refnet_docstring_probe")
+    module.__all__ = ["Map"]
+    cls.__module__ = module.__name__
+    module.Map = cls
+    import sys
+    sys.modules[module.__name__] = module
+    try:
+        return _items(module.__name__)
+    finally:
+        del sys.modules[module.__name__]

@@ -159,7 +159,11 @@ def _kernel_equals_twin(name):
 
 
 def _launches(kernel_set):
-    return sum(k.calls for k in kernel_set.built.values())
+    """Launches so far per direction: {"forward": n, "backward": n}."""
+    counts = {"forward": 0, "backward": 0}
+    for key, k in kernel_set.built.items():
+        counts["forward" if key[0].endswith("_forward") else "backward"] += k.calls
+    return counts
 
 
 def _device_equals_per_step(name, emulate):
@@ -172,9 +176,9 @@ def _device_equals_per_step(name, emulate):
                 return None, exact_tol(), False, "no device kernels for this backend: no evidence"
             before = _launches(kernel_set)
             ours = _everything(name)
-            launched = _launches(kernel_set) - before
-        if not launched:
-            return None, exact_tol(), False, "no device kernel was launched: no evidence"
+            launched = {d: n - before[d] for d, n in _launches(kernel_set).items()}
+        if not all(launched.values()):          # both directions must have run on the device loops
+            return None, exact_tol(), False, f"device kernels launched {launched}: no evidence for both directions"
         err, tol, passed, detail = _compare(ours, reference, "per-step path")
         return err, tol, passed, f"{detail}; {launched} kernel launches".lstrip("; ")
     return run

@@ -317,6 +317,21 @@ class FiniteWatch:
         self.pending = []
 
     def __call__(self, t, a):
+        """Record ``a``, made at step t; check the block once ``every`` records are pending.
+
+        Parameters
+        ----------
+        t : int
+            The step (1-based) that made ``a``.
+        a : array
+            The step's quantity (any shape); None is skipped by the check.
+
+        Raises
+        ------
+        refnet.NumericalError
+            If the checked block holds a NaN/Inf: names the function, the quantity and the
+            first bad step.
+        """
         self.pending.append((t, a))
         if len(self.pending) >= self.every:
             self.flush()
@@ -367,6 +382,25 @@ class StepWatch:
                                     hint=" (the carried sensitivity overflowed)"))
 
     def __call__(self, t, s_t, L_t, g_t):
+        """Record step t's state, loss term and gradient term; check the blocks every ``every`` steps.
+
+        Parameters
+        ----------
+        t : int
+            The step (1-based).
+        s_t : (B, n_state) array
+            The state the step made.
+        L_t : scalar array or None
+            The step's loss term (None where the step has no loss).
+        g_t : array or None
+            The step's gradient term (what is added to dθ), any shape.
+
+        Raises
+        ------
+        refnet.NumericalError
+            If a checked block holds a NaN/Inf: the state is named before the loss term and the
+            gradient term it poisoned.
+        """
         for watch, a in zip(self.watches, (s_t, L_t, g_t)):
             watch.pending.append((t, a))
         if len(self.watches[0].pending) >= self.watches[0].every:

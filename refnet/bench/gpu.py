@@ -16,6 +16,7 @@ refuses to report (:class:`~refnet.bench.report.BenchmarkError`, exit
 status 1 from the command line); ``python -m refnet.bench bptt`` then lists
 the GPU rows as not measured, with the reason.
 """
+import os
 import statistics
 import time
 
@@ -110,6 +111,11 @@ def measure(cupy, torch, name, *, B, I, H, T, repeats):
     ------
     BenchmarkError
         If refnet's and cuDNN's outputs or gradients differ beyond :data:`refnet.bench.bptt.GRAD_RTOL`.
+
+    Notes
+    -----
+    torch's TF32 switches (cuDNN and matmul) are off during the call and restored after, so the
+    row's float32 is float32 on both sides; the row records ``CUPY_TF32`` as found.
     """
     cell = _MAKERS[name](I, H)
     p = make_problem(cell, B, T, "float32")
@@ -138,6 +144,18 @@ def measure(cupy, torch, name, *, B, I, H, T, repeats):
         torch.autograd.backward((out, *(final if name == "lstm" else (final,))), cotangents)
         return out
 
+    previous = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        row = _compare_and_time(cupy, torch, name, cell, ours, theirs, xt, state, module, repeats)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
+    row.update({"B": B, "I": I, "H": H, "T": T})
+    return row
+
+
+def _compare_and_time(cupy, torch, name, cell, ours, theirs, xt, state, module, repeats):
+    """Check the two sides agree, then time each (TF32 already off on torch's side)."""
     result = ours()
     out_t = theirs()
     mine = {"outputs": cupy.asnumpy(result.outputs), "dx": cupy.asnumpy(result.dx), "ds0": cupy.asnumpy(result.ds0),
@@ -151,7 +169,8 @@ def measure(cupy, torch, name, *, B, I, H, T, repeats):
                              f"(normwise relative; tolerance {GRAD_RTOL['float32']:.0e})")
     ours_s, ours_all = _median_seconds(ours, cupy.cuda.Device().synchronize, repeats)
     theirs_s, theirs_all = _median_seconds(theirs, torch.cuda.synchronize, repeats)
-    return {"row": "gpu", "cell": name, "dtype": "float32", "B": B, "I": I, "H": H, "T": T,
+    return {"row": "gpu", "cell": name, "dtype": "float32",
+            "cupy_tf32": os.environ.get("CUPY_TF32", "0"), "torch_tf32": False,
             "device": torch.cuda.get_device_name(0), "refnet_cupy_s": ours_s, "torch_cudnn_s": theirs_s,
             "ratio": ours_s / theirs_s, "target_ratio": 2.0, "repeats": repeats,
             "refnet_spread": max(ours_all) / min(ours_all), "torch_spread": max(theirs_all) / min(theirs_all),
@@ -181,20 +200,18 @@ def run(*, repeats=None, quick=False):
     ValueError
         If ``repeats`` < 1.
     BenchmarkError
-        If CuPy sees no GPU or torch has no CUDA device (nothing to measure), or the two sides'
-        gradients disagree.
+        If CuPy sees no GPU or torch has no CUDA device (nothing to measure), ``CUPY_TF32`` is set
+        (CuPy would not compute in float32), or the two sides' gradients disagree.
     """
     size = "quick" if quick else "full"
     repeats = DEFAULT_REPEATS[size] if repeats is None else check_int("repeats", repeats, 1)
     cupy, torch, missing = import_gpu()
     if missing:
         raise BenchmarkError(f"gpu: not measured: {missing}")
-    previous = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        rows = tuple(measure(cupy, torch, name, repeats=repeats, **SIZES[size]) for name in _MAKERS)
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
+    if os.environ.get("CUPY_TF32", "0") != "0":
+        raise BenchmarkError("gpu: CUPY_TF32 is set: CuPy's cuBLAS would compute in TF32 while the row says "
+                             "float32; unset it to compare like with like")
+    rows = tuple(measure(cupy, torch, name, repeats=repeats, **SIZES[size]) for name in _MAKERS)
     return Report(rows, table(rows))
 
 

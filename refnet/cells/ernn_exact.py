@@ -155,7 +155,22 @@ class StepMap:
     c: Any
 
     def __call__(self, h):
-        """T(h) = σ(U h + c)."""
+        """T(h) = σ(U h + c): the map whose fixed point is the step's state.
+
+        Parameters
+        ----------
+        h : (B, H) array
+            The iterate.
+
+        Returns
+        -------
+        (B, H) array
+
+        Raises
+        ------
+        ValueError
+            If ``h``'s shape does not fit U (the array module's matmul error).
+        """
         return self.ernn.sigma.fn(self.ernn.feedback(self.params, h) + self.c)
 
     def rows(self, index):

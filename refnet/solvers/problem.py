@@ -167,6 +167,22 @@ class CellMap:
     t: Any = None
 
     def __call__(self, h):
+        """F(h) = the cell's step from state h with the map's θ, x and t (its new state).
+
+        Parameters
+        ----------
+        h : (B, n_state) array
+            The state the step starts from.
+
+        Returns
+        -------
+        (B, n_state) array
+
+        Raises
+        ------
+        ValueError
+            If ``h``'s shape does not fit the cell (the array module's error).
+        """
         return self.cell.step(self.theta, h, self.x, self.t)[0]
 
     def rows(self, index):
