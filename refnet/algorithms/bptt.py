@@ -230,7 +230,7 @@ def loss(cell, theta, x, s0, head, beta, y, weights=None):
     ------
     TypeError
         ``cell`` or ``head`` lacks its contract; ``theta``/``beta`` not dicts of floating arrays;
-        an argument that is not an array; labels that are not integers for a label loss; mixed
+        an argument that is neither an array nor a nested list of numbers; labels that are not integers for a label loss; mixed
         dtypes or backends.
     ValueError
         A missing or extra parameter, a wrong shape, T = 0, B = 0, ``head.n_in != cell.n_out``,
@@ -290,7 +290,7 @@ def bptt(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
     ------
     TypeError
         ``cell`` or ``head`` lacks its contract; ``theta``/``beta`` not dicts of floating arrays;
-        an argument that is not an array; integer labels expected but not given; mixed dtypes or
+        an argument that is neither an array nor a nested list of numbers; integer labels expected but not given; mixed dtypes or
         backends; ``trainable`` a str or not a collection.
     ValueError
         A missing or extra parameter, a wrong shape, T = 0, B = 0, ``head.n_in != cell.n_out``,

@@ -160,7 +160,7 @@ def implicit_vjp(cell, theta, x, h_star, dh, *, solve, t=None, check_equilibrium
     ------
     TypeError
         ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
-        arrays; an argument that is not an array; mixed dtypes or backends; ``solve`` not
+        arrays; an argument that is neither an array nor a nested list of numbers; mixed dtypes or backends; ``solve`` not
         callable; ``check_equilibrium`` not a bool; a tolerance not a number; ``trainable`` a str.
     ValueError
         A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
@@ -261,7 +261,7 @@ def rbp(cell, theta, x, h_star, dh, *, z0=None, rtol=None, atol=0.0, maxiter=100
     ------
     TypeError
         ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
-        arrays; an argument that is not an array; mixed dtypes or backends; a tolerance or
+        arrays; an argument that is neither an array nor a nested list of numbers; mixed dtypes or backends; a tolerance or
         iteration count of the wrong type; ``check_equilibrium`` not a bool; ``trainable`` a str.
     ValueError
         A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
@@ -327,7 +327,7 @@ def neumann_rbp(cell, theta, x, h_star, dh, *, K, rtol=None, t=None, check_equil
     ------
     TypeError
         ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
-        arrays; an argument that is not an array; mixed dtypes or backends; a tolerance or
+        arrays; an argument that is neither an array nor a nested list of numbers; mixed dtypes or backends; a tolerance or
         iteration count of the wrong type; ``check_equilibrium`` not a bool; ``trainable`` a str.
     ValueError
         A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
@@ -391,7 +391,7 @@ def cg_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, maxiter=None, dam
     ------
     TypeError
         ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
-        arrays; an argument that is not an array; mixed dtypes or backends; a tolerance or
+        arrays; an argument that is neither an array nor a nested list of numbers; mixed dtypes or backends; a tolerance or
         iteration count of the wrong type; ``check_equilibrium`` not a bool; ``trainable`` a str.
     ValueError
         A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or
@@ -456,7 +456,7 @@ def gmres_rbp(cell, theta, x, h_star, dh, *, rtol=None, atol=0.0, restart=20, ma
     ------
     TypeError
         ``cell`` lacks ``step``/``step_vjp``/``step_jvp``; ``theta`` not a dict of floating
-        arrays; an argument that is not an array; mixed dtypes or backends; a tolerance or
+        arrays; an argument that is neither an array nor a nested list of numbers; mixed dtypes or backends; a tolerance or
         iteration count of the wrong type; ``check_equilibrium`` not a bool; ``trainable`` a str.
     ValueError
         A wrong shape, a missing or extra parameter, B = 0, a NaN/Inf input, a negative or

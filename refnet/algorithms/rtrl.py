@@ -120,7 +120,7 @@ def rtrl(cell, theta, x, s0, head, beta, y, weights=None, *, trainable=None):
     ------
     TypeError
         ``cell`` or ``head`` lacks its contract; ``theta``/``beta`` not dicts of floating arrays;
-        an argument that is not an array; integer labels expected but not given; mixed dtypes or
+        an argument that is neither an array nor a nested list of numbers; integer labels expected but not given; mixed dtypes or
         backends; ``trainable`` a str or not a collection.
     ValueError
         A missing or extra parameter, a wrong shape, T = 0, B = 0, ``head.n_in != cell.n_out``,
