@@ -249,6 +249,9 @@ CASES = [
     ("heads", "mse target NaN", lambda: refnet.Head(H, 2, heads.mse).loss_value(
         refnet.Head(H, 2, heads.mse).init(refnet.rng(0)), np.zeros((1, H)), np.full((1, 2), np.nan), np.ones(1)),
      ValueError, "y must be finite"),
+    ("heads", "every_step T 0", lambda: refnet.every_step(0, B), ValueError, "T must be an int >= 1, got 0"),
+    ("heads", "last_step B 0", lambda: refnet.last_step(T, 0), ValueError, "B must be an int >= 1, got 0"),
+    ("heads", "last_step T float", lambda: refnet.last_step(2.0, B), TypeError, "T must be an int >= 1"),
     ("heads", "masked all false", lambda: refnet.masked(np.zeros((T, B), bool)), ValueError,
      "mask must select at least one"),
     # ---- interop
