@@ -16,6 +16,7 @@ from refnet import heads, interop, online, optim, sweep, tasks
 from refnet.algorithms import (FPPBuffer, bptt, fpp_grad, fpp_loss, fpp_refresh, kfrtrl, loss, rtrl,
                                sequence_vjp, stacked_forward, stacked_sequence_vjp, tbptt, truncated_loss, uoro)
 from refnet.algorithms.rtrl import rtrl_update
+from refnet.algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
 from refnet.algorithms.uoro import uoro_gradient, uoro_init
 from refnet.fixtures import bptt_fixture, sequence_vjp_fixture, tbptt_fixture
 from refnet.tasks.cycleworld import cycleworld
@@ -57,6 +58,12 @@ def _learner(cls=online.RTRLLearner, **kw):
     args = dict(cell=CELL, head=HEAD, theta=THETA, beta=BETA, optimiser=optim.SGD(0.1))
     args.update(kw)
     return cls(**args)
+
+
+def _kf_update(c1, c2):
+    """kfrtrl_update at B = 1 after one Elman step, with the given signs."""
+    _, cache = CELL.step(THETA, np.zeros((1, H)), X[0, :1], 0)
+    return kfrtrl_update(CELL, THETA, cache, kfrtrl_init(CELL, 1, X), c1, c2)
 
 
 def _buffer():
@@ -168,6 +175,14 @@ CASES = [
      ValueError, "out must be a new"),
     ("rtrl", "uoro_init batch 0", lambda: uoro_init(CELL, 0, X), ValueError, "batch must be an int >= 1, got 0"),
     ("rtrl", "uoro_gradient ds shape", lambda: uoro_gradient(uoro_init(CELL, 1, X), np.zeros((1, H + 1))),
+     ValueError, r"ds must have shape \(1, 5\)"),
+    ("rtrl", "kfrtrl_update c1 of length 3 at B = 1", lambda: _kf_update(np.ones(3), np.ones(1)), ValueError,
+     r"c1 must have shape \(1,\), got \(3,\)"),
+    ("rtrl", "kfrtrl_update c2 of length 1 at B = 2", lambda: kfrtrl_update(
+        CELL, THETA, CELL.step(THETA, np.zeros((2, H)), X[0], 0)[1], kfrtrl_init(CELL, 2, X), np.ones(2),
+        np.ones(1)), ValueError, r"c2 must have shape \(2,\)"),
+    ("rtrl", "kfrtrl_gradient ds shape", lambda: kfrtrl_gradient(kfrtrl_init(CELL, 1, X), np.zeros((2, H)),
+                                                                 CELL.param_shapes()),
      ValueError, r"ds must have shape \(1, 5\)"),
     # ---- fpp
     ("fpp", "fpp_grad missing parameter",
