@@ -17,6 +17,8 @@ from refnet.algorithms import (FPPBuffer, bptt, fpp_grad, fpp_loss, fpp_refresh,
                                sequence_vjp, stacked_forward, stacked_sequence_vjp, tbptt, truncated_loss, uoro)
 from refnet.algorithms.rtrl import rtrl_update
 from refnet.algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
+from refnet.algorithms.rflo import rflo_init
+from refnet.algorithms.snap import snap_init, snap_pattern
 from refnet.algorithms.uoro import uoro_gradient, uoro_init
 from refnet.fixtures import bptt_fixture, sequence_vjp_fixture, tbptt_fixture
 from refnet.tasks.cycleworld import cycleworld
@@ -184,6 +186,16 @@ CASES = [
     ("rtrl", "kfrtrl_gradient ds shape", lambda: kfrtrl_gradient(kfrtrl_init(CELL, 1, X), np.zeros((2, H)),
                                                                  CELL.param_shapes()),
      ValueError, r"ds must have shape \(1, 5\)"),
+    ("rtrl", "rflo_init batch 0", lambda: rflo_init(refnet.LeakyRNN(I, H, alpha=0.5), 0, X), ValueError,
+     "batch must be an int >= 1, got 0"),
+    ("rtrl", "rflo_init like a list", lambda: rflo_init(refnet.LeakyRNN(I, H, alpha=0.5), 1, [0.0]), TypeError,
+     "like must be an array"),
+    ("rtrl", "snap_init batch -1", lambda: snap_init(snap_pattern(CELL, THETA, 1), -1, X), ValueError,
+     "batch must be an int >= 1, got -1"),
+    ("rtrl", "snap_init like a float", lambda: snap_init(snap_pattern(CELL, THETA, 1), 1, 0.0), TypeError,
+     "like must be an array"),
+    ("rtrl", "snap_init pattern a dict", lambda: snap_init({}, 1, X), TypeError, "pattern must be a SnApPattern"),
+    ("rtrl", "kfrtrl_init like a list", lambda: kfrtrl_init(CELL, 1, [0.0]), TypeError, "like must be an array"),
     # ---- fpp
     ("fpp", "fpp_grad missing parameter",
      lambda: fpp_grad(CELL, _without(THETA, "weight_ih"), HEAD, BETA, np.zeros((B, H)), X[0], X[1],
