@@ -266,6 +266,10 @@ CASES = [
     ("learners", "learner cell not a cell", lambda: _learner(cell=None), TypeError, "cell must be a refnet cell"),
     # ---- optimisers
     ("optim", "SGD lr negative", lambda: optim.SGD(-0.1), ValueError, "lr must be a finite number >= 0"),
+    ("optim", "SGD lr a string", lambda: optim.SGD("a"), TypeError, "lr must be a real number"),
+    ("optim", "SGD momentum a bool", lambda: optim.SGD(0.1, momentum=True), TypeError, "momentum must be a real number"),
+    ("optim", "Adam beta2 None", lambda: optim.Adam(beta2=None), TypeError, "beta2 must be a real number"),
+    ("optim", "Adagrad eps a string", lambda: optim.Adagrad(eps="1e-10"), TypeError, "eps must be a real number"),
     ("optim", "Adam beta1 1", lambda: optim.Adam(beta1=1.0), ValueError, r"beta1 must be a number in \[0, 1\)"),
     ("optim", "Adagrad eps 0", lambda: optim.Adagrad(eps=0.0), ValueError, "eps must be a finite number > 0"),
     ("optim", "init of a list", lambda: optim.Adam().init([np.zeros(2)]), TypeError, "params must be a non-empty dict"),
