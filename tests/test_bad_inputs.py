@@ -20,6 +20,7 @@ from refnet.algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
 from refnet.algorithms.rflo import rflo_init
 from refnet.algorithms.snap import snap_init, snap_pattern
 from refnet.algorithms.uoro import uoro_gradient, uoro_init
+from refnet.interop_keras import grads_from_keras
 from refnet.fixtures import bptt_fixture, sequence_vjp_fixture, tbptt_fixture
 from refnet.tasks.cycleworld import cycleworld
 
@@ -313,6 +314,12 @@ CASES = [
     ("interop", "from_torch NaN weight", lambda: interop.from_torch(
         {"weight_ih_l0": np.zeros((2, 3)), "weight_hh_l0": _nan_at(np.zeros((2, 2)), (0, 1))}), ValueError,
      r"source\['weight_hh_l0'\] must be finite"),
+    ("interop", "grads_from_keras NaN kernel", lambda: grads_from_keras(
+        "SimpleRNN", [_nan_at(np.zeros((3, 2)), (1, 0)), np.zeros((2, 2)), np.zeros(2)]), ValueError,
+     r"dweights\['kernel'\] must be finite, got nan at index \(1, 0\)"),
+    ("interop", "grads_from_keras overflow to float32", lambda: grads_from_keras(
+        "SimpleRNN", [np.zeros((3, 2)), np.full((2, 2), 1e300), np.zeros(2)], dtype="float32"), ValueError,
+     "dweights must be finite in float32.*'weight_hh'"),
     ("interop", "to_torch of an int", lambda: interop.to_torch(3, tensors=False), TypeError,
      "params must be a params dict"),
     ("interop", "state_from_torch 2-d h0", lambda: interop.state_from_torch(np.zeros((2, 3))), ValueError,
