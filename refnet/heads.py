@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 import numbers
 
 from .backend import get_dtype, get_xp, xp_of
-from ._validate import as_array, check_array, check_params, check_same_dtype, first_nonfinite
+from ._validate import as_array, check_array, check_int, check_params, check_same_dtype, first_nonfinite
 from .cells.activations import sigmoid
 from .errors import NumericalError
 
@@ -420,13 +420,12 @@ def every_step(T, B, *, like=None):
 
     Raises
     ------
-    ZeroDivisionError
-        If ``T`` or ``B`` is 0.
     ValueError
-        If ``T`` or ``B`` is negative (from the array module).
+        If ``T`` or ``B`` is below 1.
     TypeError
-        If ``T`` or ``B`` is not an int.
+        If ``T`` or ``B`` is not an int (a bool is refused).
     """
+    T, B = check_int("T", T, 1), check_int("B", B, 1)
     xp, dtype = _new(like)
     return xp.full((T, B), 1.0 / (T * B), dtype=dtype)
 
@@ -450,15 +449,12 @@ def last_step(T, B, *, like=None):
 
     Raises
     ------
-    ZeroDivisionError
-        If ``B`` is 0.
-    IndexError
-        If ``T`` is 0 (there is no last step).
     ValueError
-        If ``T`` or ``B`` is negative (from the array module).
+        If ``T`` or ``B`` is below 1 (with ``T`` = 0 there is no last step).
     TypeError
-        If ``T`` or ``B`` is not an int.
+        If ``T`` or ``B`` is not an int (a bool is refused).
     """
+    T, B = check_int("T", T, 1), check_int("B", B, 1)
     xp, dtype = _new(like)
     w = xp.zeros((T, B), dtype=dtype)
     w[-1] = 1.0 / B

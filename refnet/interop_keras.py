@@ -38,7 +38,7 @@ the converted cell must reproduce.  Gradients: :func:`grads_to_keras` /
 """
 import numpy as np
 
-from ._validate import check_dtype
+from ._validate import check_dtype, check_finite, first_nonfinite
 from .backend import asarray, to_numpy
 from .cells.elman import ElmanRNN
 from .cells.gru import GRU
@@ -303,14 +303,24 @@ def grads_from_keras(kind, dweights, *, reset_after=True, dtype=None):
     ------
     ValueError
         For an unknown kind, reset_after=False, missing or extra keys, shapes that do not fit the kind,
-        or an unknown ``dtype``.  Values are not checked for NaN/Inf.
+        an unknown ``dtype``, or NaN/Inf in an array (``dweights['kernel']`` etc., named with the
+        first bad index) or in one cast to ``dtype`` (a float64 beyond float32's range).
     TypeError
         For ``dweights`` neither a dict nor a list, or a non-floating array.
     """
     dtype = check_dtype("dtype", dtype)
     _check_kind(kind, reset_after)
-    theta, _, _ = _to_theta(kind, _weights_dict(dweights, kind), True)
-    return {k: asarray(v, dtype) for k, v in theta.items()}
+    w = _weights_dict(dweights, kind)
+    for key, a in w.items():          # a NaN gradient would pass through the reordering unnoticed
+        check_finite(f"dweights[{key!r}]", a)
+    theta, _, _ = _to_theta(kind, w, True)
+    out = {k: asarray(v, dtype) for k, v in theta.items()}
+    found = first_nonfinite(list(out.values()))
+    if found is not None:
+        k, index, value = found
+        raise ValueError(f"dweights must be finite in {out[list(out)[k]].dtype}: its part that becomes "
+                         f"{list(out)[k]!r} overflows to {value} at index {index} in the cast")
+    return out
 
 
 def _kind_of(cell):

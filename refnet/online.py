@@ -997,7 +997,10 @@ def _copy_state(state):
 
 
 def _check_nonnegative(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):      # the kind first: a str is no value
+        raise TypeError(f"{name} must be a finite number >= 0 (int or float), got {type(value).__name__} "
+                        f"{value!r}")
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
@@ -1076,12 +1079,12 @@ class FPPLearner(OnlineLearner):
         A cell, head or optimiser that is not one; θ/β not dicts of floating arrays; ``trainable`` a
         str or not a collection; ``batch`` or ``check_every`` not an int;
         ``rng`` not a refnet Rng; ``prioritised`` not a bool; ``n``, ``refresh`` or ``buffer_size``
-        not an int.
+        not an int; ``state_weight`` or ``state_lr`` not an int or float (a bool or a str).
     ValueError
         Missing/extra parameters or wrong shapes, ``head.n_in != cell.n_out``, ``batch`` < 1,
         ``s0`` not (B, n_state) with B >= 1, NaN/Inf in θ, β or s0, ``trainable`` naming a parameter
         the cell lacks, ``check_every`` < 1, ``n`` or ``buffer_size`` < 1, ``refresh`` < 0, or
-        ``state_weight`` or ``state_lr`` negative, non-finite or not a number.
+        ``state_weight`` or ``state_lr`` negative or non-finite.
     """
 
     def __init__(self, cell, head, theta, beta, optimiser, *, rng, n=1, buffer_size=100, state_weight=1.0,

@@ -37,9 +37,16 @@ from .params import zeros_like
 __all__ = ["SGD", "SGDState", "Adagrad", "AdagradState", "Adam", "AdamState"]
 
 
+def _check_real(name, value, want):
+    """TypeError unless ``value`` is a Python int or float (a bool is refused): a hyper-parameter's kind."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number (int or float) {want}, got {type(value).__name__} "
+                        f"{value!r}")
+
+
 def _check_positive(name, value, *, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
+    _check_real(name, value, ">= 0" if allow_zero else "> 0")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         want = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {want}, got {value!r}")
 
@@ -125,7 +132,8 @@ def _commit(optimiser, changes, check=True):
 
 
 def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+    _check_real(name, value, "in [0, 1)")
+    if not 0 <= value < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
 
 
@@ -159,7 +167,9 @@ class SGD:
     ------
     ValueError
         If ``lr`` is not a finite number >= 0 or ``momentum`` not a number in
-        [0, 1) (a bool is refused for both).
+        [0, 1).
+    TypeError
+        If ``lr`` or ``momentum`` is not an int or float (a bool or a str is refused).
     """
 
     lr: float
@@ -280,6 +290,8 @@ class Adagrad:
     ------
     ValueError
         If ``lr`` is not a finite number >= 0 or ``eps`` not a finite number > 0.
+    TypeError
+        If ``lr`` or ``eps`` is not an int or float (a bool or a str is refused).
     """
 
     lr: float = 0.01
@@ -404,6 +416,9 @@ class Adam:
     ValueError
         If ``lr`` is not a finite number >= 0, ``beta1`` or ``beta2`` not a
         number in [0, 1), or ``eps`` not a finite number > 0.
+    TypeError
+        If ``lr``, ``beta1``, ``beta2`` or ``eps`` is not an int or float (a bool or a str is
+        refused).
     """
 
     lr: float = 1e-3

@@ -16,7 +16,11 @@ from refnet import heads, interop, online, optim, sweep, tasks
 from refnet.algorithms import (FPPBuffer, bptt, fpp_grad, fpp_loss, fpp_refresh, kfrtrl, loss, rtrl,
                                sequence_vjp, stacked_forward, stacked_sequence_vjp, tbptt, truncated_loss, uoro)
 from refnet.algorithms.rtrl import rtrl_update
+from refnet.algorithms.kfrtrl import kfrtrl_gradient, kfrtrl_init, kfrtrl_update
+from refnet.algorithms.rflo import rflo_init
+from refnet.algorithms.snap import snap_init, snap_pattern
 from refnet.algorithms.uoro import uoro_gradient, uoro_init
+from refnet.interop_keras import grads_from_keras
 from refnet.fixtures import bptt_fixture, sequence_vjp_fixture, tbptt_fixture
 from refnet.tasks.cycleworld import cycleworld
 
@@ -59,6 +63,12 @@ def _learner(cls=online.RTRLLearner, **kw):
     return cls(**args)
 
 
+def _kf_update(c1, c2):
+    """kfrtrl_update at B = 1 after one Elman step, with the given signs."""
+    _, cache = CELL.step(THETA, np.zeros((1, H)), X[0, :1], 0)
+    return kfrtrl_update(CELL, THETA, cache, kfrtrl_init(CELL, 1, X), c1, c2)
+
+
 def _buffer():
     return FPPBuffer(3, np.zeros((1, H)), (1, I), (1,), "int64")
 
@@ -76,6 +86,22 @@ CASES = [
     ("cells", "attention capacity 0", lambda: refnet.FastWeightsAttention(3, 4, capacity=0), ValueError,
      "capacity must be an int >= 1"),
     ("cells", "hopfield output_size 0", lambda: refnet.Hopfield(3, 4, 0), ValueError, "output_size must be"),
+    ("cells", "irnn scale NaN", lambda: refnet.IRNN(3, 4, scale=float("nan")), ValueError,
+     "scale must be a finite number"),
+    ("cells", "irnn input_std < 0", lambda: refnet.IRNN(3, 4, input_std=-1.0), ValueError,
+     r"input_std must be a finite number in \[0.0"),
+    ("cells", "hopfield a 0", lambda: refnet.Hopfield(3, 4, 2, a=0.0), ValueError, r"a must be a finite number in \(0.0"),
+    ("cells", "hopfield b a string", lambda: refnet.Hopfield(3, 4, 2, b="0.5"), TypeError, "b must be a real number"),
+    ("cells", "hopfield init_std inf", lambda: refnet.Hopfield(3, 4, 2, init_std=float("inf")), ValueError,
+     "init_std must be a finite number"),
+    ("cells", "fastrnn alpha_init NaN", lambda: refnet.FastRNN(3, 4, alpha_init=float("nan")), ValueError,
+     "alpha_init must be a finite number"),
+    ("cells", "fastgrnn nu_init a string", lambda: refnet.FastGRNN(3, 4, nu_init="-4"), TypeError,
+     "nu_init must be a real number"),
+    ("cells", "ernn eta_init inf", lambda: refnet.ERNN(3, 4, eta_init=float("inf")), ValueError,
+     "eta_init must be a finite number"),
+    ("cells", "fast weights eta a string", lambda: refnet.FastWeights(3, 4, eta="0.5"), TypeError,
+     "eta must be a finite real number"),
     ("cells", "fastrnn nonlinearity", lambda: refnet.FastRNN(3, 4, nonlinearity="gelu"), ValueError,
      "nonlinearity must be one of"),
     ("cells", "fastgrnn gate", lambda: refnet.FastGRNN(3, 4, gate_nonlinearity="x"), ValueError,
@@ -169,6 +195,24 @@ CASES = [
     ("rtrl", "uoro_init batch 0", lambda: uoro_init(CELL, 0, X), ValueError, "batch must be an int >= 1, got 0"),
     ("rtrl", "uoro_gradient ds shape", lambda: uoro_gradient(uoro_init(CELL, 1, X), np.zeros((1, H + 1))),
      ValueError, r"ds must have shape \(1, 5\)"),
+    ("rtrl", "kfrtrl_update c1 of length 3 at B = 1", lambda: _kf_update(np.ones(3), np.ones(1)), ValueError,
+     r"c1 must have shape \(1,\), got \(3,\)"),
+    ("rtrl", "kfrtrl_update c2 of length 1 at B = 2", lambda: kfrtrl_update(
+        CELL, THETA, CELL.step(THETA, np.zeros((2, H)), X[0], 0)[1], kfrtrl_init(CELL, 2, X), np.ones(2),
+        np.ones(1)), ValueError, r"c2 must have shape \(2,\)"),
+    ("rtrl", "kfrtrl_gradient ds shape", lambda: kfrtrl_gradient(kfrtrl_init(CELL, 1, X), np.zeros((2, H)),
+                                                                 CELL.param_shapes()),
+     ValueError, r"ds must have shape \(1, 5\)"),
+    ("rtrl", "rflo_init batch 0", lambda: rflo_init(refnet.LeakyRNN(I, H, alpha=0.5), 0, X), ValueError,
+     "batch must be an int >= 1, got 0"),
+    ("rtrl", "rflo_init like a list", lambda: rflo_init(refnet.LeakyRNN(I, H, alpha=0.5), 1, [0.0]), TypeError,
+     "like must be an array"),
+    ("rtrl", "snap_init batch -1", lambda: snap_init(snap_pattern(CELL, THETA, 1), -1, X), ValueError,
+     "batch must be an int >= 1, got -1"),
+    ("rtrl", "snap_init like a float", lambda: snap_init(snap_pattern(CELL, THETA, 1), 1, 0.0), TypeError,
+     "like must be an array"),
+    ("rtrl", "snap_init pattern a dict", lambda: snap_init({}, 1, X), TypeError, "pattern must be a SnApPattern"),
+    ("rtrl", "kfrtrl_init like a list", lambda: kfrtrl_init(CELL, 1, [0.0]), TypeError, "like must be an array"),
     # ---- fpp
     ("fpp", "fpp_grad missing parameter",
      lambda: fpp_grad(CELL, _without(THETA, "weight_ih"), HEAD, BETA, np.zeros((B, H)), X[0], X[1],
@@ -206,6 +250,10 @@ CASES = [
     ("learners", "s0 batch 0", lambda: _learner(s0=np.zeros((0, H))), ValueError,
      r"s0 must hold at least one stream \(B >= 1\)"),
     ("learners", "batch 0", lambda: _learner(batch=0), ValueError, "batch must be an int >= 1, got 0"),
+    ("learners", "FPP state_weight a string", lambda: _learner(online.FPPLearner, rng=refnet.rng(0), state_weight="x"),
+     TypeError, "state_weight must be a finite number >= 0"),
+    ("learners", "FPP state_lr NaN", lambda: _learner(online.FPPLearner, rng=refnet.rng(0), state_lr=float("nan")),
+     ValueError, "state_lr must be a finite number >= 0"),
     ("learners", "FPP buffer_size 0", lambda: _learner(online.FPPLearner, rng=refnet.rng(0), buffer_size=0),
      ValueError, "buffer_size must be an int >= 1, got 0"),
     ("learners", "TBPTT k 0", lambda: _learner(online.TBPTTLearner, k=0), ValueError, "k must be an int >= 1"),
@@ -223,6 +271,10 @@ CASES = [
     ("learners", "learner cell not a cell", lambda: _learner(cell=None), TypeError, "cell must be a refnet cell"),
     # ---- optimisers
     ("optim", "SGD lr negative", lambda: optim.SGD(-0.1), ValueError, "lr must be a finite number >= 0"),
+    ("optim", "SGD lr a string", lambda: optim.SGD("a"), TypeError, "lr must be a real number"),
+    ("optim", "SGD momentum a bool", lambda: optim.SGD(0.1, momentum=True), TypeError, "momentum must be a real number"),
+    ("optim", "Adam beta2 None", lambda: optim.Adam(beta2=None), TypeError, "beta2 must be a real number"),
+    ("optim", "Adagrad eps a string", lambda: optim.Adagrad(eps="1e-10"), TypeError, "eps must be a real number"),
     ("optim", "Adam beta1 1", lambda: optim.Adam(beta1=1.0), ValueError, r"beta1 must be a number in \[0, 1\)"),
     ("optim", "Adagrad eps 0", lambda: optim.Adagrad(eps=0.0), ValueError, "eps must be a finite number > 0"),
     ("optim", "init of a list", lambda: optim.Adam().init([np.zeros(2)]), TypeError, "params must be a non-empty dict"),
@@ -249,6 +301,9 @@ CASES = [
     ("heads", "mse target NaN", lambda: refnet.Head(H, 2, heads.mse).loss_value(
         refnet.Head(H, 2, heads.mse).init(refnet.rng(0)), np.zeros((1, H)), np.full((1, 2), np.nan), np.ones(1)),
      ValueError, "y must be finite"),
+    ("heads", "every_step T 0", lambda: refnet.every_step(0, B), ValueError, "T must be an int >= 1, got 0"),
+    ("heads", "last_step B 0", lambda: refnet.last_step(T, 0), ValueError, "B must be an int >= 1, got 0"),
+    ("heads", "last_step T float", lambda: refnet.last_step(2.0, B), TypeError, "T must be an int >= 1"),
     ("heads", "masked all false", lambda: refnet.masked(np.zeros((T, B), bool)), ValueError,
      "mask must select at least one"),
     # ---- interop
@@ -263,6 +318,12 @@ CASES = [
     ("interop", "from_torch NaN weight", lambda: interop.from_torch(
         {"weight_ih_l0": np.zeros((2, 3)), "weight_hh_l0": _nan_at(np.zeros((2, 2)), (0, 1))}), ValueError,
      r"source\['weight_hh_l0'\] must be finite"),
+    ("interop", "grads_from_keras NaN kernel", lambda: grads_from_keras(
+        "SimpleRNN", [_nan_at(np.zeros((3, 2)), (1, 0)), np.zeros((2, 2)), np.zeros(2)]), ValueError,
+     r"dweights\['kernel'\] must be finite, got nan at index \(1, 0\)"),
+    ("interop", "grads_from_keras overflow to float32", lambda: grads_from_keras(
+        "SimpleRNN", [np.zeros((3, 2)), np.full((2, 2), 1e300), np.zeros(2)], dtype="float32"), ValueError,
+     "dweights must be finite in float32.*'weight_hh'"),
     ("interop", "to_torch of an int", lambda: interop.to_torch(3, tensors=False), TypeError,
      "params must be a params dict"),
     ("interop", "state_from_torch 2-d h0", lambda: interop.state_from_torch(np.zeros((2, 3))), ValueError,

@@ -84,6 +84,8 @@ BAD = [
     ("anderson m 0", lambda: nonlinear.anderson(lambda h: 0.5 * h, np.ones((1, 2)), m=0), ValueError, "m"),
     ("spectral_radius with 1 iteration", lambda: spectral_radius(*_problem()[:4], iterations=1), ValueError,
      "iterations"),
+    ("spectral_radius seed a float", lambda: spectral_radius(*_problem()[:4], seed=0.5), TypeError, "seed"),
+    ("spectral_radius seed -1", lambda: spectral_radius(*_problem()[:4], seed=-1), ValueError, "seed"),
     ("an unknown failure mode", lambda: failures("quiet").__enter__(), ValueError, "mode"),
 ]
 

@@ -29,5 +29,5 @@ def test_to_sequences_reads_images_row_major():
 
 
 def test_digits_rejects_a_bad_test_fraction():
-    with pytest.raises(ValueError, match="test_fraction must be a float in \\(0, 1\\), got 1.5"):
+    with pytest.raises(ValueError, match="test_fraction must be a number in \\(0, 1\\), got 1.5"):
         digits(test_fraction=1.5)

@@ -197,13 +197,19 @@ def kfrtrl_update(cell, theta, cache, state, c1, c2, *, eps=EPS):
     ------
     AttributeError
         ``cell`` has no ``kronecker_factors``.
-    ValueError
-        ``state`` not a 5-field KFRTRLState, or ``c1``/``c2`` of a length that does not
-        broadcast against B.  Nothing else is checked here: ``c1``/``c2`` of length 1 or of
-        another length at B = 1 broadcast silently (:func:`kfrtrl` draws them (B,)).
     TypeError
-        ``state`` not iterable.
+        ``state`` not a KFRTRLState; ``c1`` or ``c2`` not a floating array; ``eps`` not a real
+        number.
+    ValueError
+        ``c1`` or ``c2`` not shaped (B,) for the B of ``state`` (a length-1 or, at B = 1, a
+        longer array would otherwise broadcast silently); ``eps`` <= 0 or not finite.
     """
+    if not isinstance(state, KFRTRLState):
+        raise TypeError(f"state must be a KFRTRLState (from kfrtrl_init), got {type(state).__name__}")
+    batch = state.A.shape[0]
+    check_array("c1", c1, shape=(batch,), finite=False)
+    check_array("c2", c2, shape=(batch,), finite=False)
+    check_number("eps", eps, low=0.0, low_open=True)
     xp = xp_of(c1)
     A, u, blocks, M_rest, rest = state
     D, h_hat = cell.kronecker_factors(theta, cache)
@@ -245,13 +251,16 @@ def kfrtrl_gradient(state, ds, shapes):
 
     Raises
     ------
-    AttributeError
-        ``state`` is not a KFRTRLState.
+    TypeError
+        ``state`` is not a KFRTRLState; ``ds`` not a floating array.
     ValueError
-        ``ds`` not (B, n_state) (from the matmul), or a block that does not fit its shape.
+        ``ds`` not shaped (B, n_state) as the state's A, or a block that does not fit its shape.
     KeyError
         A carried parameter missing from ``shapes``.
     """
+    if not isinstance(state, KFRTRLState):
+        raise TypeError(f"state must be a KFRTRLState (from kfrtrl_init), got {type(state).__name__}")
+    check_array("ds", ds, shape=tuple(state.A.shape[:2]), finite=False)
     v = (ds[:, None, :] @ state.A)[:, 0, :]                         # (B, n)
     G = v.T @ state.u                                               # (n, m), every θ_k side by side
     out = {k: G[:, first:last].reshape(shapes[k]) for k, (first, last) in state.blocks.items()}

@@ -37,7 +37,7 @@ is its own, so the restricted RFLO is the full one's trainable part exactly.
 from typing import NamedTuple
 
 from ..backend import xp_of
-from .._validate import check_array, check_same_dtype
+from .._validate import check_array, check_int, check_same_dtype
 from ..params import axpy, zeros_like
 from .bptt import GradResult
 from .checks import StepWatch, check_finite_tree, check_objective, check_sequence
@@ -88,9 +88,9 @@ def rflo_init(cell, batch, like, trainable=None):
         A leaky cell with ``kronecker_factors`` and ``leak`` (refnet.LeakyRNN; the Elman RNN as
         LeakyRNN with α = 1).
     batch : int
-        B, the number of examples (not validated here; :func:`rflo` passes x's B).
+        B, the number of examples, >= 1.
     like : array
-        Any array on the wanted backend and dtype.
+        Any floating array on the wanted backend and dtype (finiteness not checked).
     trainable : collection of str or None
         Names of the parameters E carries (default None: all).
 
@@ -104,13 +104,13 @@ def rflo_init(cell, batch, like, trainable=None):
     TypeError
         A cell RFLO does not apply to: no ``kronecker_factors`` (GRU, LSTM), an unfactored
         parameter (FastRNN's α̂, β̂) or no ``leak`` (ElmanRNN itself); ``trainable`` a str or not a
-        collection; ``batch`` not an int.
+        collection; ``batch`` not an int; ``like`` not a floating array.
     ValueError
-        ``trainable`` names a parameter the cell lacks, or none at all; ``batch`` < 0.
-    AttributeError
-        ``like`` has no ``dtype`` (not an array).
+        ``trainable`` names a parameter the cell lacks, or none at all; ``batch`` < 1.
     """
     layout, leak = _check_cell(cell)
+    batch = check_int("batch", batch, 1)
+    check_array("like", like, finite=False)
     names = check_trainable(cell, trainable)
     if not names:
         raise ValueError(f"trainable is empty: RFLO has no trace to carry; expected at least one of "

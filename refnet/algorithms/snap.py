@@ -52,7 +52,7 @@ from typing import NamedTuple
 import numpy
 
 from ..backend import xp_of
-from .._validate import check_int
+from .._validate import check_array, check_int
 from ..params import axpy, unflatten, zeros_like
 from .bptt import GradResult
 from .checks import StepWatch, check_objective, check_sequence
@@ -255,7 +255,7 @@ def snap_init(pattern, batch, like):
     batch : int
         B, the number of examples, >= 1.
     like : array
-        Any array on the wanted backend and dtype.
+        Any floating array on the wanted backend and dtype (finiteness not checked).
 
     Returns
     -------
@@ -265,15 +265,16 @@ def snap_init(pattern, batch, like):
     Raises
     ------
     TypeError
-        ``batch`` not an int.
+        ``pattern`` not a SnApPattern; ``batch`` not an int; ``like`` not a floating array.
     ValueError
         ``batch`` < 1.
-    AttributeError
-        ``like`` has no ``dtype`` (not an array), or ``pattern`` is not a SnApPattern.
     """
+    if not isinstance(pattern, SnApPattern):
+        raise TypeError(f"pattern must be a SnApPattern (from snap_pattern), got {type(pattern).__name__}")
+    batch = check_int("batch", batch, 1)
+    check_array("like", like, finite=False)
     G, r = pattern.rows.shape
-    return SnApState(xp_of(like).zeros((check_int("batch", batch, 1), G, r, pattern.cols.shape[1]),
-                                       dtype=like.dtype))
+    return SnApState(xp_of(like).zeros((batch, G, r, pattern.cols.shape[1]), dtype=like.dtype))
 
 
 def snap_update(cell, theta, cache, state, pattern):

@@ -18,6 +18,7 @@ import numpy
 from .. import kernels
 from ..kernels import fused_device
 from ..backend import to_numpy, xp_of
+from .._validate import check_number
 from .activations import ACTIVATIONS
 from .base import Cell, affine_jvp, affine_vjp, forward_kernel_applies, input_projection, summed_outer
 from .patterns import row_pattern
@@ -642,15 +643,17 @@ class IRNN(ElmanRNN):
     nonlinearity : {'relu'}
         Must stay 'relu'.
     scale : float
-        The factor of the identity in W_hh at init (1 in the paper).
+        The factor of the identity in W_hh at init (1 in the paper), finite.
     input_std : float
-        Standard deviation of W_ih's entries at init (1e-3 by default).
+        Standard deviation of W_ih's entries at init (1e-3 by default), finite and >= 0.
 
     Raises
     ------
     ValueError
-        If a size is not a positive int, or ``nonlinearity`` is not 'relu'.
-        ``scale`` and ``input_std`` are not checked here (see :meth:`init`).
+        If a size is not a positive int, ``nonlinearity`` is not 'relu', ``scale`` is not
+        finite, or ``input_std`` is negative or not finite.
+    TypeError
+        If ``scale`` or ``input_std`` is not a real number (a bool is refused).
     """
 
     nonlinearity: str = "relu"
@@ -661,6 +664,8 @@ class IRNN(ElmanRNN):
         super().__post_init__()
         if self.nonlinearity != "relu":
             raise ValueError(f"nonlinearity of an IRNN must be 'relu', got {self.nonlinearity!r}")
+        check_number("scale", self.scale)
+        check_number("input_std", self.input_std, low=0.0)      # a standard deviation
 
     def init(self, rng):
         """Le, Jaitly & Hinton (2015): identity recurrence, zero biases, small Gaussian input weights.
@@ -681,8 +686,6 @@ class IRNN(ElmanRNN):
         ------
         AttributeError
             If ``rng`` has no ``normal`` method.
-        ValueError
-            If ``input_std`` < 0 (NumPy's "scale < 0", which does not name the field).
         """
         H, I = self.hidden_size, self.input_size
         weight_ih = rng.normal((H, I), self.input_std)

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 from ..backend import xp_of
+from .._validate import check_number
 from .activations import ACTIVATIONS
 from .base import Cell
 
@@ -113,7 +114,10 @@ class ERNN(Cell):
     ValueError
         If ``input_size`` or ``hidden_size`` is not a positive int, ``K`` is
         not a positive int, ``sequence_length`` is neither None nor a positive
-        int, or ``nonlinearity`` is not 'relu' or 'tanh'.
+        int, ``nonlinearity`` is not 'relu' or 'tanh', or ``eta_init`` is not
+        finite.
+    TypeError
+        If ``eta_init`` is not a real number (a bool is refused).
     """
 
     input_size: int
@@ -132,6 +136,7 @@ class ERNN(Cell):
             raise ValueError(f"sequence_length must be None or a positive int (T), got {T!r}")
         if self.nonlinearity not in ("relu", "tanh"):
             raise ValueError(f"nonlinearity must be 'relu' or 'tanh', got {self.nonlinearity!r}")
+        check_number("eta_init", self.eta_init)
 
     @property
     def sigma(self):

@@ -42,6 +42,7 @@ form: the attention form is the smaller one while T_max < n.
 """
 import numpy
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -84,9 +85,11 @@ class FastWeightsCache(NamedTuple):
 
 
 def _check_real(name, value, low=-math.inf, high=math.inf):
-    """Raise ValueError unless ``value`` is a finite real number in [low, high]."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or not low <= value <= high):
+    """TypeError unless ``value`` is a real number, ValueError unless it is finite and in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite real number in [{low}, {high}], got "
+                        f"{type(value).__name__} {value!r}")
+    if not math.isfinite(value) or not low <= value <= high:
         raise ValueError(f"{name} must be a finite real number in [{low}, {high}], got {value!r}")
 
 
@@ -402,6 +405,8 @@ class FastWeights(_FastWeightsCell):
         If ``input_size``, ``hidden_size`` or ``S`` is not a positive int,
         ``lam`` is not a finite real in [0, 1], ``eta`` is not a finite real, or
         ``ln_eps`` is not a finite real > 0.
+    TypeError
+        If ``lam``, ``eta`` or ``ln_eps`` is not a real number (a bool is refused).
     """
 
     @property

@@ -36,6 +36,7 @@ import numpy
 from .. import kernels
 from ..kernels import fused_device
 from ..backend import xp_of
+from .._validate import check_number
 from .activations import ACTIVATIONS, sigmoid
 from .base import Cell, forward_kernel_applies, input_projection, summed_outer
 from .fastrnn import _CODES
@@ -123,8 +124,11 @@ class FastGRNN(Cell):
     Raises
     ------
     ValueError
-        If ``input_size`` or ``hidden_size`` is not a positive int, or a
-        nonlinearity is not a name of ``ACTIVATIONS``.
+        If ``input_size`` or ``hidden_size`` is not a positive int, a
+        nonlinearity is not a name of ``ACTIVATIONS``, or ``zeta_init`` or
+        ``nu_init`` is not finite.
+    TypeError
+        If ``zeta_init`` or ``nu_init`` is not a real number (a bool is refused).
     """
 
     input_size: int
@@ -140,6 +144,8 @@ class FastGRNN(Cell):
             value = getattr(self, name)
             if value not in ACTIVATIONS:
                 raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}, got {value!r}")
+        for name in ("zeta_init", "nu_init"):         # logits: any finite value is a gate in (0, 1)
+            check_number(name, getattr(self, name))
 
     def param_shapes(self):
         """The parameters' names and shapes (EdgeML's names).

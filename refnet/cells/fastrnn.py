@@ -32,6 +32,7 @@ import numpy
 from .. import kernels
 from ..kernels import fused_device
 from ..backend import xp_of
+from .._validate import check_number
 from .activations import ACTIVATIONS, sigmoid
 from .base import Cell, forward_kernel_applies, input_projection, summed_outer
 
@@ -112,8 +113,11 @@ class FastRNN(Cell):
     Raises
     ------
     ValueError
-        If ``input_size`` or ``hidden_size`` is not a positive int, or
-        ``nonlinearity`` is not a name of ``ACTIVATIONS``.
+        If ``input_size`` or ``hidden_size`` is not a positive int,
+        ``nonlinearity`` is not a name of ``ACTIVATIONS``, or ``alpha_init`` or
+        ``beta_init`` is not finite.
+    TypeError
+        If ``alpha_init`` or ``beta_init`` is not a real number (a bool is refused).
     """
 
     input_size: int
@@ -127,6 +131,8 @@ class FastRNN(Cell):
         if self.nonlinearity not in ACTIVATIONS:
             raise ValueError(f"nonlinearity must be one of {sorted(ACTIVATIONS)}, "
                              f"got {self.nonlinearity!r}")
+        for name in ("alpha_init", "beta_init"):      # logits: any finite value is a gate in (0, 1)
+            check_number(name, getattr(self, name))
 
     @property
     def phi(self):

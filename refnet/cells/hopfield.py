@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..backend import xp_of
+from .._validate import check_number
 from .activations import sigmoid
 from .base import Cell
 
@@ -71,17 +72,19 @@ class Hopfield(Cell):
         The free output units a head reads, >= 1.
     a : float
         The Euler step's a (dimensionless): s keeps 1 − a of itself per step;
-        1 (Liao et al. 2018) by default.  Not validated.
+        1 (Liao et al. 2018) by default; finite and > 0.
     b : float
-        The gain of σ(b u) (dimensionless); 0.5 (Liao et al. 2018) by default.
-        Not validated.
+        The gain of σ(b u) (dimensionless); 0.5 (Liao et al. 2018) by default; finite.
     init_std : float
-        Standard deviation of U at init; 1e-3 (Liao et al. 2018's code).
+        Standard deviation of U at init; 1e-3 (Liao et al. 2018's code); finite and >= 0.
 
     Raises
     ------
     ValueError
-        If ``input_size``, ``hidden_size`` or ``output_size`` is not a positive int.
+        If ``input_size``, ``hidden_size`` or ``output_size`` is not a positive int, ``a`` is
+        not a finite number > 0, ``b`` is not finite, or ``init_std`` is negative or not finite.
+    TypeError
+        If ``a``, ``b`` or ``init_std`` is not a real number (a bool is refused).
     """
 
     input_size: int
@@ -95,6 +98,9 @@ class Hopfield(Cell):
         super().__post_init__()
         if isinstance(self.output_size, bool) or not isinstance(self.output_size, int) or self.output_size < 1:
             raise ValueError(f"output_size must be a positive int, got {self.output_size!r}")
+        check_number("a", self.a, low=0.0, low_open=True)    # a = 0: s never moves
+        check_number("b", self.b)
+        check_number("init_std", self.init_std, low=0.0)      # a standard deviation
 
     @property
     def n_units(self):

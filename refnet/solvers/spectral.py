@@ -6,7 +6,7 @@ GMRES need only I − J invertible.  A diagnostic, not a certificate.
 """
 import numpy
 
-from .._validate import as_array, check_int
+from .._validate import as_array, check_int, check_seed
 from ..backend import xp_of
 from .operators import linearise
 from .problem import check_problem
@@ -96,14 +96,15 @@ def spectral_radius(cell, theta, x, h_star, *, iterations=200, seed=0, t=None):
         If ``cell`` lacks ``step``/``step_vjp``/``step_jvp`` or a contract
         attribute, ``theta`` or an input is not a floating array dict/array,
         dtypes are mixed, ``iterations`` is not an int, or ``seed`` is not an
-        int (from NumPy).
+        int (a bool is refused).
     ValueError
         If shapes disagree with the cell, the batch is empty, an input holds
-        NaN/Inf, ``iterations`` < 2, or ``seed`` is negative (from NumPy).
+        NaN/Inf, ``iterations`` < 2, or ``seed`` is negative.
     """
     x = as_array("x", x)       # array-likes (torch tensors, lists) as the sequence algorithms take them
     h_star = check_problem(cell, theta, x, h_star, "h_star", needs=("step", "step_vjp", "step_jvp"))
     iterations = check_int("iterations", iterations, 2)
+    seed = check_seed("seed", seed)
     xp = xp_of(h_star)
     lin = linearise(cell, theta, x, h_star, t)
     v0 = xp.asarray(numpy.random.default_rng(seed).standard_normal(h_star.shape), dtype=h_star.dtype)

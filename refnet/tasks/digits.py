@@ -7,6 +7,7 @@ steps of one 8-pixel row, the label to be read from the last state.  Pixels
 are scaled from 0..16 to [0, 1].  MNIST itself, from IDX files, is
 :mod:`refnet.tasks.mnist`.
 """
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -81,7 +82,8 @@ def digits(*, rows=False, test_fraction=0.25, seed=0, dtype=None):
     rows : bool
         False for 64 steps of one pixel; True for 8 steps of one row of 8 pixels.
     test_fraction : float
-        The share of the 1 797 images held out, in (0, 1) (rounded to whole images).
+        The share of the 1 797 images held out, in (0, 1) (rounded to whole images); an int or a
+        float.
     seed : int
         Seed of the shuffle (``numpy.random.default_rng``), >= 0.
     dtype : str, numpy.dtype or None
@@ -95,19 +97,24 @@ def digits(*, rows=False, test_fraction=0.25, seed=0, dtype=None):
     Raises
     ------
     ValueError
-        If ``test_fraction`` is not a float in (0, 1), ``seed`` < 0, or ``dtype`` not float64/float32.
+        If ``test_fraction`` is not in (0, 1) (or not finite), ``seed`` < 0, or ``dtype`` not
+        float64/float32.
     TypeError
-        If ``rows`` is not a bool or ``seed`` not an int.
+        If ``test_fraction`` is not a real number (a bool or a str), ``rows`` is not a bool or
+        ``seed`` not an int.
     ImportError
         If scikit-learn is not installed.
     """
-    from sklearn.datasets import load_digits
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, float) or not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be a float in (0, 1), got {test_fraction!r}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
+        raise TypeError(f"test_fraction must be a number in (0, 1), got {type(test_fraction).__name__} "
+                        f"{test_fraction!r}")
+    if not 0 < test_fraction < 1:                     # NaN fails this too
+        raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
     if not isinstance(rows, bool):
         raise TypeError(f"rows must be a bool, got {type(rows).__name__} {rows!r}")
     seed = check_seed("seed", seed)
     dtype = check_dtype("dtype", dtype)
+    from sklearn.datasets import load_digits        # after the checks: bad arguments are named without it
     data = load_digits()
     images, labels = data.images / 16.0, data.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))
