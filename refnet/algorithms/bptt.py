@@ -8,6 +8,19 @@ states are kept as ``s[0..T]`` with ``s[0] = s_0``, so step t reads
 
 (``refnet.heads``).  The carried adjoint ``ds_next`` is ∂L/∂s_t from the
 future; the cell's ``step_vjp`` turns it into ∂L/∂s_{t−1}.
+
+BPTT (Werbos 1990) is the adjoint recursion run backwards from t = T,
+
+    ∂L/∂s_T = ∂L_T/∂s_T,
+    ∂L/∂s_{t−1} = (∂s_t/∂s_{t−1})ᵀ ∂L/∂s_t + ∂L_{t−1}/∂s_{t−1},
+    ∂L/∂θ = Σ_{t=1..T} (∂s_t/∂θ)ᵀ ∂L/∂s_t,
+
+each product one ``step_vjp``.  TBPTT(k1, k2) is Williams & Peng's (1990)
+BPTT(h; h′) with h′ = k1 (steps between backward passes) and h = k2 (how far
+each pass reaches back): at t = k1, 2k1, … and at T the losses since the
+previous pass are back-propagated through at most k2 steps from t, the state
+before that window being a constant (the README's Reference section states
+the window semantics and why k2 < k1 is refused).
 """
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
