@@ -33,6 +33,10 @@ qualitative, and the table says which settings were run.
     python examples/associative_retrieval.py --pairs 4 --steps 100000   # the paper's task
     python examples/associative_retrieval.py --quick --json    # seconds, for CI
 
+``--stop-at ERROR`` ends a model at the first evaluation whose validation
+error is at most ERROR; running the other models with ``--steps`` set to the
+steps it took gives them the same budget.
+
 A model whose forward pass overflows stops there (``refnet.NumericalError``)
 and its row says so.  NumPy's BLAS is held to one thread (threadpoolctl):
 the same command and seed then print the same numbers on any number of

@@ -42,11 +42,22 @@ otherwise return the K-th iterate (``refnet.solvers.failures("warn")``: the tabl
 The summary rows are written first (``--out``, JSON lines, replaced
 atomically), then the table, then the figure (``--png``): the success rate
 against the truncation K for every method beside the paper's, the median
-final/initial loss against K, and the patterns each method retrieves (seed
-0, the largest K).  BLAS is held to one thread so a rerun prints the same numbers.
+final/initial loss against K, and the patterns each method retrieves (the
+first seed, the largest K).  BLAS is held to one thread so a rerun prints the same numbers.
+
+At the paper's size (``--side 28``: 784 + hidden + 784 units) one Adam step
+costs about a second on one core, so a long run can be split over processes
+(``--first-seed``, ``--seeds``), each appending one line per finished run to
+``--runs-out``; ``--from-runs`` then summarises whatever seeds every
+(method, K) finished.  ``--methods`` picks the gradient methods (the paper's
+four leave out "RBP (z0 = 0)"), ``--dtype float32`` is what Liao et al.'s
+PyTorch code ran in.
 
     python examples/hopfield_rbp.py                 # the full run (FULL below)
     python examples/hopfield_rbp.py --quick --json
+    python examples/hopfield_rbp.py --side 28 --hidden 256 --dtype float32 --methods TBPTT RBP CG-RBP Neumann-RBP \
+        --first-seed 0 --seeds 5 --runs-out runs.jsonl   # and --first-seed 5 in a second process
+    python examples/hopfield_rbp.py --from-runs runs.jsonl --methods TBPTT RBP CG-RBP Neumann-RBP
 """
 import json
 import sys
@@ -210,7 +221,8 @@ def plot(runs, results, args, path):
     import matplotlib.pyplot as plt
 
     K = max(args.truncations)
-    chosen = {r["method"]: r for r in runs if r["seed"] == 0 and r["K"] == K}
+    first = min(r["seed"] for r in runs)
+    chosen = {r["method"]: r for r in runs if r["seed"] == first and r["K"] == K}
     patterns = digit_patterns(args.side)
     rows = [("cue", chosen[args.methods[0]]["cue"]), ("pattern", patterns)]
     for m in args.methods:
@@ -248,7 +260,7 @@ def plot(runs, results, args, path):
             if j == 0:
                 ax.set_title(title, fontsize=8, loc="left")
     fig.suptitle(f"Hopfield memory, {args.side}×{args.side} patterns, {args.hidden} hidden units: success "
-                 f"against truncation; retrieval from {args.corruption:.0%}-corrupted cues (seed 0, K = {K})",
+                 f"against truncation; retrieval from {args.corruption:.0%}-corrupted cues (seed {first}, K = {K})",
                  fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.8, top=0.94, bottom=0.03)
     fig.savefig(path, dpi=100)
@@ -263,7 +275,10 @@ def _parser():
     parser.add_argument("--updates", type=_cli.positive_int,
                         help=f"network updates per forward (default {FULL['updates']})")
     parser.add_argument("--steps", type=_cli.positive_int, help=f"Adam steps per run (default {FULL['steps']})")
-    parser.add_argument("--seeds", type=_cli.positive_int, help=f"seeds 0..N-1 (default {FULL['seeds']})")
+    parser.add_argument("--seeds", type=_cli.positive_int,
+                        help=f"how many seeds, from --first-seed on (default {FULL['seeds']})")
+    parser.add_argument("--first-seed", type=_cli.seed, default=0,
+                        help="the first seed (default 0): split a long run over processes, each with --runs-out")
     parser.add_argument("--truncations", type=_cli.positive_int, nargs="+",
                         help="K values, each <= --updates (default 10 20 30)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
@@ -342,7 +357,7 @@ def main(argv=None):
     total = len(args.methods) * len(args.truncations) * args.seeds * args.steps
     config = {k: getattr(args, k) for k in ("side", "hidden", "updates", "steps", "lr", "corruption", "dtype")}
     with _cli.pinned_blas(), tqdm(total=total, file=sys.stderr, unit="step") as bar:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for K in args.truncations:
                 for method in args.methods:
                     bar.set_description(f"seed {seed} K={K} {method}")

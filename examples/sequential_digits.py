@@ -24,6 +24,16 @@ pixel, LSTM 128, Adam 1e-3; FPP n = 10 reaches ≈ 80% where 10-BPTT reaches
   ``--fpp-epochs`` epochs (fewer than the others, to fit the time) and the
   table gives every method's accuracy at that epoch and at its own last one.
 
+Matched compute (``--budget VJPS``): every method trains until it has spent
+the same number of cell-step VJPs (one back-propagation through one LSTM step
+for a minibatch): a BPTT minibatch costs T of them (64), TBPTT(k) k, one FPP
+update 2 (it back-propagates through s_T and f_W(s_T, o_{T+1})); the run stops
+before the minibatch or update that would exceed the budget.  80 BPTT epochs
+of the 8×8 digits (21 minibatches of 64) are 80 · 21 · 64 = 107 520 VJPs.
+Forward steps are not counted: TBPTT(k) still runs the first T − k steps
+forward, and FPP's n updates each re-run two steps, so the table gives the
+CPU seconds each run took as well.
+
 Test accuracy after every epoch, ``--seeds`` seeds (a seed fixes the split,
 the weights, the order and FPP's draws).  The runs go through
 :func:`refnet.sweep.run_sweep` (joblib, ``--jobs``); one JSON line per run in
@@ -33,6 +43,7 @@ when every run has finished (a failed run leaves its finished rows in
 per epoch).  BLAS is held to one thread so a rerun prints the same numbers.
 
     python examples/sequential_digits.py --jobs 2
+    python examples/sequential_digits.py --methods bptt tbptt10 tbptt15 fpp10 --budget 107520 --jobs 2
     python examples/sequential_digits.py --mnist DIR   # MNIST from IDX files in DIR (784 steps)
     python examples/sequential_digits.py --quick --json  # rows as 8 steps of 8 pixels, seconds
 """
