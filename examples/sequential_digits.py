@@ -312,6 +312,11 @@ def _parser():
     parser.add_argument("--fpp-sequences", type=_cli.positive_int, default=4,
                         help="minibatches of trajectories FPP keeps (4)")
     parser.add_argument("--seeds", type=_cli.positive_int, help=f"runs per method (default {FULL['seeds']})")
+    parser.add_argument("--first-seed", type=_cli.seed, default=0,
+                        help="the first seed (default 0): split a long run over processes, one --out each")
+    parser.add_argument("--from-results", action="store_true",
+                        help="only read --out (e.g. the --out files of several processes, concatenated) and "
+                             "redo the table and figure")
     parser.add_argument("--batch", type=_cli.positive_int, help=f"sequences per minibatch (default {FULL['batch']})")
     parser.add_argument("--rows", action="store_true", help="one row per step instead of one pixel")
     parser.add_argument("--mnist", metavar="DIR", help="MNIST IDX files in DIR instead of the 8x8 digits")
@@ -346,16 +351,22 @@ def main(argv=None):
     args = parse_args(argv)
     common = {"batch": [args.batch], "rows": [args.rows], "train": [args.train],
               "mnist_dir": [args.mnist], "fpp_sequences": [args.fpp_sequences], "budget": [args.budget]}
-    seeds = range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     points = (grid(method=[m for m in args.methods if m.startswith("fpp")], seed=seeds, epochs=[args.fpp_epochs],
                    **common)
               + grid(method=[m for m in args.methods if not m.startswith("fpp")], seed=seeds, epochs=[args.epochs],
                      **common))
-    with tqdm(total=len(points), file=sys.stderr, unit="run") as bar, \
-            _cli.atomic_path(args.out, keep_partial=True) as tmp:
-        run_sweep(_sweep_run, points, tmp, n_jobs=args.jobs, scheduler=args.scheduler,
-                  progress=lambda row: bar.update(1))
-    results = summarise(read_results(args.out))
+    if not args.from_results:
+        with tqdm(total=len(points), file=sys.stderr, unit="run") as bar, \
+                _cli.atomic_path(args.out, keep_partial=True) as tmp:
+            run_sweep(_sweep_run, points, tmp, n_jobs=args.jobs, scheduler=args.scheduler,
+                      progress=lambda row: bar.update(1))
+    try:
+        results = summarise(read_results(args.out))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"sequential_digits.py: error: cannot read the results in {args.out!r}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
     if args.json:
         for r in results:
             print(json.dumps(r), flush=True)
