@@ -195,7 +195,8 @@ def table(results, args, seconds):
         f"Hopfield associative memory: 10 patterns {args.side}×{args.side}, cue = {args.corruption:.0%} of on "
         f"pixels off; "
         f"N = {N} units ({args.side ** 2} clamped, {args.hidden} hidden, {args.side ** 2} output); "
-        f"{args.updates} updates; Adam lr {args.lr:g}, {args.steps} steps; {args.seeds} seeds; {seconds:.0f} s; "
+        f"{args.updates} updates; Adam lr {args.lr:g}, {args.steps} steps; {args.seeds} seeds; "
+        f"{f'{seconds:.0f} s' if seconds == seconds else 'time not recorded in --from-runs'}; "
         f"{_cli.blas_threads_note()}",
         "success rate = final loss <= 50% of initial (median final/initial loss in brackets)",
         f"{'method':<14}" + "".join(f"{'K = ' + str(K):>16}" for K in Ks) + f"   {'paper K = 10/20/30':<20}"
