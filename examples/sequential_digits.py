@@ -172,8 +172,29 @@ def _uniforms(seed):
 
 
 def vjps_per_minibatch(method, T):
-    """Cell-step VJPs one BPTT/TBPTT minibatch costs: T for BPTT, k for TBPTT(k) (k <= T)."""
-    return T if method == "bptt" else min(int(method[5:]), T)
+    """Cell-step VJPs one BPTT/TBPTT minibatch costs: T for BPTT, k for TBPTT(k) (at most T).
+
+    Parameters
+    ----------
+    method : str
+        ``"bptt"`` or ``"tbpttK"``.
+    T : int
+        Steps per sequence.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is neither BPTT nor a TBPTT(k).
+    """
+    if method == "bptt":
+        return T
+    if not (method.startswith("tbptt") and method[5:].isdigit()):
+        raise ValueError(f"method: expected 'bptt' or 'tbpttK', got {method!r}")
+    return min(int(method[5:]), T)
 
 
 def run(method, seed, epochs, batch, rows, train, mnist_dir, fpp_sequences, budget=None):

@@ -71,3 +71,11 @@ def test_budget_run_prints_the_matched_compute_table(tmp_path):
     assert "matched compute: every run spends at most 60 cell-step VJPs" in out.stdout
     rows = [json.loads(line) for line in (tmp_path / "sequential_digits_runs.jsonl").open()]
     assert {r["method"]: r["vjps"][-1] for r in rows} == {"bptt": 56, "fpp10": 60}
+
+
+def test_vjps_per_minibatch_counts_the_steps_back_propagated_and_refuses_fpp():
+    digits = _load()
+    assert (digits.vjps_per_minibatch("bptt", 64), digits.vjps_per_minibatch("tbptt10", 64),
+            digits.vjps_per_minibatch("tbptt15", 8)) == (64, 10, 8)
+    with pytest.raises(ValueError, match="method: expected 'bptt' or 'tbpttK', got 'fpp10'"):
+        digits.vjps_per_minibatch("fpp10", 64)
