@@ -33,6 +33,10 @@ qualitative, and the table says which settings were run.
     python examples/associative_retrieval.py --pairs 4 --steps 100000   # the paper's task
     python examples/associative_retrieval.py --quick --json    # seconds, for CI
 
+``--stop-at ERROR`` ends a model at the first evaluation whose validation
+error is at most ERROR; running the other models with ``--steps`` set to the
+steps it took gives them the same budget.
+
 A model whose forward pass overflows stops there (``refnet.NumericalError``)
 and its row says so.  NumPy's BLAS is held to one thread (threadpoolctl):
 the same command and seed then print the same numbers on any number of
@@ -137,6 +141,9 @@ def train(model, R, data, args, bar):
             curve.append((step, error_rate(cell, theta, head, beta, data.valid, args.n_eval)))
             bar.set_postfix_str(f"{model} R={R} valid error {curve[-1][1]:.1%}")
         bar.update(1)
+        if args.stop_at is not None and curve[-1][0] == step and curve[-1][1] <= args.stop_at:
+            bar.update(args.steps - step)     # reached the target: the steps not taken leave the bar
+            break
     seconds = time.perf_counter() - started
     steps_done = len(losses)
     return {"model": model, "R": R, "pairs": data.pairs, "steps": steps_done,
@@ -156,7 +163,9 @@ def _pct(value):
 def table(results, args, test_in_train):
     """The results beside Ba et al.'s Table 1."""
     lines = [f"associative retrieval: K = {args.pairs} pairs (length {2 * args.pairs + 3}), batch {args.batch}, "
-             f"Adam {args.lr:g}, up to {args.steps} steps, fast-weights form '{args.form}', "
+             f"Adam {args.lr:g}, up to {args.steps} steps"
+             f"{'' if args.stop_at is None else f' (a model stops at validation error <= {args.stop_at:.1%})'}, "
+             f"fast-weights form '{args.form}', "
              f"{args.n_train}/{args.n_valid}/{args.n_test} sequences ({test_in_train:.1%} of the test "
              f"sequences also occur in the training split), seed {args.seed}; {_cli.blas_threads_note()}",
              f"{'model':<13} {'R':>4} {'steps':>6} {'ms/step':>8} {'valid err':>10} {'test err':>9} "
@@ -218,6 +227,9 @@ def _parser():
     parser.add_argument("--n-eval", type=_cli.positive_int,
                         help=f"validation sequences per learning-curve point (default {FULL['n_eval']})")
     parser.add_argument("--eval-every", type=_cli.positive_int, help=f"default {FULL['eval_every']}")
+    parser.add_argument("--stop-at", type=_cli.probability, metavar="ERROR",
+                        help="stop a model at the first evaluation whose validation error is <= ERROR "
+                             "(then give the other models --steps equal to the steps it took: the same budget)")
     parser.add_argument("--seed", type=_cli.seed, default=0, help="data, weights and batches (default 0)")
     parser.add_argument("--out", default="associative_retrieval_results.jsonl", help="one JSON line per model")
     parser.add_argument("--png", default="associative_retrieval.png", help="learning-curve figure")

@@ -338,7 +338,8 @@ def plot(results, path):
 
 def _plot_compare(plt, compare, settings, path):
     cols = len(settings)
-    fig, axes = plt.subplots(2, cols, figsize=(3.6 * cols + 0.8, 7.6), squeeze=False)
+    # at least 7 inches wide, so one setting's figure still has room for the title
+    fig, axes = plt.subplots(2, cols, figsize=(max(7.0, 3.6 * cols + 0.8), 7.6), squeeze=False)
     colour = {"fpp": "tab:blue", "tbptt": "tab:orange"}
     others = sorted({r["method"] for r in compare if r["budget"] is None}, key=METHODS.index)
     other_colour = {m: c for m, c in zip(others, ("k", "tab:red", "tab:purple", "tab:green", "tab:brown",

@@ -42,11 +42,22 @@ otherwise return the K-th iterate (``refnet.solvers.failures("warn")``: the tabl
 The summary rows are written first (``--out``, JSON lines, replaced
 atomically), then the table, then the figure (``--png``): the success rate
 against the truncation K for every method beside the paper's, the median
-final/initial loss against K, and the patterns each method retrieves (seed
-0, the largest K).  BLAS is held to one thread so a rerun prints the same numbers.
+final/initial loss against K, and the patterns each method retrieves (the
+first seed, the largest K).  BLAS is held to one thread so a rerun prints the same numbers.
+
+At the paper's size (``--side 28``: 784 + hidden + 784 units) one Adam step
+costs about a second on one core, so a long run can be split over processes
+(``--first-seed``, ``--seeds``), each appending one line per finished run to
+``--runs-out``; ``--from-runs`` then summarises whatever seeds every
+(method, K) finished.  ``--methods`` picks the gradient methods (the paper's
+four leave out "RBP (z0 = 0)"), ``--dtype float32`` is what Liao et al.'s
+PyTorch code ran in.
 
     python examples/hopfield_rbp.py                 # the full run (FULL below)
     python examples/hopfield_rbp.py --quick --json
+    python examples/hopfield_rbp.py --side 28 --hidden 256 --dtype float32 --methods TBPTT RBP CG-RBP Neumann-RBP \
+        --first-seed 0 --seeds 5 --runs-out runs.jsonl   # and --first-seed 5 in a second process
+    python examples/hopfield_rbp.py --from-runs runs.jsonl --methods TBPTT RBP CG-RBP Neumann-RBP
 """
 import json
 import sys
@@ -80,12 +91,13 @@ def _tbptt(cell, theta, x, states, dh, K, draw):
     """TBPTT(K): back through the last K updates, h_{U−K} held fixed."""
     U = len(states) - 1
     xs = np.broadcast_to(x, (K,) + x.shape)
-    dout = np.zeros((K,) + x.shape[:1] + (cell.n_out,))
+    dout = np.zeros((K,) + x.shape[:1] + (cell.n_out,), dtype=x.dtype)
     return refnet.sequence_vjp(cell, theta, xs, states[U - K], dout, dh).dtheta
 
 
 def _rbp_uniform(cell, theta, x, states, dh, K, draw):
-    return rbp(cell, theta, x, states[-1], dh, z0=draw(dh.shape), maxiter=K, check_equilibrium=False).dtheta
+    z0 = draw(dh.shape).astype(dh.dtype, copy=False)     # the generator draws float64
+    return rbp(cell, theta, x, states[-1], dh, z0=z0, maxiter=K, check_equilibrium=False).dtheta
 
 
 def _rbp_zero(cell, theta, x, states, dh, K, draw):
@@ -106,7 +118,7 @@ METHODS = {"TBPTT": _tbptt, "RBP": _rbp_uniform, "RBP (z0 = 0)": _rbp_zero, "CG-
 
 def forward(cell, theta, x, updates):
     """h_0 = 0, h_u = F(h_{u−1}) for u = 1..updates; returns [h_0, …, h_updates]."""
-    states = [np.zeros((x.shape[0], cell.n_state))]
+    states = [np.zeros((x.shape[0], cell.n_state), dtype=x.dtype)]
     for _ in range(updates):
         states.append(cell.step(theta, states[-1], x)[0])
     return states
@@ -122,8 +134,10 @@ def train(method, K, seed, patterns, args, bar):
     """One run: Adam on U from the seed's init; returns the run's record."""
     side2 = patterns.shape[1]
     cell = Hopfield(side2, args.hidden, side2)
-    theta = cell.init(refnet.rng(seed))
-    x = corrupt(patterns, args.corruption, seed=seed)
+    dtype = np.dtype(args.dtype)       # float32: what Liao et al.'s PyTorch code ran in, and half the memory traffic
+    theta = {k: v.astype(dtype, copy=False) for k, v in cell.init(refnet.rng(seed)).items()}
+    patterns = patterns.astype(dtype, copy=False)
+    x = corrupt(patterns, args.corruption, seed=seed).astype(dtype, copy=False)
     generator = refnet.rng(10_000 + seed)
     opt = Adam(lr=args.lr)
     state = opt.init(theta)
@@ -150,7 +164,7 @@ def train(method, K, seed, patterns, args, bar):
 def summarise(runs, args):
     """One result per (method, K): success rate, ratios, beside the paper's."""
     out = []
-    for method in METHODS:
+    for method in args.methods:
         for K in args.truncations:
             group = [r for r in runs if r["method"] == method and r["K"] == K]
             paper = PAPER.get(method)
@@ -163,7 +177,8 @@ def summarise(runs, args):
                 "rho_final_median": float(np.median([r["rho_final"] for r in group])),
                 "paper_success_rate": (paper[PAPER_K.index(K)] / 100 if paper is not None and K in PAPER_K
                                        else None),   # only beside the truncation the paper ran
-                "config": {k: getattr(args, k) for k in ("side", "hidden", "updates", "steps", "lr", "corruption")},
+                "config": {k: getattr(args, k) for k in ("side", "hidden", "updates", "steps", "lr", "corruption",
+                                                         "dtype")},
             })
     return out
 
@@ -180,13 +195,14 @@ def table(results, args, seconds):
         f"Hopfield associative memory: 10 patterns {args.side}×{args.side}, cue = {args.corruption:.0%} of on "
         f"pixels off; "
         f"N = {N} units ({args.side ** 2} clamped, {args.hidden} hidden, {args.side ** 2} output); "
-        f"{args.updates} updates; Adam lr {args.lr:g}, {args.steps} steps; {args.seeds} seeds; {seconds:.0f} s; "
+        f"{args.updates} updates; Adam lr {args.lr:g}, {args.steps} steps; {args.seeds} seeds; "
+        f"{f'{seconds:.0f} s' if seconds == seconds else 'time not recorded in --from-runs'}; "
         f"{_cli.blas_threads_note()}",
         "success rate = final loss <= 50% of initial (median final/initial loss in brackets)",
         f"{'method':<14}" + "".join(f"{'K = ' + str(K):>16}" for K in Ks) + f"   {'paper K = 10/20/30':<20}"
         + "".join(f"{'capped K=' + str(K):>12}" for K in Ks) + f"{'median ρ(J)':>13}",
     ]
-    for method in METHODS:
+    for method in args.methods:
         rows = [r for r in results if r["method"] == method]
         paper = PAPER.get(method)
         cells = "".join(f"{_rate(r):>16}" for r in rows)
@@ -206,10 +222,11 @@ def plot(runs, results, args, path):
     import matplotlib.pyplot as plt
 
     K = max(args.truncations)
-    chosen = {r["method"]: r for r in runs if r["seed"] == 0 and r["K"] == K}
+    first = min(r["seed"] for r in runs)
+    chosen = {r["method"]: r for r in runs if r["seed"] == first and r["K"] == K}
     patterns = digit_patterns(args.side)
-    rows = [("cue", chosen["TBPTT"]["cue"]), ("pattern", patterns)]
-    for m in METHODS:
+    rows = [("cue", chosen[args.methods[0]]["cue"]), ("pattern", patterns)]
+    for m in args.methods:
         verdict = "ok" if chosen[m]["success"] else "fail"
         rows.append((f"{m}: {verdict}, loss ×{chosen[m]['ratio']:.2f}", chosen[m]["retrieved"]))
     fig = plt.figure(figsize=(12, 12))
@@ -218,7 +235,7 @@ def plot(runs, results, args, path):
     rate, ratio = fig.add_subplot(top[0]), fig.add_subplot(top[1])
     Ks = list(args.truncations)
     spread = 0.012 * (max(Ks) - min(Ks) or 1)     # methods side by side, so equal rates stay visible
-    for i, (m, marker) in enumerate(zip(METHODS, "osD^v")):
+    for i, (m, marker) in enumerate(zip(args.methods, "osD^v")):
         mine = [r for r in results if r["method"] == m]
         shifted = [k + (i - 2) * spread for k in Ks]
         rate.plot(shifted, [100 * r["success_rate"] for r in mine], marker + "-", color=f"C{i}", label=m)
@@ -244,7 +261,7 @@ def plot(runs, results, args, path):
             if j == 0:
                 ax.set_title(title, fontsize=8, loc="left")
     fig.suptitle(f"Hopfield memory, {args.side}×{args.side} patterns, {args.hidden} hidden units: success "
-                 f"against truncation; retrieval from {args.corruption:.0%}-corrupted cues (seed 0, K = {K})",
+                 f"against truncation; retrieval from {args.corruption:.0%}-corrupted cues (seed {first}, K = {K})",
                  fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.8, top=0.94, bottom=0.03)
     fig.savefig(path, dpi=100)
@@ -259,12 +276,23 @@ def _parser():
     parser.add_argument("--updates", type=_cli.positive_int,
                         help=f"network updates per forward (default {FULL['updates']})")
     parser.add_argument("--steps", type=_cli.positive_int, help=f"Adam steps per run (default {FULL['steps']})")
-    parser.add_argument("--seeds", type=_cli.positive_int, help=f"seeds 0..N-1 (default {FULL['seeds']})")
+    parser.add_argument("--seeds", type=_cli.positive_int,
+                        help=f"how many seeds, from --first-seed on (default {FULL['seeds']})")
+    parser.add_argument("--first-seed", type=_cli.seed, default=0,
+                        help="the first seed (default 0): split a long run over processes, each with --runs-out")
     parser.add_argument("--truncations", type=_cli.positive_int, nargs="+",
                         help="K values, each <= --updates (default 10 20 30)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                        help="gradient methods, in the table's order (default: all five)")
     parser.add_argument("--lr", type=_cli.positive_float, default=1e-3, help="Adam's learning rate (default 0.001)")
     parser.add_argument("--corruption", type=_cli.probability, default=CORRUPTION,
                         help=f"share of the on pixels switched off in the cue (default {CORRUPTION})")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="weights, states and patterns (default float64; Liao et al. ran PyTorch's float32)")
+    parser.add_argument("--runs-out", help="also append one JSON line per finished run (method, K, seed) here, "
+                                           "so a long run that is stopped keeps what it finished")
+    parser.add_argument("--from-runs", metavar="RUNS", help="only summarise the runs in RUNS (a --runs-out file) "
+                                                            "for --methods and --truncations; no figure")
     parser.add_argument("--out", default="hopfield_rbp_results.jsonl", help="one JSON line per (method, K)")
     parser.add_argument("--png", default="hopfield_rbp.png", help="figure: success rate against K, retrievals")
     return parser
@@ -278,24 +306,66 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.truncations = tuple(sorted(_cli.check_grid(parser, "--truncations", args.truncations)))
+    args.methods = _cli.check_grid(parser, "--methods", args.methods)
     if max(args.truncations) > args.updates:
         parser.error(f"argument --truncations: expected values <= --updates ({args.updates}), "
                      f"got {list(args.truncations)}")
     return args
 
 
+RUN_FIELDS = ("method", "K", "seed", "initial_loss", "final_loss", "ratio", "success", "capped_fraction",
+              "rho_final")
+
+
+def _from_runs(args):
+    """The runs of a --runs-out file for --methods × --truncations, every seed found; the args' sizes from them."""
+    rows = [json.loads(line) for line in open(args.from_runs, encoding="utf-8") if line.strip()]
+    runs = [r for r in rows if r["method"] in args.methods and r["K"] in args.truncations]
+    if not runs:
+        raise ValueError(f"no run of methods {args.methods} at K = {list(args.truncations)} in {args.from_runs!r}")
+    for key, value in runs[0]["config"].items():
+        setattr(args, key, value)
+    counts = {(m, K): sum(r["method"] == m and r["K"] == K for r in runs)
+              for m in args.methods for K in args.truncations}
+    args.seeds = min(counts.values())
+    if args.seeds == 0:
+        raise ValueError(f"no run for {[k for k, n in counts.items() if n == 0]} in {args.from_runs!r}")
+    seeds = sorted({r["seed"] for r in runs})[:args.seeds]   # the same seeds for every (method, K)
+    return [r for r in runs if r["seed"] in seeds]
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.from_runs:
+        try:
+            runs = _from_runs(args)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"hopfield_rbp.py: error: cannot read the runs in {args.from_runs!r}: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            return 2
+        results = summarise(runs, args)
+        _cli.write_json_lines(args.out, results)
+        if args.json:
+            for row in results:
+                print(json.dumps(row))
+        else:
+            print(table(results, args, float("nan")))
+            print(f"results: {args.out} ({args.seeds} seeds from {args.from_runs})")
+        return 0
     patterns = digit_patterns(args.side)
     started = time.perf_counter()
     runs = []
-    total = len(METHODS) * len(args.truncations) * args.seeds * args.steps
+    total = len(args.methods) * len(args.truncations) * args.seeds * args.steps
+    config = {k: getattr(args, k) for k in ("side", "hidden", "updates", "steps", "lr", "corruption", "dtype")}
     with _cli.pinned_blas(), tqdm(total=total, file=sys.stderr, unit="step") as bar:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for K in args.truncations:
-                for method in METHODS:
+                for method in args.methods:
                     bar.set_description(f"seed {seed} K={K} {method}")
                     runs.append(train(method, K, seed, patterns, args, bar))
+                    if args.runs_out:
+                        with open(args.runs_out, "a", encoding="utf-8") as f:
+                            f.write(json.dumps({**{k: runs[-1][k] for k in RUN_FIELDS}, "config": config}) + "\n")
     results = summarise(runs, args)
     _cli.write_json_lines(args.out, results)
     if args.json:

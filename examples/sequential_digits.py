@@ -24,6 +24,16 @@ pixel, LSTM 128, Adam 1e-3; FPP n = 10 reaches ≈ 80% where 10-BPTT reaches
   ``--fpp-epochs`` epochs (fewer than the others, to fit the time) and the
   table gives every method's accuracy at that epoch and at its own last one.
 
+Matched compute (``--budget VJPS``): every method trains until it has spent
+the same number of cell-step VJPs (one back-propagation through one LSTM step
+for a minibatch): a BPTT minibatch costs T of them (64), TBPTT(k) k, one FPP
+update 2 (it back-propagates through s_T and f_W(s_T, o_{T+1})); the run stops
+before the minibatch or update that would exceed the budget.  80 BPTT epochs
+of the 8×8 digits (21 minibatches of 64) are 80 · 21 · 64 = 107 520 VJPs.
+Forward steps are not counted: TBPTT(k) still runs the first T − k steps
+forward, and FPP's n updates each re-run two steps, so the table gives the
+CPU seconds each run took as well.
+
 Test accuracy after every epoch, ``--seeds`` seeds (a seed fixes the split,
 the weights, the order and FPP's draws).  The runs go through
 :func:`refnet.sweep.run_sweep` (joblib, ``--jobs``); one JSON line per run in
@@ -33,6 +43,7 @@ when every run has finished (a failed run leaves its finished rows in
 per epoch).  BLAS is held to one thread so a rerun prints the same numbers.
 
     python examples/sequential_digits.py --jobs 2
+    python examples/sequential_digits.py --methods bptt tbptt10 tbptt15 fpp10 --budget 107520 --jobs 2
     python examples/sequential_digits.py --mnist DIR   # MNIST from IDX files in DIR (784 steps)
     python examples/sequential_digits.py --quick --json  # rows as 8 steps of 8 pixels, seconds
 """
@@ -55,6 +66,7 @@ import _cli  # noqa: E402
 
 METHODS = ("bptt", "tbptt10", "tbptt15", "fpp10", "fpp15")
 HIDDEN, LR = 128, 1e-3
+FPP_VJPS = 2   # one FPP update back-propagates through two cell steps (s_T, then f_W(s_T, o_{T+1}))
 FULL = {"epochs": 10, "fpp_epochs": 1, "seeds": 3, "batch": 64, "train": None, "rows": False}
 QUICK = {"epochs": 2, "fpp_epochs": 1, "seeds": 1, "batch": 16, "train": 32, "rows": True}
 PUBLISHED = [
@@ -119,11 +131,15 @@ class _TrajectoryBuffer:
         return (self.current + 1 + k) % self.K if self.held == self.K else k, j % self.T + 1
 
 
-def _fpp_epoch(cell, theta, head, beta, opt, states, split, order, batch, n, buffer, uniforms):
-    """One epoch of FPP with n updates per time step."""
+def _fpp_epoch(cell, theta, head, beta, opt, states, split, order, batch, n, buffer, uniforms, budget=None):
+    """One epoch of FPP with n updates per time step; returns the cell-step VJPs spent (2 per update).
+
+    With ``budget`` (cell-step VJPs left), the epoch stops before the update that would exceed it.
+    """
     T = split.x_train.shape[0]
     w_target = np.full(batch, 1.0 / batch)
     zero = np.zeros(batch)
+    spent = 0
     for first in range(0, len(order) - batch + 1, batch):
         idx = order[first:first + batch]
         k_now = buffer.start(split.x_train[:, idx], split.y_train[idx])
@@ -132,17 +148,21 @@ def _fpp_epoch(cell, theta, head, beta, opt, states, split, order, batch, n, buf
             if buffer.held == 1 and t == 1:     # no transition held yet
                 continue
             for _ in range(n):
+                if budget is not None and spent + FPP_VJPS > budget:
+                    return spent
                 k, Tk = buffer.sample(next(uniforms), t)
                 last = Tk == T
                 x_next = buffer.X[k, Tk - 1] if last else buffer.X[k, Tk]
                 g = fpp_grad(cell, theta, head, beta, buffer.S[k, Tk - 1], buffer.X[k, Tk - 1], x_next,
                              buffer.S[k, Tk], buffer.Y[k], w_target if last else zero,
                              v=zero if last else w_target, t=Tk - 1)
+                spent += FPP_VJPS
                 states[0] = opt.update(theta, g.dtheta, states[0])
                 states[1] = opt.update(beta, g.dbeta, states[1])
                 if not last:
                     buffer.S[k, Tk + 1] = fpp_refresh(cell, theta, buffer.S[k, Tk - 1], buffer.X[k, Tk - 1],
                                                       x_next, t=Tk - 1)[1]
+    return spent
 
 
 def _uniforms(seed):
@@ -151,8 +171,40 @@ def _uniforms(seed):
         yield from generator.random(4096).tolist()
 
 
-def run(method, seed, epochs, batch, rows, train, mnist_dir, fpp_sequences):
-    """One (method, seed) run: test accuracy after every epoch, seconds per epoch."""
+def vjps_per_minibatch(method, T):
+    """Cell-step VJPs one BPTT/TBPTT minibatch costs: T for BPTT, k for TBPTT(k) (at most T).
+
+    Parameters
+    ----------
+    method : str
+        ``"bptt"`` or ``"tbpttK"``.
+    T : int
+        Steps per sequence.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is neither BPTT nor a TBPTT(k).
+    """
+    if method == "bptt":
+        return T
+    if not (method.startswith("tbptt") and method[5:].isdigit()):
+        raise ValueError(f"method: expected 'bptt' or 'tbpttK', got {method!r}")
+    return min(int(method[5:]), T)
+
+
+def run(method, seed, epochs, batch, rows, train, mnist_dir, fpp_sequences, budget=None):
+    """One (method, seed) run: test accuracy after every epoch, seconds per epoch.
+
+    With ``budget`` (cell-step VJPs, each over a minibatch of ``batch``
+    sequences) the run trains until the next minibatch (BPTT, TBPTT) or
+    update (FPP) would exceed it, measuring the test accuracy after every
+    epoch and where the budget ends; ``epochs`` is then ignored.
+    """
     with _cli.pinned_blas():
         split = _data(seed, rows, mnist_dir, train)
         T, n_in = split.x_train.shape[0], split.x_train.shape[2]
@@ -165,23 +217,34 @@ def run(method, seed, epochs, batch, rows, train, mnist_dir, fpp_sequences):
         uniforms = _uniforms(seed + 2)
         buffer = (_TrajectoryBuffer(fpp_sequences, T, batch, cell.n_state, n_in, split.x_train.dtype)
                   if method.startswith("fpp") else None)
-        curve, seconds = [], []
-        for _ in range(epochs):
+        curve, seconds, spent, evals = [], [], 0, []
+        cpu_start = time.process_time()
+        while (spent < budget) if budget is not None else (len(curve) < epochs):
             start = time.perf_counter()
             order = order_rng.permutation(split.x_train.shape[1])
+            left = None if budget is None else budget - spent
             if buffer is not None:
-                _fpp_epoch(cell, theta, head, beta, opt, states, split, order, batch, int(method[3:]), buffer,
-                           uniforms)
+                used = _fpp_epoch(cell, theta, head, beta, opt, states, split, order, batch, int(method[3:]),
+                                  buffer, uniforms, left)
             else:
-                k = T if method == "bptt" else int(method[5:])
+                k, used = vjps_per_minibatch(method, T), 0
                 for first in range(0, len(order) - batch + 1, batch):
+                    if left is not None and used + k > left:
+                        break
                     idx = order[first:first + batch]
                     res = _truncated_grad(cell, theta, head, beta, split.x_train[:, idx], split.y_train[idx], k)
                     states[0] = opt.update(theta, res.dtheta, states[0])
                     states[1] = opt.update(beta, res.dbeta, states[1])
+                    used += k
+            if used == 0:            # the budget left is less than one minibatch or update
+                break
+            spent += used
             seconds.append(time.perf_counter() - start)
             curve.append(accuracy(cell, theta, head, beta, split.x_test, split.y_test))
-    return {"test_accuracy": curve, "seconds_per_epoch": float(np.median(seconds)), "T": T}
+            evals.append(spent)
+        cpu = time.process_time() - cpu_start
+    return {"test_accuracy": curve, "vjps": evals, "seconds_per_epoch": float(np.median(seconds)),
+            "cpu_seconds": cpu, "T": T}
 
 
 def _sweep_run(**point):
@@ -196,18 +259,36 @@ def summarise(rows):
         if not runs:
             continue
         curves = [r["test_accuracy"] for r in runs]
-        out.append({"method": method, "T": runs[0]["T"], "epochs": runs[0]["epochs"], "batch": runs[0]["batch"],
-                    "seeds": [r["seed"] for r in runs], "final_accuracy": [c[-1] for c in curves],
-                    "curve_mean": [float(v) for v in np.mean(curves, axis=0)],
-                    "seconds_per_epoch": float(np.median([r["seconds_per_epoch"] for r in runs]))})
+        length = min(len(c) for c in curves)    # equal under one budget: every seed spends it the same way
+        final = [c[-1] for c in curves]
+        out.append({"method": method, "T": runs[0]["T"], "epochs": length, "batch": runs[0]["batch"],
+                    "budget": runs[0].get("budget"), "vjps": runs[0].get("vjps", [])[:length],
+                    "seeds": [r["seed"] for r in runs], "final_accuracy": final,
+                    "final_mean": float(np.mean(final)), "final_std": float(np.std(final)),
+                    "curve_mean": [float(v) for v in np.mean([c[:length] for c in curves], axis=0)],
+                    "seconds_per_epoch": float(np.median([r["seconds_per_epoch"] for r in runs])),
+                    "cpu_seconds": [r.get("cpu_seconds") for r in runs]})
     return out
 
 
 def table(results, fpp_epochs):
+    """Test accuracy per method: at FPP's last epoch and at each method's own end (or, with a budget, at its end)."""
     lines = [*PUBLISHED, ""]
     first = results[0]
     lines.append(f"{first['T']}-step sequences, LSTM {HIDDEN}, Adam {LR:g}, batch {first['batch']}, "
                  f"{len(first['seeds'])} seeds; test accuracy %, mean (min-max) over seeds; {_cli.blas_threads_note()}")
+    if first["budget"] is not None:
+        lines.append(f"matched compute: every run spends at most {first['budget']} cell-step VJPs (each over a "
+                     f"minibatch): BPTT {first['T']} per minibatch, TBPTT(k) k, FPP 2 per update")
+        lines.append(f"  {'method':<8} {'epochs':>6} {'VJPs spent':>10} {'at the end: mean ± std (min-max)':>34} "
+                     f"{'CPU s/run':>10} {'s/epoch':>8}")
+        for r in results:
+            last = 100 * np.asarray(r["final_accuracy"])
+            cpu = np.median([c for c in r["cpu_seconds"] if c is not None] or [np.nan])
+            text = f"{last.mean():.1f} ± {last.std():.1f} ({last.min():.1f}-{last.max():.1f})"
+            lines.append(f"  {r['method']:<8} {r['epochs']:>6} {r['vjps'][-1]:>10} {text:>34} {cpu:10.0f} "
+                         f"{r['seconds_per_epoch']:8.1f}")
+        return "\n".join(lines)
     lines.append(f"  {'method':<8} {'epochs':>6} {f'at epoch {fpp_epochs}':>22} {'at the last epoch':>22} "
                  f"{'s/epoch':>8}")
     for r in results:
@@ -219,17 +300,18 @@ def table(results, fpp_epochs):
 
 
 def plot(results, path):
-    """Test accuracy against epoch, mean over seeds, one line per method."""
+    """Test accuracy against epoch (with a budget: against cell-step VJPs spent), mean over seeds, one line per method."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    budget = results[0]["budget"] is not None
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for r in results:
-        epochs = np.arange(1, len(r["curve_mean"]) + 1)
-        ax.plot(epochs, 100 * np.asarray(r["curve_mean"]), marker="o" if r["method"].startswith("fpp") else None,
+        x = r["vjps"] if budget else np.arange(1, len(r["curve_mean"]) + 1)
+        ax.plot(x, 100 * np.asarray(r["curve_mean"]), marker="o" if r["method"].startswith("fpp") else None,
                 ms=3, label=r["method"])
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("cell-step VJPs spent (matched budget)" if budget else "epoch")
     ax.set_ylabel(f"test accuracy % (mean of {len(results[0]['seeds'])} seeds)")
     ax.set_title(f"sequential digits, {results[0]['T']} steps, LSTM {HIDDEN}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -245,9 +327,17 @@ def _parser():
     parser.add_argument("--epochs", type=_cli.positive_int,
                         help=f"epochs of BPTT and TBPTT (default {FULL['epochs']})")
     parser.add_argument("--fpp-epochs", type=_cli.positive_int, help=f"epochs of FPP (default {FULL['fpp_epochs']})")
+    parser.add_argument("--budget", type=_cli.positive_int, metavar="VJPS",
+                        help="matched compute: every run spends this many cell-step VJPs (replaces --epochs and "
+                             "--fpp-epochs; 80 BPTT epochs of the 8x8 digits are 107520)")
     parser.add_argument("--fpp-sequences", type=_cli.positive_int, default=4,
                         help="minibatches of trajectories FPP keeps (4)")
     parser.add_argument("--seeds", type=_cli.positive_int, help=f"runs per method (default {FULL['seeds']})")
+    parser.add_argument("--first-seed", type=_cli.seed, default=0,
+                        help="the first seed (default 0): split a long run over processes, one --out each")
+    parser.add_argument("--from-results", action="store_true",
+                        help="only read --out (e.g. the --out files of several processes, concatenated) and "
+                             "redo the table and figure")
     parser.add_argument("--batch", type=_cli.positive_int, help=f"sequences per minibatch (default {FULL['batch']})")
     parser.add_argument("--rows", action="store_true", help="one row per step instead of one pixel")
     parser.add_argument("--mnist", metavar="DIR", help="MNIST IDX files in DIR instead of the 8x8 digits")
@@ -263,29 +353,41 @@ def parse_args(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     d = QUICK if args.quick else FULL
+    epochs_given, fpp_given = args.epochs is not None, args.fpp_epochs is not None
     for key in ("epochs", "fpp_epochs", "seeds", "batch"):
         if getattr(args, key) is None:
             setattr(args, key, d[key])
     args.rows = args.rows or d["rows"]
     args.train = d["train"]
     args.methods = _cli.check_grid(parser, "--methods", args.methods)
+    if args.budget is not None:
+        given = [o for o, v in (("--epochs", epochs_given), ("--fpp-epochs", fpp_given)) if v]
+        if given:
+            parser.error(f"argument --budget: expected without {' and '.join(given)} (the budget sets how long "
+                         f"each method trains), got both")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     common = {"batch": [args.batch], "rows": [args.rows], "train": [args.train],
-              "mnist_dir": [args.mnist], "fpp_sequences": [args.fpp_sequences]}
-    seeds = range(args.seeds)
+              "mnist_dir": [args.mnist], "fpp_sequences": [args.fpp_sequences], "budget": [args.budget]}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     points = (grid(method=[m for m in args.methods if m.startswith("fpp")], seed=seeds, epochs=[args.fpp_epochs],
                    **common)
               + grid(method=[m for m in args.methods if not m.startswith("fpp")], seed=seeds, epochs=[args.epochs],
                      **common))
-    with tqdm(total=len(points), file=sys.stderr, unit="run") as bar, \
-            _cli.atomic_path(args.out, keep_partial=True) as tmp:
-        run_sweep(_sweep_run, points, tmp, n_jobs=args.jobs, scheduler=args.scheduler,
-                  progress=lambda row: bar.update(1))
-    results = summarise(read_results(args.out))
+    if not args.from_results:
+        with tqdm(total=len(points), file=sys.stderr, unit="run") as bar, \
+                _cli.atomic_path(args.out, keep_partial=True) as tmp:
+            run_sweep(_sweep_run, points, tmp, n_jobs=args.jobs, scheduler=args.scheduler,
+                      progress=lambda row: bar.update(1))
+    try:
+        results = summarise(read_results(args.out))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"sequential_digits.py: error: cannot read the results in {args.out!r}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
     if args.json:
         for r in results:
             print(json.dumps(r), flush=True)

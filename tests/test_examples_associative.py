@@ -46,3 +46,16 @@ def test_quick_run_writes_the_rows_it_printed_to_the_results_file(quick_rows):
     rows, png = quick_rows
     saved = [json.loads(line) for line in (png.parent / "associative_retrieval_results.jsonl").open()]
     assert saved == rows
+
+
+def test_stop_at_ends_a_model_at_the_first_evaluation_that_reaches_the_target(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tqdm")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    # every validation error is <= 100%: each model stops at its first evaluation, step 20 of the quick run's 40
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "associative_retrieval.py"), "--quick", "--json",
+                           "--models", "irnn", "--stop-at", "1.0", "--png", str(tmp_path / "c.png")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (row,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert row["steps"] == 20 and row["curve"][-1][0] == 20 and row["test_error"] is not None

@@ -135,3 +135,36 @@ def test_neumann_hypergradient_with_K_equal_to_the_steps_minus_one_is_tbptt_at_t
     _, g_bptt = hyperopt.bptt_hypergradient(task, theta, 1)
     _, g_neumann = hyperopt.neumann_hypergradient(task, theta, 1, 0)
     np.testing.assert_allclose(g_neumann, g_bptt, rtol=1e-13)
+
+
+def test_hopfield_from_runs_gives_the_summary_the_run_printed(tmp_path):
+    for name in ("matplotlib", "tqdm", "sklearn"):
+        pytest.importorskip(name)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, str(ROOT / "examples" / "hopfield_rbp.py"), "--quick", "--json",
+               "--methods", "TBPTT", "Neumann-RBP", "--dtype", "float32", "--runs-out", "runs.jsonl"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["method"], r["K"]) for r in printed] == [(m, K) for m in ("TBPTT", "Neumann-RBP") for K in (2, 4)]
+    assert all(r["config"]["dtype"] == "float32" for r in printed)
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").open()]
+    assert len(runs) == 2 * 2 * 2                       # methods x truncations x seeds, one line each
+    again = subprocess.run([sys.executable, str(ROOT / "examples" / "hopfield_rbp.py"), "--quick", "--json",
+                            "--methods", "TBPTT", "Neumann-RBP", "--from-runs", "runs.jsonl", "--out", "again.jsonl"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    summary = [json.loads(line) for line in again.stdout.splitlines()]
+    keys = ("method", "K", "seeds", "success_rate", "ratios", "capped_fraction", "config")
+    assert [{k: r[k] for k in keys} for r in summary] == [{k: r[k] for k in keys} for r in printed]
+
+
+def test_hopfield_from_runs_of_a_missing_file_is_an_error_naming_it(tmp_path, capsys):
+    for name in ("tqdm", "sklearn"):
+        pytest.importorskip(name)
+    spec = importlib.util.spec_from_file_location("hopfield_rbp", ROOT / "examples" / "hopfield_rbp.py")
+    hopfield = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hopfield)
+    missing = str(tmp_path / "none.jsonl")
+    assert hopfield.main(["--from-runs", missing, "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert missing in capsys.readouterr().err and not (tmp_path / "o.jsonl").exists()

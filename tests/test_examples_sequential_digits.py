@@ -25,3 +25,57 @@ def test_sequential_digits_quick_json_reports_every_method(tmp_path):
         assert r["T"] == 8 and len(r["curve_mean"]) == r["epochs"]
         assert all(0.0 <= a <= 1.0 for a in r["final_accuracy"])
     assert png_size(png)[0] <= MAX_WIDTH
+
+
+def _load():
+    for module in ("tqdm", "joblib", "sklearn"):
+        pytest.importorskip(module)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sequential_digits", ROOT / "examples" / "sequential_digits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# 8-step rows, 32 training sequences in minibatches of 16: one BPTT epoch is 2 minibatches x 8 VJPs = 16.
+SMALL = {"seed": 0, "epochs": 1, "batch": 16, "rows": True, "train": 32, "mnist_dir": None, "fpp_sequences": 2}
+
+
+@pytest.mark.parametrize("method, unit, spent", [
+    ("bptt", 8, [16, 32, 48]),            # a 4th epoch's first minibatch would reach 56 > 50
+    ("tbptt10", 8, [16, 32, 48]),         # k = 10 > T = 8: the whole sequence, as BPTT
+    ("fpp2", 2, [50]),                    # 25 updates of 2 VJPs, within the first epoch's 30
+])
+def test_budget_stops_each_method_before_the_minibatch_or_update_that_would_exceed_it(method, unit, spent):
+    digits = _load()
+    result = digits.run(method, budget=50, **SMALL)
+    assert result["vjps"] == spent
+    assert len(result["test_accuracy"]) == len(spent)        # an accuracy where each epoch or the budget ends
+    assert 0 <= 50 - spent[-1] < unit and result["cpu_seconds"] > 0
+
+
+def test_without_a_budget_every_epoch_is_run_and_counted():
+    digits = _load()
+    result = digits.run("tbptt10", **{**SMALL, "epochs": 3})
+    assert result["vjps"] == [16, 32, 48] and len(result["test_accuracy"]) == 3
+
+
+def test_budget_run_prints_the_matched_compute_table(tmp_path):
+    for module in ("matplotlib", "tqdm", "joblib", "sklearn"):
+        pytest.importorskip(module)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "sequential_digits.py"), "--quick",
+                          "--methods", "bptt", "fpp10", "--budget", "60", "--png", str(tmp_path / "d.png")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "matched compute: every run spends at most 60 cell-step VJPs" in out.stdout
+    rows = [json.loads(line) for line in (tmp_path / "sequential_digits_runs.jsonl").open()]
+    assert {r["method"]: r["vjps"][-1] for r in rows} == {"bptt": 56, "fpp10": 60}
+
+
+def test_vjps_per_minibatch_counts_the_steps_back_propagated_and_refuses_fpp():
+    digits = _load()
+    assert (digits.vjps_per_minibatch("bptt", 64), digits.vjps_per_minibatch("tbptt10", 64),
+            digits.vjps_per_minibatch("tbptt15", 8)) == (64, 10, 8)
+    with pytest.raises(ValueError, match="method: expected 'bptt' or 'tbpttK', got 'fpp10'"):
+        digits.vjps_per_minibatch("fpp10", 64)
