@@ -153,8 +153,11 @@ def _fpp_epoch(cell, theta, head, beta, opt, states, split, order, batch, n, buf
                 k, Tk = buffer.sample(next(uniforms), t)
                 last = Tk == T
                 x_next = buffer.X[k, Tk - 1] if last else buffer.X[k, Tk]
+                # The state loss's target is the stored s_{T+1} (S[k, T + 1]); at the last pixel there is
+                # none, the state loss has weight 0 and S[k, T] only fills the argument.
+                s_next = buffer.S[k, Tk] if last else buffer.S[k, Tk + 1]
                 g = fpp_grad(cell, theta, head, beta, buffer.S[k, Tk - 1], buffer.X[k, Tk - 1], x_next,
-                             buffer.S[k, Tk], buffer.Y[k], w_target if last else zero,
+                             s_next, buffer.Y[k], w_target if last else zero,
                              v=zero if last else w_target, t=Tk - 1)
                 spent += FPP_VJPS
                 states[0] = opt.update(theta, g.dtheta, states[0])

@@ -79,3 +79,37 @@ def test_vjps_per_minibatch_counts_the_steps_back_propagated_and_refuses_fpp():
             digits.vjps_per_minibatch("tbptt15", 8)) == (64, 10, 8)
     with pytest.raises(ValueError, match="method: expected 'bptt' or 'tbpttK', got 'fpp10'"):
         digits.vjps_per_minibatch("fpp10", 64)
+
+
+def test_fpp_state_loss_targets_the_stored_next_state():
+    """With W frozen the stored trajectory is the forward one, so f(f(s_{T-1}, o_T), o_{T+1}) = stored s_{T+1}.
+
+    An off-by-one (the stored s_T as the target) made FPP pull every state back one step and left it
+    near chance on the digits; this holds the transition's indices.
+    """
+    import numpy as np
+    import refnet
+    module = _load()
+
+    class Frozen:                                   # an optimiser that leaves θ and β as they are
+        def update(self, params, grads, state):
+            return state
+
+    split = module._data(0, True, None, 32)
+    T, n_in = split.x_train.shape[0], split.x_train.shape[2]
+    r = refnet.rng(0)
+    cell, head = refnet.LSTM(n_in, 6), refnet.Head(6, 10, refnet.heads.softmax_cross_entropy)
+    theta, beta = cell.init(r), head.init(r)
+    buffer = module._TrajectoryBuffer(2, T, 16, cell.n_state, n_in, split.x_train.dtype)
+    residuals, real = [], module.fpp_grad
+
+    def recording(cell_, theta_, head_, beta_, s_prev, x, x_next, s_next, y, w, *, v, t):
+        if np.any(v):                               # a transition whose state loss counts
+            s_T = cell_.step(theta_, s_prev, x, t)[0]
+            residuals.append(float(np.abs(cell_.step(theta_, s_T, x_next, t + 1)[0] - s_next).max()))
+        return real(cell_, theta_, head_, beta_, s_prev, x, x_next, s_next, y, w, v=v, t=t)
+    module.fpp_grad = recording
+    module._fpp_epoch(cell, theta, head, beta, Frozen(), [None, None], split, np.arange(32), 16, 2, buffer,
+                      module._uniforms(0))
+    assert len(residuals) > 10
+    assert max(residuals) <= 1e-12
