@@ -8,7 +8,6 @@ accept, in float64 and float32.  The GPU twin of these tests is in
 ``tests/test_cupy.py``.  Skipped where no C++ compiler is found.
 """
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ import pytest
 import refnet
 from refnet.kernels import fused_device
 
-if not (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+if fused_device.host_compiler() is None:
     pytest.skip("no C++ compiler: the device kernels cannot be built for the host", allow_module_level=True)
 
 # Float64: the same products summed in another order (T GEMMs vs per-step GEMMs; σ through tanh) —
@@ -160,8 +159,7 @@ def test_a_truncated_library_in_the_cache_is_rebuilt_not_fatal(tmp_path, monkeyp
     import hashlib
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setenv("CXX", os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-                       or shutil.which("clang++"))
+    monkeypatch.setenv("CXX", fused_device.host_compiler())
     source = 'extern "C" int refnet_test_truncated_cache() { return 42; }\n'
     digest = hashlib.sha256((os.environ["CXX"] + "\0" + source).encode()).hexdigest()[:16]
     (tmp_path / f"refnet-fused-device-{digest}.so").write_bytes(b"")   # disk full, killed writer, foreign file

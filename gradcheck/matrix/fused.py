@@ -24,7 +24,6 @@ For every cell with its own ``fused_sequence``/``fused_sequence_vjp``
 """
 import contextlib
 import os
-import shutil
 
 import refnet
 from refnet import kernels
@@ -184,10 +183,6 @@ def _device_equals_per_step(name, emulate):
     return run
 
 
-def _host_compiler():
-    return bool(os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++"))
-
-
 def checks():
     """The family's rows: fused = per-step for every fused cell, kernel = twin for those with kernels.
 
@@ -209,7 +204,7 @@ def checks():
     if backend_name() == "numpy":       # the kernels take NumPy arrays only; elsewhere the twin is the path
         rows += [Check(name, "fused sequence", "fused numba kernel = plain twin", _kernel_equals_twin(name))
                  for name in KERNELS]
-    if backend_name() == "cupy" or (backend_name() == "numpy" and _host_compiler()):
+    if backend_name() == "cupy" or (backend_name() == "numpy" and fused_device.host_compiler() is not None):
         emulate = backend_name() == "numpy"
         relation = ("fused device kernel, host-compiled = per-step path" if emulate
                     else "fused device kernel = per-step path")

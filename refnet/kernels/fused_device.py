@@ -56,8 +56,10 @@ from dataclasses import dataclass
 
 import numpy
 
+from ..backend import xp_of
+
 __all__ = ["ACTIVATIONS", "KernelSpec", "spec", "kernel_names", "HostCompilerError", "host_emulation",
-           "kernels_for", "elman_forward", "elman_backward", "lstm_forward", "lstm_backward", "gru_forward",
+           "host_compiler", "kernels_for", "elman_forward", "elman_backward", "lstm_forward", "lstm_backward", "gru_forward",
            "gru_backward", "fastrnn_forward", "fastrnn_backward", "fastgrnn_forward", "fastgrnn_backward"]
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -308,9 +310,25 @@ def _host_source(specs):
     return "".join(parts)
 
 
+def host_compiler():
+    """The C++ compiler host emulation uses: ``$CXX``, else the first of c++, g++, clang++ on PATH.
+
+    Returns
+    -------
+    str or None
+        The compiler's command, or None if there is none.
+
+    Raises
+    ------
+    None
+        Nothing of its own: it reads the environment and PATH.
+    """
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+
+
 def _compile_host_library(source):
     """Compile ``source`` into a shared library once per source text (cached in the temp directory)."""
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    compiler = host_compiler()
     if not compiler:
         raise HostCompilerError("host emulation of the device kernels needs a C++ compiler (set CXX, or install "
                                 "g++/clang++); none was found")
@@ -482,7 +500,7 @@ def elman_forward(ks, act, XW, W_hh, hs):
     TypeError
         If the arrays do not share one float dtype (the kernel's T).
     """
-    xp = _xp(XW)
+    xp = xp_of(XW)
     k, R = ks.get("elman_forward", act), xp.empty_like(hs[0])
     for t in range(XW.shape[0]):
         k(XW[t], _recurrent(xp, hs[t], W_hh, R), hs[t + 1])
@@ -513,7 +531,7 @@ def elman_backward(ks, act, W_hh, hs, dout, start, dh, dA):
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(dh)
+    xp = xp_of(dh)
     k = ks.get("elman_backward", act)
     for j in range(dA.shape[0] - 1, -1, -1):
         k(dh, dout[j], hs[start + j + 1], dA[j])
@@ -543,7 +561,7 @@ def lstm_forward(ks, XW, W_hh, hs, cs, gates, tanh_c):
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(XW)
+    xp = xp_of(XW)
     H = hs.shape[2]
     k, R = ks.get("lstm_forward"), xp.empty_like(gates[0])
     for t in range(XW.shape[0]):
@@ -575,7 +593,7 @@ def lstm_backward(ks, W_hh, cs, gates, tanh_c, dout, start, dh, dc, dA):
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(dh)
+    xp = xp_of(dh)
     H = dh.shape[1]
     k = ks.get("lstm_backward")
     for j in range(dA.shape[0] - 1, -1, -1):
@@ -606,7 +624,7 @@ def gru_forward(ks, XI, W_hh, b_hh, hs, gates, a_hn):
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(XI)
+    xp = xp_of(XI)
     H = hs.shape[2]
     k, R = ks.get("gru_forward"), xp.empty_like(gates[0])
     for t in range(XI.shape[0]):
@@ -639,7 +657,7 @@ def gru_backward(ks, W_hh, hs, gates, a_hn, dout, start, dh, dA_i, dA_h):
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(dh)
+    xp = xp_of(dh)
     H = dh.shape[1]
     k, carry = ks.get("gru_backward"), xp.empty_like(dh)
     for j in range(dA_i.shape[0] - 1, -1, -1):
@@ -675,7 +693,7 @@ def fastrnn_forward(ks, act, XW, U, alpha, beta, hs, h_tilde):
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(XW)
+    xp = xp_of(XW)
     k, R = ks.get("fastrnn_forward", act), xp.empty_like(hs[0])
     for t in range(XW.shape[0]):
         k(XW[t], _recurrent(xp, hs[t], U, R), hs[t], alpha, beta, h_tilde[t], hs[t + 1])
@@ -706,7 +724,7 @@ def fastrnn_backward(ks, act, U, h_tilde, dout, start, alpha, beta, dh, dS, dA):
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(dh)
+    xp = xp_of(dh)
     k, carry = ks.get("fastrnn_backward", act), xp.empty_like(dh)
     for j in range(dA.shape[0] - 1, -1, -1):
         k(dh, dout[j], h_tilde[start + j], alpha, beta, dS[j], dA[j], carry)
@@ -745,7 +763,7 @@ def fastgrnn_forward(ks, gate, update, XW, U, b_z, b_h, zeta, nu, hs, z, h_tilde
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(XW)
+    xp = xp_of(XW)
     k, R = ks.get("fastgrnn_forward", gate, update), xp.empty_like(hs[0])
     for t in range(XW.shape[0]):
         k(XW[t], _recurrent(xp, hs[t], U, R), b_z, b_h, hs[t], zeta, nu, z[t], h_tilde[t], hs[t + 1])
@@ -783,7 +801,7 @@ def fastgrnn_backward(ks, gate, update, U, hs, z, h_tilde, dout, start, zeta, nu
     TypeError
         If the arrays do not share one float dtype.
     """
-    xp = _xp(dh)
+    xp = xp_of(dh)
     k, carry = ks.get("fastgrnn_backward", gate, update), xp.empty_like(dh)
     for j in range(dA.shape[0] - 1, -1, -1):
         t = start + j
@@ -796,11 +814,3 @@ def _blocks(a, count, H):
     """The ``count`` column blocks of width H of a (B, count·H) array, as views."""
     return [a[:, k * H:(k + 1) * H] for k in range(count)]
 
-
-def _xp(a):
-    """The array module of ``a`` (NumPy or CuPy; the kernels layer does not import the backend's wall)."""
-    module = type(a).__module__.split(".")[0]
-    if module == "cupy":
-        import cupy
-        return cupy
-    return numpy
